@@ -1,0 +1,26 @@
+# Everything a fresh machine needs is Python 3.11+, make and git.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.install-stamp
+
+.PHONY: install demo test serve clean
+
+install: $(STAMP)
+
+# Reinstall only when the dependency declarations change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $(STAMP)
+
+demo: install
+	FLASK_DEMO_MODE=true $(BIN)/python seed.py
+	FLASK_DEMO_MODE=true $(BIN)/flask --app invoiceapp run --host 127.0.0.1 --port 5000
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache

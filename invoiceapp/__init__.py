@@ -1,0 +1,77 @@
+"""InvoiceApp: a small invoices SaaS that keeps authentication and authorization apart.
+
+Where things are decided (see also invoiceapp/gates.py):
+- 401: invoiceapp/authn/gate.py        (no valid session)
+- 404: invoiceapp/authz/scope.py       (not in your organizations, or missing)
+- 403: invoiceapp/authz/enforce.py     (policy table in invoiceapp/authz/policy.py)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        instance_path=str(ROOT / "instance"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+    )
+    from .config import load_config
+
+    load_config(app, config)
+    register_database(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_template_helpers(app)
+    return app
+
+
+def register_database(app: Flask) -> None:
+    from .db import init_db
+
+    init_db(app)
+
+
+def register_extensions(app: Flask) -> None:
+    from .authn.gate import init_authentication
+    from .authn.sessions import init_sessions
+    from .extensions import csrf, limiter
+    from .gates import register_gates
+
+    init_authentication(app)
+    init_sessions(app)
+    csrf.init_app(app)
+    register_gates(app)  # authentication, then CSRF: before any view runs
+    limiter.init_app(app)
+
+
+def register_blueprints(app: Flask) -> None:
+    from .authn.views import bp as authn_bp
+    from .views.invoices import bp as invoices_bp
+    from .views.orgs import bp as orgs_bp
+    from .views.pages import bp as pages_bp
+
+    app.register_blueprint(pages_bp)
+    app.register_blueprint(authn_bp)
+    app.register_blueprint(invoices_bp)
+    app.register_blueprint(orgs_bp)
+
+
+def register_error_handlers(app: Flask) -> None:
+    from .errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from .templating import init_templating
+
+    init_templating(app)

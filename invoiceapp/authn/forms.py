@@ -1,0 +1,43 @@
+"""Forms for proving identity. The email is only a claim until the password verifies."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from .passwords import MAX_PASSWORD_LENGTH
+
+
+def normalise_email(value: str | None) -> str:
+    """One spelling per address, so the unique constraint is case-insensitive."""
+    return (value or "").strip().lower()
+
+
+class SignInForm(FlaskForm):
+    email = StringField(
+        "Email",
+        filters=[normalise_email],
+        validators=[DataRequired("Enter your email address."), Length(max=320)],
+        render_kw={"autocomplete": "username", "type": "email", "autofocus": True},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    remember = BooleanField("Keep me signed in on this device")
+    next = HiddenField()
+
+
+class ReauthenticateForm(FlaskForm):
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)],
+        render_kw={"autocomplete": "current-password", "autofocus": True},
+    )
+    next = HiddenField()
+
+
+class EmptyForm(FlaskForm):
+    """Only a CSRF token: for one-button posts such as sign-out and delete."""

@@ -1,0 +1,81 @@
+"""The authentication gate: is there a valid session? (401 is decided here.)
+
+Runs as the first before_request hook (see invoiceapp.gates), so an anonymous
+request is turned away before CSRF validation and before any view code runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import urlencode
+
+import flask_login
+from flask import Flask, current_app, redirect, request
+from werkzeug.exceptions import Unauthorized
+from werkzeug.wrappers import Response
+
+from ..db import get_db
+from ..extensions import login_manager
+from ..models import User
+from .sessions import load_session_from_cookie
+
+F = TypeVar("F", bound=Callable[..., object])
+
+# RFC 9110 requires WWW-Authenticate on a 401. A non-Basic scheme keeps browsers
+# from popping up their own password dialog.
+WWW_AUTHENTICATE = 'Session realm="InvoiceApp", sign-in="/sign-in"'
+
+
+class SignInRequired(Unauthorized):
+    """401: no proven identity. A sign-in would fix it."""
+
+    description = "You need to sign in to do that."
+
+
+def login_required(view: F) -> F:
+    """Mark a view as needing a principal. The gate checks the mark before CSRF runs;
+    Flask-Login's own check stays on as a second line if the gate were ever bypassed."""
+    wrapped = flask_login.login_required(view)
+    wrapped.requires_principal = True  # type: ignore[attr-defined]
+    return wrapped  # type: ignore[return-value]
+
+
+def is_page_visit() -> bool:
+    """A browser navigating to a page, as opposed to a form post or an API call."""
+    return request.method in ("GET", "HEAD") and not request.path.startswith("/api/")
+
+
+def _sign_in_url_for_this_page() -> str:
+    target = request.full_path if request.query_string else request.path
+    return "/sign-in?" + urlencode({"next": target})
+
+
+@login_manager.unauthorized_handler
+def unauthenticated() -> Response:
+    """The one place an anonymous request to a protected route is answered."""
+    if is_page_visit():
+        return redirect(_sign_in_url_for_this_page(), code=302)
+    raise SignInRequired()
+
+
+@login_manager.request_loader
+def load_user_from_session_cookie(_request: object) -> User | None:
+    auth_session = load_session_from_cookie()
+    if auth_session is None:
+        return None
+    return get_db().get(User, auth_session.user_id)
+
+
+def authentication_gate() -> Response | None:
+    view = current_app.view_functions.get(request.endpoint or "")
+    if getattr(view, "requires_principal", False) and not flask_login.current_user.is_authenticated:
+        return login_manager.unauthorized()
+    return None
+
+
+def init_authentication(app: Flask) -> None:
+    login_manager.init_app(app)
+    # Sessions are ours (server-side); Flask-Login neither stores ids in the cookie
+    # session nor sets its remember-me cookie.
+    login_manager.session_protection = None

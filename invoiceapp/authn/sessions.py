@@ -1,0 +1,154 @@
+"""Server-side sessions: the proof of identity, carried from one request to the next.
+
+The browser holds a random token in an HttpOnly cookie; the database holds only
+the token's SHA-256, so a leaked table cannot be replayed as cookies. Deleting
+the row signs the browser out at once, wherever the cookie has been copied to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import datetime, timedelta
+
+from flask import Flask, Response, current_app, g, request
+from sqlalchemy import delete, select
+
+from ..db import get_db, utcnow
+from ..models import User, UserSession
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def start_session(user: User, *, remember: bool) -> UserSession:
+    """Sign ``user`` in with a brand-new token (a fresh id at every sign-in: no fixation).
+
+    Whatever session the browser had before is deleted, and the caller commits.
+    """
+    db = get_db()
+    previous = current_session()
+    if previous is not None:
+        db.delete(previous)
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    auth_session = UserSession(
+        public_id=secrets.token_hex(8),
+        token_hash=_token_hash(token),
+        user_id=user.id,
+        remember=remember,
+        created_at=now,
+        last_seen_at=now,
+        authenticated_at=now,
+        ip_address=request.remote_addr,
+        user_agent=(request.user_agent.string or "")[:300] or None,
+    )
+    db.add(auth_session)
+    g.auth_session = auth_session
+    g.auth_cookie = ("set", token, remember)
+    return auth_session
+
+
+def end_session() -> None:
+    """Sign the current browser out: the row goes, so the cookie is worthless everywhere."""
+    auth_session = current_session()
+    if auth_session is not None:
+        get_db().delete(auth_session)
+    g.auth_session = None
+    g.auth_cookie = ("clear", "", False)
+
+
+def revoke_all_sessions(user_id: int, *, keep: UserSession | None = None) -> int:
+    """Sign a user out everywhere (password change or reset); returns how many went."""
+    statement = delete(UserSession).where(UserSession.user_id == user_id)
+    if keep is not None:
+        statement = statement.where(UserSession.id != keep.id)
+    result = get_db().execute(statement)
+    return result.rowcount or 0
+
+
+def mark_reauthenticated() -> None:
+    """The user just typed their password again: the session is elevated from now."""
+    auth_session = current_session()
+    if auth_session is not None:
+        auth_session.authenticated_at = utcnow()
+
+
+def current_session() -> UserSession | None:
+    return g.get("auth_session")
+
+
+def is_fresh(auth_session: UserSession | None, now: datetime | None = None) -> bool:
+    """Elevated: a password was entered in this session within FRESH_AGE_SECONDS."""
+    if auth_session is None:
+        return False
+    age = (now or utcnow()) - auth_session.authenticated_at
+    return age <= timedelta(seconds=current_app.config["FRESH_AGE_SECONDS"])
+
+
+def _lifetimes(auth_session: UserSession) -> tuple[timedelta, timedelta]:
+    config = current_app.config
+    if auth_session.remember:
+        idle, absolute = config["REMEMBER_IDLE_SECONDS"], config["REMEMBER_ABSOLUTE_SECONDS"]
+    else:
+        idle, absolute = config["SESSION_IDLE_SECONDS"], config["SESSION_ABSOLUTE_SECONDS"]
+    return timedelta(seconds=idle), timedelta(seconds=absolute)
+
+
+def load_session_from_cookie() -> UserSession | None:
+    """Look the cookie's token up. Expired or unknown tokens count as no session at all."""
+    token = request.cookies.get(current_app.config["AUTH_COOKIE_NAME"])
+    g.auth_session = None
+    if not token or len(token) > 128:
+        return None
+    db = get_db()
+    auth_session = db.scalar(
+        select(UserSession).where(UserSession.token_hash == _token_hash(token))
+    )
+    if auth_session is None:
+        g.auth_cookie = ("clear", "", False)
+        return None
+    now = utcnow()
+    idle, absolute = _lifetimes(auth_session)
+    if now - auth_session.last_seen_at > idle or now - auth_session.created_at > absolute:
+        db.delete(auth_session)
+        db.commit()
+        g.auth_cookie = ("clear", "", False)
+        return None
+    touch_every = timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"])
+    if now - auth_session.last_seen_at > touch_every:
+        auth_session.last_seen_at = now
+        db.commit()
+    g.auth_session = auth_session
+    return auth_session
+
+
+def _write_auth_cookie(response: Response) -> Response:
+    action = g.get("auth_cookie")
+    if action is None:
+        return response
+    config = current_app.config
+    kind, token, remember = action
+    if kind == "clear":
+        response.delete_cookie(
+            config["AUTH_COOKIE_NAME"],
+            secure=config["AUTH_COOKIE_SECURE"],
+            httponly=True,
+            samesite="Lax",
+        )
+    else:
+        response.set_cookie(
+            config["AUTH_COOKIE_NAME"],
+            token,
+            # Without "remember me" the cookie dies with the browser.
+            max_age=config["REMEMBER_ABSOLUTE_SECONDS"] if remember else None,
+            secure=config["AUTH_COOKIE_SECURE"],
+            httponly=True,
+            samesite="Lax",
+        )
+    return response
+
+
+def init_sessions(app: Flask) -> None:
+    app.after_request(_write_auth_cookie)

@@ -1,0 +1,54 @@
+"""authorize(): the policy call at the action boundary. Where the 403 is decided.
+
+Hiding a button is courtesy; this call is the security boundary. Every view that
+reads or changes a resource calls it, whatever the template showed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request
+from werkzeug.exceptions import Forbidden, HTTPException
+
+from ..authn.sessions import is_fresh
+from ..principal import current_principal
+from .policy import Decision, can
+
+
+class PermissionDenied(Forbidden):
+    """403: the principal is known, and the answer is no. Signing in again won't help."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(description=decision.reason)
+        self.decision = decision
+
+
+class ReauthenticationRequired(HTTPException):
+    """The policy allows the action, but only with a password entered in the last minutes.
+
+    An authorization rule asking for fresh authentication: the two hand off here.
+    """
+
+    code = 401
+    description = "Enter your password again to continue."
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__()
+        self.next_path = next_path
+
+
+def authorize(action: str, resource: object, **context: Any) -> Decision:
+    decision = can(current_principal(), action, resource, **context)
+    if not decision.allowed:
+        raise PermissionDenied(decision)
+    if decision.requires_elevation:
+        principal = current_principal()
+        if principal is None or not is_fresh(principal.session):
+            raise ReauthenticationRequired(request.path)
+    return decision
+
+
+def can_in_template(action: str, resource: object, **context: Any) -> Decision:
+    """The same can(), for templates: decides which buttons to show (UX only)."""
+    return can(current_principal(), action, resource, **context)

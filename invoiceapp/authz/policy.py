@@ -1,0 +1,147 @@
+"""The policy table (CONTRACT section 7) and the one function that reads it.
+
+Views call it through authorize() before acting; templates call the same can()
+to decide which buttons to show. The plan is one input, never the whole answer:
+every rule starts from the principal's role in the resource's organization.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models import Invoice, InvoiceStatus, Membership, Organization, Plan, Role, User
+from ..principal import Principal
+
+
+class Rule(str, enum.Enum):
+    YES = "yes"
+    NO = "no"
+    OWN_DRAFTS = "own drafts only"
+    PRO_PLAN = "plan pro only"
+    NOT_AS_OWNER = "yes, never as owner"
+    MEMBERS_ONLY = "members only"
+    ELEVATED = "yes, elevated"
+    SELF_ELEVATED = "self, elevated"
+
+
+OWNER, ADMIN, MEMBER = Role.OWNER.value, Role.ADMIN.value, Role.MEMBER.value
+R = Rule
+
+POLICY: dict[str, dict[str, Rule]] = {
+    #  action                      owner            admin            member
+    "invoice.read":             {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.YES},
+    "invoice.create":           {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.YES},
+    "invoice.update":           {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.OWN_DRAFTS},
+    "invoice.delete":           {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    "invoice.export":           {OWNER: R.PRO_PLAN, ADMIN: R.PRO_PLAN, MEMBER: R.PRO_PLAN},
+    "member.invite":            {OWNER: R.YES,      ADMIN: R.NOT_AS_OWNER, MEMBER: R.NO},
+    "member.remove":            {OWNER: R.YES,      ADMIN: R.MEMBERS_ONLY, MEMBER: R.NO},
+    "member.change_role":       {OWNER: R.YES,      ADMIN: R.MEMBERS_ONLY, MEMBER: R.NO},
+    "org.billing.read":         {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    "org.billing.update":       {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
+    "org.transfer_ownership":   {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
+    "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    "account.password.change":  {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED, MEMBER: R.SELF_ELEVATED},
+}  # fmt: skip
+
+ACTIONS = tuple(POLICY)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An answer with its reason, so a 403 can say what was missing."""
+
+    allowed: bool
+    action: str
+    reason: str
+    role: str | None = None
+    # What would have been needed, in words ("the owner or admin role").
+    missing: str | None = None
+    requires_elevation: bool = False
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+def roles_granted(action: str) -> list[str]:
+    """Roles for which the table says anything but a plain no."""
+    return [role for role, rule in POLICY[action].items() if rule is not Rule.NO]
+
+
+def _organization_of(resource: object) -> Organization | int | None:
+    if isinstance(resource, Organization):
+        return resource
+    if isinstance(resource, Invoice):
+        return resource.organization_id
+    if isinstance(resource, Membership):
+        return resource.organization_id
+    return None
+
+
+def can(principal: Principal | None, action: str, resource: object, **context: Any) -> Decision:
+    """May ``principal`` do ``action`` to ``resource``? Evaluated fresh on every call."""
+    if action not in POLICY:
+        raise KeyError(f"unknown action {action!r}; the policy table is in {__name__}")
+    if principal is None:
+        return Decision(False, action, "nobody is signed in", missing="a signed-in user")
+
+    if action == "account.password.change":
+        return _self_service(principal, action, resource)
+
+    organization = _organization_of(resource)
+    organization_id = organization.id if isinstance(organization, Organization) else organization
+    role = principal.role_in(organization_id) if organization_id is not None else None
+    needed = " or ".join(roles_granted(action))
+    if role is None:
+        return Decision(
+            False, action, "you are not a member of this organization", missing=f"the {needed} role"
+        )
+
+    rule = POLICY[action][role]
+    deny = Decision(False, action, f"the {role} role does not include {action}", role=role,
+                    missing=f"the {needed} role")  # fmt: skip
+
+    if rule is Rule.YES:
+        return Decision(True, action, f"the {role} role includes {action}", role=role)
+    if rule is Rule.ELEVATED:
+        return Decision(True, action, f"the {role} role includes {action} after a fresh "
+                        "password check", role=role, requires_elevation=True)  # fmt: skip
+    if rule is Rule.NO:
+        return deny
+    if rule is Rule.OWN_DRAFTS:
+        assert isinstance(resource, Invoice)
+        if resource.created_by_id != principal.user.id:
+            return Decision(False, action, f"a {role} may only edit invoices they created",
+                            role=role, missing="authorship of this draft, or the owner or admin role")  # fmt: skip
+        if resource.status != InvoiceStatus.DRAFT.value:
+            return Decision(False, action, f"a {role} may only edit drafts; this invoice is "
+                            f"{resource.status}", role=role, missing="the owner or admin role")  # fmt: skip
+        return Decision(True, action, "members may edit their own drafts", role=role)
+    if rule is Rule.PRO_PLAN:
+        plan = resource.plan if isinstance(resource, Organization) else None
+        if plan != Plan.PRO.value:
+            return Decision(False, action, f"{action} is part of the pro plan", role=role,
+                            missing="the pro plan")  # fmt: skip
+        return Decision(True, action, f"the pro plan includes {action} for a {role}", role=role)
+    if rule is Rule.NOT_AS_OWNER:
+        if context.get("role") == OWNER:
+            return Decision(False, action, f"an {role} may not make someone an owner",
+                            role=role, missing="the owner role")  # fmt: skip
+        return Decision(True, action, f"an {role} may invite members and admins", role=role)
+    if rule is Rule.MEMBERS_ONLY:
+        assert isinstance(resource, Membership)
+        if resource.role != MEMBER or context.get("role") == OWNER:
+            return Decision(False, action, f"an {role} may only manage plain members",
+                            role=role, missing="the owner role")  # fmt: skip
+        return Decision(True, action, f"an {role} may manage members", role=role)
+    raise AssertionError(f"rule {rule} has no evaluation")  # pragma: no cover
+
+
+def _self_service(principal: Principal, action: str, resource: object) -> Decision:
+    if isinstance(resource, User) and resource.id == principal.user.id:
+        return Decision(True, action, "people may change their own password after a fresh "
+                        "password check", requires_elevation=True)  # fmt: skip
+    return Decision(False, action, "only the account holder may do this", missing="being this user")

@@ -1,0 +1,79 @@
+"""Lookups scoped to the principal's organizations: where the 404 is decided.
+
+The organization filter is part of the query itself, so another organization's
+invoice and an id that never existed take the same path and get the same 404.
+Answering 403 would confirm that the invoice exists, which leaks across tenants.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import abort
+from sqlalchemy import Select, select
+
+from ..db import get_db
+from ..models import Invoice, Membership, Organization, UserSession
+from ..principal import Principal, require_principal
+
+PUBLIC_ID = re.compile(r"inv_[A-Za-z0-9]{1,32}")
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+def visible_invoices(principal: Principal) -> Select[tuple[Invoice]]:
+    """Invoices in any of the principal's organizations that are not deleted."""
+    return (
+        select(Invoice)
+        .join(Membership, Membership.organization_id == Invoice.organization_id)
+        .where(Membership.user_id == principal.user.id, Invoice.deleted_at.is_(None))
+    )
+
+
+def invoice_in_my_orgs_or_404(public_id: str) -> Invoice:
+    if not PUBLIC_ID.fullmatch(public_id):
+        abort(404)
+    invoice = get_db().scalar(
+        visible_invoices(require_principal()).where(Invoice.public_id == public_id)
+    )
+    if invoice is None:
+        abort(404)
+    return invoice
+
+
+def organization_in_my_orgs_or_404(slug: str) -> Organization:
+    if not SLUG.fullmatch(slug):
+        abort(404)
+    organization = get_db().scalar(
+        select(Organization)
+        .join(Membership, Membership.organization_id == Organization.id)
+        .where(Membership.user_id == require_principal().user.id, Organization.slug == slug)
+    )
+    if organization is None:
+        abort(404)
+    return organization
+
+
+def my_organizations(principal: Principal) -> list[Organization]:
+    return list(
+        get_db().scalars(
+            select(Organization)
+            .join(Membership, Membership.organization_id == Organization.id)
+            .where(Membership.user_id == principal.user.id)
+            .order_by(Membership.id)
+        )
+    )
+
+
+def active_organization(principal: Principal) -> Organization | None:
+    """The organization /invoices lists and new invoices go to.
+
+    Kept on the server-side session; falls back to the first membership when unset
+    or when the user has since left the organization it pointed at.
+    """
+    session: UserSession | None = principal.session
+    chosen = session.active_organization_id if session is not None else None
+    if chosen is not None and principal.role_in(chosen) is not None:
+        return get_db().get(Organization, chosen)
+    if not principal.roles:
+        return None
+    return get_db().get(Organization, principal.organization_ids[0])

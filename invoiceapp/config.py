@@ -1,0 +1,86 @@
+"""Configuration defaults; every key can be overridden by a ``FLASK_<KEY>`` variable."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+
+class Defaults:
+    """Documented defaults (README, "Configuration"). Times are in seconds."""
+
+    DEMO_MODE = False
+
+    # Elevated session: how long after a password entry sensitive actions are allowed.
+    FRESH_AGE_SECONDS = 600
+
+    # Server-side session lifetimes (OWASP session management: idle and absolute).
+    SESSION_IDLE_SECONDS = 2 * 60 * 60
+    SESSION_ABSOLUTE_SECONDS = 12 * 60 * 60
+    REMEMBER_IDLE_SECONDS = 14 * 24 * 60 * 60
+    REMEMBER_ABSOLUTE_SECONDS = 30 * 24 * 60 * 60
+    # last_seen_at is written at most this often, so reads do not turn into writes.
+    SESSION_TOUCH_SECONDS = 60
+    AUTH_COOKIE_NAME = "invoiceapp_sid"
+
+    # Flask's own signed cookie only carries the CSRF token and flash messages.
+    SESSION_COOKIE_NAME = "invoiceapp_flash"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+
+    # argon2-cffi profile name (argon2.profiles); RFC 9106 low-memory is the library's default.
+    PASSWORD_HASH_PROFILE = "RFC_9106_LOW_MEMORY"
+
+    # Flask-WTF: the CSRF check is run by invoiceapp.gates, after the authentication gate.
+    WTF_CSRF_CHECK_DEFAULT = False
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session that holds it
+
+    MAX_CONTENT_LENGTH = 256 * 1024
+    INVOICES_PER_PAGE = 25
+
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_ENABLED = True
+    RATELIMIT_HEADERS_ENABLED = True
+    SIGN_IN_RATE_LIMIT = "10 per minute"
+
+
+def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
+    """Defaults, then ``FLASK_*`` environment variables, then explicit overrides (tests)."""
+    app.config.from_object(Defaults)
+    app.config["MAIL_OUTBOX_DIR"] = str(Path(app.instance_path) / "outbox")
+    app.config.from_prefixed_env()
+    if overrides:
+        app.config.update(overrides)
+
+    app.config.setdefault(
+        "DATABASE_URL", f"sqlite:///{Path(app.instance_path) / 'invoiceapp.sqlite3'}"
+    )
+    # "Development" is the debugger, the demo or the tests; anything else is a deployment.
+    development = bool(app.debug or app.config["DEMO_MODE"] or app.testing)
+    app.config["DEVELOPMENT"] = development
+    # Cookies travel only over HTTPS outside development.
+    app.config.setdefault("SESSION_COOKIE_SECURE", not development)
+    app.config.setdefault("AUTH_COOKIE_SECURE", not development)
+    if not app.config.get("SECRET_KEY"):
+        if not development:
+            raise RuntimeError(
+                "SECRET_KEY is not set. Set FLASK_SECRET_KEY to a long random value "
+                "(python -c 'import secrets; print(secrets.token_hex(32))'), "
+                "or run with FLASK_DEBUG=1 / FLASK_DEMO_MODE=true for a generated development key."
+            )
+        app.config["SECRET_KEY"] = _development_secret_key(Path(app.instance_path))
+
+
+def _development_secret_key(instance: Path) -> str:
+    """Generate the key once and keep it, so restarts do not sign everybody out."""
+    instance.mkdir(parents=True, exist_ok=True)
+    key_file = instance / "secret_key"
+    if not key_file.exists():
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32))
+    return key_file.read_text().strip()

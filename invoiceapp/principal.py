@@ -1,0 +1,54 @@
+"""The principal: who authentication proved this request is from, plus their roles."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import flask_login
+from flask import g
+from sqlalchemy import select
+
+from .authn.sessions import current_session
+from .db import get_db
+from .models import Membership, User, UserSession
+
+
+@dataclass(frozen=True)
+class Principal:
+    user: User
+    session: UserSession | None
+    # organization id -> role. Roles belong to a membership, never to the user.
+    roles: Mapping[int, str]
+
+    def role_in(self, organization_id: int) -> str | None:
+        return self.roles.get(organization_id)
+
+    @property
+    def organization_ids(self) -> list[int]:
+        return list(self.roles)
+
+
+def current_principal() -> Principal | None:
+    """None for an anonymous request. Built once per request."""
+    if "principal" in g:
+        return g.principal
+    principal = None
+    user = flask_login.current_user
+    if user.is_authenticated:
+        rows = get_db().execute(
+            select(Membership.organization_id, Membership.role)
+            .where(Membership.user_id == user.id)
+            .order_by(Membership.id)
+        )
+        principal = Principal(user=user, session=current_session(), roles=dict(rows.tuples()))
+    g.principal = principal
+    return principal
+
+
+def require_principal() -> Principal:
+    """For code behind @login_required, where anonymous is already impossible."""
+    principal = current_principal()
+    if principal is None:  # pragma: no cover - the gate makes this unreachable
+        raise RuntimeError("require_principal() outside a @login_required view")
+    return principal

@@ -1,0 +1,1 @@
+"""Page blueprints: landing and dashboard, invoices, organizations."""

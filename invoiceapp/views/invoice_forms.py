@@ -1,0 +1,64 @@
+"""The invoice form: every rule the schema enforces is also explained beside its field."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Any
+
+from flask_wtf import FlaskForm
+from wtforms import DateField, SelectField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+
+from ..models import CURRENCIES, InvoiceStatus
+from ..money import AmountError, parse_amount
+
+STATUSES = [status.value for status in InvoiceStatus]
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _no_control_characters(_form: Any, field: Any) -> None:
+    # Any script, emoji or combining mark is fine; invisible control codes
+    # (and NUL, which PostgreSQL refuses) are not.
+    if field.data and any(unicodedata.category(char) == "Cc" for char in field.data):
+        raise ValidationError("Remove the control characters from this field.")
+
+
+class InvoiceForm(FlaskForm):
+    customer = StringField(
+        "Customer",
+        filters=[_strip],
+        validators=[
+            DataRequired("Enter the customer's name."),
+            Length(max=200, message="Keep the customer's name to 200 characters or fewer."),
+            _no_control_characters,
+        ],
+    )
+    amount = StringField(
+        "Amount",
+        filters=[_strip],
+        validators=[InputRequired("Enter an amount."), Length(max=32)],
+        render_kw={"inputmode": "decimal", "placeholder": "1250.00"},
+    )
+    currency = SelectField(
+        "Currency",
+        choices=[(code, code) for code in CURRENCIES],
+        validate_choice=True,
+    )
+    status = SelectField("Status", choices=[(s, s.capitalize()) for s in STATUSES])
+    issue_date = DateField("Issue date", validators=[InputRequired("Enter the issue date.")])
+    due_date = DateField("Due date", validators=[InputRequired("Enter the due date.")])
+
+    amount_minor: int | None = None
+
+    def validate_amount(self, field: Any) -> None:
+        try:
+            self.amount_minor = parse_amount(field.data or "")
+        except AmountError as error:
+            raise ValidationError(str(error)) from None
+
+    def validate_due_date(self, field: Any) -> None:
+        if self.issue_date.data and field.data and field.data < self.issue_date.data:
+            raise ValidationError("The due date cannot be before the issue date.")

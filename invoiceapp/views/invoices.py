@@ -1,0 +1,222 @@
+"""Invoice pages. Each action runs the same three steps, in the lesson's order:
+
+    invoice = invoice_in_my_orgs_or_404(invoice_id)   # scope: 404, never 403
+    authorize("invoice.delete", invoice)              # policy: 403
+    ...the work...
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from datetime import date, timedelta
+
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from ..authn.forms import EmptyForm
+from ..authn.gate import login_required
+from ..authz.enforce import authorize
+from ..authz.scope import active_organization, invoice_in_my_orgs_or_404
+from ..db import get_db
+from ..invoicing import new_public_id, next_invoice_number, soft_delete
+from ..models import Invoice, Organization
+from ..money import minor_to_text
+from ..principal import require_principal
+from .invoice_forms import STATUSES, InvoiceForm
+
+bp = Blueprint("invoices", __name__, url_prefix="/invoices")
+
+
+def _active_organization_or_redirect() -> Organization | None:
+    organization = active_organization(require_principal())
+    if organization is None:
+        flash("You are not a member of any organization yet.", "info")
+    return organization
+
+
+def _page_number() -> int:
+    raw = request.args.get("page", "1")
+    return int(raw) if raw.isdigit() and 0 < len(raw) < 7 and int(raw) > 0 else 1
+
+
+@bp.get("")
+@login_required
+def index() -> ResponseReturnValue:
+    organization = _active_organization_or_redirect()
+    if organization is None:
+        return redirect("/dashboard", code=303)
+    authorize("invoice.read", organization)
+
+    status = request.args.get("status", "")
+    if status not in STATUSES:
+        status = ""
+    query = select(Invoice).where(
+        Invoice.organization_id == organization.id, Invoice.deleted_at.is_(None)
+    )
+    if status:
+        query = query.where(Invoice.status == status)
+    db = get_db()
+    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    per_page = current_app.config["INVOICES_PER_PAGE"]
+    pages = max(1, math.ceil(total / per_page))
+    page = min(_page_number(), pages)
+    invoices = db.scalars(
+        query.order_by(Invoice.created_at.desc(), Invoice.id.desc())
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    ).all()
+    return render_template(
+        "invoices/index.html",
+        organization=organization,
+        invoices=invoices,
+        status=status,
+        statuses=STATUSES,
+        page=page,
+        pages=pages,
+        total=total,
+    )
+
+
+@bp.get("/new")
+@login_required
+def new() -> ResponseReturnValue:
+    organization = _active_organization_or_redirect()
+    if organization is None:
+        return redirect("/dashboard", code=303)
+    authorize("invoice.create", organization)
+    today = date.today()
+    form = InvoiceForm(
+        formdata=None, issue_date=today, due_date=today + timedelta(days=30), currency="EUR"
+    )
+    return render_template("invoices/form.html", form=form, organization=organization)
+
+
+@bp.post("/new")
+@login_required
+def create() -> ResponseReturnValue:
+    organization = _active_organization_or_redirect()
+    if organization is None:
+        return redirect("/dashboard", code=303)
+    authorize("invoice.create", organization)
+    form = InvoiceForm()
+    if not form.validate_on_submit():
+        return render_template("invoices/form.html", form=form, organization=organization), 422
+
+    db = get_db()
+    for _attempt in range(3):
+        invoice = Invoice(
+            public_id=new_public_id(),
+            organization_id=organization.id,
+            number=next_invoice_number(db, organization.id),
+            customer=form.customer.data,
+            amount_minor=form.amount_minor,
+            currency=form.currency.data,
+            status=form.status.data,
+            issue_date=form.issue_date.data,
+            due_date=form.due_date.data,
+            created_by_id=require_principal().user.id,
+        )
+        db.add(invoice)
+        try:
+            db.commit()
+            break
+        except IntegrityError:  # someone took the number first; count again
+            db.rollback()
+    else:  # pragma: no cover - three collisions in a row
+        abort(409)
+    flash(f"Invoice {invoice.label} for {invoice.customer} was created.", "success")
+    return redirect(f"/invoices/{invoice.public_id}", code=303)
+
+
+@bp.get("/export.csv")
+@login_required
+def export_csv() -> ResponseReturnValue:
+    organization = _active_organization_or_redirect()
+    if organization is None:
+        return redirect("/dashboard", code=303)
+    # The plan is one input: a pro plan without a membership still gets nothing.
+    authorize("invoice.export", organization)
+    invoices = get_db().scalars(
+        select(Invoice)
+        .where(Invoice.organization_id == organization.id, Invoice.deleted_at.is_(None))
+        .order_by(Invoice.number)
+    )
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "number", "customer", "amount", "currency", "status", "issued", "due"])
+    for invoice in invoices:
+        writer.writerow([
+            invoice.public_id, invoice.number, _csv_safe(invoice.customer),
+            minor_to_text(invoice.amount_minor), invoice.currency, invoice.status,
+            invoice.issue_date.isoformat(), invoice.due_date.isoformat(),
+        ])  # fmt: skip
+    filename = f"{organization.slug}-invoices.csv"
+    return Response(
+        buffer.getvalue(),
+        mimetype="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def _csv_safe(text: str) -> str:
+    """Spreadsheets run cells that start with = + - @ as formulas (CSV injection)."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@bp.get("/<invoice_id>")
+@login_required
+def show(invoice_id: str) -> ResponseReturnValue:
+    invoice = invoice_in_my_orgs_or_404(invoice_id)
+    authorize("invoice.read", invoice)
+    return render_template("invoices/show.html", invoice=invoice, form=EmptyForm())
+
+
+@bp.get("/<invoice_id>/edit")
+@login_required
+def edit(invoice_id: str) -> ResponseReturnValue:
+    invoice = invoice_in_my_orgs_or_404(invoice_id)
+    authorize("invoice.update", invoice)
+    form = InvoiceForm(formdata=None, obj=invoice, amount=minor_to_text(invoice.amount_minor))
+    return render_template("invoices/form.html", form=form, invoice=invoice)
+
+
+@bp.post("/<invoice_id>/edit")
+@login_required
+def update(invoice_id: str) -> ResponseReturnValue:
+    invoice = invoice_in_my_orgs_or_404(invoice_id)
+    authorize("invoice.update", invoice)
+    form = InvoiceForm()
+    if not form.validate_on_submit():
+        return render_template("invoices/form.html", form=form, invoice=invoice), 422
+    invoice.customer = form.customer.data
+    invoice.amount_minor = form.amount_minor
+    invoice.currency = form.currency.data
+    invoice.status = form.status.data
+    invoice.issue_date = form.issue_date.data
+    invoice.due_date = form.due_date.data
+    get_db().commit()
+    flash(f"Invoice {invoice.label} was saved.", "success")
+    return redirect(f"/invoices/{invoice.public_id}", code=303)
+
+
+@bp.get("/<invoice_id>/delete")
+@login_required
+def confirm_delete(invoice_id: str) -> ResponseReturnValue:
+    invoice = invoice_in_my_orgs_or_404(invoice_id)
+    authorize("invoice.delete", invoice)
+    return render_template("invoices/delete.html", invoice=invoice, form=EmptyForm())
+
+
+@bp.post("/<invoice_id>/delete")
+@login_required                                   # authentication gate: 401
+def delete(invoice_id: str) -> ResponseReturnValue:
+    invoice = invoice_in_my_orgs_or_404(invoice_id)  # scope: 404, never 403
+    authorize("invoice.delete", invoice)             # authorization gate: 403
+    soft_delete(invoice)
+    get_db().commit()
+    flash(f"Invoice {invoice.label} for {invoice.customer} was deleted.", "success")
+    return redirect("/invoices", code=303)

@@ -1,0 +1,44 @@
+"""The landing page (anyone) and the dashboard (any signed-in user)."""
+
+from __future__ import annotations
+
+import flask_login
+from flask import Blueprint, render_template
+from flask.typing import ResponseReturnValue
+from sqlalchemy import func, select
+
+from ..authn.gate import login_required
+from ..authz.scope import active_organization
+from ..db import get_db
+from ..models import Invoice
+from ..principal import require_principal
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.get("/")
+def landing() -> ResponseReturnValue:
+    return render_template("pages/landing.html", signed_in=flask_login.current_user.is_authenticated)
+
+
+@bp.get("/dashboard")
+@login_required
+def dashboard() -> ResponseReturnValue:
+    principal = require_principal()
+    organization = active_organization(principal)
+    recent: list[Invoice] = []
+    counts: dict[str, int] = {}
+    if organization is not None:
+        db = get_db()
+        live = (Invoice.organization_id == organization.id, Invoice.deleted_at.is_(None))
+        recent = list(
+            db.scalars(
+                select(Invoice).where(*live).order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(5)
+            )
+        )
+        counts = dict(
+            db.execute(select(Invoice.status, func.count()).where(*live).group_by(Invoice.status)).tuples()
+        )
+    return render_template(
+        "pages/dashboard.html", organization=organization, recent=recent, counts=counts
+    )
