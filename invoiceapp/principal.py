@@ -41,7 +41,7 @@ def current_principal() -> Principal | None:
             .where(Membership.user_id == user.id)
             .order_by(Membership.id)
         )
-        principal = Principal(user=user, session=current_session(), roles=dict(rows.tuples()))
+        principal = Principal(user=user, session=current_session(), roles={org_id: role for org_id, role in rows})
     g.principal = principal
     return principal
 

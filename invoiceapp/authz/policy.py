@@ -86,7 +86,7 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     if action not in POLICY:
         raise KeyError(f"unknown action {action!r}; the policy table is in {__name__}")
     if principal is None:
-        return Decision(False, action, "nobody is signed in", missing="a signed-in user")
+        return Decision(False, action, "Nobody is signed in", missing="a signed-in user")
 
     if action == "account.password.change":
         return _self_service(principal, action, resource)
@@ -97,51 +97,51 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     needed = " or ".join(roles_granted(action))
     if role is None:
         return Decision(
-            False, action, "you are not a member of this organization", missing=f"the {needed} role"
+            False, action, "You are not a member of this organization", missing=f"the {needed} role"
         )
 
     rule = POLICY[action][role]
-    deny = Decision(False, action, f"the {role} role does not include {action}", role=role,
+    deny = Decision(False, action, f"The {role} role does not include {action}", role=role,
                     missing=f"the {needed} role")  # fmt: skip
 
     if rule is Rule.YES:
-        return Decision(True, action, f"the {role} role includes {action}", role=role)
+        return Decision(True, action, f"The {role} role includes {action}", role=role)
     if rule is Rule.ELEVATED:
-        return Decision(True, action, f"the {role} role includes {action} after a fresh "
+        return Decision(True, action, f"The {role} role includes {action} after a fresh "
                         "password check", role=role, requires_elevation=True)  # fmt: skip
     if rule is Rule.NO:
         return deny
     if rule is Rule.OWN_DRAFTS:
         assert isinstance(resource, Invoice)
         if resource.created_by_id != principal.user.id:
-            return Decision(False, action, f"a {role} may only edit invoices they created",
+            return Decision(False, action, f"A {role} may only edit invoices they created",
                             role=role, missing="authorship of this draft, or the owner or admin role")  # fmt: skip
         if resource.status != InvoiceStatus.DRAFT.value:
-            return Decision(False, action, f"a {role} may only edit drafts; this invoice is "
+            return Decision(False, action, f"A {role} may only edit drafts; this invoice is "
                             f"{resource.status}", role=role, missing="the owner or admin role")  # fmt: skip
-        return Decision(True, action, "members may edit their own drafts", role=role)
+        return Decision(True, action, "Members may edit their own drafts", role=role)
     if rule is Rule.PRO_PLAN:
         plan = resource.plan if isinstance(resource, Organization) else None
         if plan != Plan.PRO.value:
-            return Decision(False, action, f"{action} is part of the pro plan", role=role,
+            return Decision(False, action, f"Exporting ({action}) is part of the pro plan", role=role,
                             missing="the pro plan")  # fmt: skip
-        return Decision(True, action, f"the pro plan includes {action} for a {role}", role=role)
+        return Decision(True, action, f"The pro plan includes {action} for a {role}", role=role)
     if rule is Rule.NOT_AS_OWNER:
         if context.get("role") == OWNER:
-            return Decision(False, action, f"an {role} may not make someone an owner",
+            return Decision(False, action, f"An {role} may not make someone an owner",
                             role=role, missing="the owner role")  # fmt: skip
-        return Decision(True, action, f"an {role} may invite members and admins", role=role)
+        return Decision(True, action, f"An {role} may invite members and admins", role=role)
     if rule is Rule.MEMBERS_ONLY:
         assert isinstance(resource, Membership)
         if resource.role != MEMBER or context.get("role") == OWNER:
-            return Decision(False, action, f"an {role} may only manage plain members",
+            return Decision(False, action, f"An {role} may only manage plain members",
                             role=role, missing="the owner role")  # fmt: skip
-        return Decision(True, action, f"an {role} may manage members", role=role)
+        return Decision(True, action, f"An {role} may manage members", role=role)
     raise AssertionError(f"rule {rule} has no evaluation")  # pragma: no cover
 
 
 def _self_service(principal: Principal, action: str, resource: object) -> Decision:
     if isinstance(resource, User) and resource.id == principal.user.id:
-        return Decision(True, action, "people may change their own password after a fresh "
+        return Decision(True, action, "People may change their own password after a fresh "
                         "password check", requires_elevation=True)  # fmt: skip
-    return Decision(False, action, "only the account holder may do this", missing="being this user")
+    return Decision(False, action, "Only the account holder may do this", missing="being this user")

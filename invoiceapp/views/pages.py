@@ -36,9 +36,8 @@ def dashboard() -> ResponseReturnValue:
                 select(Invoice).where(*live).order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(5)
             )
         )
-        counts = dict(
-            db.execute(select(Invoice.status, func.count()).where(*live).group_by(Invoice.status)).tuples()
-        )
+        rows = db.execute(select(Invoice.status, func.count()).where(*live).group_by(Invoice.status))
+        counts = {status: count for status, count in rows}
     return render_template(
         "pages/dashboard.html", organization=organization, recent=recent, counts=counts
     )

@@ -1,0 +1,82 @@
+"""Fixtures: a fresh app and database per test, seeded with the contract's demo data.
+
+The seeded database is built once per test run and copied for each test, so every
+test starts from the same state and none can see another's changes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+import seed as seed_module
+from invoiceapp import create_app
+from invoiceapp.db import Base, get_db, make_engine
+
+TEST_CONFIG: dict[str, Any] = {
+    "TESTING": True,
+    "SECRET_KEY": "test-secret-key-not-for-production",
+    "PASSWORD_HASH_PROFILE": "CHEAPEST",  # real Argon2id, cheap parameters
+    "WTF_CSRF_ENABLED": False,  # tests that prove CSRF switch it back on
+    "RATELIMIT_ENABLED": False,  # tests that prove rate limits switch it back on
+    "DEMO_MODE": False,
+}
+
+
+def make_test_app(database_file: Path, **overrides: Any) -> Flask:
+    return create_app({**TEST_CONFIG, "DATABASE_URL": f"sqlite:///{database_file}", **overrides})
+
+
+@pytest.fixture(scope="session")
+def seeded_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "seeded.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    app = make_test_app(path)
+    with app.app_context():
+        seed_module.seed(get_db())
+    app.extensions["db_engine"].dispose()
+    return path
+
+
+@pytest.fixture()
+def database_file(seeded_database: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "test.sqlite3"
+    shutil.copyfile(seeded_database, copy)
+    return copy
+
+
+@pytest.fixture()
+def app(database_file: Path) -> Iterator[Flask]:
+    app = make_test_app(database_file)
+    yield app
+    app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture()
+def csrf_app(database_file: Path) -> Iterator[Flask]:
+    """The app with CSRF protection on, as in production."""
+    app = make_test_app(database_file, WTF_CSRF_ENABLED=True)
+    yield app
+    app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture()
+def db(app: Flask) -> Iterator[Session]:
+    """A database session for checking state. Each check sees committed data."""
+    with app.app_context():
+        session = get_db()
+        yield session

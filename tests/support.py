@@ -1,0 +1,49 @@
+"""Helpers shared by the tests: signing in, reading tokens, looking at the database."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from invoiceapp.models import Invoice, User
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+def sign_in(client: FlaskClient, email: str, password: str = PASSWORD, **extra: Any) -> Any:
+    response = client.post("/sign-in", data={"email": email, "password": password, **extra})
+    assert response.status_code == 303, f"sign-in as {email} failed: {response.status_code}"
+    return response
+
+
+def signed_in_client(app: Flask, email: str) -> FlaskClient:
+    client = app.test_client()
+    sign_in(client, email)
+    return client
+
+
+def csrf_token_from(html: str) -> str:
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'value="([^"]+)"[^>]*name="csrf_token"', html
+    )
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def invoice(db: Session, public_id: str) -> Invoice:
+    db.expire_all()
+    found = db.scalar(select(Invoice).where(Invoice.public_id == public_id))
+    assert found is not None
+    return found
+
+
+def user(db: Session, email: str) -> User:
+    db.expire_all()
+    found = db.scalar(select(User).where(User.email == email))
+    assert found is not None
+    return found

@@ -1,0 +1,98 @@
+"""The lesson, replayed one scenario at a time."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session
+
+from support import invoice, sign_in, signed_in_client
+
+
+def test_member_signs_in_and_sees_dashboard_with_their_name(client: FlaskClient) -> None:
+    response = sign_in(client, "linus@acme.test")
+    assert response.headers["Location"] == "/dashboard"
+    page = client.get("/dashboard")
+    assert page.status_code == 200
+    assert "Linus Torvalds" in page.get_data(as_text=True)
+    assert "Acme Inc" in page.get_data(as_text=True)
+
+
+def test_member_sees_no_delete_button_on_invoice(app: Flask) -> None:
+    client = signed_in_client(app, "linus@acme.test")
+    page = client.get("/invoices/inv_7")
+    assert page.status_code == 200
+    assert "Delete this invoice" not in page.get_data(as_text=True)
+
+
+def test_member_deletes_invoice_gets_403_and_invoice_survives(app: Flask, db: Session) -> None:
+    client = signed_in_client(app, "linus@acme.test")
+    response = client.post("/invoices/inv_7/delete")
+    assert response.status_code == 403
+    body = response.get_data(as_text=True)
+    assert "invoice.delete" in body
+    assert "owner or admin" in body
+    assert invoice(db, "inv_7").deleted_at is None
+    assert client.get("/invoices/inv_7").status_code == 200
+
+
+def test_anonymous_post_delete_gets_401_with_www_authenticate(client: FlaskClient, db: Session) -> None:
+    response = client.post("/invoices/inv_7/delete")
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Session ")
+    assert "Basic" not in response.headers["WWW-Authenticate"]
+    assert "/sign-in" in response.get_data(as_text=True)
+    assert invoice(db, "inv_7").deleted_at is None
+
+
+def test_anonymous_page_visit_redirects_to_sign_in_with_next(client: FlaskClient) -> None:
+    response = client.get("/invoices/inv_7")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/sign-in?next=%2Finvoices%2Finv_7"
+
+
+def test_other_org_invoice_is_404_like_a_missing_one(app: Flask) -> None:
+    client = signed_in_client(app, "linus@acme.test")
+    client.get("/dashboard")  # shows (and uses up) the "signed in" flash message
+    other_org = client.get("/invoices/inv_42")
+    missing = client.get("/invoices/inv_999999")
+    assert other_org.status_code == missing.status_code == 404
+    assert other_org.get_data() == missing.get_data()
+    assert "inv_42" not in other_org.get_data(as_text=True)
+
+
+def test_other_org_delete_is_404_not_403(app: Flask, db: Session) -> None:
+    client = signed_in_client(app, "ada@acme.test")
+    response = client.post("/invoices/inv_42/delete")
+    assert response.status_code == 404
+    assert invoice(db, "inv_42").deleted_at is None
+
+
+def test_owner_deletes_invoice_softly(app: Flask, db: Session) -> None:
+    client = signed_in_client(app, "ada@acme.test")
+    page = client.get("/invoices/inv_7")
+    assert "Delete this invoice" in page.get_data(as_text=True)
+    response = client.post("/invoices/inv_7/delete")
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/invoices"
+    deleted = invoice(db, "inv_7")
+    assert deleted.deleted_at is not None  # the row stays: deletes are soft
+    assert client.get("/invoices/inv_7").status_code == 404
+    assert "inv_7" not in client.get("/invoices").get_data(as_text=True)
+
+
+def test_same_user_two_roles_in_two_organizations(app: Flask, db: Session) -> None:
+    # Grace is an admin in Acme and a plain member in Globex.
+    client = signed_in_client(app, "grace@acme.test")
+    assert "Delete this invoice" in client.get("/invoices/inv_7").get_data(as_text=True)
+    assert "Delete this invoice" not in client.get("/invoices/inv_42").get_data(as_text=True)
+    assert client.post("/invoices/inv_42/delete").status_code == 403
+    assert invoice(db, "inv_42").deleted_at is None
+    assert client.post("/invoices/inv_7/delete").status_code == 303
+    assert invoice(db, "inv_7").deleted_at is not None
+
+
+def test_signed_out_user_is_back_to_401(app: Flask) -> None:
+    client = signed_in_client(app, "ada@acme.test")
+    assert client.post("/sign-out").status_code == 303
+    assert client.post("/invoices/inv_7/delete").status_code == 401
