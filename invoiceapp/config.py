@@ -31,6 +31,9 @@ class Defaults:
     SESSION_COOKIE_NAME = "invoiceapp_flash"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
+    # None means "decide from the environment": Secure everywhere but development.
+    SESSION_COOKIE_SECURE = None
+    AUTH_COOKIE_SECURE = None
 
     # argon2-cffi profile name (argon2.profiles); RFC 9106 low-memory is the library's default.
     PASSWORD_HASH_PROFILE = "RFC_9106_LOW_MEMORY"
@@ -63,8 +66,9 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     development = bool(app.debug or app.config["DEMO_MODE"] or app.testing)
     app.config["DEVELOPMENT"] = development
     # Cookies travel only over HTTPS outside development.
-    app.config.setdefault("SESSION_COOKIE_SECURE", not development)
-    app.config.setdefault("AUTH_COOKIE_SECURE", not development)
+    for key in ("SESSION_COOKIE_SECURE", "AUTH_COOKIE_SECURE"):
+        if app.config[key] is None:
+            app.config[key] = not development
     if not app.config.get("SECRET_KEY"):
         if not development:
             raise RuntimeError(

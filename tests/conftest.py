@@ -76,7 +76,11 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture()
 def db(app: Flask) -> Iterator[Session]:
-    """A database session for checking state. Each check sees committed data."""
-    with app.app_context():
-        session = get_db()
-        yield session
+    """A database session of the test's own, for arranging and checking state.
+
+    Deliberately not get_db() inside a pushed app context: requests made by the
+    test client would then share that context (and its ``g``) with each other.
+    """
+    session = app.extensions["db_sessionmaker"]()
+    yield session
+    session.close()

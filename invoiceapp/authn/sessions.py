@@ -76,6 +76,9 @@ def mark_reauthenticated() -> None:
 
 
 def current_session() -> UserSession | None:
+    """The session this request's cookie names, looked up once per request."""
+    if "auth_session" not in g:
+        load_session_from_cookie()
     return g.get("auth_session")
 
 

@@ -44,10 +44,10 @@ class InvoiceForm(FlaskForm):
     )
     currency = SelectField(
         "Currency",
-        choices=[(code, code) for code in CURRENCIES],
+        choices=list(CURRENCIES),
         validate_choice=True,
     )
-    status = SelectField("Status", choices=[(s, s.capitalize()) for s in STATUSES])
+    status = SelectField("Status", choices=list(STATUSES))
     issue_date = DateField("Issue date", validators=[InputRequired("Enter the issue date.")])
     due_date = DateField("Due date", validators=[InputRequired("Enter the due date.")])
 
