@@ -1,0 +1,506 @@
+#!/usr/bin/env python
+"""Migrate the database to head, then seed the demo data (CONTRACT.md sections 1 and 3).
+
+    .venv/bin/python seed.py                 # migrate + seed; idempotent
+    .venv/bin/python seed.py --reset         # delete all rows first, then seed
+    .venv/bin/python seed.py --invoices 2000 # also add 2000 generated invoices per organization
+
+The database is ``DATABASE_URL`` from the app configuration (``FLASK_DATABASE_URL``, else
+the SQLite file in ``instance/``). Passwords are hashed with the configured Argon2id
+profile (``FLASK_PASSWORD_HASH_PROFILE=CHEAPEST`` makes seeding fast in tests).
+
+Re-running never changes what is already there: organizations are found by slug, users by
+email, memberships by (user, organization), invoices by public id. An existing user's
+password hash is never replaced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import random
+import secrets
+import string
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from flask import Flask
+from sqlalchemy import Engine, func, insert, make_url, select
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from invoiceapp.authn.passwords import hash_password
+from invoiceapp.config import load_config
+from invoiceapp.db import Base, make_engine, utcnow
+from invoiceapp.models import (
+    CURRENCIES,
+    Invoice,
+    InvoiceStatus,
+    Membership,
+    Organization,
+    Plan,
+    Role,
+    User,
+)
+
+ROOT = Path(__file__).resolve().parent
+ALEMBIC_INI = ROOT / "alembic.ini"
+
+DEMO_PASSWORD = "correct-horse-battery-staple"
+BATCH_SIZE = 1000
+
+
+# --- The demo data (CONTRACT.md section 3) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrgSpec:
+    slug: str
+    name: str
+    plan: Plan
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    email: str
+    display_name: str
+    verified: bool
+    roles: dict[str, Role]  # organization slug -> role
+
+
+@dataclass(frozen=True)
+class InvoiceSpec:
+    number: int
+    customer: str
+    amount_minor: int
+    currency: str
+    status: InvoiceStatus
+    issued_days_ago: int
+    payment_terms_days: int
+    created_by: str  # email of a member of the organization
+    # Only the invoices a lesson refers to by name have a fixed public id; the others get
+    # a deterministic random-looking one (demo_public_id), so reseeding finds them too.
+    public_id: str | None = None
+
+
+ORGANIZATIONS = (
+    OrgSpec("acme", "Acme Inc", Plan.PRO),
+    OrgSpec("globex", "Globex Corporation", Plan.FREE),
+)
+
+USERS = (
+    UserSpec("ada@acme.test", "Ada Lovelace", True, {"acme": Role.OWNER}),
+    UserSpec("grace@acme.test", "Grace Hopper", True, {"acme": Role.ADMIN, "globex": Role.MEMBER}),
+    UserSpec("linus@acme.test", "Linus Torvalds", True, {"acme": Role.MEMBER}),
+    UserSpec("eve@acme.test", "Eve Mallory", False, {"acme": Role.MEMBER}),
+    UserSpec("hank@globex.test", "Hank Scorpio", True, {"globex": Role.OWNER}),
+    UserSpec("marge@globex.test", "Marge Simpson", True, {"globex": Role.MEMBER}),
+)
+
+S = InvoiceStatus
+DEMO_INVOICES: dict[str, tuple[InvoiceSpec, ...]] = {
+    "acme": (
+        InvoiceSpec(1, "Initech LLC", 1_250_000, "USD", S.PAID, 150, 30, "ada@acme.test"),
+        InvoiceSpec(2, "Zürich Ärzte AG", 840_050, "CHF", S.PAID, 120, 30, "grace@acme.test"),
+        InvoiceSpec(3, "Ωmega Labs", 99_900, "EUR", S.VOID, 95, 14, "ada@acme.test"),
+        InvoiceSpec(4, "Northwind Traders", 312_475, "GBP", S.PAID, 70, 30, "linus@acme.test"),
+        InvoiceSpec(5, "Wayne Enterprises", 4_800_000, "USD", S.SENT, 21, 30, "ada@acme.test",
+                    public_id="inv_7"),
+        InvoiceSpec(6, "Maple Leaf Logistics", 187_500, "CAD", S.SENT, 12, 30, "linus@acme.test"),
+        InvoiceSpec(7, "Fjord Analytics AS", 2_150_000, "NOK", S.DRAFT, 3, 30, "grace@acme.test"),
+        # Linus (member) may edit this one: his own draft.
+        InvoiceSpec(8, "Blue Mountain Coffee Roasters", 64_000, "AUD", S.DRAFT, 1, 14,
+                    "linus@acme.test"),
+        InvoiceSpec(9, "Kastrup Design ApS", 455_000, "DKK", S.DRAFT, 0, 30, "eve@acme.test"),
+    ),
+    "globex": (
+        InvoiceSpec(1, "Springfield Power Plant", 9_999_900, "USD", S.PAID, 200, 30,
+                    "hank@globex.test"),
+        InvoiceSpec(2, "Kwik-E-Mart", 12_345, "USD", S.PAID, 160, 14, "marge@globex.test"),
+        InvoiceSpec(3, "Cypress Creek Volcano Works", 25_000_000, "USD", S.DRAFT, 2, 30,
+                    "hank@globex.test", public_id="inv_42"),
+        InvoiceSpec(4, "Société Générale des Eaux", 780_000, "EUR", S.SENT, 40, 30,
+                    "grace@acme.test"),
+        InvoiceSpec(5, "Göteborg Hamn AB", 1_520_000, "SEK", S.VOID, 60, 30, "hank@globex.test"),
+        InvoiceSpec(6, "Duff Brewing Company", 230_000, "USD", S.SENT, 9, 30, "marge@globex.test"),
+        InvoiceSpec(7, "Oxford Scientific Ltd", 415_060, "GBP", S.DRAFT, 1, 30,
+                    "marge@globex.test"),
+        InvoiceSpec(8, "Ωmega Labs", 57_500, "EUR", S.PAID, 35, 14, "grace@acme.test"),
+    ),
+}
+del S
+
+# Customers for generated invoices (--invoices N).
+GENERATED_CUSTOMERS = (
+    "Initech LLC", "Hooli", "Pied Piper", "Vandelay Industries", "Stark & Sons Hardware",
+    "Northwind Traders", "Contoso Ltd", "Fabrikam GmbH", "Zürich Ärzte AG", "Ωmega Labs",
+    "Société Générale des Eaux", "Łódź Robotics sp. z o.o.", "Göteborg Hamn AB",
+    "Fjord Analytics AS", "Kastrup Design ApS", "Maple Leaf Logistics",
+    "東京トレーディング株式会社",
+    "Blue Mountain Coffee Roasters", "Oxford Scientific Ltd", "São Paulo Têxtil Ltda",
+)
+STATUS_WEIGHTS = {
+    InvoiceStatus.DRAFT: 15,
+    InvoiceStatus.SENT: 30,
+    InvoiceStatus.PAID: 50,
+    InvoiceStatus.VOID: 5,
+}
+
+_DEMO_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def demo_public_id(slug: str, number: int) -> str:
+    """Opaque-looking but deterministic, so a reseed recognises the invoice."""
+    rng = random.Random(f"{slug}-{number}")
+    return "inv_" + "".join(rng.choice(_DEMO_ID_ALPHABET) for _ in range(16))
+
+
+def generated_public_id() -> str:
+    """80 random bits as 16 lowercase base32 characters (a-z, 2-7)."""
+    return "inv_" + base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+
+
+# --- Report -----------------------------------------------------------------------------
+
+
+@dataclass
+class SeedReport:
+    """What one run created, and what it found already there (keys are table names)."""
+
+    created: dict[str, list[str]] = field(default_factory=dict)
+    present: dict[str, list[str]] = field(default_factory=dict)
+    generated_invoices: dict[str, int] = field(default_factory=dict)
+    reset: bool = False
+    schema: str = ""
+
+    def add_created(self, kind: str, label: str) -> None:
+        self.created.setdefault(kind, []).append(label)
+
+    def add_present(self, kind: str, label: str) -> None:
+        self.present.setdefault(kind, []).append(label)
+
+    @property
+    def changed(self) -> bool:
+        return any(self.created.values()) or any(self.generated_invoices.values()) or self.reset
+
+    def lines(self) -> Iterator[str]:
+        if self.schema:
+            yield f"schema: {self.schema}"
+        if self.reset:
+            yield "reset: deleted every row"
+        for kind in ("organizations", "users", "memberships", "invoices"):
+            created = self.created.get(kind, [])
+            present = self.present.get(kind, [])
+            yield f"{kind}: {len(created)} created, {len(present)} already present"
+        for slug, count in self.generated_invoices.items():
+            yield f"generated invoices: {count} added to {slug}"
+
+
+# --- Application, database, migrations --------------------------------------------------
+
+
+def make_app(overrides: dict[str, Any] | None = None) -> Flask:
+    """A bare Flask app with the project's configuration: enough for hash_password().
+
+    Reads the same defaults and FLASK_* variables as create_app(). The seed signs nothing,
+    so without FLASK_SECRET_KEY a throwaway key keeps load_config from insisting on one.
+    """
+    app = Flask("invoiceapp", instance_path=str(ROOT / "instance"))
+    settings: dict[str, Any] = {}
+    if not os.environ.get("FLASK_SECRET_KEY"):
+        settings["SECRET_KEY"] = secrets.token_hex(32)
+    settings.update(overrides or {})
+    load_config(app, settings)
+    return app
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        if not parsed.database.startswith("file:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+
+
+def alembic_config(url: str) -> AlembicConfig:
+    config = AlembicConfig(str(ALEMBIC_INI))
+    # Passed as an attribute, not as sqlalchemy.url: ini values are %-interpolated.
+    config.attributes["url"] = url
+    config.attributes["configure_logger"] = False
+    return config
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(url: str) -> str:
+    """Upgrade the database to head; returns a one-line description."""
+    ensure_sqlite_directory(url)
+    engine = make_engine(url)
+    try:
+        before = current_revision(engine)
+        command.upgrade(alembic_config(url), "head")
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        return f"already at {after}"
+    return f"upgraded {before or 'empty database'} -> {after}"
+
+
+def reset(db: Session) -> None:
+    """Delete every row of every table, children first. The schema stays."""
+    for table in reversed(Base.metadata.sorted_tables):
+        db.execute(table.delete())
+    db.commit()
+
+
+# --- Seeding ----------------------------------------------------------------------------
+
+
+def seed(
+    db: Session,
+    *,
+    password_hasher: Callable[[str], str] | None = None,
+    today: date | None = None,
+) -> SeedReport:
+    """Create whatever of the demo data is missing; commit. Needs an app context for the
+    default password hasher (invoiceapp.authn.passwords.hash_password)."""
+    hasher = password_hasher or hash_password
+    today = today or date.today()
+    now = utcnow()
+    report = SeedReport()
+
+    orgs: dict[str, Organization] = {}
+    for org_spec in ORGANIZATIONS:
+        org = db.scalar(select(Organization).where(Organization.slug == org_spec.slug))
+        if org is None:
+            org = Organization(slug=org_spec.slug, name=org_spec.name, plan=org_spec.plan.value)
+            db.add(org)
+            report.add_created("organizations", org_spec.slug)
+        else:
+            report.add_present("organizations", org_spec.slug)
+        orgs[org_spec.slug] = org
+
+    users: dict[str, User] = {}
+    for user_spec in USERS:
+        user = db.scalar(select(User).where(User.email == user_spec.email))
+        if user is None:
+            user = User(
+                email=user_spec.email,
+                display_name=user_spec.display_name,
+                password_hash=hasher(DEMO_PASSWORD),
+                email_verified_at=now if user_spec.verified else None,
+            )
+            db.add(user)
+            report.add_created("users", user_spec.email)
+        else:
+            report.add_present("users", user_spec.email)
+        users[user_spec.email] = user
+    db.flush()
+
+    for user_spec in USERS:
+        user = users[user_spec.email]
+        for slug, role in user_spec.roles.items():
+            org = orgs[slug]
+            label = f"{user_spec.email} in {slug}"
+            membership = db.scalar(
+                select(Membership).where(
+                    Membership.user_id == user.id, Membership.organization_id == org.id
+                )
+            )
+            if membership is None:
+                db.add(Membership(user=user, organization=org, role=role.value))
+                report.add_created("memberships", label)
+            else:
+                report.add_present("memberships", label)
+    db.flush()
+
+    for slug, specs in DEMO_INVOICES.items():
+        org = orgs[slug]
+        for invoice_spec in specs:
+            public_id = invoice_spec.public_id or demo_public_id(slug, invoice_spec.number)
+            if db.scalar(select(Invoice.id).where(Invoice.public_id == public_id)) is not None:
+                report.add_present("invoices", public_id)
+                continue
+            issue_date = today - timedelta(days=invoice_spec.issued_days_ago)
+            created_at = datetime.combine(issue_date, time(9, 0), tzinfo=timezone.utc)
+            created_at += timedelta(minutes=7 * invoice_spec.number)
+            db.add(
+                Invoice(
+                    public_id=public_id,
+                    organization=org,
+                    number=_free_number(db, org, invoice_spec.number),
+                    customer=invoice_spec.customer,
+                    amount_minor=invoice_spec.amount_minor,
+                    currency=invoice_spec.currency,
+                    status=invoice_spec.status.value,
+                    issue_date=issue_date,
+                    due_date=issue_date + timedelta(days=invoice_spec.payment_terms_days),
+                    created_by=users[invoice_spec.created_by],
+                    created_at=created_at,
+                    updated_at=created_at,
+                )
+            )
+            db.flush()
+            report.add_created("invoices", public_id)
+
+    db.commit()
+    return report
+
+
+def _free_number(db: Session, org: Organization, wanted: int) -> int:
+    """The demo number, unless somebody already used it in this organization."""
+    taken = db.scalar(
+        select(Invoice.id).where(Invoice.organization_id == org.id, Invoice.number == wanted)
+    )
+    if taken is None:
+        return wanted
+    return _max_number(db, org.id) + 1
+
+
+def _max_number(db: Session, organization_id: int) -> int:
+    return db.scalar(
+        select(func.coalesce(func.max(Invoice.number), 0)).where(
+            Invoice.organization_id == organization_id
+        )
+    )
+
+
+# --- Generated invoices (--invoices N) --------------------------------------------------
+
+
+def add_generated_invoices(
+    db: Session,
+    n: int,
+    *,
+    batch_size: int = BATCH_SIZE,
+    progress: bool | None = None,
+    today: date | None = None,
+) -> dict[str, int]:
+    """Add ``n`` generated invoices to every seeded organization with bulk inserts; commit.
+
+    Numbers continue from each organization's highest number. Returns slug -> count.
+    The progress bar goes to stderr, and only when stderr is a terminal (unless forced).
+    """
+    if n <= 0:
+        return {}
+    today = today or date.today()
+    rng = random.Random()
+    statuses = [s.value for s in STATUS_WEIGHTS]
+    weights = list(STATUS_WEIGHTS.values())
+    slugs = [spec.slug for spec in ORGANIZATIONS]
+    orgs = db.execute(
+        select(Organization.id, Organization.slug).where(Organization.slug.in_(slugs))
+    ).all()
+    if progress is None:
+        progress = sys.stderr.isatty()
+
+    added: dict[str, int] = {}
+    with tqdm(total=n * len(orgs), unit="invoice", disable=not progress, file=sys.stderr) as bar:
+        for org_id, slug in orgs:
+            bar.set_description(slug)
+            members = db.scalars(
+                select(Membership.user_id).where(Membership.organization_id == org_id)
+            ).all() or [None]
+            first_number = _max_number(db, org_id) + 1
+            # Oldest first, so higher numbers have later issue dates, as in real books.
+            ages_in_days = sorted((rng.randint(0, 730) for _ in range(n)), reverse=True)
+            for start in range(0, n, batch_size):
+                rows = []
+                for i in range(start, min(start + batch_size, n)):
+                    issue_date = today - timedelta(days=ages_in_days[i])
+                    created_at = datetime.combine(issue_date, time(8, 0), tzinfo=timezone.utc)
+                    created_at += timedelta(seconds=rng.randint(0, 10 * 60 * 60))
+                    rows.append(
+                        {
+                            "public_id": generated_public_id(),
+                            "organization_id": org_id,
+                            "number": first_number + i,
+                            "customer": rng.choice(GENERATED_CUSTOMERS),
+                            "amount_minor": rng.randint(1_000, 5_000_000),
+                            "currency": rng.choice(CURRENCIES),
+                            "status": rng.choices(statuses, weights)[0],
+                            "issue_date": issue_date,
+                            "due_date": issue_date + timedelta(days=rng.choice((14, 30, 45))),
+                            "created_by_id": rng.choice(members),
+                            "created_at": created_at,
+                            "updated_at": created_at,
+                            "deleted_at": None,
+                        }
+                    )
+                db.execute(insert(Invoice), rows)
+                bar.update(len(rows))
+            added[slug] = n
+    db.commit()
+    return added
+
+
+# --- Command line -----------------------------------------------------------------------
+
+
+def run(
+    app: Flask, *, reset_first: bool = False, invoices: int = 0, progress: bool | None = None
+) -> SeedReport:
+    """Migrate, optionally reset, seed, optionally add generated invoices."""
+    url = app.config["DATABASE_URL"]
+    schema = migrate(url)
+    engine = make_engine(url)
+    try:
+        with app.app_context(), Session(engine, expire_on_commit=False) as db:
+            if reset_first:
+                reset(db)
+            report = seed(db)
+            report.schema = schema
+            report.reset = reset_first
+            report.generated_invoices = add_generated_invoices(db, invoices, progress=progress)
+    finally:
+        engine.dispose()
+    return report
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Migrate DATABASE_URL to head, then seed the demo data (idempotent)."
+    )
+    parser.add_argument(
+        "--reset", action="store_true", help="delete all data first, then seed from scratch"
+    )
+    parser.add_argument(
+        "--invoices",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="also add N generated invoices to every seeded organization",
+    )
+    args = parser.parse_args(argv)
+
+    app = make_app()
+    print(f"database: {make_url(app.config['DATABASE_URL']).render_as_string(hide_password=True)}")
+    report = run(app, reset_first=args.reset, invoices=args.invoices)
+    for line in report.lines():
+        print(line)
+    if not report.changed:
+        print("nothing to do: the demo data was already there")
+    print(f"sign in as any seeded user (e.g. ada@acme.test) with password {DEMO_PASSWORD}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""seed.py: the demo data of CONTRACT.md section 3, idempotent, with --reset and --invoices.
+
+Every test gets its own SQLite file under tmp_path and the cheapest Argon2id profile.
+The PostgreSQL variant of the idempotency test runs when INVOICEAPP_TEST_POSTGRES_URL is set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from flask import Flask
+from sqlalchemy import create_engine, func, make_url, pool, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from invoiceapp.db import Base, make_engine
+from invoiceapp.models import (
+    CURRENCIES,
+    Invoice,
+    InvoiceStatus,
+    Membership,
+    Organization,
+    User,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "correct-horse-battery-staple"
+PUBLIC_ID = re.compile(r"inv_[a-z0-9]{16}")
+
+# CONTRACT.md section 3, written out again here on purpose: the test is the contract's
+# copy, seed.py is the implementation's.
+CONTRACT_USERS = {
+    # email: (display name, verified, {org slug: role})
+    "ada@acme.test": ("Ada Lovelace", True, {"acme": "owner"}),
+    "grace@acme.test": ("Grace Hopper", True, {"acme": "admin", "globex": "member"}),
+    "linus@acme.test": ("Linus Torvalds", True, {"acme": "member"}),
+    "eve@acme.test": ("Eve Mallory", False, {"acme": "member"}),
+    "hank@globex.test": ("Hank Scorpio", True, {"globex": "owner"}),
+    "marge@globex.test": ("Marge Simpson", True, {"globex": "member"}),
+}
+CONTRACT_ORGANIZATIONS = {"acme": ("Acme Inc", "pro"), "globex": ("Globex Corporation", "free")}
+
+
+def _load_seed_module() -> ModuleType:
+    """seed.py is a script at the repository root, not part of the package."""
+    if "seed" in sys.modules:
+        return sys.modules["seed"]
+    spec = importlib.util.spec_from_file_location("seed", ROOT / "seed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["seed"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+seed_script = _load_seed_module()
+
+
+# --- Fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "seed.sqlite3"
+
+
+@pytest.fixture
+def db_url(db_path: Path) -> str:
+    return f"sqlite:///{db_path}"
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, db_url: str) -> str:
+    """What `.venv/bin/python seed.py` sees: the configuration comes from FLASK_* variables."""
+    monkeypatch.setenv("FLASK_DATABASE_URL", db_url)
+    monkeypatch.setenv("FLASK_PASSWORD_HASH_PROFILE", "CHEAPEST")
+    return db_url
+
+
+@pytest.fixture
+def app(db_url: str) -> Flask:
+    return seed_script.make_app({"DATABASE_URL": db_url, "PASSWORD_HASH_PROFILE": "CHEAPEST"})
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def seeded(app: Flask, engine: Engine) -> Engine:
+    seed_script.run(app, progress=False)
+    return engine
+
+
+def snapshot(engine: Engine) -> dict[str, Any]:
+    """Row counts of every table, and the values a reseed must never change."""
+    with Session(engine) as db:
+        return {
+            "counts": {
+                table.name: db.scalar(select(func.count()).select_from(table))
+                for table in Base.metadata.sorted_tables
+            },
+            "invoice_public_ids": sorted(db.scalars(select(Invoice.public_id))),
+            "password_hashes": dict(db.execute(select(User.email, User.password_hash)).all()),
+            "memberships": sorted(
+                db.execute(
+                    select(User.email, Organization.slug, Membership.role)
+                    .join(Membership.user)
+                    .join(Membership.organization)
+                ).all()
+            ),
+            "invoices": sorted(
+                db.execute(
+                    select(
+                        Invoice.public_id, Invoice.organization_id, Invoice.number,
+                        Invoice.status, Invoice.customer, Invoice.amount_minor,
+                    )
+                ).all()
+            ),
+        }
+
+
+def invoices_by_org(engine: Engine) -> dict[str, list[Invoice]]:
+    with Session(engine) as db:
+        rows = db.execute(
+            select(Organization.slug, Invoice).join(Invoice.organization).order_by(Invoice.number)
+        ).all()
+    result: dict[str, list[Invoice]] = {}
+    for slug, invoice in rows:
+        result.setdefault(slug, []).append(invoice)
+    return result
+
+
+# --- Idempotency ------------------------------------------------------------------------
+
+
+def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any) -> None:
+    assert seed_script.main([]) == 0
+    first_output = capsys.readouterr().out
+    before = snapshot(engine)
+
+    assert seed_script.main([]) == 0
+    second_output = capsys.readouterr().out
+
+    assert snapshot(engine) == before
+    assert before["counts"] == {
+        "organizations": 2, "users": 6, "memberships": 7,
+        "invoices": before["counts"]["invoices"], "sessions": 0,
+    }
+    assert "users: 6 created, 0 already present" in first_output
+    assert "users: 0 created, 6 already present" in second_output
+    assert "already at 0001_initial" in second_output
+    assert PASSWORD in second_output  # the summary tells the demo password
+
+
+def test_reseed_keeps_what_the_app_changed_and_never_rehashes_passwords(
+    app: Flask, seeded: Engine
+) -> None:
+    with Session(seeded) as db:
+        ada = db.scalars(select(User).where(User.email == "ada@acme.test")).one()
+        ada.password_hash = "$argon2id$v=19$m=8,t=1,p=1$changed-in-the-app"
+        db.scalars(select(Organization).where(Organization.slug == "globex")).one().plan = "pro"
+        db.commit()
+
+    report = seed_script.run(app, progress=False)
+
+    assert not report.changed
+    with Session(seeded) as db:
+        assert db.scalar(select(User.password_hash).where(User.email == "ada@acme.test")) == (
+            "$argon2id$v=19$m=8,t=1,p=1$changed-in-the-app"
+        )
+        assert db.scalar(select(Organization.plan).where(Organization.slug == "globex")) == "pro"
+
+
+def test_seed_recreates_only_what_is_missing(app: Flask, seeded: Engine) -> None:
+    with Session(seeded) as db:
+        db.execute(text("DELETE FROM users WHERE email = 'eve@acme.test'"))
+        db.commit()
+
+    report = seed_script.run(app, progress=False)
+
+    assert report.created == {"users": ["eve@acme.test"], "memberships": ["eve@acme.test in acme"]}
+    with Session(seeded) as db:
+        assert db.scalar(select(func.count()).select_from(User)) == 6
+
+
+# --- The contract's data ----------------------------------------------------------------
+
+
+def test_seeded_organizations_match_the_contract(seeded: Engine) -> None:
+    with Session(seeded) as db:
+        orgs = {o.slug: (o.name, o.plan) for o in db.scalars(select(Organization))}
+    assert orgs == CONTRACT_ORGANIZATIONS
+
+
+def test_seeded_users_roles_and_verified_flags_match_the_contract(seeded: Engine) -> None:
+    with Session(seeded) as db:
+        users = db.scalars(select(User)).all()
+        found = {
+            user.email: (
+                user.display_name,
+                user.email_verified_at is not None,
+                {m.organization.slug: m.role for m in user.memberships},
+            )
+            for user in users
+        }
+    assert found == CONTRACT_USERS
+
+
+def test_fixed_invoices_belong_to_their_organizations(seeded: Engine) -> None:
+    with Session(seeded) as db:
+        inv_7 = db.scalars(select(Invoice).where(Invoice.public_id == "inv_7")).one()
+        inv_42 = db.scalars(select(Invoice).where(Invoice.public_id == "inv_42")).one()
+        assert (inv_7.organization.slug, inv_7.status) == ("acme", "sent")
+        assert inv_42.organization.slug == "globex"
+        assert db.scalar(select(Invoice).where(Invoice.public_id == "inv_999999")) is None
+
+
+def test_demo_invoices_are_varied_and_valid(seeded: Engine) -> None:
+    with Session(seeded) as db:
+        invoices = db.scalars(select(Invoice)).all()
+        members = set(db.execute(select(Membership.user_id, Membership.organization_id)).all())
+        linus_drafts_in_acme = [
+            i for i in invoices
+            if i.organization.slug == "acme"
+            and i.status == InvoiceStatus.DRAFT.value
+            and i.created_by is not None
+            and i.created_by.email == "linus@acme.test"
+        ]
+
+    by_org: dict[int, list[Invoice]] = {}
+    for invoice in invoices:
+        by_org.setdefault(invoice.organization_id, []).append(invoice)
+    assert len(by_org) == 2
+    for org_invoices in by_org.values():
+        assert len(org_invoices) >= 8
+        assert {i.status for i in org_invoices} == {s.value for s in InvoiceStatus}
+        assert len({i.created_by_id for i in org_invoices}) >= 2
+        assert sorted(i.number for i in org_invoices) == list(range(1, len(org_invoices) + 1))
+
+    for invoice in invoices:
+        assert (invoice.created_by_id, invoice.organization_id) in members
+        assert invoice.currency in CURRENCIES
+        assert invoice.amount_minor > 0
+        assert invoice.due_date >= invoice.issue_date
+        assert invoice.public_id in ("inv_7", "inv_42") or PUBLIC_ID.fullmatch(invoice.public_id)
+    assert any(not i.customer.isascii() for i in invoices)
+    # "A member edits their own draft" can be demonstrated.
+    assert linus_drafts_in_acme
+
+
+def test_demo_public_ids_are_deterministic_and_opaque() -> None:
+    first = seed_script.demo_public_id("acme", 1)
+    assert first == seed_script.demo_public_id("acme", 1)
+    assert first != seed_script.demo_public_id("acme", 2)
+    assert first != seed_script.demo_public_id("globex", 1)
+    assert PUBLIC_ID.fullmatch(first)
+    assert PUBLIC_ID.fullmatch(seed_script.generated_public_id())
+
+
+# --- Passwords --------------------------------------------------------------------------
+
+
+def test_passwords_are_argon2id_hashes_and_the_plaintext_is_nowhere_in_the_database(
+    seeded: Engine, db_path: Path
+) -> None:
+    with Session(seeded) as db:
+        hashes = db.scalars(select(User.password_hash)).all()
+    assert len(hashes) == 6
+    assert len(set(hashes)) == 6  # salted: equal passwords, different hashes
+    for stored in hashes:
+        assert stored.startswith("$argon2id$")
+        assert PasswordHasher().verify(stored, PASSWORD)
+
+    seeded.dispose()  # everything is on disk, no journal left behind
+    data = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert PASSWORD.encode() not in data
+
+
+# --- --reset and --invoices -------------------------------------------------------------
+
+
+def test_reset_gives_back_the_same_fixed_public_ids(
+    cli_env: str, engine: Engine, capsys: Any
+) -> None:
+    assert seed_script.main([]) == 0
+    seeded_once = snapshot(engine)
+    assert seed_script.main(["--invoices", "5"]) == 0
+    with Session(engine) as db:
+        db.execute(text("UPDATE invoices SET status = 'void' WHERE public_id = 'inv_7'"))
+        db.commit()
+
+    assert seed_script.main(["--reset"]) == 0
+
+    after_reset = snapshot(engine)
+    assert after_reset["counts"] == seeded_once["counts"]
+    assert after_reset["invoice_public_ids"] == seeded_once["invoice_public_ids"]
+    assert after_reset["invoices"] == seeded_once["invoices"]
+    assert after_reset["memberships"] == seeded_once["memberships"]
+    assert "reset: deleted every row" in capsys.readouterr().out
+
+
+def test_invoices_option_adds_n_consecutive_unique_numbers_to_every_organization(
+    cli_env: str, engine: Engine, capsys: Any
+) -> None:
+    assert seed_script.main([]) == 0
+    before = invoices_by_org(engine)
+
+    assert seed_script.main(["--invoices", "50"]) == 0
+    assert seed_script.main(["--invoices", "50"]) == 0  # numbering continues, no clashes
+
+    captured = capsys.readouterr()
+    assert "generated invoices: 50 added to acme" in captured.out
+    assert "%|" not in captured.err  # no progress bar when stderr is not a terminal
+    after = invoices_by_org(engine)
+    assert set(after) == {"acme", "globex"}
+    public_ids = [i.public_id for invoices in after.values() for i in invoices]
+    assert len(public_ids) == len(set(public_ids))
+    for slug, invoices in after.items():
+        old_max = max(i.number for i in before[slug])
+        new = invoices[len(before[slug]):]
+        assert len(invoices) == len(before[slug]) + 100
+        assert [i.number for i in new] == list(range(old_max + 1, old_max + 101))
+        for invoice in new:
+            assert PUBLIC_ID.fullmatch(invoice.public_id)
+            assert invoice.due_date >= invoice.issue_date
+            assert invoice.created_by_id is not None
+
+
+def test_add_generated_invoices_uses_batches(app: Flask, seeded: Engine) -> None:
+    with Session(seeded) as db:
+        added = seed_script.add_generated_invoices(db, 25, batch_size=10, progress=False)
+        total = db.scalar(select(func.count()).select_from(Invoice))
+    assert added == {"acme": 25, "globex": 25}
+    assert total == len(invoices_by_org(seeded)["acme"]) + len(invoices_by_org(seeded)["globex"])
+
+
+# --- PostgreSQL -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    base = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, poolclass=pool.NullPool)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_seeding_postgresql_twice_changes_nothing(postgres_url: str) -> None:
+    app = seed_script.make_app({"DATABASE_URL": postgres_url, "PASSWORD_HASH_PROFILE": "CHEAPEST"})
+    engine = make_engine(postgres_url)
+    try:
+        seed_script.run(app, progress=False, invoices=20)
+        before = snapshot(engine)
+        report = seed_script.run(app, progress=False)
+        assert not report.changed
+        assert snapshot(engine) == before
+        with Session(engine) as db:
+            inv_7 = db.scalars(select(Invoice).where(Invoice.public_id == "inv_7")).one()
+            assert (inv_7.organization.slug, inv_7.status) == ("acme", "sent")
+    finally:
+        engine.dispose()
