@@ -39,8 +39,11 @@ def _active_organization_or_redirect() -> Organization | None:
 
 
 def _page_number() -> int:
+    """Anything but a plain, sane page number means page 1 ("²" is a digit to Python)."""
     raw = request.args.get("page", "1")
-    return int(raw) if raw.isdigit() and 0 < len(raw) < 7 and int(raw) > 0 else 1
+    if raw.isascii() and raw.isdigit() and len(raw) < 7 and int(raw) > 0:
+        return int(raw)
+    return 1
 
 
 @bp.get("")
