@@ -1,0 +1,53 @@
+"""Configuration: the secret key, FLASK_* variables, and what "development" changes."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from invoiceapp import create_app
+from invoiceapp.config import _development_secret_key
+
+
+def test_missing_secret_key_outside_development_is_a_clear_start_up_error(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FLASK_SECRET_KEY", raising=False)
+    monkeypatch.delenv("FLASK_DEMO_MODE", raising=False)
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
+    with pytest.raises(RuntimeError, match="SECRET_KEY is not set"):
+        create_app({"DATABASE_URL": f"sqlite:///{database_file}"})
+
+
+def test_development_secret_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
+    first = _development_secret_key(tmp_path / "instance")
+    second = _development_secret_key(tmp_path / "instance")
+    key_file = tmp_path / "instance" / "secret_key"
+    assert first == second
+    assert len(first) >= 64
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_settings_come_from_flask_prefixed_environment_variables(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLASK_FRESH_AGE_SECONDS", "5")
+    monkeypatch.setenv("FLASK_RATELIMIT_ENABLED", "false")
+    monkeypatch.setenv("FLASK_SECRET_KEY", "from-the-environment")
+    app = create_app({"DATABASE_URL": f"sqlite:///{database_file}"})
+    assert app.config["FRESH_AGE_SECONDS"] == 5
+    assert app.config["RATELIMIT_ENABLED"] is False
+    assert app.config["SECRET_KEY"] == "from-the-environment"
+    assert app.config["DEMO_MODE"] is False
+    app.extensions["db_engine"].dispose()
+
+
+def test_demo_mode_cookies_work_over_plain_http(database_file: Path) -> None:
+    app = create_app(
+        {"DATABASE_URL": f"sqlite:///{database_file}", "DEMO_MODE": True, "SECRET_KEY": "x" * 32}
+    )
+    assert app.config["AUTH_COOKIE_SECURE"] is False
+    assert app.config["SESSION_COOKIE_SECURE"] is False
+    app.extensions["db_engine"].dispose()
