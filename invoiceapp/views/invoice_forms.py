@@ -9,7 +9,7 @@ from flask_wtf import FlaskForm
 from wtforms import DateField, SelectField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
 
-from ..models import CURRENCIES, InvoiceStatus
+from ..models import CURRENCIES, Invoice, InvoiceStatus
 from ..money import AmountError, parse_amount
 
 STATUSES = [status.value for status in InvoiceStatus]
@@ -58,6 +58,16 @@ class InvoiceForm(FlaskForm):
             self.amount_minor = parse_amount(field.data or "")
         except AmountError as error:
             raise ValidationError(str(error)) from None
+
+    def apply_to(self, invoice: Invoice) -> None:
+        """Copy the validated values onto an invoice (new or existing); the view commits."""
+        assert self.amount_minor is not None, "apply_to() before validate()"
+        invoice.customer = self.customer.data
+        invoice.amount_minor = self.amount_minor
+        invoice.currency = self.currency.data
+        invoice.status = self.status.data
+        invoice.issue_date = self.issue_date.data
+        invoice.due_date = self.due_date.data
 
     def validate_due_date(self, field: Any) -> None:
         if self.issue_date.data and field.data and field.data < self.issue_date.data:

@@ -115,14 +115,9 @@ def create() -> ResponseReturnValue:
             public_id=new_public_id(),
             organization_id=organization.id,
             number=next_invoice_number(db, organization.id),
-            customer=form.customer.data,
-            amount_minor=form.amount_minor,
-            currency=form.currency.data,
-            status=form.status.data,
-            issue_date=form.issue_date.data,
-            due_date=form.due_date.data,
             created_by_id=require_principal().user.id,
         )
+        form.apply_to(invoice)
         db.add(invoice)
         try:
             db.commit()
@@ -175,7 +170,7 @@ def _csv_safe(text: str) -> str:
 def show(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)
     authorize("invoice.read", invoice)
-    return render_template("invoices/show.html", invoice=invoice, form=EmptyForm())
+    return render_template("invoices/show.html", invoice=invoice)
 
 
 @bp.get("/<invoice_id>/edit")
@@ -195,12 +190,7 @@ def update(invoice_id: str) -> ResponseReturnValue:
     form = InvoiceForm()
     if not form.validate_on_submit():
         return render_template("invoices/form.html", form=form, invoice=invoice), 422
-    invoice.customer = form.customer.data
-    invoice.amount_minor = form.amount_minor
-    invoice.currency = form.currency.data
-    invoice.status = form.status.data
-    invoice.issue_date = form.issue_date.data
-    invoice.due_date = form.due_date.data
+    form.apply_to(invoice)
     get_db().commit()
     flash(f"Invoice {invoice.label} was saved.", "success")
     return redirect(f"/invoices/{invoice.public_id}", code=303)
