@@ -31,6 +31,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_template_helpers(app)
+    register_commands(app)
     return app
 
 
@@ -45,9 +46,11 @@ def register_extensions(app: Flask) -> None:
     from .authn.sessions import init_sessions
     from .extensions import csrf, limiter
     from .gates import register_gates
+    from .security_headers import init_security_headers
 
     init_authentication(app)
     init_sessions(app)
+    init_security_headers(app)
     csrf.init_app(app)
     register_gates(app)  # authentication, then CSRF: before any view runs
     limiter.init_app(app)
@@ -75,3 +78,9 @@ def register_template_helpers(app: Flask) -> None:
     from .templating import init_templating
 
     init_templating(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import register_commands as register
+
+    register(app)

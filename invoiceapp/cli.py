@@ -1,0 +1,59 @@
+"""Command-line helpers: ``flask --app invoiceapp <command>``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+from sqlalchemy import delete, or_
+
+from .authz.policy import POLICY
+from .db import get_db, utcnow
+from .models import Role, UserSession
+
+
+@click.command("policy")
+def print_policy() -> None:
+    """Print the permission table every view and template asks."""
+    roles = [role.value for role in Role]
+    width = max(len(action) for action in POLICY) + 2
+    column = max(len(rule.value) for rules in POLICY.values() for rule in rules.values()) + 2
+    click.echo("action".ljust(width) + "".join(role.ljust(column) for role in roles).rstrip())
+    for action, rules in POLICY.items():
+        cells = "".join(rules[role].value.ljust(column) for role in roles)
+        click.echo(action.ljust(width) + cells.rstrip())
+
+
+@click.command("prune-sessions")
+@with_appcontext
+def prune_sessions() -> None:
+    """Delete sessions past their idle or absolute lifetime (they are refused anyway)."""
+    config = current_app.config
+    now = utcnow()
+
+    def expired(idle: int, absolute: int) -> object:
+        return or_(
+            UserSession.last_seen_at < now - timedelta(seconds=idle),
+            UserSession.created_at < now - timedelta(seconds=absolute),
+        )
+
+    db = get_db()
+    result = db.execute(
+        delete(UserSession).where(
+            or_(
+                (UserSession.remember.is_(False))
+                & expired(config["SESSION_IDLE_SECONDS"], config["SESSION_ABSOLUTE_SECONDS"]),
+                (UserSession.remember.is_(True))
+                & expired(config["REMEMBER_IDLE_SECONDS"], config["REMEMBER_ABSOLUTE_SECONDS"]),
+            )
+        )
+    )
+    db.commit()
+    click.echo(f"removed {result.rowcount or 0} expired sessions")
+
+
+def register_commands(app: Flask) -> None:
+    app.cli.add_command(print_policy)
+    app.cli.add_command(prune_sessions)
