@@ -19,11 +19,21 @@ def _strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
-def _no_control_characters(_form: Any, field: Any) -> None:
-    # Any script, emoji or combining mark is fine; invisible control codes
-    # (and NUL, which PostgreSQL refuses) are not.
-    if field.data and any(unicodedata.category(char) == "Cc" for char in field.data):
+# Embedding/override/isolate marks can make text display in another order than it is
+# stored (a "Trojan source" for invoice names and CSV exports).
+_BIDI_CONTROLS = frozenset(chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+
+
+def _plain_visible_text(_form: Any, field: Any) -> None:
+    """Any script, emoji or combining mark is fine. Control codes (NUL is refused by
+    PostgreSQL), direction overrides and names with nothing visible are not."""
+    text = field.data or ""
+    if any(unicodedata.category(char) == "Cc" for char in text):
         raise ValidationError("Remove the control characters from this field.")
+    if any(char in _BIDI_CONTROLS for char in text):
+        raise ValidationError("Remove the invisible text-direction characters from this field.")
+    if text and not any(unicodedata.category(char)[0] in "LNPS" for char in text):
+        raise ValidationError("Enter a name with at least one visible character.")
 
 
 class InvoiceForm(FlaskForm):
@@ -33,13 +43,13 @@ class InvoiceForm(FlaskForm):
         validators=[
             DataRequired("Enter the customer's name."),
             Length(max=200, message="Keep the customer's name to 200 characters or fewer."),
-            _no_control_characters,
+            _plain_visible_text,
         ],
     )
     amount = StringField(
         "Amount",
         filters=[_strip],
-        validators=[InputRequired("Enter an amount."), Length(max=32)],
+        validators=[InputRequired("Enter an amount.")],  # parse_amount checks the rest
         render_kw={"inputmode": "decimal", "placeholder": "1250.00"},
     )
     currency = SelectField(
