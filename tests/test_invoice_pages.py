@@ -479,3 +479,24 @@ def test_500_page_leaks_nothing(
         assert leak not in body, leak
     # The detail goes to the log, for the people who run the app.
     assert SECRET in caplog.text
+
+
+def test_user_without_organizations_is_sent_to_a_dashboard_that_says_why(
+    app: Flask, db: Session
+) -> None:
+    from invoiceapp.models import User
+
+    with app.app_context():
+        from invoiceapp.authn.passwords import hash_password
+
+        password_hash = hash_password("a-long-enough-password")
+    db.add(User(email="loner@example.test", display_name="Lone Ranger", password_hash=password_hash))
+    db.commit()
+    client = app.test_client()
+    sign_in(client, "loner@example.test", "a-long-enough-password")
+    for path in ("/invoices", "/invoices/new", "/invoices/export.csv"):
+        response = client.get(path)
+        assert response.status_code == 303, path
+        assert response.headers["Location"] == "/dashboard"
+    assert "not a member of any organization" in client.get("/dashboard").get_data(as_text=True)
+    assert client.get("/invoices/inv_7").status_code == 404

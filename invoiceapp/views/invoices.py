@@ -31,10 +31,16 @@ from .invoice_forms import STATUSES, InvoiceForm
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
 
 
-def _active_organization_or_redirect() -> Organization | None:
+def _active_organization(action: str) -> Organization:
+    """The organization the list and the new-invoice form work in, checked for ``action``.
+
+    Someone without any membership is sent to the dashboard, which explains why.
+    """
     organization = active_organization(require_principal())
     if organization is None:
         flash("You are not a member of any organization yet.", "info")
+        abort(redirect("/dashboard", code=303))
+    authorize(action, organization)
     return organization
 
 
@@ -49,10 +55,7 @@ def _page_number() -> int:
 @bp.get("")
 @login_required
 def index() -> ResponseReturnValue:
-    organization = _active_organization_or_redirect()
-    if organization is None:
-        return redirect("/dashboard", code=303)
-    authorize("invoice.read", organization)
+    organization = _active_organization("invoice.read")
 
     status = request.args.get("status", "")
     if status not in STATUSES:
@@ -87,10 +90,7 @@ def index() -> ResponseReturnValue:
 @bp.get("/new")
 @login_required
 def new() -> ResponseReturnValue:
-    organization = _active_organization_or_redirect()
-    if organization is None:
-        return redirect("/dashboard", code=303)
-    authorize("invoice.create", organization)
+    organization = _active_organization("invoice.create")
     today = date.today()
     form = InvoiceForm(
         formdata=None, issue_date=today, due_date=today + timedelta(days=30), currency="EUR"
@@ -101,10 +101,7 @@ def new() -> ResponseReturnValue:
 @bp.post("/new")
 @login_required
 def create() -> ResponseReturnValue:
-    organization = _active_organization_or_redirect()
-    if organization is None:
-        return redirect("/dashboard", code=303)
-    authorize("invoice.create", organization)
+    organization = _active_organization("invoice.create")
     form = InvoiceForm()
     if not form.validate_on_submit():
         return render_template("invoices/form.html", form=form, organization=organization), 422
@@ -133,11 +130,8 @@ def create() -> ResponseReturnValue:
 @bp.get("/export.csv")
 @login_required
 def export_csv() -> ResponseReturnValue:
-    organization = _active_organization_or_redirect()
-    if organization is None:
-        return redirect("/dashboard", code=303)
     # The plan is one input: a pro plan without a membership still gets nothing.
-    authorize("invoice.export", organization)
+    organization = _active_organization("invoice.export")
     invoices = get_db().scalars(
         select(Invoice)
         .where(Invoice.organization_id == organization.id, Invoice.deleted_at.is_(None))
