@@ -25,7 +25,7 @@ import string
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -112,27 +112,49 @@ DEMO_INVOICES: dict[str, tuple[InvoiceSpec, ...]] = {
         InvoiceSpec(2, "Zürich Ärzte AG", 840_050, "CHF", S.PAID, 120, 30, "grace@acme.test"),
         InvoiceSpec(3, "Ωmega Labs", 99_900, "EUR", S.VOID, 95, 14, "ada@acme.test"),
         InvoiceSpec(4, "Northwind Traders", 312_475, "GBP", S.PAID, 70, 30, "linus@acme.test"),
-        InvoiceSpec(5, "Wayne Enterprises", 4_800_000, "USD", S.SENT, 21, 30, "ada@acme.test",
-                    public_id="inv_7"),
+        InvoiceSpec(
+            5,
+            "Wayne Enterprises",
+            4_800_000,
+            "USD",
+            S.SENT,
+            21,
+            30,
+            "ada@acme.test",
+            public_id="inv_7",
+        ),
         InvoiceSpec(6, "Maple Leaf Logistics", 187_500, "CAD", S.SENT, 12, 30, "linus@acme.test"),
         InvoiceSpec(7, "Fjord Analytics AS", 2_150_000, "NOK", S.DRAFT, 3, 30, "grace@acme.test"),
         # Linus (member) may edit this one: his own draft.
-        InvoiceSpec(8, "Blue Mountain Coffee Roasters", 64_000, "AUD", S.DRAFT, 1, 14,
-                    "linus@acme.test"),
+        InvoiceSpec(
+            8, "Blue Mountain Coffee Roasters", 64_000, "AUD", S.DRAFT, 1, 14, "linus@acme.test"
+        ),
         InvoiceSpec(9, "Kastrup Design ApS", 455_000, "DKK", S.DRAFT, 0, 30, "eve@acme.test"),
     ),
     "globex": (
-        InvoiceSpec(1, "Springfield Power Plant", 9_999_900, "USD", S.PAID, 200, 30,
-                    "hank@globex.test"),
+        InvoiceSpec(
+            1, "Springfield Power Plant", 9_999_900, "USD", S.PAID, 200, 30, "hank@globex.test"
+        ),
         InvoiceSpec(2, "Kwik-E-Mart", 12_345, "USD", S.PAID, 160, 14, "marge@globex.test"),
-        InvoiceSpec(3, "Cypress Creek Volcano Works", 25_000_000, "USD", S.DRAFT, 2, 30,
-                    "hank@globex.test", public_id="inv_42"),
-        InvoiceSpec(4, "Société Générale des Eaux", 780_000, "EUR", S.SENT, 40, 30,
-                    "grace@acme.test"),
+        InvoiceSpec(
+            3,
+            "Cypress Creek Volcano Works",
+            25_000_000,
+            "USD",
+            S.DRAFT,
+            2,
+            30,
+            "hank@globex.test",
+            public_id="inv_42",
+        ),
+        InvoiceSpec(
+            4, "Société Générale des Eaux", 780_000, "EUR", S.SENT, 40, 30, "grace@acme.test"
+        ),
         InvoiceSpec(5, "Göteborg Hamn AB", 1_520_000, "SEK", S.VOID, 60, 30, "hank@globex.test"),
         InvoiceSpec(6, "Duff Brewing Company", 230_000, "USD", S.SENT, 9, 30, "marge@globex.test"),
-        InvoiceSpec(7, "Oxford Scientific Ltd", 415_060, "GBP", S.DRAFT, 1, 30,
-                    "marge@globex.test"),
+        InvoiceSpec(
+            7, "Oxford Scientific Ltd", 415_060, "GBP", S.DRAFT, 1, 30, "marge@globex.test"
+        ),
         InvoiceSpec(8, "Ωmega Labs", 57_500, "EUR", S.PAID, 35, 14, "grace@acme.test"),
     ),
 }
@@ -140,12 +162,26 @@ del S
 
 # Customers for generated invoices (--invoices N).
 GENERATED_CUSTOMERS = (
-    "Initech LLC", "Hooli", "Pied Piper", "Vandelay Industries", "Stark & Sons Hardware",
-    "Northwind Traders", "Contoso Ltd", "Fabrikam GmbH", "Zürich Ärzte AG", "Ωmega Labs",
-    "Société Générale des Eaux", "Łódź Robotics sp. z o.o.", "Göteborg Hamn AB",
-    "Fjord Analytics AS", "Kastrup Design ApS", "Maple Leaf Logistics",
+    "Initech LLC",
+    "Hooli",
+    "Pied Piper",
+    "Vandelay Industries",
+    "Stark & Sons Hardware",
+    "Northwind Traders",
+    "Contoso Ltd",
+    "Fabrikam GmbH",
+    "Zürich Ärzte AG",
+    "Ωmega Labs",
+    "Société Générale des Eaux",
+    "Łódź Robotics sp. z o.o.",
+    "Göteborg Hamn AB",
+    "Fjord Analytics AS",
+    "Kastrup Design ApS",
+    "Maple Leaf Logistics",
     "東京トレーディング株式会社",
-    "Blue Mountain Coffee Roasters", "Oxford Scientific Ltd", "São Paulo Têxtil Ltda",
+    "Blue Mountain Coffee Roasters",
+    "Oxford Scientific Ltd",
+    "São Paulo Têxtil Ltda",
 )
 STATUS_WEIGHTS = {
     InvoiceStatus.DRAFT: 15,
@@ -333,7 +369,7 @@ def seed(
                 report.add_present("invoices", public_id)
                 continue
             issue_date = today - timedelta(days=invoice_spec.issued_days_ago)
-            created_at = datetime.combine(issue_date, time(9, 0), tzinfo=timezone.utc)
+            created_at = datetime.combine(issue_date, time(9, 0), tzinfo=UTC)
             created_at += timedelta(minutes=7 * invoice_spec.number)
             db.add(
                 Invoice(
@@ -419,7 +455,7 @@ def add_generated_invoices(
                 rows = []
                 for i in range(start, min(start + batch_size, n)):
                     issue_date = today - timedelta(days=ages_in_days[i])
-                    created_at = datetime.combine(issue_date, time(8, 0), tzinfo=timezone.utc)
+                    created_at = datetime.combine(issue_date, time(8, 0), tzinfo=UTC)
                     created_at += timedelta(seconds=rng.randint(0, 10 * 60 * 60))
                     rows.append(
                         {

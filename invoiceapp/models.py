@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import date, datetime
 
+from flask_login import UserMixin
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -16,24 +17,23 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
-from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, UTCDateTime, utcnow
 
 
-class Plan(str, enum.Enum):
+class Plan(enum.StrEnum):
     FREE = "free"
     PRO = "pro"
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     OWNER = "owner"
     ADMIN = "admin"
     MEMBER = "member"
 
 
-class InvoiceStatus(str, enum.Enum):
+class InvoiceStatus(enum.StrEnum):
     DRAFT = "draft"
     SENT = "sent"
     PAID = "paid"
@@ -133,9 +133,7 @@ class Invoice(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # What URLs show. Opaque and random, so ids cannot be counted or guessed.
     public_id: Mapped[str] = mapped_column(String(40), unique=True)
-    organization_id: Mapped[int] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
     customer: Mapped[str] = mapped_column(String(200))
     amount_minor: Mapped[int] = mapped_column(BigInteger)

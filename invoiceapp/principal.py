@@ -41,7 +41,9 @@ def current_principal() -> Principal | None:
             .where(Membership.user_id == user.id)
             .order_by(Membership.id)
         )
-        principal = Principal(user=user, session=current_session(), roles={org_id: role for org_id, role in rows})
+        principal = Principal(
+            user=user, session=current_session(), roles={org_id: role for org_id, role in rows}
+        )
     g.principal = principal
     return principal
 

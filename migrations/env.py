@@ -22,8 +22,8 @@ from flask import Flask
 from sqlalchemy import create_engine, make_url, pool
 from sqlalchemy.engine import Connection
 
-from invoiceapp.db import Base, UTCDateTime
 from invoiceapp import models  # noqa: F401  (registers every table on Base.metadata)
+from invoiceapp.db import Base, UTCDateTime
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -47,3 +47,17 @@ def user(db: Session, email: str) -> User:
     found = db.scalar(select(User).where(User.email == email))
     assert found is not None
     return found
+
+
+AUTH_COOKIE = "invoiceapp_sid"
+
+# A complete, valid invoice form; tests change one field at a time.
+VALID_INVOICE_FORM = {
+    "customer": "Stark Industries",
+    "amount": "1250.00",
+    "currency": "EUR",
+    "status": "draft",
+    "issue_date": "2024-05-01",
+    "due_date": "2024-05-31",
+}
+NEW_INVOICE_LOCATION = re.compile(r"/invoices/(inv_[a-z0-9]{16})")

@@ -26,7 +26,6 @@ from invoiceapp.principal import Principal
 from seed import demo_public_id
 from support import invoice, signed_in_client, user
 
-
 PRINCIPALS: dict[str, str | None] = {
     "anonymous": None,
     "member": "linus@acme.test",
@@ -71,7 +70,13 @@ CONTROL = {
     "delete-do": DELETE_BUTTON,
 }
 
-ANONYMOUS = {"read": 302, "edit-form": 302, "edit-save": 401, "delete-confirm": 302, "delete-do": 401}
+ANONYMOUS = {
+    "read": 302,
+    "edit-form": 302,
+    "edit-save": 401,
+    "delete-confirm": 302,
+    "delete-do": 401,
+}
 OTHER_ORG = dict.fromkeys(ACTIONS, 404)
 MEMBER = {"read": 200, "edit-form": 403, "edit-save": 403, "delete-confirm": 403, "delete-do": 403}
 MANAGER = {"read": 200, "edit-form": 200, "edit-save": 303, "delete-confirm": 200, "delete-do": 303}

@@ -15,13 +15,11 @@ from sqlalchemy.orm import Session
 
 from invoiceapp.db import utcnow
 from invoiceapp.models import User, UserSession
-from support import PASSWORD, sign_in, signed_in_client, user
-
-COOKIE = "invoiceapp_sid"
+from support import AUTH_COOKIE, PASSWORD, sign_in, signed_in_client, user
 
 
 def auth_cookie(client: FlaskClient) -> str | None:
-    cookie = client.get_cookie(COOKIE)
+    cookie = client.get_cookie(AUTH_COOKIE)
     return cookie.value if cookie else None
 
 
@@ -34,14 +32,20 @@ def sessions_of(db: Session, email: str) -> list[UserSession]:
 
 
 def test_wrong_password_and_unknown_email_get_the_same_answer(client: FlaskClient) -> None:
-    wrong_password = client.post("/sign-in", data={"email": "ada@acme.test", "password": "nope-nope-nope"})
-    unknown_email = client.post("/sign-in", data={"email": "nobody@acme.test", "password": "nope-nope-nope"})
+    wrong_password = client.post(
+        "/sign-in", data={"email": "ada@acme.test", "password": "nope-nope-nope"}
+    )
+    unknown_email = client.post(
+        "/sign-in", data={"email": "nobody@acme.test", "password": "nope-nope-nope"}
+    )
     assert wrong_password.status_code == unknown_email.status_code == 401
     # The pages differ only in the email echoed back into the form.
-    assert wrong_password.get_data(as_text=True).replace("ada@acme.test", "X") == unknown_email.get_data(
+    assert wrong_password.get_data(as_text=True).replace(
+        "ada@acme.test", "X"
+    ) == unknown_email.get_data(as_text=True).replace("nobody@acme.test", "X")
+    assert "That email and password do not match an account." in wrong_password.get_data(
         as_text=True
-    ).replace("nobody@acme.test", "X")
-    assert "That email and password do not match an account." in wrong_password.get_data(as_text=True)
+    )
     assert auth_cookie(client) is None
 
 
@@ -93,7 +97,12 @@ def test_sign_in_rehashes_when_hash_parameters_change(app: Flask, db: Session) -
 
 @pytest.mark.parametrize(
     "stored",
-    ["not-a-hash", "", "$2b$12$KIXQJZ0J3vQe2yZ0f6hC6e8lZl1xv3yqJ0Q9v1x0lYk8o5u4oYQ1W", "$argon2id$v=19$broken"],
+    [
+        "not-a-hash",
+        "",
+        "$2b$12$KIXQJZ0J3vQe2yZ0f6hC6e8lZl1xv3yqJ0Q9v1x0lYk8o5u4oYQ1W",
+        "$argon2id$v=19$broken",
+    ],
     ids=["garbage", "empty", "bcrypt", "truncated-argon2"],
 )
 def test_corrupt_or_foreign_hash_is_a_plain_sign_in_failure(
@@ -173,14 +182,16 @@ def test_session_token_is_stored_only_as_its_hash(client: FlaskClient, db: Sessi
     assert token not in (stored.token_hash, stored.public_id)
 
 
-def test_sign_out_revokes_the_session_and_a_replayed_cookie_is_redirected(app: Flask, db: Session) -> None:
+def test_sign_out_revokes_the_session_and_a_replayed_cookie_is_redirected(
+    app: Flask, db: Session
+) -> None:
     client = signed_in_client(app, "ada@acme.test")
     stolen = auth_cookie(client)
     assert client.post("/sign-out").headers["Location"] == "/"
     assert sessions_of(db, "ada@acme.test") == []
 
     thief = app.test_client()
-    thief.set_cookie(COOKIE, stolen)
+    thief.set_cookie(AUTH_COOKIE, stolen)
     response = thief.get("/dashboard")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/sign-in")
@@ -189,7 +200,7 @@ def test_sign_out_revokes_the_session_and_a_replayed_cookie_is_redirected(app: F
 
 def test_sign_in_rotates_the_session_id_no_fixation(app: Flask, db: Session) -> None:
     client = app.test_client()
-    client.set_cookie(COOKIE, "planted-by-an-attacker")
+    client.set_cookie(AUTH_COOKIE, "planted-by-an-attacker")
     sign_in(client, "ada@acme.test")
     first = auth_cookie(client)
     assert first and first != "planted-by-an-attacker"
@@ -202,7 +213,9 @@ def test_sign_in_rotates_the_session_id_no_fixation(app: Flask, db: Session) -> 
 
 def test_session_cookie_is_httponly_samesite_lax(client: FlaskClient) -> None:
     response = sign_in(client, "ada@acme.test")
-    header = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith(COOKIE + "="))
+    header = next(
+        h for h in response.headers.getlist("Set-Cookie") if h.startswith(AUTH_COOKIE + "=")
+    )
     assert "HttpOnly" in header
     assert "SameSite=Lax" in header
     assert "Expires" not in header  # no "remember me": the cookie ends with the browser
@@ -210,7 +223,9 @@ def test_session_cookie_is_httponly_samesite_lax(client: FlaskClient) -> None:
 
 def test_remember_me_makes_the_cookie_persistent(client: FlaskClient, db: Session) -> None:
     response = sign_in(client, "ada@acme.test", remember="y")
-    header = next(h for h in response.headers.getlist("Set-Cookie") if h.startswith(COOKIE + "="))
+    header = next(
+        h for h in response.headers.getlist("Set-Cookie") if h.startswith(AUTH_COOKIE + "=")
+    )
     assert "Expires" in header
     assert sessions_of(db, "ada@acme.test")[0].remember is True
 
@@ -295,7 +310,9 @@ def test_repeated_sign_in_attempts_get_429_with_retry_after(database_file: Path)
     app = make_test_app(database_file, RATELIMIT_ENABLED=True)
     client = app.test_client()
     statuses = [
-        client.post("/sign-in", data={"email": "ada@acme.test", "password": "guess-" + str(n)}).status_code
+        client.post(
+            "/sign-in", data={"email": "ada@acme.test", "password": "guess-" + str(n)}
+        ).status_code
         for n in range(11)
     ]
     assert statuses[:10] == [401] * 10

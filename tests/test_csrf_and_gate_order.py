@@ -11,7 +11,9 @@ from support import PASSWORD, csrf_token_from, invoice
 
 def sign_in_through_the_form(client: FlaskClient, email: str) -> None:
     token = csrf_token_from(client.get("/sign-in").get_data(as_text=True))
-    response = client.post("/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token})
+    response = client.post(
+        "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
+    )
     assert response.status_code == 303
 
 
@@ -28,7 +30,9 @@ def test_sign_in_without_csrf_token_gets_400(csrf_app: Flask) -> None:
     assert client.get_cookie("invoiceapp_sid") is None
 
 
-def test_owner_delete_without_csrf_token_gets_400_and_nothing_changes(csrf_app: Flask, db: Session) -> None:
+def test_owner_delete_without_csrf_token_gets_400_and_nothing_changes(
+    csrf_app: Flask, db: Session
+) -> None:
     client = csrf_app.test_client()
     sign_in_through_the_form(client, "ada@acme.test")
     response = client.post("/invoices/inv_7/delete")
@@ -69,7 +73,9 @@ def test_member_with_a_valid_token_still_gets_403(csrf_app: Flask, db: Session) 
 def test_sign_in_issues_a_fresh_csrf_token(csrf_app: Flask) -> None:
     client = csrf_app.test_client()
     before = csrf_token_from(client.get("/sign-in").get_data(as_text=True))
-    client.post("/sign-in", data={"email": "ada@acme.test", "password": PASSWORD, "csrf_token": before})
+    client.post(
+        "/sign-in", data={"email": "ada@acme.test", "password": PASSWORD, "csrf_token": before}
+    )
     response = client.post("/sign-out", data={"csrf_token": before})
     assert response.status_code == 400  # the pre-sign-in token no longer counts
 

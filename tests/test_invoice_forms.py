@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -21,18 +20,16 @@ from sqlalchemy.orm import Session
 
 from invoiceapp.models import Invoice, Organization
 from seed import demo_public_id
-from support import PASSWORD, csrf_token_from, invoice, signed_in_client, user
+from support import (
+    NEW_INVOICE_LOCATION,
+    PASSWORD,
+    VALID_INVOICE_FORM,
+    csrf_token_from,
+    invoice,
+    signed_in_client,
+    user,
+)
 
-
-VALID = {
-    "customer": "Stark Industries",
-    "amount": "1250.00",
-    "currency": "EUR",
-    "status": "draft",
-    "issue_date": "2024-05-01",
-    "due_date": "2024-05-31",
-}
-NEW_ID = re.compile(r"/invoices/(inv_[a-z0-9]{16})")
 LINUS_DRAFT = demo_public_id("acme", 8)  # Blue Mountain Coffee Roasters, by Linus
 EVE_DRAFT = demo_public_id("acme", 9)  # Kastrup Design ApS, by Eve (another member)
 
@@ -43,7 +40,7 @@ def count_invoices(db: Session) -> int:
 
 
 def form(**changes: str) -> dict[str, str]:
-    return {**VALID, **changes}
+    return {**VALID_INVOICE_FORM, **changes}
 
 
 def create(client: FlaskClient, **changes: str) -> Any:
@@ -52,7 +49,7 @@ def create(client: FlaskClient, **changes: str) -> Any:
 
 def created(db: Session, response: Any) -> Invoice:
     assert response.status_code == 303, response.get_data(as_text=True)[:500]
-    match = NEW_ID.fullmatch(response.headers["Location"])
+    match = NEW_INVOICE_LOCATION.fullmatch(response.headers["Location"])
     assert match, response.headers["Location"]
     return invoice(db, match.group(1))
 
@@ -121,7 +118,9 @@ def test_member_creates_invoice_in_their_organization(app: Flask, db: Session) -
     assert linus.get(f"/invoices/{new.public_id}/edit").status_code == 200
 
 
-def test_amount_with_thousands_separator_and_spaces_is_accepted(ada: FlaskClient, db: Session) -> None:
+def test_amount_with_thousands_separator_and_spaces_is_accepted(
+    ada: FlaskClient, db: Session
+) -> None:
     assert created(db, create(ada, amount=" 1,000,000,000 ")).amount_minor == 100_000_000_000
 
 
@@ -142,8 +141,12 @@ BAD_INPUT = [
     pytest.param("customer", "Acme\nInc", "control characters", id="customer-newline-inside"),
     pytest.param("customer", "Acme\x7fInc", "control characters", id="customer-del"),
     # Invisible format characters (category Cf), which the Cc check above lets through:
-    pytest.param("customer", "\u200b", "at least one visible character", id="customer-only-zero-width-space"),
-    pytest.param("customer", "Acme\u202eInc", "text-direction characters", id="customer-bidi-override"),
+    pytest.param(
+        "customer", "\u200b", "at least one visible character", id="customer-only-zero-width-space"
+    ),
+    pytest.param(
+        "customer", "Acme\u202eInc", "text-direction characters", id="customer-bidi-override"
+    ),
     pytest.param("amount", "", "Enter an amount.", id="amount-empty"),
     pytest.param("amount", "0", "greater than zero", id="amount-zero"),
     pytest.param("amount", "-5", "greater than zero", id="amount-negative"),
@@ -162,7 +165,9 @@ BAD_INPUT = [
     pytest.param("issue_date", "2024-13-45", "Not a valid date", id="issue-date-malformed"),
     pytest.param("issue_date", "yesterday", "Not a valid date", id="issue-date-words"),
     pytest.param("due_date", "2024-02-30", "Not a valid date", id="due-date-impossible"),
-    pytest.param("due_date", "2024-04-30", "cannot be before the issue date", id="due-before-issue"),
+    pytest.param(
+        "due_date", "2024-04-30", "cannot be before the issue date", id="due-before-issue"
+    ),
 ]
 
 

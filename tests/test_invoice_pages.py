@@ -1,4 +1,4 @@
-"""The invoice list, switching organizations, odd ids, deleted invoices, CSV export, the 500 page."""
+"""The invoice list, switching organizations, odd ids, deleted ids, CSV export, the 500 page."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from conftest import make_test_app
 from invoiceapp.db import utcnow
 from invoiceapp.models import Invoice, Membership, Organization, UserSession
 from support import invoice, sign_in, signed_in_client, user
-
 
 ROW = re.compile(r'<td><a href="/invoices/(inv_[A-Za-z0-9]+)">#(\d{4})</a></td>')
 
@@ -215,7 +214,9 @@ def test_list_shows_only_the_active_organizations_invoices(app: Flask, db: Sessi
 
 def grace_session(db: Session) -> UserSession:
     db.expire_all()
-    found = db.scalar(select(UserSession).where(UserSession.user_id == user(db, "grace@acme.test").id))
+    found = db.scalar(
+        select(UserSession).where(UserSession.user_id == user(db, "grace@acme.test").id)
+    )
     assert found is not None
     return found
 
@@ -363,7 +364,10 @@ def test_deleted_invoice_answers_404_everywhere(
         assert response.get_data() == canonical_404, (method, path)
 
     after = invoice(db, "inv_7")
-    assert (after.deleted_at, after.customer) == (deleted_at, customer)  # not revived, not re-deleted
+    assert (after.deleted_at, after.customer) == (
+        deleted_at,
+        customer,
+    )  # not revived, not re-deleted
     assert "inv_7" not in ada.get("/invoices").get_data(as_text=True)
     assert "inv_7" not in ada.get("/invoices/export.csv").get_data(as_text=True)
 
@@ -431,7 +435,9 @@ def test_anonymous_export_redirects_to_sign_in(client: FlaskClient) -> None:
         pytest.param("@SUM(A1:A9)", id="at"),
     ],
 )
-def test_formula_customer_is_neutralised_in_csv(ada: FlaskClient, db: Session, customer: str) -> None:
+def test_formula_customer_is_neutralised_in_csv(
+    ada: FlaskClient, db: Session, customer: str
+) -> None:
     response = ada.post("/invoices/new", data={
         "customer": customer, "amount": "10.00", "currency": "EUR", "status": "draft",
         "issue_date": "2024-01-01", "due_date": "2024-01-31",
@@ -441,7 +447,7 @@ def test_formula_customer_is_neutralised_in_csv(ada: FlaskClient, db: Session, c
     assert invoice(db, public_id).customer == customer  # stored as typed; only the export changes
     row = next(row for row in csv_rows(ada.get("/invoices/export.csv")) if row[0] == public_id)
     assert row[2] == "'" + customer
-    assert not row[2][0] in "=+-@"
+    assert row[2][0] not in "=+-@"
 
 
 # --- The 500 page -----------------------------------------------------------------------
@@ -475,7 +481,15 @@ def test_500_page_leaks_nothing(
     assert response.mimetype == "text/html"
     body = response.get_data(as_text=True)
     assert "Something went wrong" in body
-    for leak in (SECRET, "hunter2", "Traceback", "RuntimeError", "could not connect", 'File "', ".py"):
+    for leak in (
+        SECRET,
+        "hunter2",
+        "Traceback",
+        "RuntimeError",
+        "could not connect",
+        'File "',
+        ".py",
+    ):
         assert leak not in body, leak
     # The detail goes to the log, for the people who run the app.
     assert SECRET in caplog.text
@@ -490,7 +504,9 @@ def test_user_without_organizations_is_sent_to_a_dashboard_that_says_why(
         from invoiceapp.authn.passwords import hash_password
 
         password_hash = hash_password("a-long-enough-password")
-    db.add(User(email="loner@example.test", display_name="Lone Ranger", password_hash=password_hash))
+    db.add(
+        User(email="loner@example.test", display_name="Lone Ranger", password_hash=password_hash)
+    )
     db.commit()
     client = app.test_client()
     sign_in(client, "loner@example.test", "a-long-enough-password")

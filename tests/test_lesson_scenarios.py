@@ -36,7 +36,9 @@ def test_member_deletes_invoice_gets_403_and_invoice_survives(app: Flask, db: Se
     assert client.get("/invoices/inv_7").status_code == 200
 
 
-def test_anonymous_post_delete_gets_401_with_www_authenticate(client: FlaskClient, db: Session) -> None:
+def test_anonymous_post_delete_gets_401_with_www_authenticate(
+    client: FlaskClient, db: Session
+) -> None:
     response = client.post("/invoices/inv_7/delete")
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"].startswith("Session ")

@@ -221,8 +221,15 @@ def test_alembic_x_url_overrides_the_app_configuration(tmp_path: Path) -> None:
     }
     result = subprocess.run(
         [
-            sys.executable, "-m", "alembic", "-c", str(ROOT / "alembic.ini"),
-            "-x", f"url=sqlite:///{target}", "upgrade", "head",
+            sys.executable,
+            "-m",
+            "alembic",
+            "-c",
+            str(ROOT / "alembic.ini"),
+            "-x",
+            f"url=sqlite:///{target}",
+            "upgrade",
+            "head",
         ],
         cwd=tmp_path,  # alembic.ini finds migrations/ relative to itself, not to the cwd
         env=environment,

@@ -125,8 +125,12 @@ def snapshot(engine: Engine) -> dict[str, Any]:
             "invoices": sorted(
                 db.execute(
                     select(
-                        Invoice.public_id, Invoice.organization_id, Invoice.number,
-                        Invoice.status, Invoice.customer, Invoice.amount_minor,
+                        Invoice.public_id,
+                        Invoice.organization_id,
+                        Invoice.number,
+                        Invoice.status,
+                        Invoice.customer,
+                        Invoice.amount_minor,
                     )
                 ).all()
             ),
@@ -157,8 +161,11 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
 
     assert snapshot(engine) == before
     assert before["counts"] == {
-        "organizations": 2, "users": 6, "memberships": 7,
-        "invoices": before["counts"]["invoices"], "sessions": 0,
+        "organizations": 2,
+        "users": 6,
+        "memberships": 7,
+        "invoices": before["counts"]["invoices"],
+        "sessions": 0,
     }
     assert "users: 6 created, 0 already present" in first_output
     assert "users: 0 created, 6 already present" in second_output
@@ -234,7 +241,8 @@ def test_demo_invoices_are_varied_and_valid(seeded: Engine) -> None:
         invoices = db.scalars(select(Invoice)).all()
         members = set(db.execute(select(Membership.user_id, Membership.organization_id)).all())
         linus_drafts_in_acme = [
-            i for i in invoices
+            i
+            for i in invoices
             if i.organization.slug == "acme"
             and i.status == InvoiceStatus.DRAFT.value
             and i.created_by is not None
@@ -331,7 +339,7 @@ def test_invoices_option_adds_n_consecutive_unique_numbers_to_every_organization
     assert len(public_ids) == len(set(public_ids))
     for slug, invoices in after.items():
         old_max = max(i.number for i in before[slug])
-        new = invoices[len(before[slug]):]
+        new = invoices[len(before[slug]) :]
         assert len(invoices) == len(before[slug]) + 100
         assert [i.number for i in new] == list(range(old_max + 1, old_max + 101))
         for invoice in new:

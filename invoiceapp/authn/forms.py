@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, ValidationError
 
 from .passwords import MAX_PASSWORD_LENGTH
 
@@ -14,11 +14,21 @@ def normalise_email(value: str | None) -> str:
     return (value or "").strip().lower()
 
 
+def _no_control_characters(_form: FlaskForm, field: StringField) -> None:
+    # No address contains them, and PostgreSQL cannot even compare text holding NUL.
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in field.data or ""):
+        raise ValidationError("Email addresses cannot contain control characters.")
+
+
 class SignInForm(FlaskForm):
     email = StringField(
         "Email",
         filters=[normalise_email],
-        validators=[DataRequired("Enter your email address."), Length(max=320)],
+        validators=[
+            DataRequired("Enter your email address."),
+            Length(max=320),
+            _no_control_characters,
+        ],
         render_kw={"autocomplete": "username", "type": "email", "autofocus": True},
     )
     password = PasswordField(

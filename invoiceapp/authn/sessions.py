@@ -22,6 +22,11 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def _printable(text: str | None) -> str:
+    """Headers are client input: keep control characters (NUL above all) out of the table."""
+    return "".join(char for char in text or "" if char.isprintable())
+
+
 def start_session(user: User, *, remember: bool) -> UserSession:
     """Sign ``user`` in with a brand-new token (a fresh id at every sign-in: no fixation).
 
@@ -42,7 +47,7 @@ def start_session(user: User, *, remember: bool) -> UserSession:
         last_seen_at=now,
         authenticated_at=now,
         ip_address=request.remote_addr,
-        user_agent=(request.user_agent.string or "")[:300] or None,
+        user_agent=_printable(request.user_agent.string)[:300] or None,
     )
     db.add(auth_session)
     g.auth_session = auth_session

@@ -15,7 +15,7 @@ from ..models import Invoice, InvoiceStatus, Membership, Organization, Plan, Rol
 from ..principal import Principal
 
 
-class Rule(str, enum.Enum):
+class Rule(enum.StrEnum):
     YES = "yes"
     NO = "no"
     OWN_DRAFTS = "own drafts only"
@@ -43,7 +43,8 @@ POLICY: dict[str, dict[str, Rule]] = {
     "org.billing.update":       {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
     "org.transfer_ownership":   {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
     "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
-    "account.password.change":  {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED, MEMBER: R.SELF_ELEVATED},
+    "account.password.change":  {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
+                                 MEMBER: R.SELF_ELEVATED},
 }  # fmt: skip
 
 ACTIONS = tuple(POLICY)
@@ -101,47 +102,58 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
         )
 
     rule = POLICY[action][role]
-    deny = Decision(False, action, f"The {role} role does not include {action}", role=role,
-                    missing=f"the {needed} role")  # fmt: skip
+
+    def allow(reason: str, **extra: Any) -> Decision:
+        return Decision(True, action, reason, role=role, **extra)
+
+    def deny(reason: str, missing: str) -> Decision:
+        return Decision(False, action, reason, role=role, missing=missing)
 
     if rule is Rule.YES:
-        return Decision(True, action, f"The {role} role includes {action}", role=role)
+        return allow(f"The {role} role includes {action}")
     if rule is Rule.ELEVATED:
-        return Decision(True, action, f"The {role} role includes {action} after a fresh "
-                        "password check", role=role, requires_elevation=True)  # fmt: skip
+        return allow(
+            f"The {role} role includes {action} after a fresh password check",
+            requires_elevation=True,
+        )
     if rule is Rule.NO:
-        return deny
+        return deny(f"The {role} role does not include {action}", f"the {needed} role")
     if rule is Rule.OWN_DRAFTS:
         assert isinstance(resource, Invoice)
         if resource.created_by_id != principal.user.id:
-            return Decision(False, action, f"A {role} may only edit invoices they created",
-                            role=role, missing="authorship of this draft, or the owner or admin role")  # fmt: skip
-        if resource.status != InvoiceStatus.DRAFT.value:
-            return Decision(False, action, f"A {role} may only edit drafts; this invoice is "
-                            f"{resource.status}", role=role, missing="the owner or admin role")  # fmt: skip
-        return Decision(True, action, "Members may edit their own drafts", role=role)
+            return deny(
+                f"A {role} may only edit invoices they created",
+                "authorship of this draft, or the owner or admin role",
+            )
+        if resource.status != InvoiceStatus.DRAFT:
+            return deny(
+                f"A {role} may only edit drafts; this invoice is {resource.status}",
+                "the owner or admin role",
+            )
+        return allow("Members may edit their own drafts")
     if rule is Rule.PRO_PLAN:
         plan = resource.plan if isinstance(resource, Organization) else None
-        if plan != Plan.PRO.value:
-            return Decision(False, action, f"Exporting ({action}) is part of the pro plan", role=role,
-                            missing="the pro plan")  # fmt: skip
-        return Decision(True, action, f"The pro plan includes {action} for a {role}", role=role)
+        if plan != Plan.PRO:
+            return deny(f"Exporting ({action}) is part of the pro plan", "the pro plan")
+        return allow(f"The pro plan includes {action} for a {role}")
     if rule is Rule.NOT_AS_OWNER:
         if context.get("role") == OWNER:
-            return Decision(False, action, f"An {role} may not make someone an owner",
-                            role=role, missing="the owner role")  # fmt: skip
-        return Decision(True, action, f"An {role} may invite members and admins", role=role)
+            return deny(f"An {role} may not make someone an owner", "the owner role")
+        return allow(f"An {role} may invite members and admins")
     if rule is Rule.MEMBERS_ONLY:
         assert isinstance(resource, Membership)
         if resource.role != MEMBER or context.get("role") == OWNER:
-            return Decision(False, action, f"An {role} may only manage plain members",
-                            role=role, missing="the owner role")  # fmt: skip
-        return Decision(True, action, f"An {role} may manage members", role=role)
+            return deny(f"An {role} may only manage plain members", "the owner role")
+        return allow(f"An {role} may manage members")
     raise AssertionError(f"rule {rule} has no evaluation")  # pragma: no cover
 
 
 def _self_service(principal: Principal, action: str, resource: object) -> Decision:
     if isinstance(resource, User) and resource.id == principal.user.id:
-        return Decision(True, action, "People may change their own password after a fresh "
-                        "password check", requires_elevation=True)  # fmt: skip
+        return Decision(
+            True,
+            action,
+            "People may change their own password after a fresh password check",
+            requires_elevation=True,
+        )
     return Decision(False, action, "Only the account holder may do this", missing="being this user")

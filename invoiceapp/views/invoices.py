@@ -1,8 +1,8 @@
 """Invoice pages. Each action runs the same three steps, in the lesson's order:
 
-    invoice = invoice_in_my_orgs_or_404(invoice_id)   # scope: 404, never 403
-    authorize("invoice.delete", invoice)              # policy: 403
-    ...the work...
+invoice = invoice_in_my_orgs_or_404(invoice_id)   # scope: 404, never 403
+authorize("invoice.delete", invoice)              # policy: 403
+...the work...
 """
 
 from __future__ import annotations
@@ -199,10 +199,10 @@ def confirm_delete(invoice_id: str) -> ResponseReturnValue:
 
 
 @bp.post("/<invoice_id>/delete")
-@login_required                                   # authentication gate: 401
+@login_required  # authentication gate: 401
 def delete(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)  # scope: 404, never 403
-    authorize("invoice.delete", invoice)             # authorization gate: 403
+    authorize("invoice.delete", invoice)  # authorization gate: 403
     soft_delete(invoice)
     get_db().commit()
     flash(f"Invoice {invoice.label} for {invoice.customer} was deleted.", "success")

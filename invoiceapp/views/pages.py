@@ -18,7 +18,9 @@ bp = Blueprint("pages", __name__)
 
 @bp.get("/")
 def landing() -> ResponseReturnValue:
-    return render_template("pages/landing.html", signed_in=flask_login.current_user.is_authenticated)
+    return render_template(
+        "pages/landing.html", signed_in=flask_login.current_user.is_authenticated
+    )
 
 
 @bp.get("/dashboard")
@@ -33,10 +35,15 @@ def dashboard() -> ResponseReturnValue:
         live = (Invoice.organization_id == organization.id, Invoice.deleted_at.is_(None))
         recent = list(
             db.scalars(
-                select(Invoice).where(*live).order_by(Invoice.created_at.desc(), Invoice.id.desc()).limit(5)
+                select(Invoice)
+                .where(*live)
+                .order_by(Invoice.created_at.desc(), Invoice.id.desc())
+                .limit(5)
             )
         )
-        rows = db.execute(select(Invoice.status, func.count()).where(*live).group_by(Invoice.status))
+        rows = db.execute(
+            select(Invoice.status, func.count()).where(*live).group_by(Invoice.status)
+        )
         counts = {status: count for status, count in rows}
     return render_template(
         "pages/dashboard.html", organization=organization, recent=recent, counts=counts
