@@ -13,8 +13,9 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers import Response
 
-from .authn.gate import WWW_AUTHENTICATE, is_page_visit
-from .authz.enforce import PermissionDenied, ReauthenticationRequired
+from .authn.gate import WWW_AUTHENTICATE
+from .authz.enforce import ReauthenticationRequired
+from .extensions import login_manager
 
 API_CODES = {
     400: "validation",
@@ -56,6 +57,8 @@ def _api_error(status: int, message: str, reason: str | None = None) -> Response
 
 def handle_http_error(error: HTTPException) -> Response:
     status = error.code or 500
+    if status >= 500:
+        _forget_the_request_state()
     decision = getattr(error, "decision", None)
     if wants_json():
         reason = decision.reason if decision is not None else None
@@ -72,7 +75,7 @@ def handle_http_error(error: HTTPException) -> Response:
         response = Response(html, status=status, mimetype="text/html")
     if status == 401:
         response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
-    if status == 405 and isinstance(error, HTTPException):
+    if status == 405:
         for name, value in error.get_headers():
             if name.lower() == "allow":
                 response.headers["Allow"] = value
@@ -80,6 +83,15 @@ def handle_http_error(error: HTTPException) -> Response:
     if status == 429:
         response.headers.setdefault("Retry-After", str(retry_after or 60))
     return response
+
+
+def _forget_the_request_state() -> None:
+    """Render a 500 without touching the database again: it may be what failed."""
+    db = g.get("db")
+    if db is not None:
+        db.rollback()
+    g.minimal_layout = True
+    g._login_user = login_manager.anonymous_user()  # Flask-Login's per-request cache
 
 
 def _message_for(error: HTTPException, status: int) -> str:
@@ -94,7 +106,7 @@ def _message_for(error: HTTPException, status: int) -> str:
 
 
 def handle_reauthentication(error: ReauthenticationRequired) -> Response:
-    if is_page_visit() or not wants_json():
+    if not wants_json():
         return redirect("/reauthenticate?" + urlencode({"next": error.next_path}), code=302)
     response = _api_error(401, error.description or "", "reauthentication_required")
     response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
@@ -103,11 +115,6 @@ def handle_reauthentication(error: ReauthenticationRequired) -> Response:
 
 def handle_unexpected(error: Exception) -> Response:
     current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
-    db = g.get("db")
-    if db is not None:
-        db.rollback()
-    # Render without touching the database again: it may be what failed.
-    g.minimal_layout = True
     return handle_http_error(InternalServerError())
 
 
@@ -115,4 +122,3 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ReauthenticationRequired, handle_reauthentication)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected)
-    _ = PermissionDenied  # 403s carry their Decision; handle_http_error shows it

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, current_app, g
+from sqlalchemy.exc import SQLAlchemyError
 
 from .authz.enforce import can_in_template
 from .authz.scope import active_organization, my_organizations
@@ -12,10 +13,29 @@ from .money import format_money
 from .principal import current_principal
 
 
+MINIMAL_LAYOUT: dict[str, Any] = {
+    "principal": None,
+    "active_org": None,
+    "active_role": None,
+    "my_orgs": [],
+    "demo_mode": False,
+}
+
+
 def _layout_context() -> dict[str, Any]:
     if g.get("minimal_layout"):
-        return {"principal": None, "active_org": None, "active_role": None, "my_orgs": [],
-                "demo_mode": False}  # fmt: skip
+        return MINIMAL_LAYOUT
+    try:
+        return _principal_context()
+    except SQLAlchemyError:
+        # An error page must still render when the database is what failed.
+        current_app.logger.exception("layout context unavailable")
+        g.pop("db").rollback()
+        g.minimal_layout = True
+        return MINIMAL_LAYOUT
+
+
+def _principal_context() -> dict[str, Any]:
     principal = current_principal()
     organization = active_organization(principal) if principal is not None else None
     return {

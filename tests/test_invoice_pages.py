@@ -516,3 +516,23 @@ def test_user_without_organizations_is_sent_to_a_dashboard_that_says_why(
         assert response.headers["Location"] == "/dashboard"
     assert "not a member of any organization" in client.get("/dashboard").get_data(as_text=True)
     assert client.get("/invoices/inv_7").status_code == 404
+
+
+def test_database_failure_gives_the_plain_500_page_to_a_signed_in_user(database_file: Path) -> None:
+    app = make_test_app(database_file, TESTING=False, PROPAGATE_EXCEPTIONS=False)
+    client = app.test_client()
+    sign_in(client, "ada@acme.test")
+    engine = app.extensions["db_engine"]
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE sessions RENAME TO sessions_gone")
+    for path in ("/dashboard", "/invoices/inv_7"):
+        response = client.get(path)
+        assert response.status_code == 500, path
+        body = response.get_data(as_text=True)
+        assert "Something went wrong" in body
+        assert "sessions" not in body and "Traceback" not in body
+    # A page that needs no principal still gets its own answer, in the plain layout.
+    missing = client.get("/nope")
+    assert missing.status_code == 404
+    assert "Not found" in missing.get_data(as_text=True)
+    engine.dispose()

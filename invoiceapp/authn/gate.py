@@ -75,7 +75,9 @@ def authentication_gate() -> Response | None:
 
 
 def init_authentication(app: Flask) -> None:
-    login_manager.init_app(app)
+    # No ``current_user`` in templates: they get the principal from invoiceapp.templating,
+    # and an error page must be able to render without another database lookup.
+    login_manager.init_app(app, add_context_processor=False)
     # Sessions are ours (server-side); Flask-Login neither stores ids in the cookie
     # session nor sets its remember-me cookie.
     login_manager.session_protection = None

@@ -74,10 +74,17 @@ def revoke_all_sessions(user_id: int, *, keep: UserSession | None = None) -> int
 
 
 def mark_reauthenticated() -> None:
-    """The user just typed their password again: the session is elevated from now."""
+    """The user just typed their password again: the session is elevated from now.
+
+    A change of privilege gets a new token (OWASP session management), kept on the same
+    row so the active organization and "remember me" survive. The caller commits.
+    """
     auth_session = current_session()
     if auth_session is not None:
         auth_session.authenticated_at = utcnow()
+        token = secrets.token_urlsafe(32)
+        auth_session.token_hash = _token_hash(token)
+        g.auth_cookie = ("set", token, auth_session.remember)
 
 
 def current_session() -> UserSession | None:

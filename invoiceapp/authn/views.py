@@ -102,5 +102,6 @@ def reauthenticate() -> ResponseReturnValue:
         return render_template("authn/reauthenticate.html", form=form), 422
     mark_reauthenticated()
     get_db().commit()
+    session.pop("csrf_token", None)  # a new privilege level gets a new CSRF token too
     flash("Thanks. You can make sensitive changes for the next few minutes.", "success")
     return redirect(next_or_default(form.next.data), code=303)
