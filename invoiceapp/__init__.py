@@ -26,6 +26,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .config import load_config
 
     load_config(app, config)
+    trust_proxies(app)
     register_database(app)
     register_extensions(app)
     register_blueprints(app)
@@ -33,6 +34,15 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_template_helpers(app)
     register_commands(app)
     return app
+
+
+def trust_proxies(app: Flask) -> None:
+    """Behind N proxies, take the client address from X-Forwarded-For (rate limits, sessions)."""
+    hops = int(app.config["TRUSTED_PROXY_HOPS"])
+    if hops > 0:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def register_database(app: Flask) -> None:

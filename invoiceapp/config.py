@@ -25,7 +25,9 @@ class Defaults:
     REMEMBER_ABSOLUTE_SECONDS = 30 * 24 * 60 * 60
     # last_seen_at is written at most this often, so reads do not turn into writes.
     SESSION_TOUCH_SECONDS = 60
-    AUTH_COOKIE_NAME = "invoiceapp_sid"
+    # None: "__Host-invoiceapp_sid" when cookies are Secure (the browser then refuses it
+    # from subdomains and over HTTP), plain "invoiceapp_sid" in development.
+    AUTH_COOKIE_NAME = None
 
     # Flask's own signed cookie only carries the CSRF token and flash messages.
     SESSION_COOKIE_NAME = "invoiceapp_flash"
@@ -48,7 +50,12 @@ class Defaults:
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_ENABLED = True
     RATELIMIT_HEADERS_ENABLED = True
+    # Per client address, and per account (only failed attempts count there), against
+    # guessing from one machine and credential stuffing from many.
     SIGN_IN_RATE_LIMIT = "10 per minute"
+    SIGN_IN_ACCOUNT_RATE_LIMIT = "20 per hour"
+    # How many reverse proxies in front of the app set X-Forwarded-For/-Proto. 0 trusts none.
+    TRUSTED_PROXY_HOPS = 0
 
 
 def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
@@ -69,6 +76,9 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     for key in ("SESSION_COOKIE_SECURE", "AUTH_COOKIE_SECURE"):
         if app.config[key] is None:
             app.config[key] = not development
+    if app.config["AUTH_COOKIE_NAME"] is None:
+        secure = app.config["AUTH_COOKIE_SECURE"]
+        app.config["AUTH_COOKIE_NAME"] = "__Host-invoiceapp_sid" if secure else "invoiceapp_sid"
     if not app.config.get("SECRET_KEY"):
         if not development:
             raise RuntimeError(

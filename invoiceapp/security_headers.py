@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, g
+from flask import Flask, Response, current_app, g
 
 # Everything the pages load comes from this origin; no inline scripts exist.
 CONTENT_SECURITY_POLICY = (
@@ -16,6 +16,9 @@ def _add_security_headers(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if current_app.config["AUTH_COOKIE_SECURE"]:
+        # Once seen over HTTPS, browsers refuse plain HTTP to this host for a year.
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     if g.get("auth_session") is not None or g.get("auth_cookie") is not None:
         # Pages for a signed-in user must not be kept by shared or back-button caches.
         response.headers["Cache-Control"] = "no-store"

@@ -12,7 +12,6 @@ from .authz.scope import active_organization, my_organizations
 from .money import format_money
 from .principal import current_principal
 
-
 MINIMAL_LAYOUT: dict[str, Any] = {
     "principal": None,
     "active_org": None,

@@ -230,12 +230,28 @@ def test_remember_me_makes_the_cookie_persistent(client: FlaskClient, db: Sessio
     assert sessions_of(db, "ada@acme.test")[0].remember is True
 
 
-def test_cookies_are_secure_outside_development(database_file: Path) -> None:
+def test_cookies_are_secure_and_host_only_outside_development(database_file: Path) -> None:
     from invoiceapp import create_app
 
-    app = create_app({"SECRET_KEY": "k" * 32, "DATABASE_URL": f"sqlite:///{database_file}"})
+    app = create_app(
+        {
+            "SECRET_KEY": "k" * 32,
+            "DATABASE_URL": f"sqlite:///{database_file}",
+            "WTF_CSRF_ENABLED": False,  # this test is about the cookie, not the form
+        }
+    )
     assert app.config["AUTH_COOKIE_SECURE"] is True
     assert app.config["SESSION_COOKIE_SECURE"] is True
+    client = app.test_client()
+    response = client.post(
+        "/sign-in",
+        data={"email": "ada@acme.test", "password": PASSWORD},
+        base_url="https://invoices.example",
+    )
+    header = next(h for h in response.headers.getlist("Set-Cookie") if "sid=" in h)
+    assert header.startswith("__Host-invoiceapp_sid=")
+    assert "Secure" in header and "Path=/" in header and "Domain" not in header
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
     app.extensions["db_engine"].dispose()
 
 
@@ -321,3 +337,47 @@ def test_repeated_sign_in_attempts_get_429_with_retry_after(database_file: Path)
     assert last.status_code == 429
     assert int(last.headers["Retry-After"]) > 0
     app.extensions["db_engine"].dispose()
+
+
+def test_failed_attempts_on_one_account_from_many_addresses_get_429(database_file: Path) -> None:
+    from conftest import make_test_app
+
+    app = make_test_app(
+        database_file, RATELIMIT_ENABLED=True, SIGN_IN_ACCOUNT_RATE_LIMIT="3 per hour"
+    )
+    client = app.test_client()
+
+    def attempt(password: str, address: str, email: str = "ada@acme.test") -> int:
+        data = {"email": email, "password": password}
+        return client.post("/sign-in", data=data, environ_base={"REMOTE_ADDR": address}).status_code
+
+    # Successful sign-ins do not count against the account; failures do.
+    assert attempt(PASSWORD, "198.51.100.1") == 303
+    assert [attempt("wrong-guess", f"198.51.100.{n}") for n in range(2, 6)] == [401, 401, 401, 429]
+    assert attempt(PASSWORD, "198.51.100.9") == 429  # the account is cooling down
+    assert attempt(PASSWORD, "198.51.100.9", email="linus@acme.test") == 303  # others are not
+    app.extensions["db_engine"].dispose()
+
+
+def test_client_address_comes_from_the_trusted_proxy_only_when_configured(
+    database_file: Path,
+) -> None:
+    from conftest import make_test_app
+
+    def recorded_address(**config: object) -> str | None:
+        app = make_test_app(database_file, **config)
+        client = app.test_client()
+        client.post(
+            "/sign-in",
+            data={"email": "linus@acme.test", "password": PASSWORD},
+            headers={"X-Forwarded-For": "203.0.113.50"},
+            environ_base={"REMOTE_ADDR": "10.0.0.2"},
+        )
+        db = app.extensions["db_sessionmaker"]()
+        address = db.scalars(select(UserSession.ip_address).order_by(UserSession.id.desc())).first()
+        db.close()
+        app.extensions["db_engine"].dispose()
+        return address
+
+    assert recorded_address() == "10.0.0.2"  # a client cannot claim another address
+    assert recorded_address(TRUSTED_PROXY_HOPS=1) == "203.0.113.50"

@@ -35,7 +35,9 @@ def app(database_file: Path) -> Iterator[Flask]:
         return jsonify(changed=True)
 
     app.add_url_rule("/orgs/<slug>/billing-probe", view_func=change_billing, methods=["POST"])
-    app.add_url_rule("/api/v1/orgs/<slug>/billing-probe", "api_billing", change_billing, methods=["POST"])
+    app.add_url_rule(
+        "/api/v1/orgs/<slug>/billing-probe", "api_billing", change_billing, methods=["POST"]
+    )
     yield app
     app.extensions["db_engine"].dispose()
 
@@ -106,11 +108,15 @@ def test_reauthenticating_rotates_the_session_token_and_csrf_token(database_file
     app = make_test_app(database_file, WTF_CSRF_ENABLED=True)
     client: FlaskClient = app.test_client()
     token = csrf_token_from(client.get("/sign-in").get_data(as_text=True))
-    client.post("/sign-in", data={"email": "ada@acme.test", "password": PASSWORD, "csrf_token": token})
+    client.post(
+        "/sign-in", data={"email": "ada@acme.test", "password": PASSWORD, "csrf_token": token}
+    )
     before_cookie = client.get_cookie(AUTH_COOKIE).value
     form_page = client.get("/reauthenticate").get_data(as_text=True)
     before_csrf = csrf_token_from(form_page)
-    response = client.post("/reauthenticate", data={"password": PASSWORD, "csrf_token": before_csrf})
+    response = client.post(
+        "/reauthenticate", data={"password": PASSWORD, "csrf_token": before_csrf}
+    )
     assert response.status_code == 303
     assert client.get_cookie(AUTH_COOKIE).value != before_cookie
     # The old CSRF token no longer counts; the session itself still does.

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import flask_login
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
@@ -11,7 +20,7 @@ from ..db import get_db
 from ..extensions import limiter
 from ..models import User
 from ..principal import require_principal
-from .forms import EmptyForm, ReauthenticateForm, SignInForm
+from .forms import EmptyForm, ReauthenticateForm, SignInForm, normalise_email
 from .gate import WWW_AUTHENTICATE, login_required
 from .passwords import hash_password, needs_rehash, verify_password
 from .redirects import next_or_default, safe_next
@@ -28,6 +37,18 @@ def _sign_in_limit() -> str:
     return current_app.config["SIGN_IN_RATE_LIMIT"]
 
 
+def _account_limit() -> str:
+    return current_app.config["SIGN_IN_ACCOUNT_RATE_LIMIT"]
+
+
+def _claimed_account() -> str:
+    return "account:" + normalise_email(request.form.get("email"))[:320]
+
+
+def _failed(response: Response) -> bool:
+    return response.status_code == 401
+
+
 @bp.get("/sign-in")
 def sign_in_form() -> ResponseReturnValue:
     if flask_login.current_user.is_authenticated:
@@ -38,6 +59,7 @@ def sign_in_form() -> ResponseReturnValue:
 
 @bp.post("/sign-in")
 @limiter.limit(_sign_in_limit)
+@limiter.limit(_account_limit, key_func=_claimed_account, deduct_when=_failed)
 def sign_in() -> ResponseReturnValue:
     form = SignInForm()
     if not form.validate_on_submit():

@@ -126,10 +126,7 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
                 "authorship of this draft, or the owner or admin role",
             )
         if resource.status != InvoiceStatus.DRAFT:
-            return deny(
-                f"A {role} may only edit drafts; this invoice is {resource.status}",
-                "the owner or admin role",
-            )
+            return deny(f"A {role} may only edit drafts", "the owner or admin role")
         return allow("Members may edit their own drafts")
     if rule is Rule.PRO_PLAN:
         plan = resource.plan if isinstance(resource, Organization) else None
