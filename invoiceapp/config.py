@@ -71,7 +71,6 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     )
     # "Development" is the debugger, the demo or the tests; anything else is a deployment.
     development = bool(app.debug or app.config["DEMO_MODE"] or app.testing)
-    app.config["DEVELOPMENT"] = development
     # Cookies travel only over HTTPS outside development.
     for key in ("SESSION_COOKIE_SECURE", "AUTH_COOKIE_SECURE"):
         if app.config[key] is None:

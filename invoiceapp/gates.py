@@ -8,7 +8,9 @@
 6. Rate limit      (Flask-Limiter, per view)       too many            -> 429
 
 Gates 1 and 2 run here, before any view. Gates 3 to 5 need the resource, so the
-view runs them at the action boundary, every time.
+view runs them at the action boundary, every time. Rate limits sit only on the
+sign-in and re-authentication forms, which have no resource to scope; Flask-Limiter
+checks them just before those views run.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import secrets
 from datetime import datetime, timedelta
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
 from ..db import get_db, utcnow
 from ..models import User, UserSession
@@ -62,15 +62,6 @@ def end_session() -> None:
         get_db().delete(auth_session)
     g.auth_session = None
     g.auth_cookie = ("clear", "", False)
-
-
-def revoke_all_sessions(user_id: int, *, keep: UserSession | None = None) -> int:
-    """Sign a user out everywhere (password change or reset); returns how many went."""
-    statement = delete(UserSession).where(UserSession.user_id == user_id)
-    if keep is not None:
-        statement = statement.where(UserSession.id != keep.id)
-    result = get_db().execute(statement)
-    return result.rowcount or 0
 
 
 def mark_reauthenticated() -> None:

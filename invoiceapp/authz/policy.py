@@ -47,8 +47,6 @@ POLICY: dict[str, dict[str, Rule]] = {
                                  MEMBER: R.SELF_ELEVATED},
 }  # fmt: skip
 
-ACTIONS = tuple(POLICY)
-
 
 @dataclass(frozen=True)
 class Decision:

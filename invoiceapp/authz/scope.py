@@ -29,6 +29,17 @@ def visible_invoices(principal: Principal) -> Select[tuple[Invoice]]:
     )
 
 
+def live_invoices_of(organization_id: int) -> Select[tuple[Invoice]]:
+    """One organization's invoices that are not deleted (lists, counts, exports)."""
+    return select(Invoice).where(
+        Invoice.organization_id == organization_id, Invoice.deleted_at.is_(None)
+    )
+
+
+# The order every invoice list uses.
+NEWEST_FIRST = (Invoice.created_at.desc(), Invoice.id.desc())
+
+
 def invoice_in_my_orgs_or_404(public_id: str) -> Invoice:
     if not PUBLIC_ID.fullmatch(public_id):
         abort(404)

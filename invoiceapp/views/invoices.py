@@ -1,8 +1,11 @@
-"""Invoice pages. Each action runs the same three steps, in the lesson's order:
+"""Invoice pages. An action on one invoice runs three steps, in the lesson's order:
 
-invoice = invoice_in_my_orgs_or_404(invoice_id)   # scope: 404, never 403
-authorize("invoice.delete", invoice)              # policy: 403
-...the work...
+    invoice = invoice_in_my_orgs_or_404(invoice_id)   # scope: 404, never 403
+    authorize("invoice.delete", invoice)              # policy: 403
+    ...the work...
+
+The list, the new-invoice form and the export work in the active organization
+instead, and ask the policy about that organization.
 """
 
 from __future__ import annotations
@@ -20,7 +23,12 @@ from sqlalchemy.exc import IntegrityError
 from ..authn.forms import EmptyForm
 from ..authn.gate import login_required
 from ..authz.enforce import authorize
-from ..authz.scope import active_organization, invoice_in_my_orgs_or_404
+from ..authz.scope import (
+    NEWEST_FIRST,
+    active_organization,
+    invoice_in_my_orgs_or_404,
+    live_invoices_of,
+)
 from ..db import get_db
 from ..invoicing import new_public_id, next_invoice_number, soft_delete
 from ..models import Invoice, Organization
@@ -31,7 +39,7 @@ from .invoice_forms import STATUSES, InvoiceForm
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
 
 
-def _active_organization(action: str) -> Organization:
+def _active_organization_allowing(action: str) -> Organization:
     """The organization the list and the new-invoice form work in, checked for ``action``.
 
     Someone without any membership is sent to the dashboard, which explains why.
@@ -55,14 +63,12 @@ def _page_number() -> int:
 @bp.get("")
 @login_required
 def index() -> ResponseReturnValue:
-    organization = _active_organization("invoice.read")
+    organization = _active_organization_allowing("invoice.read")
 
     status = request.args.get("status", "")
     if status not in STATUSES:
         status = ""
-    query = select(Invoice).where(
-        Invoice.organization_id == organization.id, Invoice.deleted_at.is_(None)
-    )
+    query = live_invoices_of(organization.id)
     if status:
         query = query.where(Invoice.status == status)
     db = get_db()
@@ -71,9 +77,7 @@ def index() -> ResponseReturnValue:
     pages = max(1, math.ceil(total / per_page))
     page = min(_page_number(), pages)
     invoices = db.scalars(
-        query.order_by(Invoice.created_at.desc(), Invoice.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
+        query.order_by(*NEWEST_FIRST).limit(per_page).offset((page - 1) * per_page)
     ).all()
     return render_template(
         "invoices/index.html",
@@ -90,7 +94,7 @@ def index() -> ResponseReturnValue:
 @bp.get("/new")
 @login_required
 def new() -> ResponseReturnValue:
-    organization = _active_organization("invoice.create")
+    organization = _active_organization_allowing("invoice.create")
     today = date.today()
     form = InvoiceForm(
         formdata=None, issue_date=today, due_date=today + timedelta(days=30), currency="EUR"
@@ -101,7 +105,7 @@ def new() -> ResponseReturnValue:
 @bp.post("/new")
 @login_required
 def create() -> ResponseReturnValue:
-    organization = _active_organization("invoice.create")
+    organization = _active_organization_allowing("invoice.create")
     form = InvoiceForm()
     if not form.validate_on_submit():
         return render_template("invoices/form.html", form=form, organization=organization), 422
@@ -131,12 +135,8 @@ def create() -> ResponseReturnValue:
 @login_required
 def export_csv() -> ResponseReturnValue:
     # The plan is one input: a pro plan without a membership still gets nothing.
-    organization = _active_organization("invoice.export")
-    invoices = get_db().scalars(
-        select(Invoice)
-        .where(Invoice.organization_id == organization.id, Invoice.deleted_at.is_(None))
-        .order_by(Invoice.number)
-    )
+    organization = _active_organization_allowing("invoice.export")
+    invoices = get_db().scalars(live_invoices_of(organization.id).order_by(Invoice.number))
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["id", "number", "customer", "amount", "currency", "status", "issued", "due"])

@@ -19,9 +19,10 @@ bp = Blueprint("orgs", __name__, url_prefix="/orgs")
 def switch() -> ResponseReturnValue:
     # Only your own organizations can be found: anything else is a 404.
     organization = organization_in_my_orgs_or_404(request.form.get("organization", ""))
-    session = require_principal().session
-    if session is not None:
-        session.active_organization_id = organization.id
-        get_db().commit()
+    auth_session = require_principal().session
+    assert auth_session is not None  # a principal always comes from a session
+    # Kept on the server-side session, so each signed-in browser has its own choice.
+    auth_session.active_organization_id = organization.id
+    get_db().commit()
     flash(f"Now working in {organization.name}.", "info")
     return redirect(safe_next(request.form.get("next")) or "/invoices", code=303)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import flask_login
 from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
-from sqlalchemy import func, select
+from sqlalchemy import func
 
 from ..authn.gate import login_required
-from ..authz.scope import active_organization
+from ..authz.scope import NEWEST_FIRST, active_organization, live_invoices_of
 from ..db import get_db
 from ..models import Invoice
 from ..principal import require_principal
@@ -32,17 +32,10 @@ def dashboard() -> ResponseReturnValue:
     counts: dict[str, int] = {}
     if organization is not None:
         db = get_db()
-        live = (Invoice.organization_id == organization.id, Invoice.deleted_at.is_(None))
-        recent = list(
-            db.scalars(
-                select(Invoice)
-                .where(*live)
-                .order_by(Invoice.created_at.desc(), Invoice.id.desc())
-                .limit(5)
-            )
-        )
+        live = live_invoices_of(organization.id)
+        recent = list(db.scalars(live.order_by(*NEWEST_FIRST).limit(5)))
         rows = db.execute(
-            select(Invoice.status, func.count()).where(*live).group_by(Invoice.status)
+            live.with_only_columns(Invoice.status, func.count()).group_by(Invoice.status)
         )
         counts = {status: count for status, count in rows}
     return render_template(
