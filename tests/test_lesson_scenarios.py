@@ -98,3 +98,18 @@ def test_signed_out_user_is_back_to_401(app: Flask) -> None:
     client = signed_in_client(app, "ada@acme.test")
     assert client.post("/sign-out").status_code == 303
     assert client.post("/invoices/inv_7/delete").status_code == 401
+
+
+def test_invoice_page_shows_the_role_held_in_that_invoice_s_organization(app: Flask) -> None:
+    client = signed_in_client(app, "grace@acme.test")  # active organization: Acme (admin)
+    page = client.get("/invoices/inv_42").get_data(as_text=True)
+    assert '<dd data-testid="role-here">member</dd>' in page
+
+
+def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Flask) -> None:
+    # Forgetting @login_required on a new view must not go unnoticed.
+    public = {"static", "pages.landing", "authn.sign_in_form", "authn.sign_in", "authn.sign_out_confirm"}
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        gated = getattr(view, "requires_principal", False)
+        assert gated != (rule.endpoint in public), f"{rule.rule} ({rule.endpoint})"
