@@ -433,6 +433,8 @@ def test_anonymous_export_redirects_to_sign_in(client: FlaskClient) -> None:
         pytest.param("+1+1", id="plus"),
         pytest.param("-2+3", id="minus"),
         pytest.param("@SUM(A1:A9)", id="at"),
+        pytest.param("\u200b=1+1", id="zero-width-space-first"),
+        pytest.param("\ufeff+1", id="byte-order-mark-first"),
     ],
 )
 def test_formula_customer_is_neutralised_in_csv(

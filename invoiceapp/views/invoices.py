@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import unicodedata
 from datetime import date, timedelta
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request
@@ -155,8 +156,12 @@ def export_csv() -> ResponseReturnValue:
 
 
 def _csv_safe(text: str) -> str:
-    """Spreadsheets run cells that start with = + - @ as formulas (CSV injection)."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    """Spreadsheets run cells that start with = + - @ as formulas (CSV injection).
+
+    Invisible characters in front (a zero-width space, a byte-order mark) do not hide one.
+    """
+    visible = text.lstrip("".join(c for c in set(text) if unicodedata.category(c) in ("Cf", "Zs")))
+    return "'" + text if visible[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 @bp.get("/<invoice_id>")
