@@ -10,18 +10,20 @@ the SQLite file in ``instance/``). Passwords are hashed with the configured Argo
 profile (``FLASK_PASSWORD_HASH_PROFILE=CHEAPEST`` makes seeding fast in tests).
 
 Re-running never changes what is already there: organizations are found by slug, users by
-email, memberships by (user, organization), invoices by public id. An existing user's
-password hash is never replaced.
+email, memberships by (user, organization), the two invoices with fixed public ids (inv_7,
+inv_42) by public id and every other demo invoice by (organization, number). An existing
+user's password hash is never replaced.
+
+Apart from inv_7 and inv_42, invoice public ids are random (invoiceapp.invoicing.new_public_id),
+so they differ between installs and after --reset; demo_invoice_id() looks one up.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import random
 import secrets
-import string
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +41,8 @@ from tqdm import tqdm
 
 from invoiceapp.authn.passwords import hash_password
 from invoiceapp.config import load_config
-from invoiceapp.db import Base, make_engine, utcnow
+from invoiceapp.db import Base, ensure_sqlite_directory, make_engine, utcnow
+from invoiceapp.invoicing import new_public_id
 from invoiceapp.models import (
     CURRENCIES,
     Invoice,
@@ -86,8 +89,8 @@ class InvoiceSpec:
     issued_days_ago: int
     payment_terms_days: int
     created_by: str  # email of a member of the organization
-    # Only the invoices a lesson refers to by name have a fixed public id; the others get
-    # a deterministic random-looking one (demo_public_id), so reseeding finds them too.
+    # Only the invoices a lesson refers to by name have a fixed public id; the others get a
+    # fresh random one (new_public_id) and a reseed recognises them by (organization, number).
     public_id: str | None = None
 
 
@@ -190,18 +193,19 @@ STATUS_WEIGHTS = {
     InvoiceStatus.VOID: 5,
 }
 
-_DEMO_ID_ALPHABET = string.ascii_lowercase + string.digits
+# The ids CONTRACT.md section 3 names. No random id starts with one of them, so a page or
+# a CSV that must not show inv_7 never shows it inside another id (inv_7k2rar9arjlbzmnw):
+# people, the lesson and outside checks look for these ids as text.
+CONTRACT_PUBLIC_IDS = ("inv_7", "inv_42", "inv_999999")
 
 
-def demo_public_id(slug: str, number: int) -> str:
-    """Opaque-looking but deterministic, so a reseed recognises the invoice."""
-    rng = random.Random(f"{slug}-{number}")
-    return "inv_" + "".join(rng.choice(_DEMO_ID_ALPHABET) for _ in range(16))
-
-
-def generated_public_id() -> str:
-    """80 random bits as 16 lowercase base32 characters (a-z, 2-7)."""
-    return "inv_" + base64.b32encode(secrets.token_bytes(10)).decode("ascii").lower()
+def random_public_id() -> str:
+    """invoiceapp.invoicing.new_public_id(), skipping the rare id that starts with a
+    contract id (about 1 in 35)."""
+    while True:
+        public_id = new_public_id()
+        if not public_id.startswith(CONTRACT_PUBLIC_IDS):
+            return public_id
 
 
 # --- Report -----------------------------------------------------------------------------
@@ -256,13 +260,6 @@ def make_app(overrides: dict[str, Any] | None = None) -> Flask:
     settings.update(overrides or {})
     load_config(app, settings)
     return app
-
-
-def ensure_sqlite_directory(url: str) -> None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        if not parsed.database.startswith("file:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def alembic_config(url: str) -> AlembicConfig:
@@ -361,47 +358,90 @@ def seed(
                 report.add_present("memberships", label)
     db.flush()
 
+    # Demo invoices. Only inv_7 and inv_42 have fixed public ids (CONTRACT.md section 3);
+    # the others get fresh random ids, so a reseed cannot find them by id. It recognises
+    # them by their demo number instead: if the organization has an invoice with that
+    # number, live or soft-deleted, the demo invoice counts as present (a deleted one stays
+    # deleted).
+    #
+    # Numbers already taken by people's own invoices (the app was used in an organization
+    # that has no demo invoices yet): nothing marks a row as seed data, so the seed cannot
+    # tell somebody's #0003 from the demo's #0003. It counts the number as present and
+    # leaves it alone: it never duplicates, renumbers or overwrites what people made, and
+    # it stays idempotent. The fixed-id invoices keep their old behaviour, because lessons
+    # need them by name: they are found by public id, and when their demo number is taken
+    # they are still created, under the next free number (highest + 1). They are placed
+    # after the others, so they cannot take a later demo invoice's number.
     for slug, specs in DEMO_INVOICES.items():
         org = orgs[slug]
+        displaced: list[InvoiceSpec] = []
         for invoice_spec in specs:
-            public_id = invoice_spec.public_id or demo_public_id(slug, invoice_spec.number)
-            if db.scalar(select(Invoice.id).where(Invoice.public_id == public_id)) is not None:
-                report.add_present("invoices", public_id)
-                continue
-            issue_date = today - timedelta(days=invoice_spec.issued_days_ago)
-            created_at = datetime.combine(issue_date, time(9, 0), tzinfo=UTC)
-            created_at += timedelta(minutes=7 * invoice_spec.number)
-            db.add(
-                Invoice(
-                    public_id=public_id,
-                    organization=org,
-                    number=_free_number(db, org, invoice_spec.number),
-                    customer=invoice_spec.customer,
-                    amount_minor=invoice_spec.amount_minor,
-                    currency=invoice_spec.currency,
-                    status=invoice_spec.status.value,
-                    issue_date=issue_date,
-                    due_date=issue_date + timedelta(days=invoice_spec.payment_terms_days),
-                    created_by=users[invoice_spec.created_by],
-                    created_at=created_at,
-                    updated_at=created_at,
+            if invoice_spec.public_id is not None:
+                present = db.scalar(
+                    select(Invoice.public_id).where(Invoice.public_id == invoice_spec.public_id)
                 )
-            )
-            db.flush()
-            report.add_created("invoices", public_id)
+            else:
+                present = _public_id_of_number(db, org.id, invoice_spec.number)
+            if present is not None:
+                report.add_present("invoices", present)
+            elif invoice_spec.public_id is not None and not _number_is_free(
+                db, org.id, invoice_spec.number
+            ):
+                displaced.append(invoice_spec)
+            else:
+                _add_demo_invoice(db, org, invoice_spec, invoice_spec.number, users, today, report)
+        for invoice_spec in displaced:
+            number = _max_number(db, org.id) + 1
+            _add_demo_invoice(db, org, invoice_spec, number, users, today, report)
 
     db.commit()
     return report
 
 
-def _free_number(db: Session, org: Organization, wanted: int) -> int:
-    """The demo number, unless somebody already used it in this organization."""
-    taken = db.scalar(
-        select(Invoice.id).where(Invoice.organization_id == org.id, Invoice.number == wanted)
+def _add_demo_invoice(
+    db: Session,
+    org: Organization,
+    spec: InvoiceSpec,
+    number: int,
+    users: dict[str, User],
+    today: date,
+    report: SeedReport,
+) -> None:
+    public_id = spec.public_id or random_public_id()
+    issue_date = today - timedelta(days=spec.issued_days_ago)
+    created_at = datetime.combine(issue_date, time(9, 0), tzinfo=UTC)
+    created_at += timedelta(minutes=7 * spec.number)
+    db.add(
+        Invoice(
+            public_id=public_id,
+            organization=org,
+            number=number,
+            customer=spec.customer,
+            amount_minor=spec.amount_minor,
+            currency=spec.currency,
+            status=spec.status.value,
+            issue_date=issue_date,
+            due_date=issue_date + timedelta(days=spec.payment_terms_days),
+            created_by=users[spec.created_by],
+            created_at=created_at,
+            updated_at=created_at,
+        )
     )
-    if taken is None:
-        return wanted
-    return _max_number(db, org.id) + 1
+    db.flush()
+    report.add_created("invoices", public_id)
+
+
+def _public_id_of_number(db: Session, organization_id: int, number: int) -> str | None:
+    """The invoice with this number in this organization, live or soft-deleted."""
+    return db.scalar(
+        select(Invoice.public_id).where(
+            Invoice.organization_id == organization_id, Invoice.number == number
+        )
+    )
+
+
+def _number_is_free(db: Session, organization_id: int, number: int) -> bool:
+    return _public_id_of_number(db, organization_id, number) is None
 
 
 def _max_number(db: Session, organization_id: int) -> int:
@@ -410,6 +450,30 @@ def _max_number(db: Session, organization_id: int) -> int:
             Invoice.organization_id == organization_id
         )
     )
+
+
+def demo_invoice_id(db: Session, slug: str, number: int) -> str:
+    """The public id of demo invoice ``number`` of organization ``slug`` (DEMO_INVOICES).
+
+    Demo ids are random per install (and per --reset), so tests and scripts look them up:
+    ``demo_invoice_id(db, "acme", 8)`` is Linus's draft. For inv_7 and inv_42 this is their
+    fixed id. Soft-deleted invoices count. Raises LookupError if there is no such demo
+    invoice, or it has not been seeded.
+    """
+    spec = next((s for s in DEMO_INVOICES.get(slug, ()) if s.number == number), None)
+    if spec is None:
+        raise LookupError(f"{slug} has no demo invoice #{number}")
+    if spec.public_id is not None:
+        found = db.scalar(select(Invoice.public_id).where(Invoice.public_id == spec.public_id))
+    else:
+        found = db.scalar(
+            select(Invoice.public_id)
+            .join(Invoice.organization)
+            .where(Organization.slug == slug, Invoice.number == number)
+        )
+    if found is None:
+        raise LookupError(f"demo invoice #{number} of {slug} is not in the database")
+    return found
 
 
 # --- Generated invoices (--invoices N) --------------------------------------------------
@@ -459,7 +523,7 @@ def add_generated_invoices(
                     created_at += timedelta(seconds=rng.randint(0, 10 * 60 * 60))
                     rows.append(
                         {
-                            "public_id": generated_public_id(),
+                            "public_id": random_public_id(),
                             "organization_id": org_id,
                             "number": first_number + i,
                             "customer": rng.choice(GENERATED_CUSTOMERS),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, current_app, g
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -61,6 +62,18 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
     return engine
+
+
+def ensure_sqlite_directory(url: str) -> None:
+    """A fresh checkout has no instance/ yet; SQLite creates the file but not its folder.
+
+    Does nothing for other databases, in-memory SQLite and ``file:`` URIs.
+    """
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
+        if not database.startswith("file:"):
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def init_db(app: Flask) -> None:

@@ -19,11 +19,11 @@ from typing import Any
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from flask import Flask
-from sqlalchemy import create_engine, make_url, pool
+from sqlalchemy import create_engine, pool
 from sqlalchemy.engine import Connection
 
 from invoiceapp import models  # noqa: F401  (registers every table on Base.metadata)
-from invoiceapp.db import Base, UTCDateTime
+from invoiceapp.db import Base, UTCDateTime, ensure_sqlite_directory
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,15 +55,6 @@ def app_database_url() -> str:
     # Migrations sign nothing; the override only keeps load_config from demanding a key.
     load_config(app, {"SECRET_KEY": "unused-by-migrations"})
     return str(app.config["DATABASE_URL"])
-
-
-def ensure_sqlite_directory(url: str) -> None:
-    """A fresh checkout has no instance/ yet; SQLite creates the file but not its folder."""
-    parsed = make_url(url)
-    database = parsed.database or ""
-    if parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:"):
-        if not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
 def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:

@@ -61,3 +61,8 @@ VALID_INVOICE_FORM = {
     "due_date": "2024-05-31",
 }
 NEW_INVOICE_LOCATION = re.compile(r"/invoices/(inv_[a-z0-9]{16})")
+
+
+def mentions(text: str, public_id: str) -> bool:
+    """Whether ``public_id`` appears as a whole id (so "inv_7" is not found in "inv_7k2…")."""
+    return re.search(rf"\b{re.escape(public_id)}\b", text) is not None

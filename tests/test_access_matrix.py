@@ -23,7 +23,7 @@ from invoiceapp.authz.policy import POLICY, Rule, can
 from invoiceapp.db import make_engine
 from invoiceapp.models import Invoice, Membership, Organization
 from invoiceapp.principal import Principal
-from seed import demo_public_id
+from seed import demo_invoice_id
 from support import invoice, signed_in_client, user
 
 PRINCIPALS: dict[str, str | None] = {
@@ -220,7 +220,7 @@ def resource(db: Session, name: str) -> Invoice | Organization:
         return invoice(db, name)
     if "#" in name:
         slug, number = name.split("#")
-        return invoice(db, demo_public_id(slug, int(number)))
+        return invoice(db, demo_invoice_id(db, slug, int(number)))
     found = db.scalar(select(Organization).where(Organization.slug == name))
     assert found is not None
     return found

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from invoiceapp.models import Invoice, Organization
-from seed import demo_public_id
+from seed import demo_invoice_id
 from support import (
     NEW_INVOICE_LOCATION,
     PASSWORD,
@@ -29,9 +29,6 @@ from support import (
     signed_in_client,
     user,
 )
-
-LINUS_DRAFT = demo_public_id("acme", 8)  # Blue Mountain Coffee Roasters, by Linus
-EVE_DRAFT = demo_public_id("acme", 9)  # Kastrup Design ApS, by Eve (another member)
 
 
 def count_invoices(db: Session) -> int:
@@ -64,6 +61,18 @@ def field_error(page: str, field: str) -> str:
 @pytest.fixture()
 def ada(app: Flask) -> FlaskClient:
     return signed_in_client(app, "ada@acme.test")
+
+
+@pytest.fixture()
+def linus_draft(db: Session) -> str:
+    """Blue Mountain Coffee Roasters, by Linus (demo ids are random: look it up)."""
+    return demo_invoice_id(db, "acme", 8)
+
+
+@pytest.fixture()
+def eve_draft(db: Session) -> str:
+    """Kastrup Design ApS, by Eve (another member)."""
+    return demo_invoice_id(db, "acme", 9)
 
 
 # --- Valid input ------------------------------------------------------------------------
@@ -105,7 +114,7 @@ def test_invoice_numbers_count_per_organization(app: Flask, db: Session) -> None
 
 
 def test_deleted_invoices_number_is_never_reused(ada: FlaskClient, db: Session) -> None:
-    latest = demo_public_id("acme", 9)
+    latest = demo_invoice_id(db, "acme", 9)
     assert ada.post(f"/invoices/{latest}/delete").status_code == 303
     assert created(db, create(ada)).number == 10  # #0009 stays taken in the books
 
@@ -305,55 +314,59 @@ def test_sql_metacharacters_are_stored_literally(
 # --- Editing ----------------------------------------------------------------------------
 
 
-def test_member_edits_own_draft(app: Flask, db: Session) -> None:
+def test_member_edits_own_draft(app: Flask, db: Session, linus_draft: str) -> None:
     linus = signed_in_client(app, "linus@acme.test")
-    page = linus.get(f"/invoices/{LINUS_DRAFT}/edit")
+    page = linus.get(f"/invoices/{linus_draft}/edit")
     assert page.status_code == 200
     assert 'value="Blue Mountain Coffee Roasters"' in page.get_data(as_text=True)
-    number = invoice(db, LINUS_DRAFT).number
+    number = invoice(db, linus_draft).number
 
     response = linus.post(
-        f"/invoices/{LINUS_DRAFT}/edit", data=form(customer="Blue Mountain Coffee", amount="700.50")
+        f"/invoices/{linus_draft}/edit", data=form(customer="Blue Mountain Coffee", amount="700.50")
     )
     assert response.status_code == 303
-    assert response.headers["Location"] == f"/invoices/{LINUS_DRAFT}"
-    saved = invoice(db, LINUS_DRAFT)
+    assert response.headers["Location"] == f"/invoices/{linus_draft}"
+    saved = invoice(db, linus_draft)
     assert (saved.customer, saved.amount_minor, saved.status) == (
         "Blue Mountain Coffee", 70_050, "draft")  # fmt: skip
     assert saved.number == number  # editing never renumbers
     assert saved.created_by_id == user(db, "linus@acme.test").id
 
 
-def test_member_sends_own_draft_and_then_cannot_edit_it(app: Flask, db: Session) -> None:
+def test_member_sends_own_draft_and_then_cannot_edit_it(
+    app: Flask, db: Session, linus_draft: str
+) -> None:
     linus = signed_in_client(app, "linus@acme.test")
-    response = linus.post(f"/invoices/{LINUS_DRAFT}/edit", data=form(status="sent"))
+    response = linus.post(f"/invoices/{linus_draft}/edit", data=form(status="sent"))
     assert response.status_code == 303
-    assert invoice(db, LINUS_DRAFT).status == "sent"
+    assert invoice(db, linus_draft).status == "sent"
     # Asked again on the next request: no longer a draft, so no longer his to edit.
-    assert f'href="/invoices/{LINUS_DRAFT}/edit"' not in linus.get(
-        f"/invoices/{LINUS_DRAFT}"
+    assert f'href="/invoices/{linus_draft}/edit"' not in linus.get(
+        f"/invoices/{linus_draft}"
     ).get_data(as_text=True)
-    assert linus.get(f"/invoices/{LINUS_DRAFT}/edit").status_code == 403
-    refused = linus.post(f"/invoices/{LINUS_DRAFT}/edit", data=form(status="draft"))
+    assert linus.get(f"/invoices/{linus_draft}/edit").status_code == 403
+    refused = linus.post(f"/invoices/{linus_draft}/edit", data=form(status="draft"))
     assert refused.status_code == 403
-    assert invoice(db, LINUS_DRAFT).status == "sent"
+    assert invoice(db, linus_draft).status == "sent"
 
 
-def test_member_edits_another_members_draft_gets_403(app: Flask, db: Session) -> None:
+def test_member_edits_another_members_draft_gets_403(
+    app: Flask, db: Session, eve_draft: str
+) -> None:
     linus = signed_in_client(app, "linus@acme.test")
-    before = invoice(db, EVE_DRAFT)
+    before = invoice(db, eve_draft)
     snapshot = (before.customer, before.amount_minor, before.status, before.updated_at)
-    assert 'href="/invoices/' + EVE_DRAFT + '/edit"' not in linus.get(
-        f"/invoices/{EVE_DRAFT}"
+    assert 'href="/invoices/' + eve_draft + '/edit"' not in linus.get(
+        f"/invoices/{eve_draft}"
     ).get_data(as_text=True)
 
-    assert linus.get(f"/invoices/{EVE_DRAFT}/edit").status_code == 403
-    response = linus.post(f"/invoices/{EVE_DRAFT}/edit", data=form(customer="Hijacked"))
+    assert linus.get(f"/invoices/{eve_draft}/edit").status_code == 403
+    response = linus.post(f"/invoices/{eve_draft}/edit", data=form(customer="Hijacked"))
     assert response.status_code == 403
     body = response.get_data(as_text=True)
     assert "invoice.update" in body
     assert "Kastrup Design" not in body
-    after = invoice(db, EVE_DRAFT)
+    after = invoice(db, eve_draft)
     assert (after.customer, after.amount_minor, after.status, after.updated_at) == snapshot
 
 

@@ -12,6 +12,7 @@ import re
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from invoiceapp.db import Base, make_engine
+from invoiceapp.invoicing import new_public_id
 from invoiceapp.models import (
     CURRENCIES,
     Invoice,
@@ -35,7 +37,8 @@ from invoiceapp.models import (
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
-PUBLIC_ID = re.compile(r"inv_[a-z0-9]{16}")
+PUBLIC_ID = re.compile(r"^inv_[a-z0-9]{16}$")
+FIXED_IDS = {"inv_7", "inv_42"}
 
 # CONTRACT.md section 3, written out again here on purpose: the test is the contract's
 # copy, seed.py is the implementation's.
@@ -270,13 +273,189 @@ def test_demo_invoices_are_varied_and_valid(seeded: Engine) -> None:
     assert linus_drafts_in_acme
 
 
-def test_demo_public_ids_are_deterministic_and_opaque() -> None:
-    first = seed_script.demo_public_id("acme", 1)
-    assert first == seed_script.demo_public_id("acme", 1)
-    assert first != seed_script.demo_public_id("acme", 2)
-    assert first != seed_script.demo_public_id("globex", 1)
-    assert PUBLIC_ID.fullmatch(first)
-    assert PUBLIC_ID.fullmatch(seed_script.generated_public_id())
+def unfixed_ids(engine: Engine) -> dict[tuple[str, int], str]:
+    """(org slug, number) -> public id of every invoice except inv_7 and inv_42."""
+    with Session(engine) as db:
+        rows = db.execute(
+            select(Organization.slug, Invoice.number, Invoice.public_id).join(Invoice.organization)
+        ).all()
+    return {(slug, number): pid for slug, number, pid in rows if pid not in FIXED_IDS}
+
+
+def test_demo_public_ids_are_random_per_install(tmp_path: Path) -> None:
+    """Two installs share inv_7 and inv_42 and nothing else: ids cannot be guessed."""
+    found = []
+    for name in ("one", "two"):
+        url = f"sqlite:///{tmp_path / name}.sqlite3"
+        app = seed_script.make_app({"DATABASE_URL": url, "PASSWORD_HASH_PROFILE": "CHEAPEST"})
+        seed_script.run(app, progress=False)
+        engine = make_engine(url)
+        try:
+            found.append(unfixed_ids(engine))
+            with Session(engine) as db:
+                assert set(db.scalars(select(Invoice.public_id))) >= FIXED_IDS
+        finally:
+            engine.dispose()
+    one, two = found
+    assert one.keys() == two.keys()
+    assert len(one) == sum(len(specs) for specs in seed_script.DEMO_INVOICES.values()) - 2
+    for ids in (one, two):
+        assert all(PUBLIC_ID.fullmatch(public_id) for public_id in ids.values())
+        assert len(set(ids.values())) == len(ids)
+    assert not set(one.values()) & set(two.values())
+    assert not hasattr(seed_script, "demo_public_id")
+    assert not hasattr(seed_script, "generated_public_id")
+
+
+def test_demo_invoice_id_looks_the_id_up_in_the_database(seeded: Engine) -> None:
+    with Session(seeded) as db:
+        linus_draft = seed_script.demo_invoice_id(db, "acme", 8)
+        assert PUBLIC_ID.fullmatch(linus_draft)
+        found = db.scalars(select(Invoice).where(Invoice.public_id == linus_draft)).one()
+        assert (found.organization.slug, found.number, found.customer, found.status) == (
+            "acme", 8, "Blue Mountain Coffee Roasters", "draft")  # fmt: skip
+        assert found.created_by is not None and found.created_by.email == "linus@acme.test"
+        assert seed_script.demo_invoice_id(db, "acme", 5) == "inv_7"
+        assert seed_script.demo_invoice_id(db, "globex", 3) == "inv_42"
+        assert seed_script.demo_invoice_id(db, "globex", 8) != seed_script.demo_invoice_id(
+            db, "acme", 8
+        )
+        for slug, number in (("acme", 10), ("globex", 0), ("initech", 1)):
+            with pytest.raises(LookupError):
+                seed_script.demo_invoice_id(db, slug, number)
+
+        # A soft-deleted demo invoice still has its id; a removed one has none.
+        db.execute(
+            text("UPDATE invoices SET deleted_at = created_at WHERE public_id = :id"),
+            {"id": linus_draft},
+        )
+        db.execute(text("DELETE FROM invoices WHERE public_id = 'inv_42'"))
+        db.commit()
+        assert seed_script.demo_invoice_id(db, "acme", 8) == linus_draft
+        with pytest.raises(LookupError):
+            seed_script.demo_invoice_id(db, "globex", 3)
+
+
+def test_random_ids_never_start_with_a_contract_id(
+    app: Flask, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Else "inv_7" would be on the page of an org whose inv_7 is deleted or not there."""
+    unlucky = iter(["inv_7k2rar9arjlbzmnw", "inv_42aaaaaaaaaaaaaa", "inv_999999aaaaaaaaaa"])
+    calls: list[str] = []
+
+    def new_public_id() -> str:
+        calls.append(next(unlucky, None) or f"inv_{len(calls):016d}")
+        return calls[-1]
+
+    monkeypatch.setattr(seed_script, "new_public_id", new_public_id)
+    seed_script.run(app, progress=False, invoices=20)
+
+    with Session(engine) as db:
+        ids = db.scalars(select(Invoice.public_id)).all()
+    assert len(calls) == len(ids) - 2 + 3
+    for public_id in ids:
+        assert public_id in FIXED_IDS or (
+            PUBLIC_ID.fullmatch(public_id)
+            and not public_id.startswith(seed_script.CONTRACT_PUBLIC_IDS)
+        )
+
+
+# --- Recognising demo invoices on a reseed ----------------------------------------------
+
+
+def test_reseed_recognises_demo_invoices_by_number_not_by_id(app: Flask, seeded: Engine) -> None:
+    """Ids from an older seed (or any other id) do not matter: the number does."""
+    with Session(seeded) as db:
+        for position, public_id in enumerate(unfixed_ids(seeded).values()):
+            db.execute(
+                text("UPDATE invoices SET public_id = :new WHERE public_id = :old"),
+                {"new": f"inv_old{position:013d}", "old": public_id},
+            )
+        db.commit()
+    before = snapshot(seeded)
+
+    report = seed_script.run(app, progress=False)
+
+    assert not report.changed
+    assert snapshot(seeded) == before
+
+
+def test_soft_deleted_demo_invoice_stays_deleted_after_reseed(app: Flask, seeded: Engine) -> None:
+    with Session(seeded) as db:
+        eve_draft = seed_script.demo_invoice_id(db, "acme", 9)
+        db.execute(text("UPDATE invoices SET deleted_at = created_at WHERE number IN (3, 9)"))
+        db.execute(text("UPDATE invoices SET deleted_at = created_at WHERE public_id = 'inv_7'"))
+        db.commit()
+    before = snapshot(seeded)
+
+    report = seed_script.run(app, progress=False)
+
+    assert not report.changed
+    assert snapshot(seeded) == before
+    assert eve_draft in report.present["invoices"]
+
+
+def test_removed_demo_invoice_comes_back_with_a_new_random_id(app: Flask, seeded: Engine) -> None:
+    with Session(seeded) as db:
+        old_id = seed_script.demo_invoice_id(db, "acme", 8)
+        db.execute(text("DELETE FROM invoices WHERE public_id IN (:id, 'inv_42')"), {"id": old_id})
+        db.commit()
+
+    report = seed_script.run(app, progress=False)
+
+    with Session(seeded) as db:
+        new_id = seed_script.demo_invoice_id(db, "acme", 8)
+        assert db.scalar(select(Invoice.number).where(Invoice.public_id == "inv_42")) == 3
+    assert PUBLIC_ID.fullmatch(new_id) and new_id != old_id
+    assert sorted(report.created["invoices"]) == sorted([new_id, "inv_42"])
+    assert not seed_script.run(app, progress=False).changed
+
+
+def test_numbers_people_already_used_count_as_present_but_inv_7_is_still_created(
+    app: Flask, seeded: Engine
+) -> None:
+    """Acme has invoices #1-#6 of its own and no demo invoices: the seed leaves those alone
+    (it cannot tell them from demo invoices), adds demo #7-#9, and inv_7 after them."""
+    with Session(seeded) as db:
+        acme = db.scalars(select(Organization).where(Organization.slug == "acme")).one()
+        ada = db.scalars(select(User).where(User.email == "ada@acme.test")).one()
+        db.execute(text("DELETE FROM invoices WHERE organization_id = :id"), {"id": acme.id})
+        today = date.today()
+        for number in range(1, 7):
+            db.add(
+                Invoice(
+                    public_id=new_public_id(),
+                    organization=acme,
+                    number=number,
+                    customer=f"Own customer {number}",
+                    amount_minor=100 * number,
+                    currency="EUR",
+                    status="draft",
+                    issue_date=today,
+                    due_date=today,
+                    created_by=ada,
+                )
+            )
+        db.commit()
+    own = {n: pid for (slug, n), pid in unfixed_ids(seeded).items() if slug == "acme"}
+
+    report = seed_script.run(app, progress=False)
+
+    after = invoices_by_org(seeded)["acme"]
+    assert [(i.number, i.customer) for i in after] == [
+        *[(n, f"Own customer {n}") for n in range(1, 7)],
+        (7, "Fjord Analytics AS"),
+        (8, "Blue Mountain Coffee Roasters"),
+        (9, "Kastrup Design ApS"),
+        (10, "Wayne Enterprises"),
+    ]
+    assert [i.public_id for i in after[:6]] == [own[n] for n in range(1, 7)]
+    assert (after[-1].public_id, after[-1].status) == ("inv_7", "sent")
+    assert len(report.created["invoices"]) == 4
+
+    before = snapshot(seeded)
+    assert not seed_script.run(app, progress=False).changed
+    assert snapshot(seeded) == before
 
 
 # --- Passwords --------------------------------------------------------------------------
@@ -301,11 +480,16 @@ def test_passwords_are_argon2id_hashes_and_the_plaintext_is_nowhere_in_the_datab
 # --- --reset and --invoices -------------------------------------------------------------
 
 
+def without_public_ids(invoices: list[Any]) -> list[tuple[Any, ...]]:
+    return sorted(tuple(row[1:]) for row in invoices)
+
+
 def test_reset_gives_back_the_same_fixed_public_ids(
     cli_env: str, engine: Engine, capsys: Any
 ) -> None:
     assert seed_script.main([]) == 0
     seeded_once = snapshot(engine)
+    ids_once = unfixed_ids(engine)
     assert seed_script.main(["--invoices", "5"]) == 0
     with Session(engine) as db:
         db.execute(text("UPDATE invoices SET status = 'void' WHERE public_id = 'inv_7'"))
@@ -315,9 +499,21 @@ def test_reset_gives_back_the_same_fixed_public_ids(
 
     after_reset = snapshot(engine)
     assert after_reset["counts"] == seeded_once["counts"]
-    assert after_reset["invoice_public_ids"] == seeded_once["invoice_public_ids"]
-    assert after_reset["invoices"] == seeded_once["invoices"]
+    assert without_public_ids(after_reset["invoices"]) == without_public_ids(
+        seeded_once["invoices"]
+    )
     assert after_reset["memberships"] == seeded_once["memberships"]
+    # The fixed ids come back, on the same invoices (inv_7 is "sent" again) ...
+    with Session(engine) as db:
+        inv_7 = db.scalars(select(Invoice).where(Invoice.public_id == "inv_7")).one()
+        inv_42 = db.scalars(select(Invoice).where(Invoice.public_id == "inv_42")).one()
+        assert (inv_7.organization.slug, inv_7.number, inv_7.status) == ("acme", 5, "sent")
+        assert (inv_42.organization.slug, inv_42.number) == ("globex", 3)
+    # ... and every other invoice has a fresh random id.
+    ids_after = unfixed_ids(engine)
+    assert ids_after.keys() == ids_once.keys()
+    assert all(PUBLIC_ID.fullmatch(public_id) for public_id in ids_after.values())
+    assert not set(ids_after.values()) & set(ids_once.values())
     assert "reset: deleted every row" in capsys.readouterr().out
 
 
