@@ -119,3 +119,18 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         view = app.view_functions[rule.endpoint]
         gated = getattr(view, "requires_principal", False)
         assert gated != (rule.endpoint in public), f"{rule.rule} ({rule.endpoint})"
+
+
+def test_demo_mode_explains_each_decision_and_is_off_by_default(app: Flask, database_file) -> None:
+    from conftest import make_test_app
+
+    plain = signed_in_client(app, "linus@acme.test").get("/invoices/inv_7").get_data(as_text=True)
+    assert "The policy, asked about this invoice" not in plain
+    demo_app = make_test_app(database_file, DEMO_MODE=True)
+    page = (
+        signed_in_client(demo_app, "linus@acme.test").get("/invoices/inv_7").get_data(as_text=True)
+    )
+    assert "The policy, asked about this invoice" in page
+    assert "The member role does not include invoice.delete" in page
+    assert "The member role includes invoice.read" in page
+    demo_app.extensions["db_engine"].dispose()
