@@ -29,7 +29,7 @@ def _layout_context() -> dict[str, Any]:
     except SQLAlchemyError:
         # An error page must still render when the database is what failed.
         current_app.logger.exception("layout context unavailable")
-        g.pop("db").rollback()
+        g.db.rollback()
         g.minimal_layout = True
         return MINIMAL_LAYOUT
 
