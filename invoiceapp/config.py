@@ -56,6 +56,35 @@ class Defaults:
     SIGN_IN_ACCOUNT_RATE_LIMIT = "20 per hour"
     # How many reverse proxies in front of the app set X-Forwarded-For/-Proto. 0 trusts none.
     TRUSTED_PROXY_HOPS = 0
+    # Re-authentication: wrong passwords per account (any session), and how many wrong
+    # passwords one session may type before it is revoked (a stolen cookie cannot guess).
+    REAUTH_ACCOUNT_RATE_LIMIT = "10 per hour"
+    REAUTH_MAX_FAILURES = 5
+
+    # SQLite waits this long for another writer's lock before the request gets a 503.
+    SQLITE_BUSY_TIMEOUT_SECONDS = 5.0
+    # What a 503 tells clients to wait when the database is busy or unreachable.
+    DATABASE_RETRY_AFTER_SECONDS = 5
+
+    # Mail (invoiceapp.mail). Links in mail are built from BASE_URL only, never from Host.
+    BASE_URL = "http://127.0.0.1:5000"
+    MAIL_BACKEND = "file"  # "file": .eml files in MAIL_OUTBOX_DIR; "smtp": the keys below
+    MAIL_FROM = "InvoiceApp <no-reply@invoiceapp.test>"
+    MAIL_SMTP_HOST = "localhost"
+    MAIL_SMTP_PORT = 587
+    MAIL_SMTP_STARTTLS = True
+    MAIL_SMTP_USERNAME: str | None = None
+    MAIL_SMTP_PASSWORD: str | None = None
+    MAIL_SMTP_TIMEOUT_SECONDS = 10
+
+    # Accounts: passwords (NIST SP 800-63B) and the lifetimes of the links mail carries.
+    PASSWORD_MIN_LENGTH = 15
+    PASSWORD_MAX_LENGTH = 256
+    PASSWORD_MIN_STRENGTH = 3  # zxcvbn score, 0 to 4
+    VERIFY_EMAIL_SECONDS = 2 * 24 * 60 * 60
+    RESET_TOKEN_SECONDS = 30 * 60
+    EMAIL_CHANGE_SECONDS = 24 * 60 * 60
+    INVITATION_SECONDS = 7 * 24 * 60 * 60
 
 
 def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
