@@ -42,7 +42,7 @@ from tqdm import tqdm
 from invoiceapp.authn.passwords import hash_password
 from invoiceapp.config import load_config
 from invoiceapp.db import Base, ensure_sqlite_directory, make_engine, utcnow
-from invoiceapp.invoicing import new_public_id
+from invoiceapp.invoicing import catch_up_invoice_counters, new_public_id
 from invoiceapp.models import (
     CURRENCIES,
     Invoice,
@@ -394,6 +394,7 @@ def seed(
             number = _max_number(db, org.id) + 1
             _add_demo_invoice(db, org, invoice_spec, number, users, today, report)
 
+    catch_up_invoice_counters(db)
     db.commit()
     return report
 
@@ -541,6 +542,7 @@ def add_generated_invoices(
                 db.execute(insert(Invoice), rows)
                 bar.update(len(rows))
             added[slug] = n
+    catch_up_invoice_counters(db)
     db.commit()
     return added
 

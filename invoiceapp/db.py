@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,8 @@ from typing import Any
 from flask import Flask, current_app, g
 from sqlalchemy import MetaData, create_engine, event, make_url
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import DateTime, TypeDecorator
 
@@ -51,17 +54,29 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    engine = create_engine(url)
-    if engine.dialect.name == "sqlite":
-        # SQLite ignores foreign keys unless every connection asks for them.
+def make_engine(url: str, *, busy_timeout_seconds: float = 5.0) -> Engine:
+    """An engine that survives a busy or restarted database instead of failing with 500s.
+
+    SQLite: write-ahead logging, so readers never wait for a writer, and a busy timeout,
+    so writers queue for a while before giving up (invoiceapp.errors turns that into a 503).
+    Servers: connections are checked before use, so the app recovers by itself after a
+    database restart.
+    """
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_seconds})
+
         @event.listens_for(engine, "connect")
-        def _enable_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
+        def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
             cursor = dbapi_connection.cursor()
+            # SQLite ignores foreign keys unless every connection asks for them.
             cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")
             cursor.close()
 
-    return engine
+        return engine
+    connect_args = {"connect_timeout": 5} if backend == "postgresql" else {}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def ensure_sqlite_directory(url: str) -> None:
@@ -77,7 +92,9 @@ def ensure_sqlite_directory(url: str) -> None:
 
 
 def init_db(app: Flask) -> None:
-    engine = make_engine(app.config["DATABASE_URL"])
+    engine = make_engine(
+        app.config["DATABASE_URL"], busy_timeout_seconds=app.config["SQLITE_BUSY_TIMEOUT_SECONDS"]
+    )
     app.extensions["db_engine"] = engine
     app.extensions["db_sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
     app.teardown_appcontext(_close_session)
@@ -94,3 +111,29 @@ def _close_session(_exc: BaseException | None) -> None:
     db: Session | None = g.pop("db", None)
     if db is not None:
         db.close()
+
+
+# PostgreSQL error classes that mean "not now" rather than "wrong": connection failures,
+# too many connections, a server shutting down or starting, lock waits and deadlocks.
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "53", "57P", "55P03", "40P01", "40001")
+_TRANSIENT_SQLITE_MESSAGES = ("database is locked", "database table is locked", "unable to open")
+
+
+def is_database_unavailable(error: BaseException) -> bool:
+    """True when a database error means "busy or unreachable, try again" (a 503).
+
+    A missing table or a broken query is a bug and stays a 500.
+    """
+    if isinstance(error, SQLAlchemyTimeoutError):  # no pooled connection became free
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    sqlstate = getattr(error.orig, "sqlstate", None)
+    if isinstance(error.orig, sqlite3.Error):
+        return any(text in str(error.orig) for text in _TRANSIENT_SQLITE_MESSAGES)
+    # psycopg gives no SQLSTATE when the connection itself failed (refused, timed out).
+    return sqlstate is None or sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES)

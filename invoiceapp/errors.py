@@ -10,24 +10,30 @@ from urllib.parse import urlencode
 
 from flask import Flask, current_app, g, jsonify, redirect, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 from werkzeug.wrappers import Response
 
 from .authn.gate import WWW_AUTHENTICATE
 from .authz.enforce import ReauthenticationRequired
+from .db import is_database_unavailable
 from .extensions import login_manager
 
 API_CODES = {
-    400: "validation",
+    400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
     404: "not_found",
-    405: "validation",
+    405: "method_not_allowed",
     409: "conflict",
-    413: "validation",
+    412: "precondition_failed",
+    413: "too_large",
+    415: "unsupported_media_type",
     422: "validation",
     429: "rate_limited",
     500: "internal",
+    503: "unavailable",
 }
 
 TITLES = {
@@ -36,9 +42,12 @@ TITLES = {
     403: "Not allowed",
     404: "Not found",
     405: "Method not allowed",
+    409: "Conflict",
     413: "Request too large",
+    415: "Unsupported form data",
     429: "Too many requests",
     500: "Something went wrong",
+    503: "Busy, try again shortly",
 }
 
 
@@ -82,6 +91,10 @@ def handle_http_error(error: HTTPException) -> Response:
     retry_after = getattr(error, "retry_after", None)
     if status == 429:
         response.headers.setdefault("Retry-After", str(retry_after or 60))
+    if status == 503:
+        response.headers["Retry-After"] = str(
+            retry_after or current_app.config["DATABASE_RETRY_AFTER_SECONDS"]
+        )
     return response
 
 
@@ -89,7 +102,10 @@ def _forget_the_request_state() -> None:
     """Render a 500 without touching the database again: it may be what failed."""
     db = g.get("db")
     if db is not None:
-        db.rollback()
+        try:
+            db.rollback()
+        except DBAPIError:  # the connection itself is gone; the pool replaces it
+            db.invalidate()
     g.minimal_layout = True
     g._login_user = login_manager.anonymous_user()  # Flask-Login's per-request cache
 
@@ -100,6 +116,11 @@ def _message_for(error: HTTPException, status: int) -> str:
         return "There is nothing here, or it is not yours to see."
     if status == 500:
         return "An unexpected error happened on our side. It has been logged."
+    if status == 503:
+        return (
+            "The database is busy or unreachable right now. "
+            "Nothing was changed; please try again in a few seconds."
+        )
     if isinstance(error, CSRFError):
         return "The form had expired or did not come from this site. Reload the page and try again."
     return error.description or ""
@@ -113,6 +134,20 @@ def handle_reauthentication(error: ReauthenticationRequired) -> Response:
     return response
 
 
+class DatabaseUnavailable(ServiceUnavailable):
+    """503: the database is locked by another writer, or down. Not a bug: try again."""
+
+
+def handle_database_error(error: DBAPIError | PoolTimeoutError) -> Response:
+    if not is_database_unavailable(error):
+        return handle_unexpected(error)
+    # One line, no statement or parameters: those may hold personal data.
+    current_app.logger.warning(
+        "database unavailable on %s %s: %s", request.method, request.path, type(error).__name__
+    )
+    return handle_http_error(DatabaseUnavailable())
+
+
 def handle_unexpected(error: Exception) -> Response:
     current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
     return handle_http_error(InternalServerError())
@@ -121,4 +156,6 @@ def handle_unexpected(error: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ReauthenticationRequired, handle_reauthentication)
     app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(DBAPIError, handle_database_error)
+    app.register_error_handler(PoolTimeoutError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

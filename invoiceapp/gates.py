@@ -7,18 +7,23 @@
 5. Elevation       (invoiceapp.authz.enforce)      proof too old       -> re-authenticate
 6. Rate limit      (Flask-Limiter, per view)       too many            -> 429
 
-Gates 1 and 2 run here, before any view. Gates 3 to 5 need the resource, so the
-view runs them at the action boundary, every time. Rate limits sit only on the
-sign-in and re-authentication forms, which have no resource to scope; Flask-Limiter
-checks them just before those views run.
+Gates 1 and 2 run here, before any view, followed by one check that is not about
+identity at all: pages take form posts only, so any other body (JSON, text) is a 415.
+Gates 3 to 5 need the resource, so the view runs them at the action boundary, every
+time. Rate limits sit only on the sign-in and re-authentication forms, which have no
+resource to scope; Flask-Limiter checks them just before those views run.
 """
 
 from __future__ import annotations
 
-from flask import Flask, current_app
+from flask import Flask, current_app, request
+from werkzeug.exceptions import UnsupportedMediaType
 
 from .authn.gate import authentication_gate
 from .extensions import csrf
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+FORM_MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
 def csrf_gate() -> None:
@@ -26,7 +31,16 @@ def csrf_gate() -> None:
         csrf.protect(apply_exemptions=True)
 
 
+def form_body_gate() -> None:
+    """An HTML form route given JSON or text answers 415 and changes nothing."""
+    if request.method not in UNSAFE_METHODS or request.path.startswith("/api/"):
+        return
+    if request.mimetype and request.mimetype not in FORM_MEDIA_TYPES:
+        raise UnsupportedMediaType("This page accepts HTML form submissions only.")
+
+
 def register_gates(app: Flask) -> None:
     # Order matters: an anonymous POST without a token is a 401, not a 400.
     app.before_request(authentication_gate)
     app.before_request(csrf_gate)
+    app.before_request(form_body_gate)

@@ -62,6 +62,9 @@ class Organization(Base):
     name: Mapped[str] = mapped_column(String(200))
     plan: Mapped[str] = mapped_column(String(16), default=Plan.FREE.value)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The highest invoice number handed out so far. Incremented with UPDATE … RETURNING
+    # (invoiceapp.invoicing.allocate_invoice_number), so parallel creates never collide.
+    last_invoice_number: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     # The database's ON DELETE CASCADE removes memberships; the ORM must not try first.
     memberships: Mapped[list[Membership]] = relationship(
@@ -128,6 +131,8 @@ class Invoice(Base):
         CheckConstraint("due_date >= issue_date", name="due_after_issue"),
         CheckConstraint("number > 0", name="number_positive"),
         Index("ix_invoices_org_listing", "organization_id", "deleted_at", "created_at"),
+        # One invoice per create form: a double submit carries the same key (idempotency).
+        Index("ix_invoices_creation_key", "organization_id", "creation_key", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -148,6 +153,8 @@ class Invoice(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     # Deletes are soft: the row stays for the record, every lookup treats it as gone.
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The one-time key of the form that created it; None for invoices made elsewhere.
+    creation_key: Mapped[str | None] = mapped_column(String(64), default=None)
 
     organization: Mapped[Organization] = relationship()
     created_by: Mapped[User | None] = relationship()
@@ -177,5 +184,7 @@ class UserSession(Base):
     authenticated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ip_address: Mapped[str | None] = mapped_column(String(45), default=None)
     user_agent: Mapped[str | None] = mapped_column(String(300), default=None)
+    # Wrong passwords typed at /reauthenticate; at REAUTH_MAX_FAILURES the session ends.
+    failed_reauthentications: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     user: Mapped[User] = relationship()

@@ -377,7 +377,8 @@ def test_deleted_invoice_answers_404_everywhere(
 
 
 def csv_rows(response: TestResponse) -> list[list[str]]:
-    return list(csv.reader(io.StringIO(response.get_data(as_text=True))))
+    # utf-8-sig: the export starts with a byte-order mark for spreadsheets.
+    return list(csv.reader(io.StringIO(response.get_data().decode("utf-8-sig"))))
 
 
 def test_pro_plan_owner_exports_csv(ada: FlaskClient, db: Session) -> None:

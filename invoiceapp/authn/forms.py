@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from ..forms import Form
 from .passwords import MAX_PASSWORD_LENGTH
 
 
@@ -14,13 +14,13 @@ def normalise_email(value: str | None) -> str:
     return (value or "").strip().lower()
 
 
-def _no_control_characters(_form: FlaskForm, field: StringField) -> None:
+def _no_control_characters(_form: Form, field: StringField) -> None:
     # No address contains them, and PostgreSQL cannot even compare text holding NUL.
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in field.data or ""):
         raise ValidationError("Email addresses cannot contain control characters.")
 
 
-class SignInForm(FlaskForm):
+class SignInForm(Form):
     email = StringField(
         "Email",
         filters=[normalise_email],
@@ -40,7 +40,7 @@ class SignInForm(FlaskForm):
     next = HiddenField()
 
 
-class ReauthenticateForm(FlaskForm):
+class ReauthenticateForm(Form):
     password = PasswordField(
         "Password",
         validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)],
@@ -49,5 +49,5 @@ class ReauthenticateForm(FlaskForm):
     next = HiddenField()
 
 
-class EmptyForm(FlaskForm):
+class EmptyForm(Form):
     """Only a CSRF token: for one-button posts such as sign-out and delete."""

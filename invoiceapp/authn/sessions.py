@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from ..db import get_db, utcnow
 from ..models import User, UserSession
@@ -125,7 +126,12 @@ def load_session_from_cookie() -> UserSession | None:
     touch_every = timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"])
     if now - auth_session.last_seen_at > touch_every:
         auth_session.last_seen_at = now
-        db.commit()
+        try:
+            db.commit()
+        except OperationalError:
+            # Another writer holds the database. "Last seen" can wait for the next
+            # request; a page that only reads should not fail for it.
+            db.rollback()
     g.auth_session = auth_session
     return auth_session
 

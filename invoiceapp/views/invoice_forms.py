@@ -5,10 +5,17 @@ from __future__ import annotations
 import unicodedata
 from typing import Any
 
-from flask_wtf import FlaskForm
-from wtforms import DateField, SelectField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+from wtforms import DateField, HiddenField, SelectField, StringField
+from wtforms.validators import (
+    DataRequired,
+    InputRequired,
+    Length,
+    Optional,
+    Regexp,
+    ValidationError,
+)
 
+from ..forms import Form
 from ..models import CURRENCIES, Invoice, InvoiceStatus
 from ..money import AmountError, parse_amount
 
@@ -36,7 +43,7 @@ def _plain_visible_text(_form: Any, field: Any) -> None:
         raise ValidationError("Enter a name with at least one visible character.")
 
 
-class InvoiceForm(FlaskForm):
+class InvoiceForm(Form):
     customer = StringField(
         "Customer",
         filters=[_strip],
@@ -60,6 +67,15 @@ class InvoiceForm(FlaskForm):
     status = SelectField("Status", choices=list(STATUSES))
     issue_date = DateField("Issue date", validators=[InputRequired("Enter the issue date.")])
     due_date = DateField("Due date", validators=[InputRequired("Enter the due date.")])
+
+    # A one-time key in the new-invoice form: posting the same form twice (a double click,
+    # a retried request) finds the invoice the first post made instead of making another.
+    creation_key = HiddenField(
+        validators=[
+            Optional(),
+            Regexp(r"^[A-Za-z0-9_-]{16,64}$", message="This form is damaged. Reload the page."),
+        ]
+    )
 
     amount_minor: int | None = None
 

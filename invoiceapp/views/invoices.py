@@ -13,6 +13,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
+import secrets
 import unicodedata
 from datetime import date, timedelta
 
@@ -31,7 +33,7 @@ from ..authz.scope import (
     live_invoices_of,
 )
 from ..db import get_db
-from ..invoicing import new_public_id, next_invoice_number, soft_delete
+from ..invoicing import allocate_invoice_number, new_public_id, soft_delete
 from ..models import Invoice, Organization
 from ..money import minor_to_text
 from ..principal import require_principal
@@ -98,7 +100,11 @@ def new() -> ResponseReturnValue:
     organization = _active_organization_allowing("invoice.create")
     today = date.today()
     form = InvoiceForm(
-        formdata=None, issue_date=today, due_date=today + timedelta(days=30), currency="EUR"
+        formdata=None,
+        issue_date=today,
+        due_date=today + timedelta(days=30),
+        currency="EUR",
+        creation_key=secrets.token_urlsafe(24),
     )
     return render_template("invoices/form.html", form=form, organization=organization)
 
@@ -112,24 +118,38 @@ def create() -> ResponseReturnValue:
         return render_template("invoices/form.html", form=form, organization=organization), 422
 
     db = get_db()
-    for _attempt in range(3):
-        invoice = Invoice(
-            public_id=new_public_id(),
-            organization_id=organization.id,
-            number=next_invoice_number(db, organization.id),
-            created_by_id=require_principal().user.id,
-        )
-        form.apply_to(invoice)
-        db.add(invoice)
-        try:
-            db.commit()
-            break
-        except IntegrityError:  # someone took the number first; count again
-            db.rollback()
-    else:  # pragma: no cover - three collisions in a row
-        abort(409)
-    flash(f"Invoice {invoice.label} for {invoice.customer} was created.", "success")
+    key = form.creation_key.data or None
+    if key and (earlier := _created_with(organization.id, key)) is not None:
+        return redirect(f"/invoices/{earlier.public_id}", code=303)  # a double submit
+    invoice = Invoice(
+        public_id=new_public_id(),
+        organization_id=organization.id,
+        number=allocate_invoice_number(db, organization.id),
+        created_by_id=require_principal().user.id,
+        creation_key=key,
+    )
+    form.apply_to(invoice)
+    db.add(invoice)
+    try:
+        db.commit()
+    except IntegrityError:
+        # The same form, posted twice at once: the other request made the invoice.
+        db.rollback()
+        earlier = _created_with(organization.id, key) if key else None
+        if earlier is None:
+            raise
+        return redirect(f"/invoices/{earlier.public_id}", code=303)
+    # Flashed text travels in a signed, readable cookie: no customer data in it.
+    flash(f"Invoice {invoice.label} was created.", "success")
     return redirect(f"/invoices/{invoice.public_id}", code=303)
+
+
+def _created_with(organization_id: int, creation_key: str) -> Invoice | None:
+    return get_db().scalar(
+        select(Invoice).where(
+            Invoice.organization_id == organization_id, Invoice.creation_key == creation_key
+        )
+    )
 
 
 @bp.get("/export.csv")
@@ -139,11 +159,14 @@ def export_csv() -> ResponseReturnValue:
     organization = _active_organization_allowing("invoice.export")
     invoices = get_db().scalars(live_invoices_of(organization.id).order_by(Invoice.number))
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    # A byte-order mark tells spreadsheets the file is UTF-8, so accents survive.
+    buffer.write("\ufeff")
+    # Every field quoted, so a separator inside a name never starts a new cell.
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
     writer.writerow(["id", "number", "customer", "amount", "currency", "status", "issued", "due"])
     for invoice in invoices:
         writer.writerow([
-            invoice.public_id, invoice.number, _csv_safe(invoice.customer),
+            invoice.public_id, invoice.number, csv_safe(invoice.customer),
             minor_to_text(invoice.amount_minor), invoice.currency, invoice.status,
             invoice.issue_date.isoformat(), invoice.due_date.isoformat(),
         ])  # fmt: skip
@@ -155,13 +178,30 @@ def export_csv() -> ResponseReturnValue:
     )
 
 
-def _csv_safe(text: str) -> str:
-    """Spreadsheets run cells that start with = + - @ as formulas (CSV injection).
+# A spreadsheet may split a line on any of these, whatever the file's own separator.
+_SEPARATORS = re.compile(r"([,;\t\r\n|])")
+_FORMULA_STARTS = ("=", "+", "-", "@")
 
-    Invisible characters in front (a zero-width space, a byte-order mark) do not hide one.
+
+def csv_safe(text: str) -> str:
+    """Text that no spreadsheet runs as a formula (CSV injection), however it splits cells.
+
+    Spreadsheets run a cell that starts with = + - @ as a formula, and a German or French
+    one splits ``Acme;=cmd…`` at the ``;``. So every piece between possible separators is
+    checked, and one that would start a formula gets a leading apostrophe. Invisible
+    characters and spaces in front (a zero-width space, a byte-order mark) do not hide one.
     """
-    visible = text.lstrip("".join(c for c in set(text) if unicodedata.category(c) in ("Cf", "Zs")))
-    return "'" + text if visible[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    pieces = _SEPARATORS.split(text)
+    for index in range(0, len(pieces), 2):  # even indexes are text, odd ones separators
+        piece = pieces[index]
+        visible = piece.lstrip("".join(c for c in set(piece) if _is_blank(c)))
+        if visible.startswith(_FORMULA_STARTS):
+            pieces[index] = "'" + piece
+    return "".join(pieces)
+
+
+def _is_blank(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in ("Cf", "Zs")
 
 
 @bp.get("/<invoice_id>")
@@ -210,5 +250,5 @@ def delete(invoice_id: str) -> ResponseReturnValue:
     authorize("invoice.delete", invoice)  # authorization gate: 403
     soft_delete(invoice)
     get_db().commit()
-    flash(f"Invoice {invoice.label} for {invoice.customer} was deleted.", "success")
+    flash(f"Invoice {invoice.label} was deleted.", "success")
     return redirect("/invoices", code=303)
