@@ -68,6 +68,7 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from .authn.views import bp as authn_bp
+    from .views.dev_mail import bp as dev_mail_bp
     from .views.invoices import bp as invoices_bp
     from .views.orgs import bp as orgs_bp
     from .views.pages import bp as pages_bp
@@ -76,6 +77,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(authn_bp)
     app.register_blueprint(invoices_bp)
     app.register_blueprint(orgs_bp)
+    app.register_blueprint(dev_mail_bp)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -1,4 +1,4 @@
-"""Mail: the .eml outbox, a real SMTP server, and links from BASE_URL only.
+"""Mail: the .eml outbox, a real SMTP server, links from BASE_URL only, and /dev/mail.
 
 Every app here writes its outbox under the test's tmp_path, never into instance/.
 """
@@ -33,6 +33,13 @@ def make_app(database_file: Path, tmp_path: Path, **overrides: Any) -> Flask:
 @pytest.fixture()
 def mail_app(database_file: Path, tmp_path: Path) -> Iterator[Flask]:
     app = make_app(database_file, tmp_path)
+    yield app
+    app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture()
+def demo_app(database_file: Path, tmp_path: Path) -> Iterator[Flask]:
+    app = make_app(database_file, tmp_path, DEMO_MODE=True)
     yield app
     app.extensions["db_engine"].dispose()
 
@@ -236,3 +243,77 @@ def test_smtp_server_down_returns_false_and_logs_without_the_link(
     assert "ConnectionRefusedError" in record.getMessage()
     for secret in (TOKEN, "/x/", "ada@", "Hello Ada"):
         assert secret not in caplog.text
+
+
+# --- /dev/mail ----------------------------------------------------------------------
+
+
+def test_dev_mail_lists_the_outbox_newest_first(demo_app: Flask) -> None:
+    client = demo_app.test_client()
+    empty = client.get("/dev/mail")
+    assert empty.status_code == 200
+    assert "No mail yet." in empty.get_data(as_text=True)
+
+    send_example(demo_app, "ada@acme.test")
+    send_example(demo_app, "hank@globex.test")
+    response = client.get("/dev/mail")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert page.index("hank@globex.test") < page.index("ada@acme.test")
+    assert "In a real deployment this mail goes to the recipient" in page  # the demo note
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_dev_mail_shows_a_message_with_its_link_clickable(demo_app: Flask) -> None:
+    send_example(demo_app, "ada@acme.test")
+    mail = latest_mail_to(demo_app.config["MAIL_OUTBOX_DIR"], "ada@acme.test")
+    assert mail is not None
+
+    response = demo_app.test_client().get(f"/dev/mail/{mail.id}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    link = f"http://127.0.0.1:5000/x/{TOKEN}"
+    assert f'<a href="{link}">{link}</a>' in page
+    assert "ada@acme.test" in page
+    assert "no-reply@invoiceapp.test" in page
+
+
+def test_dev_mail_escapes_everything_and_links_only_http_urls(demo_app: Flask) -> None:
+    add_mail_templates(
+        demo_app, **{"hostile.txt": "<script>alert(1)</script>\njavascript:alert(2)\n{{ link }}\n"}
+    )
+    with demo_app.app_context():
+        send_mail(
+            "ada@acme.test", "<img src=x onerror=alert(3)>", "hostile", link='https://a.test/"x'
+        )
+    [mail] = read_outbox(demo_app.config["MAIL_OUTBOX_DIR"])
+
+    page = demo_app.test_client().get(f"/dev/mail/{mail.id}").get_data(as_text=True)
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page
+    assert 'href="javascript:' not in page
+    assert '<a href="https://a.test/">https://a.test/</a>&#34;x' in page  # the quote ends the link
+
+
+@pytest.mark.parametrize("path", ["/dev/mail", "/dev/mail/{id}"])
+def test_dev_mail_is_404_outside_demo_mode(mail_app: Flask, path: str) -> None:
+    send_example(mail_app)
+    [mail] = read_outbox(mail_app.config["MAIL_OUTBOX_DIR"])
+
+    response = mail_app.test_client().get(path.format(id=mail.id))
+    assert response.status_code == 404
+    assert "There is nothing here" in response.get_data(as_text=True)  # the standard 404 page
+    assert "ada@acme.test" not in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "mail_id", ["..%2Fsecret", "..%2F..%2Finstance%2Fsecret_key", "%2E%2E", ".secret", "nope"]
+)
+def test_dev_mail_path_traversal_is_404(demo_app: Flask, tmp_path: Path, mail_id: str) -> None:
+    send_example(demo_app)
+    (tmp_path / "secret.eml").write_bytes(outbox_files(demo_app)[0].read_bytes())
+
+    response = demo_app.test_client().get(f"/dev/mail/{mail_id}")
+    assert response.status_code == 404
+    assert TOKEN not in response.get_data(as_text=True)
