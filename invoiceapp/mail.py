@@ -81,7 +81,7 @@ def send_mail(to: str, subject: str, template: str, **context: Any) -> bool:
 
 def build_message(to: str, subject: str, template: str, **context: Any) -> EmailMessage:
     """The whole message, plain text first and HTML as the alternative."""
-    context.setdefault("base_url", current_app.config["BASE_URL"].rstrip("/"))
+    context["base_url"] = current_app.config["BASE_URL"].rstrip("/")  # a caller cannot swap it
     context["subject"] = subject
     text = _render(f"mail/{template}.txt", context)
     try:
