@@ -9,6 +9,8 @@ from typing import Any
 
 from flask import Flask
 
+from .authn.passwords import check_profile_strength
+
 
 class Defaults:
     """Documented defaults (README, "Configuration"). Times are in seconds."""
@@ -115,6 +117,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
                 "or run with FLASK_DEBUG=1 / FLASK_DEMO_MODE=true for a generated development key."
             )
         app.config["SECRET_KEY"] = _development_secret_key(Path(app.instance_path))
+    check_profile_strength(app.config["PASSWORD_HASH_PROFILE"], testing=app.testing)
 
 
 def _development_secret_key(instance: Path) -> str:

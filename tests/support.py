@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import create_engine, make_url, pool, select, text
 from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
 
 from invoiceapp.models import Invoice, User
 
@@ -66,3 +71,31 @@ NEW_INVOICE_LOCATION = re.compile(r"/invoices/(inv_[a-z0-9]{16})")
 def mentions(text: str, public_id: str) -> bool:
     """Whether ``public_id`` appears as a whole id (so "inv_7" is not found in "inv_7k2…")."""
     return re.search(rf"\b{re.escape(public_id)}\b", text) is not None
+
+
+@contextmanager
+def postgres_schema(admin_url: str) -> Iterator[str]:
+    """A database URL whose connections all live in a fresh, throwaway PostgreSQL schema."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, poolclass=pool.NullPool)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = make_url(admin_url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@contextmanager
+def live_server(app: Flask) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port with a thread per request; yields its URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()

@@ -7,16 +7,15 @@ They drive the system's Chromium (Debian's ``chromium`` package), which .ci/run 
 from __future__ import annotations
 
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from conftest import make_test_app
 from support import PASSWORD, invoice
+from support import live_server as serve
 
 pytestmark = pytest.mark.browser
 
@@ -35,15 +34,12 @@ CHROMIUM_FLAGS = [
 @pytest.fixture()
 def live_server(database_file: Path) -> Iterator[tuple[str, Session]]:
     app = make_test_app(database_file, WTF_CSRF_ENABLED=True, DEMO_MODE=True)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     db = app.extensions["db_sessionmaker"]()
     try:
-        yield f"http://127.0.0.1:{server.server_port}", db
+        with serve(app) as base:
+            yield base, db
     finally:
         db.close()
-        server.shutdown()
         app.extensions["db_engine"].dispose()
 
 

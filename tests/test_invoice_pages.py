@@ -523,7 +523,7 @@ def test_user_without_organizations_is_sent_to_a_dashboard_that_says_why(
 
 
 def test_database_failure_gives_the_plain_500_page_to_a_signed_in_user(database_file: Path) -> None:
-    app = make_test_app(database_file, TESTING=False, PROPAGATE_EXCEPTIONS=False)
+    app = make_test_app(database_file, PROPAGATE_EXCEPTIONS=False)
     client = app.test_client()
     sign_in(client, "ada@acme.test")
     engine = app.extensions["db_engine"]

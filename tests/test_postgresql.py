@@ -22,7 +22,7 @@ from urllib.parse import quote
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, func, insert, make_url, pool, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,6 +36,7 @@ from support import (
     PASSWORD,
     VALID_INVOICE_FORM,
     invoice,
+    postgres_schema,
     sign_in,
     signed_in_client,
     user,
@@ -57,24 +58,13 @@ pytestmark = pytest.mark.skipif(
 def postgres_app() -> Iterator[Flask]:
     """The app on a fresh schema that `alembic upgrade head` built; dropped afterwards."""
     assert POSTGRES_URL
-    schema = f"test_app_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, poolclass=pool.NullPool)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    app: Flask | None = None
-    try:
-        # Every connection (the app's, Alembic's, the tests') lives inside the schema.
-        url = make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={schema}"})
-        database_url = url.render_as_string(hide_password=False)
+    with postgres_schema(POSTGRES_URL) as database_url:
         seed.migrate(database_url)
         app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
-        yield app
-    finally:
-        if app is not None:
+        try:
+            yield app
+        finally:
             app.extensions["db_engine"].dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 @pytest.fixture()

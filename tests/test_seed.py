@@ -87,12 +87,15 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, db_url: str) -> str:
     """What `.venv/bin/python seed.py` sees: the configuration comes from FLASK_* variables."""
     monkeypatch.setenv("FLASK_DATABASE_URL", db_url)
     monkeypatch.setenv("FLASK_PASSWORD_HASH_PROFILE", "CHEAPEST")
+    monkeypatch.setenv("FLASK_TESTING", "true")  # CHEAPEST is refused anywhere else
     return db_url
 
 
 @pytest.fixture
 def app(db_url: str) -> Flask:
-    return seed_script.make_app({"DATABASE_URL": db_url, "PASSWORD_HASH_PROFILE": "CHEAPEST"})
+    return seed_script.make_app(
+        {"DATABASE_URL": db_url, "PASSWORD_HASH_PROFILE": "CHEAPEST", "TESTING": True}
+    )
 
 
 @pytest.fixture
@@ -287,7 +290,9 @@ def test_demo_public_ids_are_random_per_install(tmp_path: Path) -> None:
     found = []
     for name in ("one", "two"):
         url = f"sqlite:///{tmp_path / name}.sqlite3"
-        app = seed_script.make_app({"DATABASE_URL": url, "PASSWORD_HASH_PROFILE": "CHEAPEST"})
+        app = seed_script.make_app(
+            {"DATABASE_URL": url, "PASSWORD_HASH_PROFILE": "CHEAPEST", "TESTING": True}
+        )
         seed_script.run(app, progress=False)
         engine = make_engine(url)
         try:
@@ -574,7 +579,9 @@ def postgres_url() -> Iterator[str]:
 
 
 def test_seeding_postgresql_twice_changes_nothing(postgres_url: str) -> None:
-    app = seed_script.make_app({"DATABASE_URL": postgres_url, "PASSWORD_HASH_PROFILE": "CHEAPEST"})
+    app = seed_script.make_app(
+        {"DATABASE_URL": postgres_url, "PASSWORD_HASH_PROFILE": "CHEAPEST", "TESTING": True}
+    )
     engine = make_engine(postgres_url)
     try:
         seed_script.run(app, progress=False, invoices=20)

@@ -11,12 +11,33 @@ from flask import current_app
 MAX_PASSWORD_LENGTH = 256
 
 
+# OWASP's minimum Argon2id settings, as equally strong pairs of (memory in KiB, passes).
+OWASP_MINIMUMS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
+
+
+def _profile(profile_name: str) -> profiles.Parameters:
+    profile = getattr(profiles, profile_name, None)
+    if not isinstance(profile, profiles.Parameters):
+        raise RuntimeError(f"unknown PASSWORD_HASH_PROFILE {profile_name!r} (see argon2.profiles)")
+    return profile
+
+
+def check_profile_strength(profile_name: str, *, testing: bool) -> None:
+    """Refuse hashing too cheap for real passwords; the tests alone may use CHEAPEST."""
+    profile = _profile(profile_name)
+    if testing:
+        return
+    if not any(profile.memory_cost >= m and profile.time_cost >= t for m, t in OWASP_MINIMUMS):
+        raise RuntimeError(
+            f"PASSWORD_HASH_PROFILE {profile_name!r} is below OWASP's Argon2id minimum "
+            "(19 MiB and 2 passes, or an equivalent pair); it is allowed only in the tests. "
+            "Use RFC_9106_LOW_MEMORY (the default)."
+        )
+
+
 @lru_cache(maxsize=8)
 def _hasher_for(profile_name: str) -> PasswordHasher:
-    profile = getattr(profiles, profile_name, None)
-    if profile is None:
-        raise RuntimeError(f"unknown PASSWORD_HASH_PROFILE {profile_name!r} (see argon2.profiles)")
-    return PasswordHasher.from_parameters(profile)
+    return PasswordHasher.from_parameters(_profile(profile_name))
 
 
 def hasher() -> PasswordHasher:

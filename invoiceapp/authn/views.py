@@ -8,6 +8,7 @@ from flask import (
     Response,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -49,6 +50,15 @@ def _failed(response: Response) -> bool:
     return response.status_code == 401
 
 
+# A wrong password at /reauthenticate: the form is fine, the proof is not (422, like any
+# form error, so the browser stays on the page; the limiter counts only these).
+WRONG_PASSWORD = 422
+
+
+def _wrong_password(response: Response) -> bool:
+    return response.status_code == WRONG_PASSWORD and getattr(g, "wrong_password", False)
+
+
 @bp.get("/sign-in")
 def sign_in_form() -> ResponseReturnValue:
     if flask_login.current_user.is_authenticated:
@@ -81,7 +91,7 @@ def sign_in() -> ResponseReturnValue:
     session.clear()
     start_session(user, remember=bool(form.remember.data))
     get_db().commit()
-    flash(f"Signed in as {user.display_name}.", "success")
+    flash("You are signed in.", "success")  # no names: flashes travel in a readable cookie
     return redirect(next_or_default(form.next.data), code=303)
 
 
@@ -103,6 +113,19 @@ def sign_out() -> ResponseReturnValue:
     return redirect("/", code=303)
 
 
+def _end_session_after_guessing() -> ResponseReturnValue:
+    """Too many wrong passwords in one session: whoever holds it must sign in afresh."""
+    end_session()
+    get_db().commit()
+    session.clear()
+    flash(
+        "That was too many wrong passwords, so this session was ended to protect your "
+        "account. Please sign in again.",
+        "error",
+    )
+    return redirect("/sign-in", code=303)
+
+
 @bp.get("/reauthenticate")
 @login_required
 def reauthenticate_form() -> ResponseReturnValue:
@@ -110,18 +133,42 @@ def reauthenticate_form() -> ResponseReturnValue:
     return render_template("authn/reauthenticate.html", form=form)
 
 
+def _reauth_account_limit() -> str:
+    return current_app.config["REAUTH_ACCOUNT_RATE_LIMIT"]
+
+
+def _reauthenticating_account() -> str:
+    return f"reauth-account:{flask_login.current_user.get_id()}"
+
+
 @bp.post("/reauthenticate")
 @login_required
 @limiter.limit(_sign_in_limit)
+@limiter.limit(
+    _reauth_account_limit, key_func=_reauthenticating_account, deduct_when=_wrong_password
+)
 def reauthenticate() -> ResponseReturnValue:
-    """Fresh proof of identity: authorization asked for it, authentication supplies it."""
+    """Fresh proof of identity: authorization asked for it, authentication supplies it.
+
+    Whoever holds a stolen cookie could guess here, so wrong passwords are limited per
+    account (any session), and a session that guesses REAUTH_MAX_FAILURES times is ended.
+    """
     principal = require_principal()
     form = ReauthenticateForm()
     if not form.validate_on_submit():
         return render_template("authn/reauthenticate.html", form=form), 422
+    auth_session = principal.session
     if not verify_password(principal.user.password_hash, form.password.data or ""):
+        if auth_session is not None:
+            auth_session.failed_reauthentications += 1
+            if auth_session.failed_reauthentications >= current_app.config["REAUTH_MAX_FAILURES"]:
+                return _end_session_after_guessing()
+            get_db().commit()
+        g.wrong_password = True
         form.password.errors.append("That password is not right.")
-        return render_template("authn/reauthenticate.html", form=form), 422
+        return render_template("authn/reauthenticate.html", form=form), WRONG_PASSWORD
+    if auth_session is not None:
+        auth_session.failed_reauthentications = 0
     mark_reauthenticated()
     get_db().commit()
     session.pop("csrf_token", None)  # a new privilege level gets a new CSRF token too
