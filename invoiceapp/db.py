@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,8 +51,18 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def utcnow() -> datetime:
+def _system_time() -> datetime:
     return datetime.now(UTC)
+
+
+# Where "now" comes from. Tests replace it (tests/conftest.py, the ``clock`` fixture) to
+# prove expiry and freshness without sleeping.
+now_source: Callable[[], datetime] = _system_time
+
+
+def utcnow() -> datetime:
+    """The current time, aware and in UTC. Every expiry and freshness check uses this."""
+    return now_source()
 
 
 def make_engine(url: str, *, busy_timeout_seconds: float = 5.0) -> Engine:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +85,27 @@ def db(app: Flask) -> Iterator[Session]:
     session = app.extensions["db_sessionmaker"]()
     yield session
     session.close()
+
+
+class Clock:
+    """A controllable "now" for invoiceapp.db.utcnow: expiry tests move time, never sleep."""
+
+    def __init__(self) -> None:
+        from invoiceapp.db import _system_time
+
+        self.now = _system_time()
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture()
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    import invoiceapp.db
+
+    fake = Clock()
+    monkeypatch.setattr(invoiceapp.db, "now_source", fake)
+    return fake

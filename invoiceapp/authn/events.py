@@ -1,0 +1,70 @@
+"""Security events: what happened to an account, shown to its owner on /account/security.
+
+An event records what, when, from which address and device. Never a password, a token
+or a hash: ``detail`` is a short fixed phrase chosen by the code, not user input.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from flask import has_request_context, request
+from sqlalchemy.orm import Session
+
+from ..db import utcnow
+from ..models import SecurityEvent
+
+
+class EventKind(enum.StrEnum):
+    SIGNED_UP = "signed_up"
+    SIGN_IN_SUCCEEDED = "sign_in_succeeded"
+    SIGN_IN_FAILED = "sign_in_failed"
+    SIGNED_OUT = "signed_out"
+    EMAIL_VERIFIED = "email_verified"
+    PASSWORD_CHANGED = "password_changed"
+    RESET_REQUESTED = "reset_requested"
+    RESET_USED = "reset_used"
+    EMAIL_CHANGE_REQUESTED = "email_change_requested"
+    EMAIL_CHANGED = "email_changed"
+    SESSION_REVOKED = "session_revoked"
+    ELEVATION_GRANTED = "elevation_granted"
+    ELEVATION_ENDED = "elevation_ended"
+    REAUTHENTICATION_FAILED = "reauthentication_failed"
+
+
+# What /account/security says for each kind.
+DESCRIPTIONS = {
+    EventKind.SIGNED_UP: "Account created",
+    EventKind.SIGN_IN_SUCCEEDED: "Signed in",
+    EventKind.SIGN_IN_FAILED: "Failed sign-in (wrong password)",
+    EventKind.SIGNED_OUT: "Signed out",
+    EventKind.EMAIL_VERIFIED: "Email address verified",
+    EventKind.PASSWORD_CHANGED: "Password changed",
+    EventKind.RESET_REQUESTED: "Password reset requested",
+    EventKind.RESET_USED: "Password reset with an emailed link",
+    EventKind.EMAIL_CHANGE_REQUESTED: "Email change requested",
+    EventKind.EMAIL_CHANGED: "Email address changed",
+    EventKind.SESSION_REVOKED: "Session signed out remotely",
+    EventKind.ELEVATION_GRANTED: "Password confirmed for sensitive changes",
+    EventKind.ELEVATION_ENDED: "Sensitive-changes mode ended",
+    EventKind.REAUTHENTICATION_FAILED: "Wrong password when confirming identity",
+}
+
+
+def record_event(db: Session, user_id: int, kind: EventKind, detail: str = "") -> None:
+    """Add an event to the caller's transaction (the caller commits)."""
+    ip_address = user_agent = None
+    if has_request_context():
+        ip_address = request.remote_addr
+        agent = "".join(c for c in request.user_agent.string if c.isprintable())
+        user_agent = agent[:300] or None
+    db.add(
+        SecurityEvent(
+            user_id=user_id,
+            kind=kind.value,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            detail=detail[:200],
+            created_at=utcnow(),
+        )
+    )
