@@ -62,6 +62,11 @@ class Defaults:
     # passwords one session may type before it is revoked (a stolen cookie cannot guess).
     REAUTH_ACCOUNT_RATE_LIMIT = "10 per hour"
     REAUTH_MAX_FAILURES = 5
+    # Accounts (per client address unless named otherwise).
+    SIGN_UP_RATE_LIMIT = "10 per hour"
+    FORGOT_PASSWORD_RATE_LIMIT = "10 per hour"
+    FORGOT_PASSWORD_EMAIL_RATE_LIMIT = "3 per hour"  # per address asked about
+    VERIFY_RESEND_RATE_LIMIT = "3 per hour"  # per account
 
     # SQLite waits this long for another writer's lock before the request gets a 503.
     SQLITE_BUSY_TIMEOUT_SECONDS = 5.0

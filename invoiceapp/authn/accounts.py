@@ -1,0 +1,34 @@
+"""Account changes that several pages share: setting a password, ending sessions.
+
+A new password (changed while signed in, or reset from a mailed link) ends every other
+session of the account and kills pending reset links, so whoever knew the old password
+or held an old cookie is out.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from ..models import TokenPurpose, User, UserSession
+from .passwords import hash_password
+from .tokens import revoke_tokens
+
+
+def revoke_sessions(db: Session, user_id: int, *, keep: UserSession | None = None) -> int:
+    """End every session of the user (but ``keep``); returns how many ended. Caller commits."""
+    statement = delete(UserSession).where(UserSession.user_id == user_id)
+    if keep is not None:
+        statement = statement.where(UserSession.id != keep.id)
+    return db.execute(statement.execution_options(synchronize_session="fetch")).rowcount
+
+
+def set_password(db: Session, user: User, new_password: str, *, keep: UserSession | None) -> None:
+    """Store the new password's hash, end the other sessions, kill pending reset links.
+
+    The caller records the security event, rotates ``keep`` if it should survive, sends
+    the notice and commits.
+    """
+    user.password_hash = hash_password(new_password)
+    revoke_sessions(db, user.id, keep=keep)
+    revoke_tokens(db, user.id, TokenPurpose.RESET_PASSWORD)
