@@ -21,8 +21,9 @@ class Defaults:
     FRESH_AGE_SECONDS = 600
 
     # Server-side session lifetimes (OWASP session management: idle and absolute).
-    SESSION_IDLE_SECONDS = 2 * 60 * 60
-    SESSION_ABSOLUTE_SECONDS = 12 * 60 * 60
+    SESSION_IDLE_SECONDS = 30 * 60
+    SESSION_ABSOLUTE_SECONDS = 8 * 60 * 60
+    # "Keep me signed in" stretches only these; it never makes a session elevated.
     REMEMBER_IDLE_SECONDS = 14 * 24 * 60 * 60
     REMEMBER_ABSOLUTE_SECONDS = 30 * 24 * 60 * 60
     # last_seen_at is written at most this often, so reads do not turn into writes.

@@ -6,6 +6,7 @@ organization's id give the same bytes. The 500 shows no trace.
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlencode
 
 from flask import Flask, current_app, g, jsonify, redirect, render_template, request
@@ -18,7 +19,7 @@ from werkzeug.wrappers import Response
 from .authn.gate import WWW_AUTHENTICATE
 from .authz.enforce import ReauthenticationRequired
 from .db import is_database_unavailable
-from .extensions import login_manager
+from .extensions import limiter, login_manager
 
 API_CODES = {
     400: "bad_request",
@@ -90,7 +91,7 @@ def handle_http_error(error: HTTPException) -> Response:
                 response.headers["Allow"] = value
     retry_after = getattr(error, "retry_after", None)
     if status == 429:
-        response.headers.setdefault("Retry-After", str(retry_after or 60))
+        response.headers["Retry-After"] = str(_seconds_until_retry())
     if status == 503:
         response.headers["Retry-After"] = str(
             retry_after or current_app.config["DATABASE_RETRY_AFTER_SECONDS"]
@@ -116,6 +117,11 @@ def _message_for(error: HTTPException, status: int) -> str:
         return "There is nothing here, or it is not yours to see."
     if status == 500:
         return "An unexpected error happened on our side. It has been logged."
+    if status == 429:
+        return (
+            "There have been too many attempts. For your safety, please wait "
+            f"{in_words(_seconds_until_retry())} and try again."
+        )
     if status == 503:
         return (
             "The database is busy or unreachable right now. "
@@ -124,6 +130,25 @@ def _message_for(error: HTTPException, status: int) -> str:
     if isinstance(error, CSRFError):
         return "The form had expired or did not come from this site. Reload the page and try again."
     return error.description or ""
+
+
+def _seconds_until_retry() -> int:
+    """When the rate limit that refused this request lets the next one through."""
+    limit = limiter.current_limit
+    if limit is None:
+        return 60
+    return max(1, int(limit.reset_at - time.time()))
+
+
+def in_words(seconds: int) -> str:
+    """ "about 3 minutes": what a person reads on a 429 page (the header has the number)."""
+    if seconds < 60:
+        return "a minute" if seconds > 45 else f"about {seconds} seconds"
+    minutes = round(seconds / 60)
+    if minutes < 55:
+        return "about a minute" if minutes == 1 else f"about {minutes} minutes"
+    hours = round(minutes / 60)
+    return "about an hour" if hours == 1 else f"about {hours} hours"
 
 
 def handle_reauthentication(error: ReauthenticationRequired) -> Response:

@@ -17,6 +17,7 @@ resource to scope; Flask-Limiter checks them just before those views run.
 from __future__ import annotations
 
 from flask import Flask, current_app, request
+from flask_login import current_user
 from werkzeug.exceptions import UnsupportedMediaType
 
 from .authn.gate import authentication_gate
@@ -26,9 +27,17 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_MEDIA_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 
 
+# Posting here without a session changes nothing, so a stale tab may do it without a
+# token and simply be told it is signed out. With a session, CSRF applies as everywhere.
+_HARMLESS_WHEN_ANONYMOUS = frozenset({"authn.sign_out"})
+
+
 def csrf_gate() -> None:
-    if current_app.config["WTF_CSRF_ENABLED"]:
-        csrf.protect(apply_exemptions=True)
+    if not current_app.config["WTF_CSRF_ENABLED"]:
+        return
+    if request.endpoint in _HARMLESS_WHEN_ANONYMOUS and not current_user.is_authenticated:
+        return
+    csrf.protect(apply_exemptions=True)
 
 
 def form_body_gate() -> None:

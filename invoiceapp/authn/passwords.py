@@ -8,6 +8,8 @@ from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
 
+from .password_policy import normalise_password
+
 MAX_PASSWORD_LENGTH = 256
 
 
@@ -51,7 +53,8 @@ def _dummy_hash_for(profile_name: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    return hasher().hash(password)
+    # NFKC first, so "ｐａｓｓ" typed on one keyboard and "pass" on another are one password.
+    return hasher().hash(normalise_password(password))
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
@@ -60,6 +63,7 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
     An unknown account (``stored_hash is None``) still pays for one verification,
     so the response time does not tell which emails have accounts.
     """
+    password = normalise_password(password)
     if stored_hash is None:
         try:
             hasher().verify(_dummy_hash_for(current_app.config["PASSWORD_HASH_PROFILE"]), password)

@@ -21,11 +21,13 @@ from ..db import get_db
 from ..extensions import limiter
 from ..models import User
 from ..principal import require_principal
+from .devices import issue_device_cookie, trusted_device_for
+from .events import EventKind, record_event
 from .forms import EmptyForm, ReauthenticateForm, SignInForm, normalise_email
 from .gate import WWW_AUTHENTICATE, login_required
 from .passwords import hash_password, needs_rehash, verify_password
 from .redirects import next_or_default, safe_next
-from .sessions import end_session, mark_reauthenticated, start_session
+from .sessions import current_session, end_session, mark_reauthenticated, start_session
 
 bp = Blueprint("authn", __name__)
 
@@ -43,7 +45,10 @@ def _account_limit() -> str:
 
 
 def _claimed_account() -> str:
-    return "account:" + normalise_email(request.form.get("email"))[:320]
+    """Failed sign-ins are counted per account and per kind of client (see devices.py)."""
+    email = normalise_email(request.form.get("email"))[:320]
+    device = trusted_device_for(email)
+    return f"account:{email}:" + (f"device:{device}" if device else "untrusted")
 
 
 def _failed(response: Response) -> bool:
@@ -68,7 +73,8 @@ def sign_in_form() -> ResponseReturnValue:
 
 
 @bp.post("/sign-in")
-@limiter.limit(_sign_in_limit)
+# Only failures count, per address: a classroom behind one address signs in freely.
+@limiter.limit(_sign_in_limit, deduct_when=_failed)
 @limiter.limit(_account_limit, key_func=_claimed_account, deduct_when=_failed)
 def sign_in() -> ResponseReturnValue:
     form = SignInForm()
@@ -80,6 +86,9 @@ def sign_in() -> ResponseReturnValue:
     # Authentication: only the password turns the claim into a principal.
     # An unknown email still pays for one hash check (see verify_password).
     if not verify_password(user.password_hash if user else None, form.password.data or ""):
+        if user is not None:
+            record_event(get_db(), user.id, EventKind.SIGN_IN_FAILED)
+            get_db().commit()
         form.password.data = ""
         html = render_template("authn/sign_in.html", form=form, failure=SIGN_IN_FAILED)
         return html, 401, {"WWW-Authenticate": WWW_AUTHENTICATE}
@@ -90,9 +99,12 @@ def sign_in() -> ResponseReturnValue:
     # A new session id at every sign-in, and a new CSRF token with it (no fixation).
     session.clear()
     start_session(user, remember=bool(form.remember.data))
+    record_event(get_db(), user.id, EventKind.SIGN_IN_SUCCEEDED)
     get_db().commit()
     flash("You are signed in.", "success")  # no names: flashes travel in a readable cookie
-    return redirect(next_or_default(form.next.data), code=303)
+    response = redirect(next_or_default(form.next.data), code=303)
+    issue_device_cookie(response, user.email)
+    return response
 
 
 @bp.get("/sign-out")
@@ -104,8 +116,14 @@ def sign_out_confirm() -> ResponseReturnValue:
 
 
 @bp.post("/sign-out")
-@login_required
 def sign_out() -> ResponseReturnValue:
+    """Public on purpose: a stale tab's button lands on "/" saying you are signed out.
+
+    With a live session it is CSRF-protected like every post (invoiceapp.gates).
+    """
+    auth_session = current_session()
+    if auth_session is not None:
+        record_event(get_db(), auth_session.user_id, EventKind.SIGNED_OUT)
     end_session()
     get_db().commit()
     session.clear()
@@ -161,6 +179,7 @@ def reauthenticate() -> ResponseReturnValue:
     if not verify_password(principal.user.password_hash, form.password.data or ""):
         if auth_session is not None:
             auth_session.failed_reauthentications += 1
+            record_event(get_db(), principal.user.id, EventKind.REAUTHENTICATION_FAILED)
             if auth_session.failed_reauthentications >= current_app.config["REAUTH_MAX_FAILURES"]:
                 return _end_session_after_guessing()
             get_db().commit()
@@ -170,6 +189,7 @@ def reauthenticate() -> ResponseReturnValue:
     if auth_session is not None:
         auth_session.failed_reauthentications = 0
     mark_reauthenticated()
+    record_event(get_db(), principal.user.id, EventKind.ELEVATION_GRANTED)
     get_db().commit()
     session.pop("csrf_token", None)  # a new privilege level gets a new CSRF token too
     flash("Thanks. You can make sensitive changes for the next few minutes.", "success")
