@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: install demo test serve clean
+.PHONY: install demo test bench serve clean
 
 install: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Measurements, not tests: each prints ratios measured in one run.
+bench: install
+	$(BIN)/python bench/timing_oracles.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

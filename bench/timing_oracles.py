@@ -1,0 +1,118 @@
+#!/usr/bin/env python
+"""Does the response time tell whether an email has an account? (not a test: `make bench`)
+
+For sign-in, forgot-password and sign-up, times requests for unknown and known emails,
+interleaved in one run with the production hashing profile, and prints the ratio of
+the medians (unknown / known). Each ratio should stay within 0.8–1.25.
+
+    .venv/bin/python bench/timing_oracles.py [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import seed  # noqa: E402
+from invoiceapp import create_app  # noqa: E402
+from invoiceapp.db import get_db  # noqa: E402
+
+PASSWORD = "correct-horse-battery-staple"
+NEW_PASSWORD = "violet-anchor-marmalade-tundra-42"
+LOW, HIGH = 0.8, 1.25
+
+
+def build_app(folder: Path):  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{folder / 'bench.sqlite3'}"
+    seed.migrate(url)
+    app = create_app(
+        {
+            "SECRET_KEY": "bench-only-secret-key",
+            "DATABASE_URL": url,
+            "WTF_CSRF_ENABLED": False,
+            "RATELIMIT_ENABLED": False,
+            "MAIL_OUTBOX_DIR": str(folder / "outbox"),
+            # The production profile (the default): the hash is what an oracle would see.
+            "PASSWORD_HASH_PROFILE": "RFC_9106_LOW_MEMORY",
+        }
+    )
+    with app.app_context():
+        seed.seed(get_db())
+    return app
+
+
+def timed(call: Callable[[int], object], n: int) -> float:
+    start = time.perf_counter()
+    call(n)
+    return time.perf_counter() - start
+
+
+def measure(rounds: int, unknown: Callable[[int], object], known: Callable[[int], object]) -> float:
+    unknown_times, known_times = [], []
+    for n in range(rounds):  # interleaved, so drift in machine load hits both alike
+        unknown_times.append(timed(unknown, n))
+        known_times.append(timed(known, n))
+    return statistics.median(unknown_times) / statistics.median(known_times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        app = build_app(Path(folder))
+        client = app.test_client()
+
+        def post(path: str, data: dict[str, str]) -> int:
+            response = client.post(path, data=data)
+            client.delete_cookie("invoiceapp_sid")  # stay anonymous for the next request
+            return response.status_code
+
+        def sign_in(email: str) -> int:
+            return post("/sign-in", {"email": email, "password": "not the password at all"})
+
+        def sign_up(email: str, n: int) -> int:
+            return post(
+                "/sign-up",
+                {"name": "Bench Person", "email": email, "password": NEW_PASSWORD,
+                 "organization_name": f"Bench {n}"},
+            )  # fmt: skip
+
+        results = {
+            "sign-in (wrong password)": measure(
+                args.rounds,
+                lambda n: sign_in(f"nobody{n}@example.test"),
+                lambda n: sign_in("ada@acme.test"),
+            ),
+            "forgot-password": measure(
+                args.rounds,
+                lambda n: post("/forgot-password", {"email": f"nobody{n}@example.test"}),
+                lambda n: post("/forgot-password", {"email": "ada@acme.test"}),
+            ),
+            "sign-up": measure(
+                args.rounds,
+                lambda n: sign_up(f"new{n}@example.test", n),
+                lambda n: sign_up("ada@acme.test", n),
+            ),
+        }
+        app.extensions["db_engine"].dispose()
+
+    print(f"timing oracles: median time unknown / known email, {args.rounds} rounds each")
+    failed = False
+    for name, ratio in results.items():
+        ok = LOW <= ratio <= HIGH
+        failed |= not ok
+        print(f"  {name:28s} {ratio:5.2f}  {'ok' if ok else f'OUTSIDE {LOW}-{HIGH}'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
