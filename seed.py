@@ -35,7 +35,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from flask import Flask
-from sqlalchemy import Engine, func, insert, make_url, select
+from sqlalchemy import Engine, func, insert, make_url, select, text
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
@@ -44,7 +44,9 @@ from invoiceapp.config import load_config
 from invoiceapp.db import Base, ensure_sqlite_directory, make_engine, utcnow
 from invoiceapp.invoicing import catch_up_invoice_counters, new_public_id
 from invoiceapp.models import (
+    AUDIT_TRIGGERS_SQLITE,
     CURRENCIES,
+    AuditEvent,
     Invoice,
     InvoiceStatus,
     Membership,
@@ -293,8 +295,27 @@ def migrate(url: str) -> str:
 def reset(db: Session) -> None:
     """Delete every row of every table, children first. The schema stays."""
     for table in reversed(Base.metadata.sorted_tables):
-        db.execute(table.delete())
+        if table.name == AuditEvent.__tablename__:
+            _empty_audit_log(db)
+        else:
+            db.execute(table.delete())
     db.commit()
+
+
+def _empty_audit_log(db: Session) -> None:
+    """The audit log refuses DELETE (triggers); a reset is the one sanctioned way round."""
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        db.execute(text("TRUNCATE audit_events"))  # row triggers do not fire on TRUNCATE
+        return
+    if dialect == "sqlite":
+        db.execute(text("DROP TRIGGER IF EXISTS audit_events_no_update"))
+        db.execute(text("DROP TRIGGER IF EXISTS audit_events_no_delete"))
+        db.execute(text("DELETE FROM audit_events"))
+        for statement in AUDIT_TRIGGERS_SQLITE:
+            db.execute(text(statement))
+        return
+    db.execute(text("DELETE FROM audit_events"))
 
 
 # --- Seeding ----------------------------------------------------------------------------

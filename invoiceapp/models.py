@@ -7,6 +7,7 @@ from datetime import date, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import (
+    DDL,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -16,6 +17,8 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    event,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -65,6 +68,10 @@ class Organization(Base):
     # The highest invoice number handed out so far. Incremented with UPDATE … RETURNING
     # (invoiceapp.invoicing.allocate_invoice_number), so parallel creates never collide.
     last_invoice_number: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A feature flag, switched by the owner: one more input to the policy (invoice.duplicate).
+    invoice_duplication_enabled: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     # The database's ON DELETE CASCADE removes memberships; the ORM must not try first.
     memberships: Mapped[list[Membership]] = relationship(
@@ -234,3 +241,81 @@ class SecurityEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(String(300), default=None)
     detail: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Invitation(Base):
+    """An invitation to join an organization with a role, sent by mail as a single-use link."""
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        CheckConstraint(_in("role", tuple(r.value for r in Role)), name="role"),
+        Index("ix_invitations_org_email", "organization_id", "email"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # For revoke/resend buttons; unrelated to the token in the mailed link.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    invited_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    organization: Mapped[Organization] = relationship()
+    invited_by: Mapped[User | None] = relationship()
+
+    @property
+    def pending(self) -> bool:
+        return self.accepted_at is None and self.revoked_at is None
+
+
+class AuditEvent(Base):
+    """One authorization decision or sensitive action, kept for the organization's owners.
+
+    Append-only in the database itself: triggers refuse UPDATE and DELETE (below, and in
+    migration 0004). No foreign keys, so deleting a user or an organization never has to
+    touch the record.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_org_created", "organization_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    actor_email: Mapped[str | None] = mapped_column(String(320), default=None)
+    organization_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    action: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    decision: Mapped[str] = mapped_column(String(8))  # "allowed" or "denied"
+    status: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(String(300), default="")
+    ip_address: Mapped[str | None] = mapped_column(String(45), default=None)
+
+
+# The statements behind "append-only", shared with migration 0004 by copy (migrations
+# never import the app). tests/test_audit.py proves them on SQLite and PostgreSQL.
+AUDIT_TRIGGERS_SQLITE = [
+    "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
+    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
+    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+]
+AUDIT_TRIGGERS_POSTGRESQL = [
+    "CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$",
+    "CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events "
+    "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()",
+]
+for _statement in AUDIT_TRIGGERS_SQLITE:
+    event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in AUDIT_TRIGGERS_POSTGRESQL:
+    event.listen(
+        AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql")
+    )

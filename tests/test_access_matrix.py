@@ -183,6 +183,10 @@ CONTRACT_INVOICE_ROWS = {
     "invoice.create": (Rule.YES,      Rule.YES,      Rule.YES),
     "invoice.update": (Rule.YES,      Rule.YES,      Rule.OWN_DRAFTS),
     "invoice.delete": (Rule.YES,      Rule.YES,      Rule.NO),
+    "invoice.send":   (Rule.YES,      Rule.YES,      Rule.OWN_DRAFTS),
+    "invoice.mark_paid": (Rule.YES,   Rule.YES,      Rule.NO),
+    "invoice.void":   (Rule.YES,      Rule.YES,      Rule.NO),
+    "invoice.duplicate": (Rule.FLAG_ON, Rule.FLAG_ON, Rule.FLAG_ON),
     "invoice.export": (Rule.PRO_PLAN, Rule.PRO_PLAN, Rule.PRO_PLAN),
 }  # fmt: skip
 

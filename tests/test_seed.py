@@ -174,10 +174,12 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
         "sessions": 0,
         "account_tokens": 0,
         "security_events": 0,
+        "invitations": 0,
+        "audit_events": 0,
     }
     assert "users: 6 created, 0 already present" in first_output
     assert "users: 0 created, 6 already present" in second_output
-    assert "already at 0003_accounts" in second_output
+    assert "already at 0004_organizations" in second_output
     assert PASSWORD in second_output  # the summary tells the demo password
 
 

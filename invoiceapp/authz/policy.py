@@ -24,6 +24,8 @@ class Rule(enum.StrEnum):
     MEMBERS_ONLY = "members only"
     ELEVATED = "yes, elevated"
     SELF_ELEVATED = "self, elevated"
+    FLAG_ON = "yes, when the organization's flag is on"
+    TRANSFER_FIRST = "no, transfer ownership first"
 
 
 OWNER, ADMIN, MEMBER = Role.OWNER.value, Role.ADMIN.value, Role.MEMBER.value
@@ -35,7 +37,15 @@ POLICY: dict[str, dict[str, Rule]] = {
     "invoice.create":           {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.YES},
     "invoice.update":           {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.OWN_DRAFTS},
     "invoice.delete":           {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    "invoice.send":             {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.OWN_DRAFTS},
+    "invoice.mark_paid":        {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    "invoice.void":             {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    "invoice.duplicate":        {OWNER: R.FLAG_ON,  ADMIN: R.FLAG_ON, MEMBER: R.FLAG_ON},
     "invoice.export":           {OWNER: R.PRO_PLAN, ADMIN: R.PRO_PLAN, MEMBER: R.PRO_PLAN},
+    "org.read":                 {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.YES},
+    "org.leave":                {OWNER: R.TRANSFER_FIRST, ADMIN: R.YES, MEMBER: R.YES},
+    "org.settings.update":      {OWNER: R.YES,      ADMIN: R.NO,      MEMBER: R.NO},
+    "member.read":              {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.YES},
     "member.invite":            {OWNER: R.YES,      ADMIN: R.NOT_AS_OWNER, MEMBER: R.NO},
     "member.remove":            {OWNER: R.YES,      ADMIN: R.MEMBERS_ONLY, MEMBER: R.NO},
     "member.change_role":       {OWNER: R.YES,      ADMIN: R.MEMBERS_ONLY, MEMBER: R.NO},
@@ -46,6 +56,15 @@ POLICY: dict[str, dict[str, Rule]] = {
     "account.password.change":  {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
                                  MEMBER: R.SELF_ELEVATED},
 }  # fmt: skip
+
+# The invoice's state is a rule input too: which states each invoice action starts from.
+# A paid or void invoice is no longer editable by anyone; it can only be voided.
+INVOICE_STATES: dict[str, frozenset[str]] = {
+    "invoice.update": frozenset({InvoiceStatus.DRAFT, InvoiceStatus.SENT}),
+    "invoice.send": frozenset({InvoiceStatus.DRAFT}),
+    "invoice.mark_paid": frozenset({InvoiceStatus.SENT}),
+    "invoice.void": frozenset({InvoiceStatus.DRAFT, InvoiceStatus.SENT, InvoiceStatus.PAID}),
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,8 @@ class Decision:
     # What would have been needed, in words ("the owner or admin role").
     missing: str | None = None
     requires_elevation: bool = False
+    # Which entry of the table decided ("members only", "invoice state", …).
+    rule: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
@@ -100,12 +121,32 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
         )
 
     rule = POLICY[action][role]
+    decision = _role_rule(principal, action, resource, role, rule, needed, context)
+    if decision.allowed:
+        decision = _invariants(principal, action, resource, role, decision, context)
+    return decision
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def _role_rule(
+    principal: Principal,
+    action: str,
+    resource: object,
+    role: str,
+    rule: Rule,
+    needed: str,
+    context: dict[str, Any],
+) -> Decision:
+    """The table's answer for this role, with the resource's plan, flag and author."""
 
     def allow(reason: str, **extra: Any) -> Decision:
-        return Decision(True, action, reason, role=role, **extra)
+        return Decision(True, action, reason, role=role, rule=rule.value, **extra)
 
     def deny(reason: str, missing: str) -> Decision:
-        return Decision(False, action, reason, role=role, missing=missing)
+        return Decision(False, action, reason, role=role, missing=missing, rule=rule.value)
 
     if rule is Rule.YES:
         return allow(f"The {role} role includes {action}")
@@ -116,31 +157,102 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
         )
     if rule is Rule.NO:
         return deny(f"The {role} role does not include {action}", f"the {needed} role")
+    if rule is Rule.TRANSFER_FIRST:
+        return deny(
+            "The owner cannot leave; transfer ownership to another member first",
+            "another owner",
+        )
     if rule is Rule.OWN_DRAFTS:
         assert isinstance(resource, Invoice)
         if resource.created_by_id != principal.user.id:
             return deny(
-                f"A {role} may only edit invoices they created",
+                f"{_a(role).capitalize()} may only {_verb(action)} invoices they created",
                 "authorship of this draft, or the owner or admin role",
             )
         if resource.status != InvoiceStatus.DRAFT:
-            return deny(f"A {role} may only edit drafts", "the owner or admin role")
-        return allow("Members may edit their own drafts")
+            return deny(
+                f"{_a(role).capitalize()} may only {_verb(action)} drafts",
+                "the owner or admin role",
+            )
+        return allow(f"Members may {_verb(action)} their own drafts")
     if rule is Rule.PRO_PLAN:
-        plan = resource.plan if isinstance(resource, Organization) else None
-        if plan != Plan.PRO:
+        organization = _resource_organization(resource)
+        if organization is None or organization.plan != Plan.PRO:
             return deny(f"Exporting ({action}) is part of the pro plan", "the pro plan")
-        return allow(f"The pro plan includes {action} for a {role}")
+        return allow(f"The pro plan includes {action} for {_a(role)}")
+    if rule is Rule.FLAG_ON:
+        organization = _resource_organization(resource)
+        if organization is None or not organization.invoice_duplication_enabled:
+            return deny(
+                "The organization's flag “invoice duplication” is off",
+                "the invoice duplication flag switched on by the owner",
+            )
+        return allow(f"The invoice duplication flag is on, and {_a(role)} may create invoices")
     if rule is Rule.NOT_AS_OWNER:
         if context.get("role") == OWNER:
-            return deny(f"An {role} may not make someone an owner", "the owner role")
-        return allow(f"An {role} may invite members and admins")
+            return deny(f"{_a(role).capitalize()} may not make someone an owner", "the owner role")
+        return allow(f"{_a(role).capitalize()} may invite members and admins")
     if rule is Rule.MEMBERS_ONLY:
         assert isinstance(resource, Membership)
         if resource.role != MEMBER or context.get("role") == OWNER:
-            return deny(f"An {role} may only manage plain members", "the owner role")
-        return allow(f"An {role} may manage members")
+            return deny(f"{_a(role).capitalize()} may only manage plain members", "the owner role")
+        return allow(f"{_a(role).capitalize()} may manage plain members")
     raise AssertionError(f"rule {rule} has no evaluation")  # pragma: no cover
+
+
+def _invariants(
+    principal: Principal,
+    action: str,
+    resource: object,
+    role: str,
+    allowed: Decision,
+    context: dict[str, Any],
+) -> Decision:
+    """Rules that hold whatever the role: invoice states, and one owner per organization."""
+
+    def deny(reason: str, rule: str) -> Decision:
+        return Decision(False, action, reason, role=role, missing="nothing a role can give",
+                        rule=rule)  # fmt: skip
+
+    if isinstance(resource, Invoice) and action in INVOICE_STATES:
+        if resource.status not in INVOICE_STATES[action]:
+            return deny(
+                f"{_a(resource.status).capitalize()} invoice cannot be {_past(action)}",
+                "invoice state",
+            )
+    if isinstance(resource, Membership) and action in ("member.remove", "member.change_role"):
+        if resource.user_id == principal.user.id:
+            return deny("Nobody can remove or re-role themselves here", "not yourself")
+        if resource.role == OWNER:
+            return deny("The owner changes only by an ownership transfer", "one owner")
+        if action == "member.change_role" and context.get("role") == OWNER:
+            return deny("Ownership moves only by a transfer", "one owner")
+    return allowed
+
+
+_VERBS = {"invoice.update": "edit", "invoice.send": "send"}
+_PAST = {
+    "invoice.update": "edited",
+    "invoice.send": "sent",
+    "invoice.mark_paid": "marked paid",
+    "invoice.void": "voided",
+}
+
+
+def _verb(action: str) -> str:
+    return _VERBS.get(action, action)
+
+
+def _past(action: str) -> str:
+    return _PAST.get(action, action)
+
+
+def _resource_organization(resource: object) -> Organization | None:
+    if isinstance(resource, Organization):
+        return resource
+    if isinstance(resource, Invoice | Membership):
+        return resource.organization
+    return None
 
 
 def _self_service(principal: Principal, action: str, resource: object) -> Decision:
