@@ -56,6 +56,15 @@ def unauthenticated() -> Response:
     """The one place an anonymous request to a protected route is answered."""
     if is_page_visit():
         return redirect(_sign_in_url_for_this_page(), code=302)
+    from ..authz.audit import DENIED, record_audit  # authz builds on authn, not the reverse
+
+    record_audit(
+        request.endpoint or request.path[:64],
+        organization_id=None,
+        decision=DENIED,
+        status=401,
+        reason="No signed-in session",
+    )
     raise SignInRequired()
 
 

@@ -12,8 +12,29 @@ from flask import request
 from werkzeug.exceptions import Forbidden, HTTPException
 
 from ..authn.sessions import is_fresh
+from ..models import Invoice, Membership, Organization
 from ..principal import current_principal
+from .audit import DENIED, record_audit
 from .policy import Decision, can
+
+
+def organization_id_of(resource: object) -> int | None:
+    if isinstance(resource, Organization):
+        return resource.id
+    if isinstance(resource, Invoice | Membership):
+        return resource.organization_id
+    return None
+
+
+def resource_label(resource: object) -> str | None:
+    """How the audit log names a resource: public ids only, never row ids or content."""
+    if isinstance(resource, Invoice):
+        return resource.public_id
+    if isinstance(resource, Organization):
+        return resource.slug
+    if isinstance(resource, Membership):
+        return f"membership:{resource.user_id}"
+    return None
 
 
 class PermissionDenied(Forbidden):
@@ -41,6 +62,14 @@ class ReauthenticationRequired(HTTPException):
 def authorize(action: str, resource: object, **context: Any) -> Decision:
     decision = can(current_principal(), action, resource, **context)
     if not decision.allowed:
+        record_audit(
+            action,
+            organization_id=organization_id_of(resource),
+            resource_id=resource_label(resource),
+            decision=DENIED,
+            status=403,
+            reason=decision.reason,
+        )
         raise PermissionDenied(decision)
     if decision.requires_elevation:
         principal = current_principal()

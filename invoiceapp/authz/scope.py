@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import re
 
-from flask import abort
+from flask import abort, request
 from sqlalchemy import Select, select
 
 from ..db import get_db
 from ..models import Invoice, Membership, Organization, UserSession
 from ..principal import Principal, require_principal
+from .audit import DENIED, record_audit
 
 PUBLIC_ID = re.compile(r"inv_[A-Za-z0-9]{1,32}")
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -47,8 +48,27 @@ def invoice_in_my_orgs_or_404(public_id: str) -> Invoice:
         visible_invoices(require_principal()).where(Invoice.public_id == public_id)
     )
     if invoice is None:
+        _record_hidden(public_id)
         abort(404)
     return invoice
+
+
+def _record_hidden(public_id: str) -> None:
+    """Log a 404 from scope. When the invoice exists elsewhere, its own organization's
+    log gets the record (someone outside reached for it); the caller learns nothing."""
+    owner = get_db().scalar(
+        select(Invoice.organization_id).where(
+            Invoice.public_id == public_id, Invoice.deleted_at.is_(None)
+        )
+    )
+    record_audit(
+        request.endpoint or "lookup",
+        organization_id=owner,
+        resource_id=public_id,
+        decision=DENIED,
+        status=404,
+        reason="Not in the principal's organizations" if owner else "No such invoice",
+    )
 
 
 def organization_in_my_orgs_or_404(slug: str) -> Organization:
