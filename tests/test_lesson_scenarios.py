@@ -117,6 +117,9 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "authn.sign_out",
         "dev_mail.outbox",
         "dev_mail.show",
+        "signup.sign_up_form",
+        "signup.sign_up",
+        "signup.verify_email",
     }
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]

@@ -1,0 +1,324 @@
+"""Sign-up and email verification: a new account, and the proof that its address answers.
+
+Signing up must not tell anyone which addresses already have accounts. So an address
+that is taken gets exactly the answer a new one gets (same status, same redirect, same
+flash) and costs about the same work; the account holder is told by mail instead.
+
+Verification is a single-use link mailed to the address. It is valid only for the
+address the account still has: a link mailed before an email change verifies nothing.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import flask_login
+from flask import Blueprint, current_app, flash, redirect, render_template, request, session
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+
+from ..db import get_db, utcnow
+from ..extensions import limiter
+from ..forms import Form
+from ..mail import absolute_url, send_mail
+from ..models import Membership, Organization, Plan, Role, TokenPurpose, User
+from ..principal import require_principal
+from .emails import valid_new_email
+from .events import EventKind, record_event
+from .gate import login_required
+from .password_policy import StrongPassword
+from .passwords import hash_password
+from .sessions import start_session
+from .tokens import claim_token, issue_token, revoke_tokens
+
+bp = Blueprint("signup", __name__)
+
+# The one answer to every accepted sign-up, new address or taken. It must not say
+# "welcome" or name anything only a new account would have.
+CHECK_YOUR_INBOX = (
+    "Thanks for signing up. Check your inbox: we have sent you an email with the next step."
+)
+
+MAX_NAME_LENGTH = 100
+# Organization slugs appear in URLs (/orgs/<slug>): lower-case ASCII, digits, hyphens.
+SLUG_SHAPE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+MAX_SLUG_LENGTH = 64
+# Slugs that would be shadowed by fixed routes such as /orgs/new and /orgs/switch.
+RESERVED_SLUGS = frozenset({"new", "switch"})
+# Two sign-ups racing for the same organization slug: the loser picks the next one.
+SLUG_ATTEMPTS = 5
+
+
+# ---------------------------------------------------------------------------
+# Helpers other account pages share (recovery.py uses them too)
+# ---------------------------------------------------------------------------
+
+
+def duration_in_words(seconds: int) -> str:
+    """ "2 days", "30 minutes": how long a mailed link works, as people say it."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
+def link_invalid(kind: str) -> ResponseReturnValue:
+    """The one page for every unusable link: unknown, used, expired, mangled or foreign.
+
+    It never says which, so the page is no oracle for which tokens once existed.
+    """
+    return render_template("authn/link_invalid.html", kind=kind), 400
+
+
+def no_store(response: Response) -> Response:
+    """Pages whose URL holds a live token: no cache keeps them, no Referer carries them."""
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def send_verification_mail(db: Session, user: User) -> None:
+    """Issue a verification link for the user's current address and mail it.
+
+    The token is committed before the mail leaves, so the link in it always works.
+    """
+    lifetime = current_app.config["VERIFY_EMAIL_SECONDS"]
+    raw = issue_token(db, user, TokenPurpose.VERIFY_EMAIL, lifetime, email=user.email)
+    db.commit()
+    send_mail(
+        user.email,
+        "Please verify your email address",
+        "verify_email",
+        verify_url=absolute_url("/verify-email/" + raw),
+        expires_in=duration_in_words(lifetime),
+    )
+
+
+# ---------------------------------------------------------------------------
+# The form
+# ---------------------------------------------------------------------------
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+def no_control_characters(_form: Form, field: StringField) -> None:
+    """Names are shown on pages and in headers: no tabs, line breaks, NUL and the like."""
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in field.data or ""):
+        raise ValidationError("Use letters, digits, spaces and punctuation only.")
+
+
+class SignUpForm(Form):
+    name = StringField(
+        "Your name",
+        filters=[_strip],
+        validators=[
+            DataRequired("Enter your name."),
+            Length(max=MAX_NAME_LENGTH, message=f"Use at most {MAX_NAME_LENGTH} characters."),
+            no_control_characters,
+        ],
+        render_kw={"autocomplete": "name", "autofocus": True},
+    )
+    email = StringField(
+        "Email",
+        validators=[DataRequired("Enter your email address."), valid_new_email],
+        render_kw={"autocomplete": "email", "type": "email"},
+    )
+    password = PasswordField(
+        "Password",
+        # InputRequired, not DataRequired: a password may contain (even start with) spaces.
+        validators=[
+            InputRequired("Choose a password."),
+            StrongPassword(email_field="email", name_field="name"),
+        ],
+        render_kw={"autocomplete": "new-password"},
+    )
+    organization_name = StringField(
+        "Organization name",
+        filters=[_strip],
+        validators=[
+            DataRequired("Enter your organization's name."),
+            Length(max=MAX_NAME_LENGTH, message=f"Use at most {MAX_NAME_LENGTH} characters."),
+            no_control_characters,
+        ],
+        render_kw={"autocomplete": "organization"},
+    )
+
+
+# ---------------------------------------------------------------------------
+# Organization slugs
+# ---------------------------------------------------------------------------
+
+
+# Latin letters that do not decompose into a base letter plus accents.
+_LATIN_LETTERS = str.maketrans(
+    {"æ": "ae", "ø": "o", "ß": "ss", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+)
+
+
+def slug_base(name: str) -> str:
+    """The ASCII skeleton of a name: "Ünïcorn & Co." becomes "unicorn-co"; no ASCII: "org"."""
+    latin = unicodedata.normalize("NFKD", name.lower().translate(_LATIN_LETTERS))
+    ascii_text = latin.encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
+    return slug[:MAX_SLUG_LENGTH].rstrip("-") or "org"
+
+
+def _candidate(base: str, number: int) -> str:
+    suffix = "" if number == 1 else f"-{number}"
+    return base[: MAX_SLUG_LENGTH - len(suffix)].rstrip("-") + suffix
+
+
+def free_slug(db: Session, name: str) -> str:
+    """The name's slug, or the first of slug-2, slug-3, ... that no organization has."""
+    base = slug_base(name)
+    # Every candidate starts with the base shortened for the longest plausible suffix.
+    prefix = base[: MAX_SLUG_LENGTH - 8]
+    taken = set(db.scalars(select(Organization.slug).where(Organization.slug.like(prefix + "%"))))
+    taken |= RESERVED_SLUGS
+    number = 1
+    while _candidate(base, number) in taken:
+        number += 1
+    return _candidate(base, number)
+
+
+# ---------------------------------------------------------------------------
+# Views
+# ---------------------------------------------------------------------------
+
+
+def _sign_up_limit() -> str:
+    return current_app.config["SIGN_UP_RATE_LIMIT"]
+
+
+@bp.get("/sign-up")
+def sign_up_form() -> ResponseReturnValue:
+    if flask_login.current_user.is_authenticated:
+        return redirect("/dashboard", code=303)
+    return render_template("authn/sign_up.html", form=SignUpForm())
+
+
+@bp.post("/sign-up")
+@limiter.limit(_sign_up_limit)
+def sign_up() -> ResponseReturnValue:
+    if flask_login.current_user.is_authenticated:
+        return redirect("/dashboard", code=303)
+    form = SignUpForm()
+    if not form.validate_on_submit():
+        return render_template("authn/sign_up.html", form=form), 422
+
+    # Hashed in both branches, new address or taken: the time taken tells nothing.
+    password_hash = hash_password(form.password.data or "")
+    db = get_db()
+    user = _create_account(db, form, password_hash)
+    # The same fresh Flask session in both branches (a new CSRF token, no old flashes).
+    session.clear()
+    if user is None:
+        _tell_the_account_holder(form.email.data or "")
+    else:
+        send_verification_mail(db, user)
+        start_session(user, remember=False)
+        db.commit()
+    flash(CHECK_YOUR_INBOX, "info")
+    return redirect("/dashboard", code=303)
+
+
+def _create_account(db: Session, form: SignUpForm, password_hash: str) -> User | None:
+    """The new user, owner of a new free organization; None when the address is taken.
+
+    The unique email constraint decides, so a double submit creates one account.
+    """
+    email = form.email.data or ""
+    for _attempt in range(SLUG_ATTEMPTS):
+        if db.scalar(select(User.id).where(User.email == email)) is not None:
+            return None
+        user = User(email=email, display_name=form.name.data or "", password_hash=password_hash)
+        organization = Organization(
+            slug=free_slug(db, form.organization_name.data or ""),
+            name=form.organization_name.data or "",
+            plan=Plan.FREE.value,
+        )
+        db.add_all([user, organization])
+        try:
+            db.flush()
+            db.add(
+                Membership(user_id=user.id, organization_id=organization.id, role=Role.OWNER.value)
+            )
+            record_event(db, user.id, EventKind.SIGNED_UP)
+            db.commit()
+        except IntegrityError:
+            # Someone else took the address (or the slug) a moment ago. Look again.
+            db.rollback()
+            continue
+        return user
+    raise RuntimeError("could not find a free organization slug")  # pragma: no cover
+
+
+def _tell_the_account_holder(email: str) -> None:
+    """Someone signed up with an address that has an account: tell its owner, sign nobody in.
+
+    Nothing the form carried goes into the mail: whoever typed it may not be the owner.
+    """
+    send_mail(
+        email,
+        "Someone tried to sign up with your email address",
+        "account_exists",
+        sign_in_url=absolute_url("/sign-in"),
+        reset_url=absolute_url("/forgot-password"),
+    )
+
+
+@bp.get("/verify-email/<path:token>")
+def verify_email(token: str) -> ResponseReturnValue:
+    """The link from the mail. A GET that changes state: mail links can only be GETs."""
+    db = get_db()
+    claimed = claim_token(db, token, TokenPurpose.VERIFY_EMAIL)
+    if claimed is None or claimed.email != claimed.user.email:
+        db.rollback()
+        return link_invalid("verify")
+    user = claimed.user
+    if user.email_verified_at is None:
+        user.email_verified_at = utcnow()
+        record_event(db, user.id, EventKind.EMAIL_VERIFIED)
+    # Other links mailed for this address have nothing left to prove.
+    revoke_tokens(db, user.id, TokenPurpose.VERIFY_EMAIL)
+    db.commit()
+    signed_in = flask_login.current_user.is_authenticated
+    return render_template("authn/verify_email_done.html", signed_in=signed_in)
+
+
+@bp.after_request
+def _token_pages_are_not_kept(response: Response) -> Response:
+    if request.endpoint == "signup.verify_email":
+        return no_store(response)
+    return response
+
+
+def _resend_limit() -> str:
+    return current_app.config["VERIFY_RESEND_RATE_LIMIT"]
+
+
+def _resending_account() -> str:
+    return f"verify-resend:{flask_login.current_user.get_id()}"
+
+
+@bp.post("/account/verify-email/resend")
+@login_required
+@limiter.limit(_resend_limit, key_func=_resending_account)
+def resend_verification() -> ResponseReturnValue:
+    """A fresh link for a signed-in user whose address is not verified yet."""
+    user = require_principal().user
+    if user.email_verified:
+        flash("Your email address is already verified.", "info")
+    else:
+        send_verification_mail(get_db(), user)
+        flash("We have sent you a new verification link. It may take a minute to arrive.", "info")
+    return redirect("/dashboard", code=303)
