@@ -120,6 +120,10 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "signup.sign_up_form",
         "signup.sign_up",
         "signup.verify_email",
+        "recovery.forgot_password_form",
+        "recovery.forgot_password",
+        "recovery.reset_password_form",
+        "recovery.reset_password",
     }
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]

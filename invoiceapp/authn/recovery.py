@@ -1,0 +1,260 @@
+"""Password recovery: a forgotten password is replaced through a link mailed to the account.
+
+Two rules shape this module:
+
+- /forgot-password never tells whether an address has an account, or whether it is
+  verified. Every request gets the same page, status and flash, built before anything
+  is looked up; the look-up, the token and the mail run after the response has been
+  sent (``call_on_close``), so neither the answer nor its timing depends on them. Only
+  a verified address is sent the link. (Flask's test client runs that work when the
+  test closes the response.)
+- A reset link works once and briefly. Using it replaces the password and ends every
+  session of the account, so whoever knew the old password or held a cookie is out.
+  It does not sign anyone in: the new password (and any second factor) still has to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from flask import (
+    Blueprint,
+    copy_current_request_context,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+)
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
+
+from ..db import get_db
+from ..extensions import limiter
+from ..forms import Form
+from ..mail import absolute_url, send_mail
+from ..models import AccountToken, TokenPurpose, User
+from .accounts import set_password
+from .emails import normalise_new_email
+from .events import EventKind, record_event
+from .forms import normalise_email
+from .password_policy import StrongPassword
+from .sessions import current_session, end_session
+from .signup import duration_in_words, link_invalid, no_control_characters, no_store
+from .tokens import claim_token, find_usable_token, issue_token
+
+bp = Blueprint("recovery", __name__)
+
+MAX_EMAIL_INPUT = 320
+
+
+def reset_requested_message() -> str:
+    """The one answer to every forgot-password request, whatever the address."""
+    lifetime = duration_in_words(current_app.config["RESET_TOKEN_SECONDS"])
+    return (
+        "If an account with a verified email exists for that address, we have sent a link "
+        f"to reset its password. The link works once, for {lifetime}."
+    )
+
+
+def asked_about(raw: str | None) -> str:
+    """The address as accounts store it; what is not a valid address is only lower-cased.
+
+    It never fails: refusing some spellings and not others would be a signal of its own.
+    """
+    text = (raw or "").strip()[:MAX_EMAIL_INPUT]
+    try:
+        return normalise_new_email(text)
+    except ValueError:
+        return normalise_email(text)
+
+
+# ---------------------------------------------------------------------------
+# Forms
+# ---------------------------------------------------------------------------
+
+
+class ForgotPasswordForm(Form):
+    email = StringField(
+        "Email",
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        validators=[
+            DataRequired("Enter your email address."),
+            Length(max=MAX_EMAIL_INPUT),
+            no_control_characters,
+        ],
+        render_kw={"autocomplete": "email", "type": "email", "autofocus": True},
+    )
+
+
+class ResetPasswordForm(Form):
+    # The account is known from the token; StrongPassword reads these (the form has no
+    # email or name fields of its own).
+    user_email: str | None = None
+    user_name: str | None = None
+
+    new_password = PasswordField(
+        "New password",
+        validators=[
+            InputRequired("Choose a new password."),
+            StrongPassword(email_field=None, name_field=None),
+        ],
+        render_kw={"autocomplete": "new-password", "autofocus": True},
+    )
+    confirm_password = PasswordField(
+        "Type the new password again",
+        validators=[
+            InputRequired("Type the new password again."),
+            EqualTo("new_password", "The two passwords do not match."),
+        ],
+        render_kw={"autocomplete": "new-password"},
+    )
+
+
+# ---------------------------------------------------------------------------
+# Forgot password
+# ---------------------------------------------------------------------------
+
+
+def _per_client_limit() -> str:
+    return current_app.config["FORGOT_PASSWORD_RATE_LIMIT"]
+
+
+def _per_email_limit() -> str:
+    return current_app.config["FORGOT_PASSWORD_EMAIL_RATE_LIMIT"]
+
+
+def _asked_address_key() -> str:
+    # Many addresses from one client, or one address from many clients: both are limited.
+    return "forgot-email:" + asked_about(request.form.get("email"))
+
+
+@bp.get("/forgot-password")
+def forgot_password_form() -> ResponseReturnValue:
+    return render_template("authn/forgot_password.html", form=ForgotPasswordForm())
+
+
+@bp.post("/forgot-password")
+@limiter.limit(_per_client_limit)
+@limiter.limit(_per_email_limit, key_func=_asked_address_key)
+def forgot_password() -> ResponseReturnValue:
+    form = ForgotPasswordForm()
+    if not form.validate_on_submit():
+        return render_template("authn/forgot_password.html", form=form), 422
+
+    flash(reset_requested_message(), "info")
+    # A fresh, empty form: echoing the address would make the pages differ by input.
+    html = render_template("authn/forgot_password.html", form=ForgotPasswordForm(formdata=None))
+    response = make_response(html)
+    # The look-up, the event, the token and the mail all happen once the answer has
+    # been sent, so its timing cannot depend on them.
+    response.call_on_close(_after_the_answer(asked_about(form.email.data)))
+    return response
+
+
+def _after_the_answer(address: str) -> Callable[[], None]:
+    """The work of a reset request, to run when the server closes the response."""
+
+    @copy_current_request_context
+    def work() -> None:
+        try:
+            send_reset_link_if_verified(address)
+        except Exception as error:  # nobody is waiting for an answer any more
+            # The class only: database errors quote their parameters, the address among them.
+            current_app.logger.warning("password reset request failed: %s", type(error).__name__)
+
+    return work
+
+
+def send_reset_link_if_verified(address: str) -> None:
+    """Record the request for an existing account; mail a link only to a verified address."""
+    db = get_db()
+    user = db.scalar(select(User).where(User.email == address))
+    if user is None:
+        return
+    record_event(db, user.id, EventKind.RESET_REQUESTED)
+    if not user.email_verified:
+        db.commit()
+        return
+    lifetime = current_app.config["RESET_TOKEN_SECONDS"]
+    raw = issue_token(db, user, TokenPurpose.RESET_PASSWORD, lifetime, email=user.email)
+    db.commit()  # the token exists before the mail that names it leaves
+    send_mail(
+        user.email,
+        "Reset your InvoiceApp password",
+        "reset_password",
+        reset_url=absolute_url("/reset-password/" + raw),
+        expires_in=duration_in_words(lifetime),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Reset password
+# ---------------------------------------------------------------------------
+
+
+def _usable_reset_token(db: Session, raw: str) -> AccountToken | None:
+    """The token if it can still reset a password: usable, and for the account's address."""
+    token = find_usable_token(db, raw, TokenPurpose.RESET_PASSWORD)
+    if token is None or token.email != token.user.email:
+        return None
+    return token
+
+
+@bp.after_request
+def _token_pages_are_not_kept(response: Response) -> Response:
+    if request.endpoint in ("recovery.reset_password_form", "recovery.reset_password"):
+        return no_store(response)
+    return response
+
+
+@bp.get("/reset-password/<path:token>")
+def reset_password_form(token: str) -> ResponseReturnValue:
+    if _usable_reset_token(get_db(), token) is None:
+        return link_invalid("reset")
+    return render_template("authn/reset_password.html", form=ResetPasswordForm(), token=token)
+
+
+@bp.post("/reset-password/<path:token>")
+def reset_password(token: str) -> ResponseReturnValue:
+    db = get_db()
+    found = _usable_reset_token(db, token)
+    if found is None:
+        return link_invalid("reset")
+    user = found.user
+    form = ResetPasswordForm()
+    form.user_email = user.email
+    form.user_name = user.display_name
+    if not form.validate_on_submit():
+        return render_template("authn/reset_password.html", form=form, token=token), 422
+
+    # The atomic claim decides: of two simultaneous submits, one changes the password.
+    if claim_token(db, token, TokenPurpose.RESET_PASSWORD) is None:
+        db.rollback()
+        return link_invalid("reset")
+    this_browser = current_session()
+    if this_browser is not None and this_browser.user_id == user.id:
+        end_session()  # and clear this browser's cookie too, not just the row
+        db.flush()
+    set_password(db, user, form.new_password.data or "", keep=None)
+    record_event(db, user.id, EventKind.RESET_USED)
+    db.commit()
+    send_mail(
+        user.email,
+        "Your InvoiceApp password was changed",
+        "password_was_reset",
+        reset_url=absolute_url("/forgot-password"),
+    )
+    session.clear()
+    flash(
+        "Your password has been changed and every session of your account was signed out. "
+        "Sign in with your new password.",
+        "success",
+    )
+    return redirect("/sign-in", code=303)
