@@ -70,6 +70,7 @@ def register_blueprints(app: Flask) -> None:
     from .authn.recovery import bp as recovery_bp
     from .authn.signup import bp as signup_bp
     from .authn.views import bp as authn_bp
+    from .views.account import bp as account_bp
     from .views.dev_mail import bp as dev_mail_bp
     from .views.invoices import bp as invoices_bp
     from .views.orgs import bp as orgs_bp
@@ -79,6 +80,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(authn_bp)
     app.register_blueprint(signup_bp)
     app.register_blueprint(recovery_bp)
+    app.register_blueprint(account_bp)
     app.register_blueprint(invoices_bp)
     app.register_blueprint(orgs_bp)
     app.register_blueprint(dev_mail_bp)

@@ -114,6 +114,7 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "authn.sign_in_form",
         "authn.sign_in",
         "authn.sign_out_confirm",
+        "account.confirm_email_change",
         "authn.sign_out",
         "dev_mail.outbox",
         "dev_mail.show",
