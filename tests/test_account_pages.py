@@ -515,6 +515,7 @@ def test_email_change_end_to_end_through_the_outbox(app: Flask, db: Session, out
     opened = elsewhere.get(confirm_path(confirmation))
     assert opened.status_code == 200
     assert "Your email is now ada@analytical.example" in opened.get_data(as_text=True)
+    assert opened.headers["Cache-Control"] == "no-store"
 
     changed = user(db, "ada@analytical.example")
     assert changed.email_verified_at is not None

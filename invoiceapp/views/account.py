@@ -434,8 +434,13 @@ def request_email_change() -> ResponseReturnValue:
     return redirect("/account", code=303)
 
 
+# The confirmation pages sit at a URL holding a token and may be shown to nobody signed
+# in; no cache should keep them.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
 def _link_no_longer_valid() -> ResponseReturnValue:
-    return render_template("account/email_link_invalid.html"), 400
+    return render_template("account/email_link_invalid.html"), 400, NO_STORE
 
 
 @bp.get("/email/confirm/<token>")
@@ -484,7 +489,7 @@ def confirm_email_change(token: str) -> ResponseReturnValue:
         new_email=new_address,
         sign_in_url=absolute_url("/sign-in"),
     )
-    return render_template("account/email_changed.html", new_email=new_address)
+    return render_template("account/email_changed.html", new_email=new_address), 200, NO_STORE
 
 
 # ---------------------------------------------------------------------------
