@@ -68,6 +68,7 @@ class Defaults:
     FORGOT_PASSWORD_RATE_LIMIT = "10 per hour"
     FORGOT_PASSWORD_EMAIL_RATE_LIMIT = "3 per hour"  # per address asked about
     VERIFY_RESEND_RATE_LIMIT = "3 per hour"  # per account
+    EMAIL_CHANGE_RATE_LIMIT = "5 per hour"  # per account
 
     # SQLite waits this long for another writer's lock before the request gets a 503.
     SQLITE_BUSY_TIMEOUT_SECONDS = 5.0

@@ -24,11 +24,13 @@ def revoke_sessions(db: Session, user_id: int, *, keep: UserSession | None = Non
 
 
 def set_password(db: Session, user: User, new_password: str, *, keep: UserSession | None) -> None:
-    """Store the new password's hash, end the other sessions, kill pending reset links.
+    """Store the new password's hash, end the other sessions, kill pending mailed links.
 
     The caller records the security event, rotates ``keep`` if it should survive, sends
     the notice and commits.
     """
     user.password_hash = hash_password(new_password)
     revoke_sessions(db, user.id, keep=keep)
-    revoke_tokens(db, user.id, TokenPurpose.RESET_PASSWORD)
+    # A pending email change too: a thief with a stolen session could otherwise wait for
+    # the owner's new password, then move the account to their own address.
+    revoke_tokens(db, user.id, TokenPurpose.RESET_PASSWORD, TokenPurpose.CHANGE_EMAIL)
