@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -53,14 +54,18 @@ def _form_routes(app: Flask) -> list[tuple[str, bool]]:
     for rule in app.url_map.iter_rules():
         if "POST" not in (rule.methods or ()) or rule.rule.startswith("/api/"):
             continue
-        path = rule.rule
-        for argument in rule.arguments:
-            sample = "inv_7" if argument == "invoice_id" else "sample"
-            path = path.replace(f"<{argument}>", sample).replace(f"<string:{argument}>", sample)
+        path = re.sub(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>", _sample_argument, rule.rule)
         view = app.view_functions[rule.endpoint]
         routes.append((path, getattr(view, "requires_principal", False)))
     assert len(routes) >= 6, routes  # sign-in, sign-out, reauthenticate, invoices, orgs
     return routes
+
+
+def _sample_argument(match: re.Match[str]) -> str:
+    converter, name = match.groups()
+    if converter == "int":
+        return "1"
+    return {"invoice_id": "inv_7", "slug": "acme"}.get(name, "sample")
 
 
 def _snapshot(db: Session) -> list[tuple[Any, ...]]:
