@@ -1,17 +1,217 @@
-"""Organization pages. Switching changes which organization /invoices shows."""
+"""Organization pages: create, settings, members, invitations, billing, ownership.
+
+Every view about one organization runs the lesson's steps in order:
+
+    organization = organization_in_my_orgs_or_404(slug)   # scope: 404, never 403
+    authorize("member.remove", membership)                # policy: 403, or re-authentication
+    ...the work, committed; then record_audit(...) for anything sensitive
+
+Forms read only their own fields, so an ``organization_id``, ``owner`` or ``plan``
+posted alongside changes nothing (mass assignment). Flash messages name no people and
+no organizations: they travel in a readable cookie.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, request
-from flask.typing import ResponseReturnValue
+import unicodedata
+from dataclasses import dataclass
 
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from wtforms import BooleanField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from ..authn.emails import MAX_EMAIL_LENGTH, valid_new_email
 from ..authn.gate import login_required
 from ..authn.redirects import safe_next
+from ..authz.audit import record_audit
+from ..authz.enforce import authorize
+from ..authz.policy import POLICY, Rule, can
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db
-from ..principal import require_principal
+from ..forms import Form
+from ..mail import absolute_url, send_mail
+from ..models import AuditEvent, Invitation, Membership, Organization, Plan, Role, User
+from ..organizations import (
+    FREE_PLAN_MEMBER_LIMIT,
+    INVITATION_PUBLIC_ID_SHAPE,
+    OwnershipChanged,
+    create_organization,
+    fits_free_plan,
+    forget_active_organization,
+    has_room_for_invitation,
+    is_member_by_email,
+    issue_invitation_token,
+    lock_organization,
+    membership_of,
+    new_invitation,
+    revoke_invitation,
+    seats_in_use,
+    transfer_ownership,
+)
+from ..principal import Principal, require_principal
 
 bp = Blueprint("orgs", __name__, url_prefix="/orgs")
+
+# Row ids in URLs fit a 32-bit integer; anything larger is a 404, not a database error.
+MAX_ID = 2**31 - 1
+MAX_NAME_LENGTH = 100
+# Roles a form may hand out. The owner changes only by a transfer.
+ASSIGNABLE_ROLES = [Role.MEMBER.value, Role.ADMIN.value]
+PLANS = [Plan.FREE.value, Plan.PRO.value]
+FULL = (
+    f"The free plan allows {FREE_PLAN_MEMBER_LIMIT} members, pending invitations included. "
+    "Revoke an invitation, remove a member or upgrade to pro first."
+)
+
+
+# ---------------------------------------------------------------------------
+# Forms
+# ---------------------------------------------------------------------------
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _no_control_characters(_form: Form, field: StringField) -> None:
+    # Names appear on pages and in mail headers: no line breaks, tabs or NUL.
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in field.data or ""):
+        raise ValidationError("Use letters, digits, spaces and punctuation only.")
+
+
+class NewOrganizationForm(Form):
+    name = StringField(
+        "Organization name",
+        filters=[_strip],
+        validators=[
+            DataRequired("Enter the organization's name."),
+            Length(max=MAX_NAME_LENGTH, message=f"Use at most {MAX_NAME_LENGTH} characters."),
+            _no_control_characters,
+        ],
+        render_kw={"autocomplete": "organization", "autofocus": True},
+    )
+
+
+class SettingsForm(Form):
+    # A checkbox posts "on" when ticked and nothing when not.
+    invoice_duplication = BooleanField(
+        "Members may duplicate invoices", false_values=("", "false", "off", "0")
+    )
+
+
+class InviteForm(Form):
+    email = StringField(
+        "Email address",
+        validators=[DataRequired("Enter the address to invite."), valid_new_email],
+        render_kw={"type": "email", "autocomplete": "off", "maxlength": MAX_EMAIL_LENGTH},
+    )
+    role = SelectField("Role", choices=ASSIGNABLE_ROLES, default=Role.MEMBER.value)
+
+
+class RoleForm(Form):
+    role = SelectField("Role", choices=ASSIGNABLE_ROLES)
+
+
+class TransferForm(Form):
+    # Choices are the other members, set per request.
+    user_id = SelectField("New owner", coerce=int, choices=[])
+
+
+class BillingForm(Form):
+    plan = SelectField("Plan", choices=PLANS)
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+
+def _page(path: str) -> ResponseReturnValue:
+    return redirect(path, code=303)
+
+
+def _member_or_404(organization: Organization, user_id: int) -> Membership:
+    """A membership in *this* organization; another organization's member is a 404 too."""
+    membership = membership_of(get_db(), organization.id, user_id) if user_id <= MAX_ID else None
+    if membership is None:
+        abort(404)
+    return membership
+
+
+def _invitation_or_404(organization: Organization, public_id: str) -> Invitation:
+    """A pending invitation of this organization (expired ones can still be resent)."""
+    if not INVITATION_PUBLIC_ID_SHAPE.fullmatch(public_id):
+        abort(404)
+    invitation = get_db().scalar(
+        select(Invitation).where(
+            Invitation.organization_id == organization.id,
+            Invitation.public_id == public_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+    )
+    if invitation is None:
+        abort(404)
+    return invitation
+
+
+def _my_membership(organization: Organization) -> Membership:
+    membership = membership_of(get_db(), organization.id, require_principal().user.id)
+    assert membership is not None  # scope found the organization through it
+    return membership
+
+
+def _transfer_candidates(organization: Organization) -> list[SelectChoice]:
+    me = require_principal().user.id
+    rows = get_db().execute(
+        select(User.id, User.display_name, User.email)
+        .join(Membership, Membership.user_id == User.id)
+        .where(Membership.organization_id == organization.id, User.id != me)
+        .order_by(User.display_name, User.id)
+    )
+    return [SelectChoice(user_id, f"{name} ({email})") for user_id, name, email in rows]
+
+
+def _transfer_form(organization: Organization, *, posted: bool = False) -> TransferForm:
+    form = TransferForm() if posted else TransferForm(formdata=None)
+    form.user_id.choices = _transfer_candidates(organization)
+    return form
+
+
+def _expires_in_words(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
+def _one_line(text: str) -> str:
+    """For mail subjects: whitespace of any kind becomes one space."""
+    return " ".join(text.split())
+
+
+def _send_invitation(organization: Organization, invitation: Invitation, raw_token: str) -> None:
+    lifetime = current_app.config["INVITATION_SECONDS"]
+    inviter = require_principal().user
+    send_mail(
+        invitation.email,
+        _one_line(f"You are invited to join {organization.name} on InvoiceApp"),
+        "invitation",
+        accept_url=absolute_url("/invitations/" + raw_token),
+        organization_name=organization.name,
+        inviter_name=inviter.display_name,
+        role=invitation.role,
+        expires_in=_expires_in_words(lifetime),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Switching and creating
+# ---------------------------------------------------------------------------
 
 
 @bp.post("/switch")
@@ -26,3 +226,453 @@ def switch() -> ResponseReturnValue:
     get_db().commit()
     flash(f"Now working in {organization.name}.", "info")
     return redirect(safe_next(request.form.get("next")) or "/invoices", code=303)
+
+
+@bp.get("/new")
+@login_required
+def new() -> ResponseReturnValue:
+    form = NewOrganizationForm(formdata=None)
+    return render_template("orgs/new.html", form=form, limit=FREE_PLAN_MEMBER_LIMIT)
+
+
+@bp.post("/new")
+@login_required
+def create() -> ResponseReturnValue:
+    # Anyone signed in may start an organization; they become its owner, nothing more.
+    form = NewOrganizationForm()
+    if not form.validate_on_submit():
+        return render_template("orgs/new.html", form=form, limit=FREE_PLAN_MEMBER_LIMIT), 422
+    principal = require_principal()
+    db = get_db()
+    organization = create_organization(db, form.name.data or "", principal.user)
+    assert principal.session is not None
+    principal.session.active_organization_id = organization.id
+    db.commit()
+    record_audit(
+        "org.create",
+        organization_id=organization.id,
+        resource_id=organization.slug,
+        reason="created the organization as its owner",
+    )
+    flash("Organization created. You are its owner.", "success")
+    return _page(f"/orgs/{organization.slug}")
+
+
+# ---------------------------------------------------------------------------
+# One organization: overview, settings, leaving
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One row of "what your role allows here": the policy's answer and its reason."""
+
+    action: str
+    allowed: bool | None  # None: the answer depends on which invoice or member
+    reason: str
+    needs_fresh_password: bool = False
+
+
+# Rules that need a particular invoice or membership to answer.
+_PER_RESOURCE_RULES = {Rule.OWN_DRAFTS, Rule.MEMBERS_ONLY, Rule.SELF_ELEVATED}
+
+
+def capabilities(principal: Principal, organization: Organization) -> list[Capability]:
+    """Every action in the policy table, answered by can() for this organization."""
+    role = principal.role_in(organization.id)
+    rows = []
+    for action, rules in POLICY.items():
+        rule = rules.get(role or "")
+        if rule in _PER_RESOURCE_RULES:
+            what = "your own account" if rule is Rule.SELF_ELEVATED else "which one"
+            rows.append(Capability(action, None, f"Depends on {what}: {rule.value}"))
+            continue
+        decision = can(principal, action, organization)
+        rows.append(
+            Capability(action, decision.allowed, decision.reason, decision.requires_elevation)
+        )
+    return rows
+
+
+@bp.get("/<slug>")
+@login_required
+def show(slug: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    authorize("org.read", organization)
+    principal = require_principal()
+    return render_template(
+        "orgs/show.html",
+        organization=organization,
+        role=principal.role_in(organization.id),
+        capabilities=capabilities(principal, organization),
+        seats=seats_in_use(get_db(), organization.id),
+        settings_form=SettingsForm(
+            formdata=None, invoice_duplication=organization.invoice_duplication_enabled
+        ),
+    )
+
+
+@bp.post("/<slug>/settings")
+@login_required
+def update_settings(slug: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    authorize("org.settings.update", organization)
+    form = SettingsForm()
+    form.validate()  # a checkbox cannot be invalid: absent means off
+    enabled = bool(form.invoice_duplication.data)
+    changed = organization.invoice_duplication_enabled != enabled
+    organization.invoice_duplication_enabled = enabled
+    get_db().commit()
+    if changed:
+        record_audit(
+            "org.settings.update",
+            organization_id=organization.id,
+            resource_id=organization.slug,
+            reason=f"invoice duplication {'on' if enabled else 'off'}",
+        )
+    flash("Settings saved." if changed else "Nothing changed.", "success")
+    return _page(f"/orgs/{organization.slug}")
+
+
+@bp.post("/<slug>/leave")
+@login_required
+def leave(slug: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    authorize("org.leave", organization)  # the owner is told to transfer first
+    db = get_db()
+    membership = _my_membership(organization)
+    user_id = membership.user_id
+    db.delete(membership)
+    forget_active_organization(db, user_id, organization.id)
+    db.commit()
+    record_audit(
+        "org.leave",
+        organization_id=organization.id,
+        resource_id=f"membership:{user_id}",
+        reason="left the organization",
+    )
+    flash("You left the organization.", "success")
+    return _page("/dashboard")
+
+
+# ---------------------------------------------------------------------------
+# Members
+# ---------------------------------------------------------------------------
+
+
+def _render_members(
+    organization: Organization,
+    *,
+    invite_form: InviteForm | None = None,
+    problem: str | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    db = get_db()
+    members = db.execute(
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.organization_id == organization.id)
+        .order_by(Membership.created_at, Membership.id)
+    ).all()
+    invitations = db.scalars(
+        select(Invitation)
+        .where(
+            Invitation.organization_id == organization.id,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+        .order_by(Invitation.created_at, Invitation.id)
+    ).all()
+    html = render_template(
+        "orgs/members.html",
+        organization=organization,
+        members=members,
+        invitations=invitations,
+        invite_form=invite_form or InviteForm(formdata=None),
+        transfer_form=_transfer_form(organization),
+        assignable_roles=ASSIGNABLE_ROLES,
+        seats=seats_in_use(db, organization.id),
+        limit=FREE_PLAN_MEMBER_LIMIT if organization.plan == Plan.FREE else None,
+        problem=problem,
+        me=require_principal().user.id,
+    )
+    return html, status
+
+
+@bp.get("/<slug>/members")
+@login_required
+def members(slug: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    authorize("member.read", organization)
+    return _render_members(organization)
+
+
+@bp.post("/<slug>/members/<int(max=2147483647):user_id>/role")
+@login_required
+def change_role(slug: str, user_id: int) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    membership = _member_or_404(organization, user_id)
+    new_role = request.form.get("role", "")
+    # The policy refuses "owner", the owner's own membership and yourself (403).
+    authorize("member.change_role", membership, role=new_role)
+    form = RoleForm()
+    if not form.validate():
+        return _render_members(organization, problem="Choose the role member or admin.", status=422)
+    old_role = membership.role
+    if old_role == new_role:
+        flash("Nothing changed: that is already their role.", "info")
+        return _page(f"/orgs/{organization.slug}/members")
+    membership.role = new_role
+    get_db().commit()
+    record_audit(
+        "member.change_role",
+        organization_id=organization.id,
+        resource_id=f"membership:{user_id}",
+        reason=f"role {old_role} -> {new_role}",
+    )
+    flash("Role changed. It applies from their very next request.", "success")
+    return _page(f"/orgs/{organization.slug}/members")
+
+
+@bp.post("/<slug>/members/<int(max=2147483647):user_id>/remove")
+@login_required
+def remove_member(slug: str, user_id: int) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    membership = _member_or_404(organization, user_id)
+    authorize("member.remove", membership)  # admins: plain members only; never the owner
+    db = get_db()
+    role = membership.role
+    db.delete(membership)
+    # Their browsers stop working in this organization; roles are read again per request.
+    forget_active_organization(db, user_id, organization.id)
+    db.commit()
+    record_audit(
+        "member.remove",
+        organization_id=organization.id,
+        resource_id=f"membership:{user_id}",
+        reason=f"removed a {role}",
+    )
+    flash("Member removed. They lost access at once.", "success")
+    return _page(f"/orgs/{organization.slug}/members")
+
+
+# ---------------------------------------------------------------------------
+# Invitations (accepting one is in invoiceapp.views.invitations)
+# ---------------------------------------------------------------------------
+
+
+@bp.post("/<slug>/invitations")
+@login_required
+def invite(slug: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    # The role asked for is an input: an admin may not invite an owner.
+    authorize("member.invite", organization, role=request.form.get("role", ""))
+    form = InviteForm()
+    if not form.validate():
+        return _render_members(organization, invite_form=form, status=422)
+    email, role = form.email.data or "", form.role.data or Role.MEMBER.value
+
+    db = get_db()
+    lock_organization(db, organization.id)
+    if is_member_by_email(db, organization.id, email):
+        form.email.errors = ["That address already belongs to a member of this organization."]
+        return _render_members(organization, invite_form=form, status=409)
+    if not has_room_for_invitation(db, organization, email):
+        return _render_members(organization, invite_form=form, problem=FULL, status=409)
+    invitation, raw = new_invitation(
+        db,
+        organization,
+        email=email,
+        role=role,
+        invited_by=require_principal().user,
+        lifetime_seconds=current_app.config["INVITATION_SECONDS"],
+    )
+    db.commit()  # the link in the mail works as soon as it arrives
+    _send_invitation(organization, invitation, raw)
+    record_audit(
+        "member.invite",
+        organization_id=organization.id,
+        resource_id=f"invitation:{invitation.public_id}",
+        reason=f"invited as {role}",
+    )
+    flash("Invitation sent.", "success")
+    return _page(f"/orgs/{organization.slug}/members")
+
+
+@bp.post("/<slug>/invitations/<public_id>/revoke")
+@login_required
+def revoke(slug: str, public_id: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    invitation = _invitation_or_404(organization, public_id)
+    authorize("member.invite", organization, role=invitation.role)
+    db = get_db()
+    if revoke_invitation(db, invitation):
+        db.commit()
+        record_audit(
+            "member.invite.revoke",
+            organization_id=organization.id,
+            resource_id=f"invitation:{invitation.public_id}",
+            reason=f"revoked an invitation as {invitation.role}",
+        )
+    flash("Invitation revoked. Its link no longer works.", "success")
+    return _page(f"/orgs/{organization.slug}/members")
+
+
+@bp.post("/<slug>/invitations/<public_id>/resend")
+@login_required
+def resend(slug: str, public_id: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    invitation = _invitation_or_404(organization, public_id)
+    authorize("member.invite", organization, role=invitation.role)
+    db = get_db()
+    lock_organization(db, organization.id)
+    # An expired invitation gave up its seat; someone may have taken it since.
+    if not has_room_for_invitation(db, organization, invitation.email):
+        return _render_members(organization, problem=FULL, status=409)
+    # A new token: the old link stops working, the new one gets a new expiry.
+    raw = issue_invitation_token(invitation, current_app.config["INVITATION_SECONDS"])
+    db.commit()
+    _send_invitation(organization, invitation, raw)
+    record_audit(
+        "member.invite.resend",
+        organization_id=organization.id,
+        resource_id=f"invitation:{invitation.public_id}",
+        reason=f"sent a new link, as {invitation.role}",
+    )
+    flash("Invitation sent again with a new link.", "success")
+    return _page(f"/orgs/{organization.slug}/members")
+
+
+# ---------------------------------------------------------------------------
+# Ownership
+# ---------------------------------------------------------------------------
+
+
+@bp.get("/<slug>/transfer")
+@login_required
+def transfer_form(slug: str) -> ResponseReturnValue:
+    """Where re-authentication returns to: the POST's path, asked for with GET."""
+    organization = organization_in_my_orgs_or_404(slug)
+    authorize("org.transfer_ownership", organization)
+    return render_template(
+        "orgs/transfer.html", organization=organization, form=_transfer_form(organization)
+    )
+
+
+@bp.post("/<slug>/transfer")
+@login_required
+def transfer(slug: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    # Owner only, with a fresh password. A double submit: the second finds an admin (403).
+    authorize("org.transfer_ownership", organization)
+    form = _transfer_form(organization, posted=True)
+    if not form.validate():
+        html = render_template("orgs/transfer.html", organization=organization, form=form)
+        return html, 422
+    db = get_db()
+    current = _my_membership(organization)
+    target = _member_or_404(organization, form.user_id.data or 0)
+    try:
+        transfer_ownership(db, current, target)
+        db.commit()
+    except OwnershipChanged:
+        db.rollback()
+        flash("Ownership changed while you were deciding. Nothing was done.", "error")
+        return _page(f"/orgs/{organization.slug}/members")
+
+    old_owner, new_owner = require_principal().user, target.user
+    for person, is_new_owner in ((old_owner, False), (new_owner, True)):
+        send_mail(
+            person.email,
+            _one_line(f"Ownership of {organization.name} was transferred"),
+            "ownership_transferred",
+            recipient_name=person.display_name,
+            is_new_owner=is_new_owner,
+            organization_name=organization.name,
+            old_owner_name=old_owner.display_name,
+            new_owner_name=new_owner.display_name,
+            organization_url=absolute_url(f"/orgs/{organization.slug}"),
+        )
+    record_audit(
+        "org.transfer_ownership",
+        organization_id=organization.id,
+        resource_id=f"membership:{target.user_id}",
+        reason=f"owner user {old_owner.id} -> user {target.user_id}; old owner is now admin",
+    )
+    flash("Ownership transferred. You are now an admin.", "success")
+    return _page(f"/orgs/{organization.slug}/members")
+
+
+# ---------------------------------------------------------------------------
+# Billing
+# ---------------------------------------------------------------------------
+
+
+def _render_billing(
+    organization: Organization,
+    form: BillingForm | None = None,
+    *,
+    problem: str | None = None,
+    status: int = 200,
+) -> ResponseReturnValue:
+    db = get_db()
+    last_change = db.scalar(
+        select(AuditEvent)
+        .where(
+            AuditEvent.organization_id == organization.id,
+            AuditEvent.action == "org.billing.update",
+            AuditEvent.decision == "allowed",
+        )
+        .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    )
+    html = render_template(
+        "orgs/billing.html",
+        organization=organization,
+        form=form or BillingForm(formdata=None, plan=organization.plan),
+        last_change=last_change,
+        seats=seats_in_use(db, organization.id),
+        limit=FREE_PLAN_MEMBER_LIMIT,
+        problem=problem,
+    )
+    return html, status
+
+
+@bp.get("/<slug>/billing")
+@login_required
+def billing(slug: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    authorize("org.billing.read", organization)
+    return _render_billing(organization)
+
+
+@bp.post("/<slug>/billing")
+@login_required
+def change_plan(slug: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    authorize("org.billing.update", organization)  # owner, with a fresh password
+    form = BillingForm()
+    if not form.validate():
+        return _render_billing(organization, form, status=422)
+    old_plan, new_plan = organization.plan, form.plan.data or ""
+    if old_plan == new_plan:
+        flash("Nothing changed: that is already the plan.", "info")
+        return _page(f"/orgs/{organization.slug}/billing")
+    db = get_db()
+    lock_organization(db, organization.id)
+    if new_plan == Plan.FREE and not fits_free_plan(db, organization.id):
+        problem = (
+            f"The free plan allows {FREE_PLAN_MEMBER_LIMIT} members, pending invitations "
+            "included. Remove members or revoke invitations before downgrading."
+        )
+        return _render_billing(organization, form, problem=problem, status=409)
+    organization.plan = new_plan
+    db.commit()
+    record_audit(
+        "org.billing.update",
+        organization_id=organization.id,
+        resource_id=organization.slug,
+        reason=f"plan {old_plan} -> {new_plan}",
+    )
+    flash("Plan changed.", "success")
+    return _page(f"/orgs/{organization.slug}/billing")

@@ -1,0 +1,336 @@
+"""Organizations as a domain: slugs, the free plan's member cap, invitations, ownership.
+
+No HTTP and no policy here. Views decide *who* may act (authorize()); these helpers do
+the work so that it stays correct when two requests race: every change that depends
+on a row's current state is a conditional UPDATE, and the caller commits once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import unicodedata
+from datetime import timedelta
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .db import utcnow
+from .models import Invitation, Membership, Organization, Plan, Role, User, UserSession
+
+# Members plus pending invitations a free organization may have.
+FREE_PLAN_MEMBER_LIMIT = 3
+
+# Organization slugs appear in URLs (/orgs/<slug>); invoiceapp.authz.scope checks this shape.
+SLUG_SHAPE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+MAX_SLUG_LENGTH = 64
+# Slugs that fixed routes (/orgs/new, /orgs/switch) would shadow.
+RESERVED_SLUGS = frozenset({"new", "switch"})
+# Two requests racing for the same slug: the loser tries the next free one.
+SLUG_ATTEMPTS = 5
+
+# secrets.token_urlsafe(32) is 43 URL-safe characters; anything else was never ours.
+INVITATION_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+# secrets.token_hex(8): what revoke/resend URLs carry, unrelated to the mailed token.
+INVITATION_PUBLIC_ID_SHAPE = re.compile(r"[0-9a-f]{16}")
+
+
+# ---------------------------------------------------------------------------
+# Slugs
+# ---------------------------------------------------------------------------
+
+# Latin letters that do not decompose into a base letter plus accents.
+_LATIN_LETTERS = str.maketrans(
+    {"æ": "ae", "ø": "o", "ß": "ss", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
+)
+
+
+def slug_base(name: str) -> str:
+    """The ASCII skeleton of a name: "Ünïcorn & Co." becomes "unicorn-co"; none: "org"."""
+    latin = unicodedata.normalize("NFKD", name.lower().translate(_LATIN_LETTERS))
+    ascii_text = latin.encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
+    return slug[:MAX_SLUG_LENGTH].rstrip("-") or "org"
+
+
+def _candidate(base: str, number: int) -> str:
+    suffix = "" if number == 1 else f"-{number}"
+    return base[: MAX_SLUG_LENGTH - len(suffix)].rstrip("-") + suffix
+
+
+def unique_slug(db: Session, name: str) -> str:
+    """The name's slug, or the first of slug-2, slug-3, ... that no organization has.
+
+    Unique at the time of asking; the unique constraint decides under a race, and
+    create_organization() then asks again.
+    """
+    base = slug_base(name)
+    # Every candidate starts with the base shortened for the longest plausible suffix.
+    prefix = base[: MAX_SLUG_LENGTH - 8]
+    taken = set(db.scalars(select(Organization.slug).where(Organization.slug.like(prefix + "%"))))
+    taken |= RESERVED_SLUGS
+    number = 1
+    while _candidate(base, number) in taken:
+        number += 1
+    return _candidate(base, number)
+
+
+def create_organization(db: Session, name: str, owner: User) -> Organization:
+    """A new free organization with ``owner`` as its owner, flushed; the caller commits.
+
+    Nothing else may be pending in ``db``: a slug collision rolls the session back.
+    """
+    for _attempt in range(SLUG_ATTEMPTS):
+        organization = Organization(slug=unique_slug(db, name), name=name, plan=Plan.FREE.value)
+        db.add(organization)
+        try:
+            db.flush()
+        except IntegrityError:
+            db.rollback()  # someone took the slug a moment ago; look again
+            continue
+        db.add(Membership(user_id=owner.id, organization_id=organization.id, role=Role.OWNER.value))
+        db.flush()
+        return organization
+    raise RuntimeError("could not find a free organization slug")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------
+# Seats: members plus pending invitations
+# ---------------------------------------------------------------------------
+
+
+def lock_organization(db: Session, organization_id: int) -> None:
+    """Serialise seat-counting changes to one organization (PostgreSQL: a row lock).
+
+    SQLite ignores FOR UPDATE; it allows one writer at a time anyway, and a stale
+    reader that tries to write gets "database is locked" (a 503), never a wrong count.
+    """
+    db.execute(select(Organization.id).where(Organization.id == organization_id).with_for_update())
+
+
+def member_count(db: Session, organization_id: int) -> int:
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(Membership.organization_id == organization_id)
+        )
+        or 0
+    )
+
+
+def pending_invitations(organization_id: int) -> Select[tuple[Invitation]]:
+    """Invitations that still hold a seat: not accepted, not revoked, not expired."""
+    return select(Invitation).where(
+        Invitation.organization_id == organization_id,
+        Invitation.accepted_at.is_(None),
+        Invitation.revoked_at.is_(None),
+        Invitation.expires_at > utcnow(),
+    )
+
+
+def seats_in_use(db: Session, organization_id: int, *, except_email: str | None = None) -> int:
+    """Members plus pending invitations; ``except_email``'s invitation is being replaced."""
+    pending = pending_invitations(organization_id)
+    if except_email is not None:
+        pending = pending.where(Invitation.email != except_email)
+    invited = db.scalar(select(func.count()).select_from(pending.subquery())) or 0
+    return member_count(db, organization_id) + invited
+
+
+def has_room_for_invitation(db: Session, organization: Organization, email: str) -> bool:
+    """A free organization may not grow past FREE_PLAN_MEMBER_LIMIT, invitations included."""
+    if organization.plan != Plan.FREE:
+        return True
+    return seats_in_use(db, organization.id, except_email=email) < FREE_PLAN_MEMBER_LIMIT
+
+
+def has_room_for_member(db: Session, organization: Organization) -> bool:
+    """At acceptance: the invitation's seat was counted when it was sent, but the plan
+    may have changed since, so only members count here (first come, first served)."""
+    if organization.plan != Plan.FREE:
+        return True
+    return member_count(db, organization.id) < FREE_PLAN_MEMBER_LIMIT
+
+
+def fits_free_plan(db: Session, organization_id: int) -> bool:
+    """Whether a downgrade to free would leave the organization within the cap."""
+    return seats_in_use(db, organization_id) <= FREE_PLAN_MEMBER_LIMIT
+
+
+# ---------------------------------------------------------------------------
+# Memberships and sessions
+# ---------------------------------------------------------------------------
+
+
+def membership_of(db: Session, organization_id: int, user_id: int) -> Membership | None:
+    return db.scalar(
+        select(Membership).where(
+            Membership.organization_id == organization_id, Membership.user_id == user_id
+        )
+    )
+
+
+def is_member_by_email(db: Session, organization_id: int, email: str) -> bool:
+    found = db.scalar(
+        select(Membership.id)
+        .join(User, User.id == Membership.user_id)
+        .where(Membership.organization_id == organization_id, User.email == email)
+    )
+    return found is not None
+
+
+def forget_active_organization(db: Session, user_id: int, organization_id: int) -> None:
+    """Every session of ``user_id`` working in the organization stops pointing at it."""
+    db.execute(
+        update(UserSession)
+        .where(
+            UserSession.user_id == user_id,
+            UserSession.active_organization_id == organization_id,
+        )
+        .values(active_organization_id=None)
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+class OwnershipChanged(Exception):
+    """The owner or the chosen member changed while the transfer was being made."""
+
+
+def set_role(db: Session, membership: Membership, *, from_role: str, to_role: str) -> None:
+    """One conditional UPDATE: only when the membership still has ``from_role``."""
+    changed = db.execute(
+        update(Membership)
+        .where(Membership.id == membership.id, Membership.role == from_role)
+        .values(role=to_role)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        raise OwnershipChanged(f"membership {membership.id} no longer has role {from_role}")
+    membership.role = to_role
+
+
+def transfer_ownership(db: Session, current_owner: Membership, new_owner: Membership) -> None:
+    """The owner becomes an admin and ``new_owner`` the owner, in the caller's transaction.
+
+    Demoting first means the organization never has two owners, even mid-transaction;
+    if the second step fails the caller rolls back and the old owner stays owner.
+    Of two simultaneous transfers, only one finds the owner still an owner.
+    """
+    set_role(db, current_owner, from_role=Role.OWNER.value, to_role=Role.ADMIN.value)
+    set_role(db, new_owner, from_role=new_owner.role, to_role=Role.OWNER.value)
+
+
+# ---------------------------------------------------------------------------
+# Invitations
+# ---------------------------------------------------------------------------
+
+
+def invitation_token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def issue_invitation_token(invitation: Invitation, lifetime_seconds: int) -> str:
+    """A fresh link for ``invitation`` (new or resent); returns the raw token for the mail.
+
+    Only the SHA-256 is stored, so a copy of the table holds no working links.
+    """
+    raw = secrets.token_urlsafe(32)
+    invitation.token_hash = invitation_token_hash(raw)
+    invitation.expires_at = utcnow() + timedelta(seconds=lifetime_seconds)
+    return raw
+
+
+def new_invitation(
+    db: Session,
+    organization: Organization,
+    *,
+    email: str,
+    role: str,
+    invited_by: User,
+    lifetime_seconds: int,
+) -> tuple[Invitation, str]:
+    """Revoke any pending invitation to ``email`` here, then add a new one (caller commits)."""
+    revoke_pending_invitations(db, organization.id, email)
+    invitation = Invitation(
+        public_id=secrets.token_hex(8),
+        organization_id=organization.id,
+        email=email,
+        role=role,
+        invited_by_id=invited_by.id,
+        created_at=utcnow(),
+    )
+    raw = issue_invitation_token(invitation, lifetime_seconds)
+    db.add(invitation)
+    db.flush()
+    return invitation, raw
+
+
+def revoke_pending_invitations(db: Session, organization_id: int, email: str) -> int:
+    """An address has at most one live invitation per organization: the newest."""
+    return db.execute(
+        update(Invitation)
+        .where(
+            Invitation.organization_id == organization_id,
+            Invitation.email == email,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    ).rowcount
+
+
+def revoke_invitation(db: Session, invitation: Invitation) -> bool:
+    """Revoke one invitation, unless it was accepted or revoked a moment ago."""
+    now = utcnow()
+    revoked = db.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation.id,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if revoked == 1:
+        invitation.revoked_at = now
+    return revoked == 1
+
+
+def find_usable_invitation(db: Session, raw: object) -> Invitation | None:
+    """The invitation behind a mailed token, if it is well formed, ours, pending and
+    unexpired; else None, without saying which (no oracle for old tokens)."""
+    if not isinstance(raw, str) or not INVITATION_TOKEN_SHAPE.fullmatch(raw):
+        return None
+    invitation = db.scalar(
+        select(Invitation).where(Invitation.token_hash == invitation_token_hash(raw))
+    )
+    if invitation is None or not invitation.pending or invitation.expires_at <= utcnow():
+        return None
+    return invitation
+
+
+def claim_invitation(db: Session, invitation: Invitation) -> bool:
+    """Mark it accepted with one conditional UPDATE: of two simultaneous accepts, one wins.
+
+    The caller adds the membership and commits both together.
+    """
+    now = utcnow()
+    claimed = db.execute(
+        update(Invitation)
+        .where(
+            Invitation.id == invitation.id,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+            Invitation.expires_at > now,
+        )
+        .values(accepted_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed == 1:
+        invitation.accepted_at = now
+    return claimed == 1
