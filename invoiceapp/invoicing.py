@@ -1,15 +1,20 @@
-"""Invoice bookkeeping that views share: ids, numbering, soft deletion."""
+"""Invoice bookkeeping that views share: ids, numbering, status changes, copies, soft deletion.
+
+Nothing here decides who may do what: the views ask the policy first (authorize), and
+these functions only do the work once the answer was yes.
+"""
 
 from __future__ import annotations
 
 import secrets
 import string
+from datetime import date
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from .db import utcnow
-from .models import Invoice, Organization
+from .models import Invoice, InvoiceStatus, Organization
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -52,3 +57,58 @@ def catch_up_invoice_counters(db: Session) -> None:
 def soft_delete(invoice: Invoice) -> None:
     """The row stays for the record; every lookup treats it as gone (404)."""
     invoice.deleted_at = utcnow()
+
+
+# The status each status-changing action leads to. Which statuses it may start from is a
+# rule of the policy (invoiceapp.authz.policy.INVOICE_STATES), asked before this runs.
+TARGET_STATUS: dict[str, InvoiceStatus] = {
+    "invoice.send": InvoiceStatus.SENT,
+    "invoice.mark_paid": InvoiceStatus.PAID,
+    "invoice.void": InvoiceStatus.VOID,
+}
+
+
+def change_status(db: Session, invoice: Invoice, action: str) -> bool:
+    """Move ``invoice`` to the status ``action`` leads to, if nobody changed it meanwhile.
+
+    The policy was asked about the status this request read. ``UPDATE … WHERE status =
+    <that status>`` makes the change only if it still holds, so two people pressing "Mark
+    paid" and "Void" at once cannot both succeed on the same starting state. Returns False
+    when the row had moved on (the caller answers 409); the caller commits.
+    """
+    target = TARGET_STATUS[action]
+    seen = invoice.status
+    changed = db.execute(
+        update(Invoice)
+        .where(Invoice.id == invoice.id, Invoice.status == seen, Invoice.deleted_at.is_(None))
+        .values(status=target.value, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        return False
+    db.expire(invoice, ["status", "updated_at"])
+    return True
+
+
+def duplicate_invoice(db: Session, original: Invoice, created_by_id: int) -> Invoice:
+    """A new draft with the original's customer, amount and payment terms, issued today.
+
+    It gets the next number and a new public id, and belongs to whoever made the copy:
+    a copy of a paid invoice is a fresh draft, never a second paid one. The caller commits.
+    """
+    today = date.today()
+    terms = original.due_date - original.issue_date
+    copy = Invoice(
+        public_id=new_public_id(),
+        organization_id=original.organization_id,
+        number=allocate_invoice_number(db, original.organization_id),
+        customer=original.customer,
+        amount_minor=original.amount_minor,
+        currency=original.currency,
+        status=InvoiceStatus.DRAFT.value,
+        issue_date=today,
+        due_date=today + terms,
+        created_by_id=created_by_id,
+    )
+    db.add(copy)
+    return copy

@@ -39,7 +39,7 @@ EDITED = {
     "customer": "Wayne Enterprises (revised)",
     "amount": "51234.56",
     "currency": "USD",
-    "status": "paid",
+    "status": "paid",  # not a form field: ignored, the status changes only by its own actions
     "issue_date": "2024-03-01",
     "due_date": "2024-03-31",
 }
@@ -158,7 +158,7 @@ def test_access_matrix(app: Flask, db: Session, who: str, action: str, expected:
         assert response.headers["Location"] == "/invoices/inv_7"
         saved = invoice(db, "inv_7")
         assert (saved.customer, saved.amount_minor, saved.currency, saved.status) == (
-            "Wayne Enterprises (revised)", 5_123_456, "USD", "paid")  # fmt: skip
+            "Wayne Enterprises (revised)", 5_123_456, "USD", "sent")  # fmt: skip
         assert (saved.issue_date, saved.due_date) == (date(2024, 3, 1), date(2024, 3, 31))
         assert saved.deleted_at is None
     else:

@@ -1,4 +1,11 @@
-"""The invoice form: every rule the schema enforces is also explained beside its field."""
+"""The invoice form: every rule the schema enforces is also explained beside its field.
+
+It has no ``status`` field on purpose. The status is an input to the policy (a member may
+edit only drafts, nobody edits a paid invoice), so letting a form set it would let a
+member create an invoice directly as ``paid``. Status changes are actions of their own
+(send, mark paid, void), each asked of the policy. Nor does it have organization, author
+or number: the view sets those, and a posted value for them is simply never read.
+"""
 
 from __future__ import annotations
 
@@ -64,7 +71,6 @@ class InvoiceForm(Form):
         choices=list(CURRENCIES),
         validate_choice=True,
     )
-    status = SelectField("Status", choices=list(STATUSES))
     issue_date = DateField("Issue date", validators=[InputRequired("Enter the issue date.")])
     due_date = DateField("Due date", validators=[InputRequired("Enter the due date.")])
 
@@ -86,12 +92,15 @@ class InvoiceForm(Form):
             raise ValidationError(str(error)) from None
 
     def apply_to(self, invoice: Invoice) -> None:
-        """Copy the validated values onto an invoice (new or existing); the view commits."""
+        """Copy the validated values onto an invoice (new or existing); the view commits.
+
+        Only the fields declared above: whatever else was posted (status, organization_id,
+        created_by_id, number…) is never copied, so it cannot be mass-assigned.
+        """
         assert self.amount_minor is not None, "apply_to() before validate()"
         invoice.customer = self.customer.data
         invoice.amount_minor = self.amount_minor
         invoice.currency = self.currency.data
-        invoice.status = self.status.data
         invoice.issue_date = self.issue_date.data
         invoice.due_date = self.due_date.data
 

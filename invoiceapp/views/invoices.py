@@ -6,6 +6,10 @@
 
 The list, the new-invoice form and the export work in the active organization
 instead, and ask the policy about that organization.
+
+The status is never a form field: it is an input to the policy, so it changes only
+through actions the policy is asked about one by one (send, mark paid, void), and every
+change is written to the organization's audit log.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from sqlalchemy.exc import IntegrityError
 
 from ..authn.forms import EmptyForm
 from ..authn.gate import login_required
+from ..authz.audit import record_audit
 from ..authz.enforce import authorize
+from ..authz.policy import Decision, can
 from ..authz.scope import (
     NEWEST_FIRST,
     active_organization,
@@ -33,10 +39,16 @@ from ..authz.scope import (
     live_invoices_of,
 )
 from ..db import get_db
-from ..invoicing import allocate_invoice_number, new_public_id, soft_delete
-from ..models import Invoice, Organization
+from ..invoicing import (
+    allocate_invoice_number,
+    change_status,
+    duplicate_invoice,
+    new_public_id,
+    soft_delete,
+)
+from ..models import Invoice, InvoiceStatus, Organization
 from ..money import minor_to_text
-from ..principal import require_principal
+from ..principal import Principal, require_principal
 from .invoice_forms import STATUSES, InvoiceForm
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
@@ -126,6 +138,7 @@ def create() -> ResponseReturnValue:
         organization_id=organization.id,
         number=allocate_invoice_number(db, organization.id),
         created_by_id=require_principal().user.id,
+        status=InvoiceStatus.DRAFT.value,  # every invoice starts as a draft
         creation_key=key,
     )
     form.apply_to(invoice)
@@ -209,7 +222,28 @@ def _is_blank(char: str) -> bool:
 def show(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)
     authorize("invoice.read", invoice)
-    return render_template("invoices/show.html", invoice=invoice)
+    return render_template(
+        "invoices/show.html",
+        invoice=invoice,
+        sending_ends_editing=_sending_ends_editing(require_principal(), invoice),
+    )
+
+
+def _sending_ends_editing(principal: Principal, invoice: Invoice) -> bool:
+    """Whether this person may edit the draft now, but would not once it is sent.
+
+    Asked of the policy about the same invoice as it would be after sending, rather than
+    spelled out here ("a member…"), so the warning cannot drift from the rule it warns of.
+    """
+    if not (can(principal, "invoice.send", invoice) and can(principal, "invoice.update", invoice)):
+        return False
+    # Never added to the session: only the fields the update rule reads.
+    as_sent = Invoice(
+        organization_id=invoice.organization_id,
+        created_by_id=invoice.created_by_id,
+        status=InvoiceStatus.SENT.value,
+    )
+    return not can(principal, "invoice.update", as_sent)
 
 
 @bp.get("/<invoice_id>/edit")
@@ -247,8 +281,75 @@ def confirm_delete(invoice_id: str) -> ResponseReturnValue:
 @login_required  # authentication gate: 401
 def delete(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)  # scope: 404, never 403
-    authorize("invoice.delete", invoice)  # authorization gate: 403
+    decision = authorize("invoice.delete", invoice)  # authorization gate: 403
     soft_delete(invoice)
     get_db().commit()
+    _record_done("invoice.delete", invoice, decision.reason)
     flash(f"Invoice {invoice.label} was deleted.", "success")
     return redirect("/invoices", code=303)
+
+
+# --- Status changes and copies: one POST per action, each asked of the policy ----------
+
+
+@bp.post("/<invoice_id>/send")
+@login_required  # authentication gate: 401
+def send(invoice_id: str) -> ResponseReturnValue:
+    invoice = invoice_in_my_orgs_or_404(invoice_id)  # scope: 404, never 403
+    decision = authorize("invoice.send", invoice)  # authorization gate: 403
+    return _change_status(invoice, decision, "sent")
+
+
+@bp.post("/<invoice_id>/mark-paid")
+@login_required
+def mark_paid(invoice_id: str) -> ResponseReturnValue:
+    invoice = invoice_in_my_orgs_or_404(invoice_id)
+    decision = authorize("invoice.mark_paid", invoice)
+    return _change_status(invoice, decision, "marked paid")
+
+
+@bp.post("/<invoice_id>/void")
+@login_required
+def void(invoice_id: str) -> ResponseReturnValue:
+    invoice = invoice_in_my_orgs_or_404(invoice_id)
+    decision = authorize("invoice.void", invoice)
+    return _change_status(invoice, decision, "voided")
+
+
+@bp.post("/<invoice_id>/duplicate")
+@login_required
+def duplicate(invoice_id: str) -> ResponseReturnValue:
+    invoice = invoice_in_my_orgs_or_404(invoice_id)
+    decision = authorize("invoice.duplicate", invoice)  # the flag is a rule input: 403 when off
+    db = get_db()
+    copy = duplicate_invoice(db, invoice, created_by_id=require_principal().user.id)
+    db.commit()
+    _record_done("invoice.duplicate", invoice, f"{decision.reason}; the copy is {copy.public_id}")
+    flash(f"Invoice {invoice.label} was copied to a new draft, {copy.label}.", "success")
+    return redirect(f"/invoices/{copy.public_id}", code=303)
+
+
+def _change_status(invoice: Invoice, decision: Decision, done: str) -> ResponseReturnValue:
+    """The work after the policy said yes: change, commit, record, tell, redirect."""
+    db = get_db()
+    if not change_status(db, invoice, decision.action):
+        # Someone changed it between our read and our write: the yes was for a status
+        # that no longer holds. Nothing was changed; a reload shows what is there now.
+        db.rollback()
+        abort(409, "This invoice was changed by someone else just now. Reload it and try again.")
+    db.commit()
+    _record_done(decision.action, invoice, decision.reason)
+    flash(f"Invoice {invoice.label} was {done}.", "success")
+    return redirect(f"/invoices/{invoice.public_id}", code=303)
+
+
+def _record_done(action: str, invoice: Invoice, reason: str = "") -> None:
+    """An allowed, completed action in the invoice's organization's log (after the commit,
+    so a rolled-back change is never recorded as done)."""
+    record_audit(
+        action,
+        organization_id=invoice.organization_id,
+        resource_id=invoice.public_id,
+        status=303,
+        reason=reason,
+    )
