@@ -72,6 +72,7 @@ def register_blueprints(app: Flask) -> None:
     from .authn.views import bp as authn_bp
     from .views.account import bp as account_bp
     from .views.dev_mail import bp as dev_mail_bp
+    from .views.invitations import bp as invitations_bp
     from .views.invoices import bp as invoices_bp
     from .views.orgs import bp as orgs_bp
     from .views.pages import bp as pages_bp
@@ -83,6 +84,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(account_bp)
     app.register_blueprint(invoices_bp)
     app.register_blueprint(orgs_bp)
+    app.register_blueprint(invitations_bp)
     app.register_blueprint(dev_mail_bp)
 
 

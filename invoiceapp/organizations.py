@@ -11,7 +11,7 @@ import hashlib
 import re
 import secrets
 import unicodedata
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -232,14 +232,16 @@ def invitation_token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def issue_invitation_token(invitation: Invitation, lifetime_seconds: int) -> str:
+def issue_invitation_token(
+    invitation: Invitation, lifetime_seconds: int, *, now: datetime | None = None
+) -> str:
     """A fresh link for ``invitation`` (new or resent); returns the raw token for the mail.
 
     Only the SHA-256 is stored, so a copy of the table holds no working links.
     """
     raw = secrets.token_urlsafe(32)
     invitation.token_hash = invitation_token_hash(raw)
-    invitation.expires_at = utcnow() + timedelta(seconds=lifetime_seconds)
+    invitation.expires_at = (now or utcnow()) + timedelta(seconds=lifetime_seconds)
     return raw
 
 
@@ -254,15 +256,16 @@ def new_invitation(
 ) -> tuple[Invitation, str]:
     """Revoke any pending invitation to ``email`` here, then add a new one (caller commits)."""
     revoke_pending_invitations(db, organization.id, email)
+    now = utcnow()
     invitation = Invitation(
         public_id=secrets.token_hex(8),
         organization_id=organization.id,
         email=email,
         role=role,
         invited_by_id=invited_by.id,
-        created_at=utcnow(),
+        created_at=now,
     )
-    raw = issue_invitation_token(invitation, lifetime_seconds)
+    raw = issue_invitation_token(invitation, lifetime_seconds, now=now)
     db.add(invitation)
     db.flush()
     return invitation, raw

@@ -30,7 +30,7 @@ from ..authz.audit import record_audit
 from ..authz.enforce import authorize
 from ..authz.policy import POLICY, Rule, can
 from ..authz.scope import organization_in_my_orgs_or_404
-from ..db import get_db
+from ..db import get_db, utcnow
 from ..forms import Form
 from ..mail import absolute_url, send_mail
 from ..models import AuditEvent, Invitation, Membership, Organization, Plan, Role, User
@@ -395,6 +395,7 @@ def _render_members(
         limit=FREE_PLAN_MEMBER_LIMIT if organization.plan == Plan.FREE else None,
         problem=problem,
         me=require_principal().user.id,
+        now=utcnow(),
     )
     return html, status
 
