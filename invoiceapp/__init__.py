@@ -71,6 +71,7 @@ def register_blueprints(app: Flask) -> None:
     from .authn.signup import bp as signup_bp
     from .authn.views import bp as authn_bp
     from .views.account import bp as account_bp
+    from .views.audit import bp as audit_bp
     from .views.dev_mail import bp as dev_mail_bp
     from .views.invitations import bp as invitations_bp
     from .views.invoices import bp as invoices_bp
@@ -85,6 +86,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(invoices_bp)
     app.register_blueprint(orgs_bp)
     app.register_blueprint(invitations_bp)
+    app.register_blueprint(audit_bp)
     app.register_blueprint(dev_mail_bp)
 
 

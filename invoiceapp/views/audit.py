@@ -1,0 +1,113 @@
+"""The organization's audit log: who was refused what, and which sensitive actions happened.
+
+    organization = organization_in_my_orgs_or_404(slug)  # scope: 404, never 403
+    authorize("audit.read", organization)                # policy: owner and admin only
+
+Every query below is limited to that one organization's rows, so a record about
+someone outside reaching for this organization's invoice shows up here, and never in
+the outsider's own organization's log.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from urllib.parse import urlencode
+
+from flask import Blueprint, render_template, request
+from flask.typing import ResponseReturnValue
+from sqlalchemy import Select, func, select
+
+from ..authn.gate import login_required
+from ..authz.audit import ALLOWED, DENIED
+from ..authz.enforce import authorize
+from ..authz.scope import organization_in_my_orgs_or_404
+from ..db import get_db
+from ..models import AuditEvent
+
+bp = Blueprint("audit", __name__, url_prefix="/orgs")
+
+PER_PAGE = 50
+DECISIONS = (ALLOWED, DENIED)
+# What a filter value may look like; anything else is ignored rather than searched for.
+_ACTION = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+_EMAIL = re.compile(r"[^\s@]{1,64}@[^\s@]{1,255}")
+
+NEWEST_FIRST = (AuditEvent.created_at.desc(), AuditEvent.id.desc())
+
+
+@bp.get("/<slug>/audit")
+@login_required  # authentication gate: 302 to sign in
+def audit_log(slug: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)  # scope: 404, never 403
+    authorize("audit.read", organization)  # authorization gate: 403 for members
+
+    filters = _filters()
+    query = select(AuditEvent).where(AuditEvent.organization_id == organization.id)
+    query = _filtered(query, filters)
+    db = get_db()
+    total = db.scalar(select(func.count()).select_from(query.subquery())) or 0
+    pages = max(1, math.ceil(total / PER_PAGE))
+    page = min(_page_number(), pages)
+    events = db.scalars(
+        query.order_by(*NEWEST_FIRST).limit(PER_PAGE).offset((page - 1) * PER_PAGE)
+    ).all()
+    known_actions = db.scalars(
+        select(AuditEvent.action)
+        .where(AuditEvent.organization_id == organization.id)
+        .distinct()
+        .order_by(AuditEvent.action)
+    ).all()
+    return render_template(
+        "orgs/audit.html",
+        organization=organization,
+        events=events,
+        filters=filters,
+        known_actions=known_actions,
+        decisions=DECISIONS,
+        page=page,
+        pages=pages,
+        total=total,
+        page_url=lambda number: _page_url(slug, filters, number),
+    )
+
+
+def _filters() -> dict[str, str]:
+    """The filters that were asked for and make sense; unknown or malformed ones are dropped."""
+    chosen: dict[str, str] = {}
+    action = request.args.get("action", "").strip()
+    if _ACTION.fullmatch(action):
+        chosen["action"] = action
+    # Emails are stored in lower case (invoiceapp.authn.forms.normalise_email).
+    actor = request.args.get("actor", "").strip().lower()
+    if len(actor) <= 320 and _EMAIL.fullmatch(actor) and actor.isprintable():
+        chosen["actor"] = actor
+    decision = request.args.get("decision", "")
+    if decision in DECISIONS:
+        chosen["decision"] = decision
+    return chosen
+
+
+def _filtered(
+    query: Select[tuple[AuditEvent]], filters: dict[str, str]
+) -> Select[tuple[AuditEvent]]:
+    if "action" in filters:
+        query = query.where(AuditEvent.action == filters["action"])
+    if "actor" in filters:
+        query = query.where(AuditEvent.actor_email == filters["actor"])
+    if "decision" in filters:
+        query = query.where(AuditEvent.decision == filters["decision"])
+    return query
+
+
+def _page_number() -> int:
+    """Anything but a plain, sane page number means page 1 ("²" is a digit to Python)."""
+    raw = request.args.get("page", "1")
+    if raw.isascii() and raw.isdigit() and len(raw) < 7 and int(raw) > 0:
+        return int(raw)
+    return 1
+
+
+def _page_url(slug: str, filters: dict[str, str], page: int) -> str:
+    """A link to another page that keeps the filters (encoded: emails may hold ``+`` or ``&``)."""
+    return f"/orgs/{slug}/audit?" + urlencode({**filters, "page": page})
