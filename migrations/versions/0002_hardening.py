@@ -41,9 +41,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("sessions") as batch:
         batch.add_column(
-            sa.Column(
-                "failed_reauthentications", sa.Integer(), server_default="0", nullable=False
-            )
+            sa.Column("failed_reauthentications", sa.Integer(), server_default="0", nullable=False)
         )
 
 

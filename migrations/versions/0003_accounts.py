@@ -61,9 +61,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_security_events")),
     )
-    op.create_index(
-        "ix_security_events_user_created", "security_events", ["user_id", "created_at"]
-    )
+    op.create_index("ix_security_events_user_created", "security_events", ["user_id", "created_at"])
 
 
 def downgrade() -> None:
