@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     event,
@@ -72,6 +73,10 @@ class Organization(Base):
     invoice_duplication_enabled: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # "This organization requires two-factor": a policy input like the plan and the flag.
+    requires_two_factor: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     # The database's ON DELETE CASCADE removes memberships; the ORM must not try first.
     memberships: Mapped[list[Membership]] = relationship(
@@ -94,6 +99,12 @@ class User(UserMixin, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # TOTP (RFC 6238): the secret is encrypted at rest (invoiceapp.authn.totp), never logged.
+    # Enrolment completes only when a correct code confirms it (totp_enabled_at set).
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(String(255), default=None)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The last time step a code was accepted for: a code works once only.
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -162,6 +173,9 @@ class Invoice(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # The one-time key of the form that created it; None for invoices made elsewhere.
     creation_key: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Bumped on every change: the ETag of the API and the hidden field of the edit form,
+    # so two people editing one invoice cannot silently overwrite each other.
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     organization: Mapped[Organization] = relationship()
     created_by: Mapped[User | None] = relationship()
@@ -193,6 +207,9 @@ class UserSession(Base):
     user_agent: Mapped[str | None] = mapped_column(String(300), default=None)
     # Wrong passwords typed at /reauthenticate; at REAUTH_MAX_FAILURES the session ends.
     failed_reauthentications: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # How this session was last proven, at authenticated_at: "password", "password+totp",
+    # "password+recovery_code" or "passkey". Strength is one more input to authorization.
+    proof: Mapped[str] = mapped_column(String(32), default="password", server_default="password")
 
     user: Mapped[User] = relationship()
 
@@ -319,3 +336,85 @@ for _statement in AUDIT_TRIGGERS_POSTGRESQL:
     event.listen(
         AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql")
     )
+
+
+class TokenScope(enum.StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+class PersonalAccessToken(Base):
+    """An API token for scripts: one user, one organization, a scope, an expiry.
+
+    Shown once as ``ia_pat_…``; only its SHA-256 is stored. It never exceeds its user:
+    every request asks the policy about the user's role *and* the token's scope.
+    """
+
+    __tablename__ = "personal_access_tokens"
+    __table_args__ = (
+        CheckConstraint(_in("scope", tuple(s.value for s in TokenScope)), name="scope"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(8))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    user: Mapped[User] = relationship()
+    organization: Mapped[Organization] = relationship()
+
+
+class RecoveryCode(Base):
+    """One of ten single-use codes for when the authenticator is lost. Stored keyed-hashed."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class Passkey(Base):
+    """A WebAuthn credential: something you have (and, with user verification, are)."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # base64url of the credential id the authenticator chose.
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    name: Mapped[str] = mapped_column(String(100))
+    transports: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class WebAuthnChallenge(Base):
+    """A challenge for one passkey ceremony: single use, short-lived, kept server-side."""
+
+    __tablename__ = "webauthn_challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # base64url of the random challenge; what the browser signs.
+    challenge: Mapped[str] = mapped_column(String(128), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # "register", "authenticate"
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

@@ -176,10 +176,14 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
         "security_events": 0,
         "invitations": 0,
         "audit_events": 0,
+        "personal_access_tokens": 0,
+        "recovery_codes": 0,
+        "passkeys": 0,
+        "webauthn_challenges": 0,
     }
     assert "users: 6 created, 0 already present" in first_output
     assert "users: 0 created, 6 already present" in second_output
-    assert "already at 0004_organizations" in second_output
+    assert "already at 0005_api_and_two_factor" in second_output
     assert PASSWORD in second_output  # the summary tells the demo password
 
 

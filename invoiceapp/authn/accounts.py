@@ -7,10 +7,11 @@ or held an old cookie is out.
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from ..models import TokenPurpose, User, UserSession
+from ..db import utcnow
+from ..models import PersonalAccessToken, TokenPurpose, User, UserSession
 from .passwords import hash_password
 from .tokens import revoke_tokens
 
@@ -34,3 +35,10 @@ def set_password(db: Session, user: User, new_password: str, *, keep: UserSessio
     # A pending email change too: a thief with a stolen session could otherwise wait for
     # the owner's new password, then move the account to their own address.
     revoke_tokens(db, user.id, TokenPurpose.RESET_PASSWORD, TokenPurpose.CHANGE_EMAIL)
+    # API tokens are proof made with the old password: they stop on the next request.
+    db.execute(
+        update(PersonalAccessToken)
+        .where(PersonalAccessToken.user_id == user.id, PersonalAccessToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
