@@ -1,0 +1,216 @@
+"""No page shows one organization's invoices to the other, even when they look alike.
+
+Acme and Globex get the same customers and the same invoice numbers (30 generated
+invoices each, plus five twins with identical customer and number), and each side's
+people reach for the other side's invoices so that every audit log holds references to
+foreign ids too. Then every list page (each status filter, every page), the dashboard's
+counts, the CSV export and the audit log are read as every person of each organization,
+and not one of them may contain a public id of the other organization.
+
+Runs on SQLite and, with INVOICEAPP_TEST_POSTGRES_URL set, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import pytest
+import test_invoice_actions
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+import seed
+from invoiceapp.db import utcnow
+from invoiceapp.invoicing import catch_up_invoice_counters
+from invoiceapp.models import Invoice, Organization
+from seed import random_public_id
+from support import signed_in_client
+
+# The backend-switching fixtures: SQLite, and PostgreSQL when it is configured.
+app = test_invoice_actions.app
+postgres_app = test_invoice_actions.postgres_app
+
+PUBLIC_ID = re.compile(r"\binv_[A-Za-z0-9]+\b")
+PAGE_OF = re.compile(r"Page \d+ of (\d+)")
+STAT = re.compile(r'<span class="stat-number">(\d+)</span> (\w+)</a>')
+
+
+@dataclass(frozen=True)
+class Viewer:
+    email: str
+    slug: str  # the organization they look at
+    reads_audit: bool  # owner or admin there
+
+
+# Grace is in both organizations (admin in Acme, member in Globex): she looks at each in turn.
+VIEWERS = [
+    Viewer("ada@acme.test", "acme", True),
+    Viewer("grace@acme.test", "acme", True),
+    Viewer("linus@acme.test", "acme", False),
+    Viewer("eve@acme.test", "acme", False),
+    Viewer("hank@globex.test", "globex", True),
+    Viewer("marge@globex.test", "globex", False),
+    Viewer("grace@acme.test", "globex", False),
+]
+OTHER = {"acme": "globex", "globex": "acme"}
+
+
+def org_id(db: Session, slug: str) -> int:
+    found = db.scalar(select(Organization.id).where(Organization.slug == slug))
+    assert found is not None
+    return found
+
+
+def ids_of(db: Session, slug: str, *, live_only: bool = False) -> set[str]:
+    db.expire_all()
+    query = select(Invoice.public_id).where(Invoice.organization_id == org_id(db, slug))
+    if live_only:
+        query = query.where(Invoice.deleted_at.is_(None))
+    return set(db.scalars(query))
+
+
+def ids_in(text: str) -> set[str]:
+    return set(PUBLIC_ID.findall(text))
+
+
+@pytest.fixture()
+def look_alikes(app: Flask, db: Session) -> dict[str, set[str]]:
+    """Both organizations full of invoices that look the same; both audit logs busy."""
+    seed.add_generated_invoices(db, 30, progress=False)
+    # Five twins: the same customer, amount, currency, status and number on both sides.
+    today = date.today()
+    for slug in ("acme", "globex"):
+        now = utcnow()
+        db.execute(
+            insert(Invoice),
+            [
+                {
+                    "public_id": random_public_id(),
+                    "organization_id": org_id(db, slug),
+                    "number": 500 + i,
+                    "customer": f"Twin Trading {i}",
+                    "amount_minor": 10_000 + i,
+                    "currency": "EUR",
+                    "status": ("draft", "sent", "paid", "void", "sent")[i],
+                    "issue_date": today - timedelta(days=i),
+                    "due_date": today + timedelta(days=30),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(5)
+            ],
+        )
+    catch_up_invoice_counters(db)
+    # Duplication on, so the buttons (and their forms) appear on pages too.
+    db.execute(update(Organization).values(invoice_duplication_enabled=True))
+    db.commit()
+    ids = {slug: ids_of(db, slug) for slug in ("acme", "globex")}
+
+    # Each side reaches for some of the other side's invoices (404s, recorded in the
+    # owner's log with the foreign actor), and does something allowed at home.
+    for email, slug in (("linus@acme.test", "acme"), ("marge@globex.test", "globex")):
+        client = signed_in_client(app, email)
+        for public_id in sorted(ids[OTHER[slug]])[:5]:
+            assert client.get(f"/invoices/{public_id}").status_code == 404
+            assert client.post(f"/invoices/{public_id}/delete").status_code == 404
+        for public_id in sorted(ids[slug])[:3]:
+            assert client.post(f"/invoices/{public_id}/mark-paid").status_code in (403, 303)
+    for email, slug in (("ada@acme.test", "acme"), ("hank@globex.test", "globex")):
+        client = signed_in_client(app, email)
+        for public_id in sorted(ids[slug])[:3]:
+            assert client.post(f"/invoices/{public_id}/duplicate").status_code == 303
+        assert client.post(f"/invoices/{sorted(ids[slug])[3]}/delete").status_code == 303
+    return {slug: ids_of(db, slug) for slug in ("acme", "globex")}
+
+
+def viewer_client(app: Flask, viewer: Viewer) -> FlaskClient:
+    client = signed_in_client(app, viewer.email)
+    response = client.post("/orgs/switch", data={"organization": viewer.slug})
+    assert response.status_code == 303
+    return client
+
+
+def every_page(client: FlaskClient, first: str) -> list[str]:
+    """The bodies of ``first`` and every later page (``page=N`` appended)."""
+    response = client.get(first)
+    assert response.status_code == 200, first
+    bodies = [response.get_data(as_text=True)]
+    match = PAGE_OF.search(bodies[0])
+    pages = int(match.group(1)) if match else 1
+    separator = "&" if "?" in first else "?"
+    for page in range(2, pages + 1):
+        response = client.get(f"{first}{separator}page={page}")
+        assert response.status_code == 200
+        bodies.append(response.get_data(as_text=True))
+    return bodies
+
+
+@pytest.mark.parametrize("viewer", VIEWERS, ids=lambda v: f"{v.email.split('@')[0]}-in-{v.slug}")
+def test_no_page_shows_the_other_organizations_ids(
+    app: Flask, db: Session, look_alikes: dict[str, set[str]], viewer: Viewer
+) -> None:
+    foreign = look_alikes[OTHER[viewer.slug]]
+    own_live = ids_of(db, viewer.slug, live_only=True)
+    assert len(foreign) > 40 and len(own_live) > 40
+    client = viewer_client(app, viewer)
+    seen: dict[str, set[str]] = {}
+
+    # Every list page, for each status filter.
+    for status in ("", "draft", "sent", "paid", "void"):
+        path = f"/invoices?status={status}" if status else "/invoices"
+        for number, body in enumerate(every_page(client, path), start=1):
+            seen[f"{path} page {number}"] = ids_in(body)
+    listed = set().union(*(ids for name, ids in seen.items() if name.startswith("/invoices ")))
+    assert listed == own_live  # the pages are not empty: every own invoice is on one of them
+
+    # The dashboard: recent invoices, and counts that are this organization's alone.
+    dashboard = client.get("/dashboard").get_data(as_text=True)
+    seen["/dashboard"] = ids_in(dashboard)
+    db.expire_all()
+    own_counts = Counter(
+        db.scalars(
+            select(Invoice.status).where(
+                Invoice.organization_id == org_id(db, viewer.slug), Invoice.deleted_at.is_(None)
+            )
+        )
+    )
+    shown = {status: int(count) for count, status in STAT.findall(dashboard)}
+    assert shown == {status: own_counts.get(status, 0) for status in shown}
+    assert set(shown) == {"draft", "sent", "paid", "void"}
+
+    # The export: pro (Acme) gets a file of its own invoices; free (Globex) a 403.
+    export = client.get("/invoices/export.csv")
+    assert export.status_code == (200 if viewer.slug == "acme" else 403)
+    seen["/invoices/export.csv"] = ids_in(export.get_data(as_text=True))
+    if export.status_code == 200:
+        assert seen["/invoices/export.csv"] == own_live
+
+    # The audit log, where the other side's attempts on our invoices are recorded.
+    audit_path = f"/orgs/{viewer.slug}/audit"
+    if viewer.reads_audit:
+        bodies = every_page(client, audit_path)
+        for number, body in enumerate(bodies, start=1):
+            seen[f"{audit_path} page {number}"] = ids_in(body)
+        logged = set().union(*(ids_in(body) for body in bodies))
+        assert logged & look_alikes[viewer.slug]  # it does hold this organization's records
+    else:
+        refused = client.get(audit_path)
+        assert refused.status_code == 403
+        seen[audit_path] = ids_in(refused.get_data(as_text=True))
+
+    # And the other organization's audit log is not even there for them.
+    other_audit = client.get(f"/orgs/{OTHER[viewer.slug]}/audit")
+    if viewer.email == "grace@acme.test":
+        assert other_audit.status_code in (200, 403)  # she belongs to both
+    else:
+        assert other_audit.status_code == 404
+    if viewer.email != "grace@acme.test":
+        seen["other audit"] = ids_in(other_audit.get_data(as_text=True))
+
+    leaks = {name: sorted(ids & foreign) for name, ids in seen.items() if ids & foreign}
+    assert not leaks, f"{viewer} saw the other organization's invoices: {leaks}"
