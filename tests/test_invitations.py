@@ -22,7 +22,7 @@ from conftest import Clock, make_test_app
 from invoiceapp.db import utcnow
 from invoiceapp.mail import latest_mail_to, read_outbox
 from invoiceapp.models import AuditEvent, Invitation, Membership, Organization, Plan
-from support import signed_in_client, user
+from support import PASSWORD, csrf_token_from, signed_in_client, user
 
 NEW_EMAIL = "new.person@example.com"
 STRONG = "lagoon heron juniper fjord 7"
@@ -648,3 +648,39 @@ def test_simultaneous_accept_is_caught_by_the_unique_membership(
     assert role_of(db, NEW_EMAIL, "acme") == "admin"
     assert memberships_of(db, NEW_EMAIL) == 2
     assert audit_rows(db, "member.accept") == []
+
+
+# ---------------------------------------------------------------------------
+# Through the real forms, CSRF on
+# ---------------------------------------------------------------------------
+
+
+def test_invite_and_accept_through_the_real_forms_with_csrf(
+    database_file: Path, outbox: Path, db: Session
+) -> None:
+    app = make_test_app(database_file, WTF_CSRF_ENABLED=True, MAIL_OUTBOX_DIR=str(outbox))
+    try:
+
+        def signed_in(email: str) -> FlaskClient:
+            client = app.test_client()
+            token = csrf_token_from(text(client.get("/sign-in")))
+            data = {"email": email, "password": PASSWORD, "csrf_token": token}
+            assert client.post("/sign-in", data=data).status_code == 303
+            return client
+
+        ada = signed_in("ada@acme.test")
+        form = {"email": "hank@globex.test", "role": "member"}
+        assert ada.post("/orgs/acme/invitations", data=form).status_code == 400
+        token = csrf_token_from(text(ada.get("/orgs/acme/members")))
+        response = ada.post("/orgs/acme/invitations", data={**form, "csrf_token": token})
+        assert response.status_code == 303
+
+        path = invitation_path(outbox, "hank@globex.test")
+        hank = signed_in("hank@globex.test")
+        assert hank.post(path).status_code == 400  # a forged accept changes nothing
+        assert role_of(db, "hank@globex.test", "acme") is None
+        page = text(hank.get(path))
+        assert hank.post(path, data={"csrf_token": csrf_token_from(page)}).status_code == 303
+        assert role_of(db, "hank@globex.test", "acme") == "member"
+    finally:
+        app.extensions["db_engine"].dispose()

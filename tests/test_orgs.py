@@ -26,7 +26,7 @@ from invoiceapp.db import utcnow
 from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import AuditEvent, Membership, Organization, Plan, UserSession
 from invoiceapp.organizations import RESERVED_SLUGS, SLUG_SHAPE, unique_slug
-from support import signed_in_client, user
+from support import PASSWORD, csrf_token_from, signed_in_client, user
 
 
 @pytest.fixture()
@@ -787,3 +787,60 @@ def test_audit_rows_name_no_customer_data(app: Flask, db: Session) -> None:
     for row in db.scalars(select(AuditEvent).where(AuditEvent.decision == "allowed")):
         assert "Globex Corporation" not in row.reason
         assert row.created_at <= utcnow()
+
+
+# ---------------------------------------------------------------------------
+# Through the real forms, CSRF on
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def csrf_app(database_file: Path, outbox: Path) -> Iterator[Flask]:
+    """Overrides conftest's csrf_app: CSRF on, mail to this test's outbox."""
+    app = make_test_app(database_file, WTF_CSRF_ENABLED=True, MAIL_OUTBOX_DIR=str(outbox))
+    yield app
+    app.extensions["db_engine"].dispose()
+
+
+def sign_in_through_the_form(app: Flask, email: str) -> FlaskClient:
+    client = app.test_client()
+    token = csrf_token_from(text(client.get("/sign-in")))
+    response = client.post(
+        "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 303
+    return client
+
+
+def test_forms_on_the_pages_work_with_csrf_and_forged_posts_are_400(
+    csrf_app: Flask, db: Session
+) -> None:
+    ada = sign_in_through_the_form(csrf_app, "ada@acme.test")
+    linus = user(db, "linus@acme.test").id
+    page = text(ada.get("/orgs/acme/members"))
+    token = csrf_token_from(page)
+
+    forged = ada.post(f"/orgs/acme/members/{linus}/role", data={"role": "admin"})
+    assert forged.status_code == 400
+    assert role_of(db, "linus@acme.test", "acme") == "member"
+
+    response = ada.post(
+        f"/orgs/acme/members/{linus}/role", data={"role": "admin", "csrf_token": token}
+    )
+    assert response.status_code == 303
+    assert role_of(db, "linus@acme.test", "acme") == "admin"
+
+    overview = text(ada.get("/orgs/acme"))
+    settings = ada.post(
+        "/orgs/acme/settings",
+        data={"invoice_duplication": "on", "csrf_token": csrf_token_from(overview)},
+    )
+    assert settings.status_code == 303
+    assert organization(db, "acme").invoice_duplication_enabled
+
+    new_page = text(ada.get("/orgs/new"))
+    created = ada.post(
+        "/orgs/new", data={"name": "Analytical Engines", "csrf_token": csrf_token_from(new_page)}
+    )
+    assert created.headers["Location"] == "/orgs/analytical-engines"
+    assert ada.post("/orgs/analytical-engines/leave").status_code == 400
