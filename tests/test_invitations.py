@@ -684,3 +684,16 @@ def test_invite_and_accept_through_the_real_forms_with_csrf(
         assert role_of(db, "hank@globex.test", "acme") == "member"
     finally:
         app.extensions["db_engine"].dispose()
+
+
+def test_an_owner_invitation_made_outside_the_forms_is_never_accepted(
+    app: Flask, db: Session, outbox: Path
+) -> None:
+    invite(client_of(app, "ada@acme.test"), "acme", "hank@globex.test")
+    (invitation,) = pending(db, "hank@globex.test")
+    invitation.role = "owner"  # the table allows it; no form or policy path does
+    db.commit()
+    hank = client_of(app, "hank@globex.test")
+    assert hank.post(invitation_path(outbox, "hank@globex.test")).status_code == 404
+    assert role_of(db, "hank@globex.test", "acme") is None
+    assert role_of(db, "ada@acme.test", "acme") == "owner"
