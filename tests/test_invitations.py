@@ -435,7 +435,15 @@ def test_admin_invites_an_owner_gets_403(app: Flask, db: Session) -> None:
     assert invitations_to(db, NEW_EMAIL) == []
 
 
-@pytest.mark.parametrize("role", ["owner", "superuser", "", "x" * 1000])
+def test_nobody_invites_a_second_owner(app: Flask, db: Session) -> None:
+    # One owner per organization: ownership moves by transfer, never by invitation.
+    response = invite(client_of(app, "ada@acme.test"), "acme", NEW_EMAIL, "owner")
+    assert response.status_code == 403
+    assert "ownership moves only by a transfer" in text(response)
+    assert invitations_to(db, NEW_EMAIL) == []
+
+
+@pytest.mark.parametrize("role", ["superuser", "", "x" * 1000])
 def test_owner_invites_with_a_role_a_form_cannot_give_gets_422(
     app: Flask, db: Session, role: str
 ) -> None:

@@ -120,9 +120,10 @@ def contract(case: Case) -> tuple[bool, bool]:
     if action in ("org.billing.update", "org.transfer_ownership"):
         return role == OWNER, True  # "yes, elevated"
     if action == INVITE:
-        if role == OWNER:
-            return True, False
-        return role == ADMIN and case.new_role != OWNER, False  # "yes (never as owner)"
+        # Nobody invites a second owner: ownership moves only by a transfer.
+        if case.new_role == OWNER:
+            return False, False
+        return role in (OWNER, ADMIN), False
     if action in MEMBERSHIP_ACTIONS:
         # Nobody acts on themselves here (that is leaving), the owner changes only by a
         # transfer, and nobody is made owner by a role change.

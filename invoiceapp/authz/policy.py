@@ -220,6 +220,10 @@ def _invariants(
                 f"{_a(resource.status).capitalize()} invoice cannot be {_past(action)}",
                 "invoice state",
             )
+    if action == "member.invite" and context.get("role") == OWNER:
+        return deny(
+            "An organization has one owner; ownership moves only by a transfer", "one owner"
+        )
     if isinstance(resource, Membership) and action in ("member.remove", "member.change_role"):
         if resource.user_id == principal.user.id:
             return deny("Nobody can remove or re-role themselves here", "not yourself")

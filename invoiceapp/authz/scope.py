@@ -80,6 +80,15 @@ def organization_in_my_orgs_or_404(slug: str) -> Organization:
         .where(Membership.user_id == require_principal().user.id, Organization.slug == slug)
     )
     if organization is None:
+        owner = get_db().scalar(select(Organization.id).where(Organization.slug == slug))
+        record_audit(
+            request.endpoint or "lookup",
+            organization_id=owner,
+            resource_id=slug,
+            decision=DENIED,
+            status=404,
+            reason="Not one of the principal's organizations" if owner else "No such organization",
+        )
         abort(404)
     return organization
 
