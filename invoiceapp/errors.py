@@ -153,7 +153,10 @@ def in_words(seconds: int) -> str:
 
 def handle_reauthentication(error: ReauthenticationRequired) -> Response:
     if not wants_json():
-        return redirect("/reauthenticate?" + urlencode({"next": error.next_path}), code=302)
+        query = {"next": error.next_path}
+        if error.second_factor:
+            query["factor"] = "second"
+        return redirect("/reauthenticate?" + urlencode(query), code=302)
     response = _api_error(401, error.description or "", "reauthentication_required")
     response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     return response

@@ -13,6 +13,9 @@ from .authn.sessions import current_session
 from .db import get_db
 from .models import Membership, User, UserSession
 
+# Session proofs that include a second factor (UserSession.proof).
+TWO_FACTOR_PROOFS = frozenset({"password+totp", "password+recovery_code", "passkey"})
+
 
 @dataclass(frozen=True)
 class Principal:
@@ -20,6 +23,20 @@ class Principal:
     session: UserSession | None
     # organization id -> role. Roles belong to a membership, never to the user.
     roles: Mapping[int, str]
+    # Set when the request came with a personal access token instead of a session: the
+    # token's scope ("read" or "write") narrows the roles, and roles hold only its org.
+    token_scope: str | None = None
+
+    @property
+    def proof(self) -> str:
+        """How this request's identity was last proven (password, passkey, token…)."""
+        if self.session is not None:
+            return self.session.proof
+        return "token" if self.token_scope else "none"
+
+    @property
+    def two_factor_proven(self) -> bool:
+        return self.proof in TWO_FACTOR_PROOFS
 
     def role_in(self, organization_id: int) -> str | None:
         return self.roles.get(organization_id)

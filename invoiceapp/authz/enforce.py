@@ -11,6 +11,7 @@ from typing import Any
 from flask import request
 from werkzeug.exceptions import Forbidden, HTTPException
 
+from ..authn.second_factor import has_second_factor
 from ..authn.sessions import is_fresh
 from ..models import Invoice, Membership, Organization
 from ..principal import current_principal
@@ -54,9 +55,11 @@ class ReauthenticationRequired(HTTPException):
     code = 401
     description = "Enter your password again to continue."
 
-    def __init__(self, next_path: str) -> None:
+    def __init__(self, next_path: str, *, second_factor: bool = False) -> None:
         super().__init__()
         self.next_path = next_path
+        # The fresh proof must use the second factor (TOTP or a passkey).
+        self.second_factor = second_factor
 
 
 def authorize(action: str, resource: object, **context: Any) -> Decision:
@@ -75,6 +78,9 @@ def authorize(action: str, resource: object, **context: Any) -> Decision:
         principal = current_principal()
         if principal is None or not is_fresh(principal.session):
             raise ReauthenticationRequired(request.path)
+        if decision.requires_second_factor and not principal.two_factor_proven:
+            if has_second_factor(principal.user):
+                raise ReauthenticationRequired(request.path, second_factor=True)
     return decision
 
 

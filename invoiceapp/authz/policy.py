@@ -11,7 +11,16 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..models import Invoice, InvoiceStatus, Membership, Organization, Plan, Role, User
+from ..models import (
+    Invoice,
+    InvoiceStatus,
+    Membership,
+    Organization,
+    Plan,
+    Role,
+    TokenScope,
+    User,
+)
 from ..principal import Principal
 
 
@@ -23,7 +32,10 @@ class Rule(enum.StrEnum):
     NOT_AS_OWNER = "yes, never as owner"
     MEMBERS_ONLY = "members only"
     ELEVATED = "yes, elevated"
+    # The most sensitive actions: fresh proof that used the second factor, when enrolled.
+    ELEVATED_STRONG = "yes, elevated with the second factor when enrolled"
     SELF_ELEVATED = "self, elevated"
+    SELF_ELEVATED_STRONG = "self, elevated with the second factor"
     FLAG_ON = "yes, when the organization's flag is on"
     TRANSFER_FIRST = "no, transfer ownership first"
 
@@ -51,11 +63,22 @@ POLICY: dict[str, dict[str, Rule]] = {
     "member.change_role":       {OWNER: R.YES,      ADMIN: R.MEMBERS_ONLY, MEMBER: R.NO},
     "org.billing.read":         {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     "org.billing.update":       {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
-    "org.transfer_ownership":   {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
+    "org.transfer_ownership":   {OWNER: R.ELEVATED_STRONG, ADMIN: R.NO, MEMBER: R.NO},
     "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     "account.password.change":  {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
                                  MEMBER: R.SELF_ELEVATED},
+    "account.two_factor.manage": {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
+                                  MEMBER: R.SELF_ELEVATED},
+    "account.two_factor.disable": {OWNER: R.SELF_ELEVATED_STRONG,
+                                   ADMIN: R.SELF_ELEVATED_STRONG,
+                                   MEMBER: R.SELF_ELEVATED_STRONG},
 }  # fmt: skip
+
+# What a personal access token with the "read" scope may do. Everything else needs
+# "write" — and the user's role as well: a scope narrows a role, never widens it.
+READ_ONLY_ACTIONS = frozenset(
+    {"invoice.read", "invoice.export", "org.read", "member.read", "org.billing.read", "audit.read"}
+)
 
 # The invoice's state is a rule input too: which states each invoice action starts from.
 # A paid or void invoice is no longer editable by anyone; it can only be voided.
@@ -78,6 +101,8 @@ class Decision:
     # What would have been needed, in words ("the owner or admin role").
     missing: str | None = None
     requires_elevation: bool = False
+    # Elevation must have used the second factor, if the user has one enrolled.
+    requires_second_factor: bool = False
     # Which entry of the table decided ("members only", "invoice state", …).
     rule: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -108,8 +133,8 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     if principal is None:
         return Decision(False, action, "Nobody is signed in", missing="a signed-in user")
 
-    if action == "account.password.change":
-        return _self_service(principal, action, resource)
+    if action.startswith("account."):
+        return _narrowed(principal, _self_service(principal, action, resource))
 
     organization = _organization_of(resource)
     organization_id = organization.id if isinstance(organization, Organization) else organization
@@ -124,7 +149,46 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     decision = _role_rule(principal, action, resource, role, rule, needed, context)
     if decision.allowed:
         decision = _invariants(principal, action, resource, role, decision, context)
-    return decision
+    if decision.allowed:
+        decision = _two_factor_rule(principal, resource, decision)
+    return _narrowed(principal, decision)
+
+
+def _two_factor_rule(principal: Principal, resource: object, decision: Decision) -> Decision:
+    """An organization that requires two-factor refuses sessions proven by password alone."""
+    organization = _resource_organization(resource)
+    if organization is None or not organization.requires_two_factor:
+        return decision
+    if principal.two_factor_proven:
+        return decision
+    return Decision(
+        False,
+        decision.action,
+        f"{organization.name} requires two-factor authentication, and this session was "
+        "proven with a password only. Set up two-factor at /account/two-factor and sign in "
+        "with it.",
+        role=decision.role,
+        missing="a sign-in with a second factor",
+        rule="organization requires two-factor",
+        details={"api_reason": "two_factor_required"},
+    )
+
+
+def _narrowed(principal: Principal, decision: Decision) -> Decision:
+    """A read-scoped token may only read, whatever its user's role allows."""
+    if not decision.allowed or principal.token_scope in (None, TokenScope.WRITE):
+        return decision
+    if decision.action in READ_ONLY_ACTIONS:
+        return decision
+    return Decision(
+        False,
+        decision.action,
+        f"This token's scope is read; {decision.action} needs a token with the write scope",
+        role=decision.role,
+        missing="a token with the write scope",
+        rule="token scope",
+        details={"api_reason": "insufficient_scope"},
+    )
 
 
 def _a(word: str) -> str:
@@ -155,6 +219,13 @@ def _role_rule(
             f"The {role} role includes {action} after a fresh password check",
             requires_elevation=True,
         )
+    if rule is Rule.ELEVATED_STRONG:
+        return allow(
+            f"The {role} role includes {action} after a fresh check that uses the second "
+            "factor, when one is set up",
+            requires_elevation=True,
+            requires_second_factor=True,
+        )
     if rule is Rule.NO:
         return deny(f"The {role} role does not include {action}", f"the {needed} role")
     if rule is Rule.TRANSFER_FIRST:
@@ -163,7 +234,8 @@ def _role_rule(
             "another owner",
         )
     if rule is Rule.OWN_DRAFTS:
-        assert isinstance(resource, Invoice)
+        if not isinstance(resource, Invoice):
+            return deny(f"For {_a(role)} this depends on the invoice", "a specific invoice")
         if resource.created_by_id != principal.user.id:
             return deny(
                 f"{_a(role).capitalize()} may only {_verb(action)} invoices they created",
@@ -193,7 +265,8 @@ def _role_rule(
             return deny(f"{_a(role).capitalize()} may not make someone an owner", "the owner role")
         return allow(f"{_a(role).capitalize()} may invite members and admins")
     if rule is Rule.MEMBERS_ONLY:
-        assert isinstance(resource, Membership)
+        if not isinstance(resource, Membership):
+            return deny(f"For {_a(role)} this depends on the member", "a specific member")
         if resource.role != MEMBER or context.get("role") == OWNER:
             return deny(f"{_a(role).capitalize()} may only manage plain members", "the owner role")
         return allow(f"{_a(role).capitalize()} may manage plain members")
@@ -260,11 +333,23 @@ def _resource_organization(resource: object) -> Organization | None:
 
 
 def _self_service(principal: Principal, action: str, resource: object) -> Decision:
-    if isinstance(resource, User) and resource.id == principal.user.id:
+    if not (isinstance(resource, User) and resource.id == principal.user.id):
         return Decision(
-            True,
-            action,
-            "People may change their own password after a fresh password check",
-            requires_elevation=True,
+            False, action, "Only the account holder may do this", missing="being this user"
         )
-    return Decision(False, action, "Only the account holder may do this", missing="being this user")
+    if principal.token_scope is not None:
+        return Decision(
+            False, action, "Account settings are not available to API tokens",
+            missing="a signed-in browser session", rule="token scope",
+            details={"api_reason": "insufficient_scope"},
+        )  # fmt: skip
+    strong = POLICY[action][OWNER] is Rule.SELF_ELEVATED_STRONG
+    return Decision(
+        True,
+        action,
+        "People may change their own account after a fresh check"
+        + (" that uses their second factor" if strong else ""),
+        rule=POLICY[action][OWNER].value,
+        requires_elevation=True,
+        requires_second_factor=strong,
+    )
