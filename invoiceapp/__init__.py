@@ -27,6 +27,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     load_config(app, config)
     trust_proxies(app)
+    limit_chunked_bodies(app)
     register_database(app)
     register_extensions(app)
     register_blueprints(app)
@@ -43,6 +44,15 @@ def trust_proxies(app: Flask) -> None:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+
+
+def limit_chunked_bodies(app: Flask) -> None:
+    """MAX_CONTENT_LENGTH also for bodies without a Content-Length (see body_limit.py)."""
+    from .body_limit import ChunkedBodyLimit
+
+    app.wsgi_app = ChunkedBodyLimit(  # type: ignore[method-assign]
+        app.wsgi_app, lambda: app.config["MAX_CONTENT_LENGTH"]
+    )
 
 
 def register_database(app: Flask) -> None:
@@ -73,12 +83,14 @@ def register_blueprints(app: Flask) -> None:
     from .views.account import bp as account_bp
     from .views.audit import bp as audit_bp
     from .views.dev_mail import bp as dev_mail_bp
+    from .views.health import bp as health_bp
     from .views.invitations import bp as invitations_bp
     from .views.invoices import bp as invoices_bp
     from .views.orgs import bp as orgs_bp
     from .views.pages import bp as pages_bp
 
     app.register_blueprint(pages_bp)
+    app.register_blueprint(health_bp)
     app.register_blueprint(authn_bp)
     app.register_blueprint(signup_bp)
     app.register_blueprint(recovery_bp)

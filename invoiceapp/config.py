@@ -6,7 +6,9 @@ import os
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import click
 from flask import Flask
 
 from .authn.passwords import check_profile_strength
@@ -113,18 +115,40 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     for key in ("SESSION_COOKIE_SECURE", "AUTH_COOKIE_SECURE"):
         if app.config[key] is None:
             app.config[key] = not development
+    if (
+        app.config["SESSION_COOKIE_SECURE"]
+        and app.config["SESSION_COOKIE_NAME"] == "invoiceapp_flash"
+    ):
+        # The cookie holding the CSRF secret gets the same __Host- lock as the session's.
+        app.config["SESSION_COOKIE_NAME"] = "__Host-invoiceapp_flash"
+    if app.config.get("TRUSTED_HOSTS") is None:
+        app.config["TRUSTED_HOSTS"] = _trusted_hosts(app.config["BASE_URL"], development)
     if app.config["AUTH_COOKIE_NAME"] is None:
         secure = app.config["AUTH_COOKIE_SECURE"]
         app.config["AUTH_COOKIE_NAME"] = "__Host-invoiceapp_sid" if secure else "invoiceapp_sid"
     if not app.config.get("SECRET_KEY"):
         if not development:
-            raise RuntimeError(
+            raise ConfigurationError(
                 "SECRET_KEY is not set. Set FLASK_SECRET_KEY to a long random value "
                 "(python -c 'import secrets; print(secrets.token_hex(32))'), "
                 "or run with FLASK_DEBUG=1 / FLASK_DEMO_MODE=true for a generated development key."
             )
         app.config["SECRET_KEY"] = _development_secret_key(Path(app.instance_path))
     check_profile_strength(app.config["PASSWORD_HASH_PROFILE"], testing=app.testing)
+
+
+class ConfigurationError(click.ClickException, RuntimeError):
+    """A setting that must be fixed before the app can run: one clear line, no traceback
+    (the ``flask`` command prints it as "Error: …")."""
+
+
+def _trusted_hosts(base_url: str, development: bool) -> list[str]:
+    """Requests naming another Host get a 400, so no redirect or link is built from it.
+
+    By default the host of BASE_URL, plus the loopback names in development.
+    """
+    host = urlsplit(base_url).hostname or "localhost"
+    return [host, "localhost", "127.0.0.1"] if development else [host]
 
 
 def _development_secret_key(instance: Path) -> str:

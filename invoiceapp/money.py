@@ -20,6 +20,9 @@ def parse_amount(text: str) -> int:
         raise AmountError("Enter an amount.")
     if len(cleaned) > 32:
         raise AmountError("That amount is too long.")
+    if not cleaned.isascii():
+        # Decimal() also reads Arabic-Indic and other digits; an invoice amount should not.
+        raise AmountError("Use the digits 0 to 9, like 1250.00.")
     try:
         value = Decimal(cleaned)
     except InvalidOperation:

@@ -238,9 +238,11 @@ def test_cookies_are_secure_and_host_only_outside_development(database_file: Pat
             "SECRET_KEY": "k" * 32,
             "DATABASE_URL": f"sqlite:///{database_file}",
             "WTF_CSRF_ENABLED": False,  # this test is about the cookie, not the form
+            "BASE_URL": "https://invoices.example",
         }
     )
     assert app.config["AUTH_COOKIE_SECURE"] is True
+    assert app.config["SESSION_COOKIE_NAME"] == "__Host-invoiceapp_flash"
     assert app.config["SESSION_COOKIE_SECURE"] is True
     client = app.test_client()
     response = client.post(

@@ -116,6 +116,8 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "authn.sign_out_confirm",
         "account.confirm_email_change",
         "authn.sign_out",
+        "health.healthz",
+        "health.readyz",
         "dev_mail.outbox",
         "dev_mail.show",
         "signup.sign_up_form",

@@ -30,7 +30,9 @@ def check_profile_strength(profile_name: str, *, testing: bool) -> None:
     if testing:
         return
     if not any(profile.memory_cost >= m and profile.time_cost >= t for m, t in OWASP_MINIMUMS):
-        raise RuntimeError(
+        from ..config import ConfigurationError
+
+        raise ConfigurationError(
             f"PASSWORD_HASH_PROFILE {profile_name!r} is below OWASP's Argon2id minimum "
             "(19 MiB and 2 passes, or an equivalent pair); it is allowed only in the tests. "
             "Use RFC_9106_LOW_MEMORY (the default)."

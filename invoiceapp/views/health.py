@@ -1,0 +1,49 @@
+"""Health checks for load balancers and orchestrators: public, JSON, no versions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    """The process is up and answering. Touches nothing else."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    """Ready for traffic: the database answers (and Redis, when rate limits live there)."""
+    checks = {"database": _database_ok()}
+    if current_app.config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://")):
+        checks["redis"] = _redis_ok()
+    ready = all(checks.values())
+    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    response = jsonify(body)
+    response.status_code = 200 if ready else 503
+    if not ready:
+        response.headers["Retry-After"] = str(current_app.config["DATABASE_RETRY_AFTER_SECONDS"])
+    return response
+
+
+def _database_ok() -> bool:
+    try:
+        with current_app.extensions["db_engine"].connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except SQLAlchemyError:
+        return False
+
+
+def _redis_ok() -> bool:
+    from ..extensions import limiter
+
+    try:
+        return bool(limiter.storage.check())
+    except Exception:  # noqa: BLE001 - any failure means "not ready"
+        return False
