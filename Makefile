@@ -19,6 +19,13 @@ demo: install
 	FLASK_DEMO_MODE=true $(BIN)/python seed.py
 	FLASK_DEMO_MODE=true $(BIN)/flask --app invoiceapp run --host 127.0.0.1 --port 5000
 
+# Production-style: gunicorn with gunicorn.conf.py. Needs FLASK_SECRET_KEY (and, with more
+# than one worker, FLASK_RATELIMIT_STORAGE_URI=redis://...).
+serve: install
+	@test -n "$$FLASK_SECRET_KEY" || { echo "make serve: set FLASK_SECRET_KEY to a long random value first (python3 -c 'import secrets; print(secrets.token_hex(32))')"; exit 2; }
+	$(BIN)/alembic upgrade head
+	$(BIN)/gunicorn --no-control-socket -c gunicorn.conf.py "invoiceapp:create_app()"
+
 test: install
 	$(BIN)/python -m pytest
 

@@ -10,6 +10,7 @@ import time
 from urllib.parse import urlencode
 
 from flask import Flask, current_app, g, jsonify, redirect, render_template, request
+from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -67,6 +68,12 @@ def _api_error(status: int, message: str, reason: str | None = None) -> Response
 
 def handle_http_error(error: HTTPException) -> Response:
     status = error.code or 500
+    if request_ctx.url_adapter is None:
+        # Refused before routing (an untrusted Host header): no URLs can be built, so no
+        # page layout either. A plain line says what happened.
+        return Response(
+            f"{status} {TITLES.get(status, error.name)}\n", status, mimetype="text/plain"
+        )
     if status >= 500:
         _forget_the_request_state()
     decision = getattr(error, "decision", None)
