@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from conftest import Clock, make_test_app
 from invoiceapp.authn import signup
-from invoiceapp.authn.signup import CHECK_YOUR_INBOX, SLUG_SHAPE, free_slug, slug_base
+from invoiceapp.authn.signup import CHECK_YOUR_INBOX
 from invoiceapp.mail import latest_mail_to, read_outbox
 from invoiceapp.models import (
     AccountToken,
@@ -31,6 +31,8 @@ from invoiceapp.models import (
     User,
     UserSession,
 )
+from invoiceapp.organizations import SLUG_SHAPE, slug_base
+from invoiceapp.organizations import unique_slug as free_slug
 from support import AUTH_COOKIE, csrf_token_from, signed_in_client
 from support import user as user_by_email
 
@@ -254,10 +256,10 @@ def test_sign_up_that_loses_a_race_for_the_address_is_the_taken_branch(
         with app.extensions["db_sessionmaker"]() as other:
             other.add(User(email=NEW_EMAIL, display_name="Racer", password_hash="x"))
             other.commit()
-        monkeypatch.setattr(signup, "free_slug", real_free_slug)
+        monkeypatch.setattr(signup, "unique_slug", real_free_slug)
         return real_free_slug(session, name)
 
-    monkeypatch.setattr(signup, "free_slug", other_request_commits_first)
+    monkeypatch.setattr(signup, "unique_slug", other_request_commits_first)
     before = counts(db)
     client = app.test_client()
     response = sign_up(client)

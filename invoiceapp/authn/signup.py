@@ -10,7 +10,6 @@ address the account still has: a link mailed before an email change verifies not
 
 from __future__ import annotations
 
-import re
 import unicodedata
 
 import flask_login
@@ -28,6 +27,7 @@ from ..extensions import limiter
 from ..forms import Form
 from ..mail import absolute_url, send_mail
 from ..models import Membership, Organization, Plan, Role, TokenPurpose, User
+from ..organizations import SLUG_ATTEMPTS, unique_slug
 from ..principal import require_principal
 from .emails import valid_new_email
 from .events import EventKind, record_event
@@ -46,13 +46,6 @@ CHECK_YOUR_INBOX = (
 )
 
 MAX_NAME_LENGTH = 100
-# Organization slugs appear in URLs (/orgs/<slug>): lower-case ASCII, digits, hyphens.
-SLUG_SHAPE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-MAX_SLUG_LENGTH = 64
-# Slugs that would be shadowed by fixed routes such as /orgs/new and /orgs/switch.
-RESERVED_SLUGS = frozenset({"new", "switch"})
-# Two sign-ups racing for the same organization slug: the loser picks the next one.
-SLUG_ATTEMPTS = 5
 
 
 # ---------------------------------------------------------------------------
@@ -154,43 +147,6 @@ class SignUpForm(Form):
 
 
 # ---------------------------------------------------------------------------
-# Organization slugs
-# ---------------------------------------------------------------------------
-
-
-# Latin letters that do not decompose into a base letter plus accents.
-_LATIN_LETTERS = str.maketrans(
-    {"æ": "ae", "ø": "o", "ß": "ss", "œ": "oe", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"}
-)
-
-
-def slug_base(name: str) -> str:
-    """The ASCII skeleton of a name: "Ünïcorn & Co." becomes "unicorn-co"; no ASCII: "org"."""
-    latin = unicodedata.normalize("NFKD", name.lower().translate(_LATIN_LETTERS))
-    ascii_text = latin.encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")
-    return slug[:MAX_SLUG_LENGTH].rstrip("-") or "org"
-
-
-def _candidate(base: str, number: int) -> str:
-    suffix = "" if number == 1 else f"-{number}"
-    return base[: MAX_SLUG_LENGTH - len(suffix)].rstrip("-") + suffix
-
-
-def free_slug(db: Session, name: str) -> str:
-    """The name's slug, or the first of slug-2, slug-3, ... that no organization has."""
-    base = slug_base(name)
-    # Every candidate starts with the base shortened for the longest plausible suffix.
-    prefix = base[: MAX_SLUG_LENGTH - 8]
-    taken = set(db.scalars(select(Organization.slug).where(Organization.slug.like(prefix + "%"))))
-    taken |= RESERVED_SLUGS
-    number = 1
-    while _candidate(base, number) in taken:
-        number += 1
-    return _candidate(base, number)
-
-
-# ---------------------------------------------------------------------------
 # Views
 # ---------------------------------------------------------------------------
 
@@ -242,7 +198,7 @@ def _create_account(db: Session, form: SignUpForm, password_hash: str) -> User |
             return None
         user = User(email=email, display_name=form.name.data or "", password_hash=password_hash)
         organization = Organization(
-            slug=free_slug(db, form.organization_name.data or ""),
+            slug=unique_slug(db, form.organization_name.data or ""),
             name=form.organization_name.data or "",
             plan=Plan.FREE.value,
         )
