@@ -32,7 +32,13 @@ TEST_CONFIG: dict[str, Any] = {
 
 
 def make_test_app(database_file: Path, **overrides: Any) -> Flask:
-    return create_app({**TEST_CONFIG, "DATABASE_URL": f"sqlite:///{database_file}", **overrides})
+    """The app on ``database_file``; its mail goes to an ``outbox`` folder beside it."""
+    settings = {
+        **TEST_CONFIG,
+        "DATABASE_URL": f"sqlite:///{database_file}",
+        "MAIL_OUTBOX_DIR": str(database_file.parent / "outbox"),
+    }
+    return create_app({**settings, **overrides})
 
 
 @pytest.fixture(scope="session")
@@ -53,6 +59,12 @@ def database_file(seeded_database: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "test.sqlite3"
     shutil.copyfile(seeded_database, copy)
     return copy
+
+
+@pytest.fixture()
+def outbox(database_file: Path) -> Path:
+    """Where the test app's mail lands (the file backend: one .eml per message)."""
+    return database_file.parent / "outbox"
 
 
 @pytest.fixture()

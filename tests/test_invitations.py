@@ -31,14 +31,9 @@ LINK_PREFIX = "http://127.0.0.1:5000/invitations/"
 
 
 @pytest.fixture()
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "outbox"
-
-
-@pytest.fixture()
-def app(database_file: Path, outbox: Path) -> Iterator[Flask]:
-    """Overrides conftest's app: mail goes to this test's outbox; links live one hour."""
-    app = make_test_app(database_file, MAIL_OUTBOX_DIR=str(outbox), INVITATION_SECONDS=3600)
+def app(database_file: Path) -> Iterator[Flask]:
+    """Overrides conftest's app: invitation links live one hour."""
+    app = make_test_app(database_file, INVITATION_SECONDS=3600)
     yield app
     app.extensions["db_engine"].dispose()
 

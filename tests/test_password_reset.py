@@ -11,7 +11,6 @@ import re
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +32,6 @@ from support import user as user_by_email
 NEW_PASSWORD = "glacier kelp mesa indigo 42"
 INVALID_PAGE = "This link is no longer valid"
 SENT = "If an account with a verified email exists for that address, we have sent a link"
-
-
-@pytest.fixture()
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "outbox"
-
-
-@pytest.fixture()
-def app(database_file: Path, outbox: Path) -> Iterator[Flask]:
-    """Overrides conftest's app: mail goes to this test's outbox."""
-    app = make_test_app(database_file, MAIL_OUTBOX_DIR=str(outbox))
-    yield app
-    app.extensions["db_engine"].dispose()
 
 
 def finished(response: Any) -> Any:

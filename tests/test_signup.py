@@ -7,7 +7,6 @@ Every app here writes its mail to the test's own outbox, never into instance/.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -45,19 +44,6 @@ FORM = {
     "organization_name": "Sample Studio",
 }
 INVALID_PAGE = "This link is no longer valid"
-
-
-@pytest.fixture()
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "outbox"
-
-
-@pytest.fixture()
-def app(database_file: Path, outbox: Path) -> Iterator[Flask]:
-    """Overrides conftest's app: mail goes to this test's outbox."""
-    app = make_test_app(database_file, MAIL_OUTBOX_DIR=str(outbox))
-    yield app
-    app.extensions["db_engine"].dispose()
 
 
 def counts(db: Session) -> tuple[int, int, int]:
