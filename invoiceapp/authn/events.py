@@ -30,6 +30,14 @@ class EventKind(enum.StrEnum):
     ELEVATION_GRANTED = "elevation_granted"
     ELEVATION_ENDED = "elevation_ended"
     REAUTHENTICATION_FAILED = "reauthentication_failed"
+    # Second factors ("something you have").
+    TWO_FACTOR_ENABLED = "two_factor_enabled"
+    TWO_FACTOR_DISABLED = "two_factor_disabled"
+    TWO_FACTOR_FAILED = "two_factor_failed"
+    RECOVERY_CODE_USED = "recovery_code_used"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    PASSKEY_ADDED = "passkey_added"
+    PASSKEY_REMOVED = "passkey_removed"
 
 
 # What /account/security says for each kind.
@@ -48,6 +56,13 @@ DESCRIPTIONS = {
     EventKind.ELEVATION_GRANTED: "Password confirmed for sensitive changes",
     EventKind.ELEVATION_ENDED: "Sensitive-changes mode ended",
     EventKind.REAUTHENTICATION_FAILED: "Wrong password when confirming identity",
+    EventKind.TWO_FACTOR_ENABLED: "Two-factor sign-in turned on (authenticator app)",
+    EventKind.TWO_FACTOR_DISABLED: "Two-factor sign-in turned off",
+    EventKind.TWO_FACTOR_FAILED: "Wrong two-factor code",
+    EventKind.RECOVERY_CODE_USED: "A recovery code was used",
+    EventKind.RECOVERY_CODES_REGENERATED: "New recovery codes made (the old ones stopped working)",
+    EventKind.PASSKEY_ADDED: "Passkey added",
+    EventKind.PASSKEY_REMOVED: "Passkey removed",
 }
 
 

@@ -28,10 +28,13 @@ def _printable(text: str | None) -> str:
     return "".join(char for char in text or "" if char.isprintable())
 
 
-def start_session(user: User, *, remember: bool) -> UserSession:
+def start_session(user: User, *, remember: bool, proof: str = "password") -> UserSession:
     """Sign ``user`` in with a brand-new token (a fresh id at every sign-in: no fixation).
 
-    Whatever session the browser had before is deleted, and the caller commits.
+    ``proof`` says how identity was proven ("password", "password+totp",
+    "password+recovery_code", "passkey"): authorization reads it, for organizations that
+    require two-factor. Whatever session the browser had before is deleted, and the
+    caller commits.
     """
     db = get_db()
     previous = current_session()
@@ -47,6 +50,7 @@ def start_session(user: User, *, remember: bool) -> UserSession:
         created_at=now,
         last_seen_at=now,
         authenticated_at=now,
+        proof=proof,
         ip_address=request.remote_addr,
         user_agent=_printable(request.user_agent.string)[:300] or None,
     )
@@ -65,15 +69,19 @@ def end_session() -> None:
     g.auth_cookie = ("clear", "", False)
 
 
-def mark_reauthenticated() -> None:
-    """The user just typed their password again: the session is elevated from now.
+def mark_reauthenticated(proof: str = "password") -> None:
+    """The user just proved it is them again: the session is elevated from now.
 
+    ``proof`` replaces the session's proof: it records how the session was *last* proven,
+    so confirming with a password alone makes it a password-only session again (a
+    stolen cookie plus a phished password must not inherit an earlier second factor).
     A change of privilege gets a new token (OWASP session management), kept on the same
     row so the active organization and "remember me" survive. The caller commits.
     """
     auth_session = current_session()
     if auth_session is not None:
         auth_session.authenticated_at = utcnow()
+        auth_session.proof = proof
         token = secrets.token_urlsafe(32)
         auth_session.token_hash = _token_hash(token)
         g.auth_cookie = ("set", token, auth_session.remember)
