@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +39,8 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from invoiceapp.authn.passwords import hash_password
-from invoiceapp.config import load_config
+from invoiceapp.authn.totp import encrypt_secret
+from invoiceapp.config import _development_secret_key, load_config
 from invoiceapp.db import Base, ensure_sqlite_directory, make_engine, utcnow
 from invoiceapp.invoicing import catch_up_invoice_counters, new_public_id
 from invoiceapp.models import (
@@ -60,6 +60,11 @@ ROOT = Path(__file__).resolve().parent
 ALEMBIC_INI = ROOT / "alembic.ini"
 
 DEMO_PASSWORD = "correct-horse-battery-staple"
+# Tess's authenticator secret (RFC 6238 TOTP, base32, 160 bits). Demo data only: it is
+# published here so anyone can add "InvoiceApp: tess@acme.test" to an authenticator app
+# (or run `python -c "import pyotp; print(pyotp.TOTP('<secret>').now())"`) and walk
+# through the two-step sign-in. A real secret is random per user and never written down.
+DEMO_TOTP_SECRET = "TESSDEMOSECRETNOTFORREALUSE23456"
 BATCH_SIZE = 1000
 
 
@@ -79,6 +84,7 @@ class UserSpec:
     display_name: str
     verified: bool
     roles: dict[str, Role]  # organization slug -> role
+    totp_secret: str | None = None  # TOTP enrolled with this (demo) secret
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ USERS = (
     UserSpec("eve@acme.test", "Eve Mallory", False, {"acme": Role.MEMBER}),
     UserSpec("hank@globex.test", "Hank Scorpio", True, {"globex": Role.OWNER}),
     UserSpec("marge@globex.test", "Marge Simpson", True, {"globex": Role.MEMBER}),
+    UserSpec("tess@acme.test", "Tess Ting", True, {"acme": Role.MEMBER}, DEMO_TOTP_SECRET),
 )
 
 S = InvoiceStatus
@@ -250,15 +257,18 @@ class SeedReport:
 
 
 def make_app(overrides: dict[str, Any] | None = None) -> Flask:
-    """A bare Flask app with the project's configuration: enough for hash_password().
+    """A bare Flask app with the project's configuration: enough for hash_password() and
+    for encrypting Tess's TOTP secret.
 
-    Reads the same defaults and FLASK_* variables as create_app(). The seed signs nothing,
-    so without FLASK_SECRET_KEY a throwaway key keeps load_config from insisting on one.
+    Reads the same defaults and FLASK_* variables as create_app(). The secret is encrypted
+    with a key derived from FLASK_TOTP_ENCRYPTION_KEY or the secret key, so the seed must
+    use the key the app will serve with: FLASK_SECRET_KEY when set, else the development
+    key in instance/secret_key, which `make demo` and `flask run --debug` use too.
     """
     app = Flask("invoiceapp", instance_path=str(ROOT / "instance"))
     settings: dict[str, Any] = {}
-    if not os.environ.get("FLASK_SECRET_KEY"):
-        settings["SECRET_KEY"] = secrets.token_hex(32)
+    if not os.environ.get("FLASK_SECRET_KEY") and "SECRET_KEY" not in (overrides or {}):
+        settings["SECRET_KEY"] = _development_secret_key(Path(app.instance_path))
     settings.update(overrides or {})
     load_config(app, settings)
     return app
@@ -357,6 +367,10 @@ def seed(
             )
             db.add(user)
             report.add_created("users", user_spec.email)
+            if user_spec.totp_secret is not None:
+                db.flush()  # the encrypted secret is bound to the user's id
+                user.totp_secret_encrypted = encrypt_secret(user_spec.totp_secret, user.id)
+                user.totp_enabled_at = now
         else:
             report.add_present("users", user_spec.email)
         users[user_spec.email] = user
@@ -622,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not report.changed:
         print("nothing to do: the demo data was already there")
     print(f"sign in as any seeded user (e.g. ada@acme.test) with password {DEMO_PASSWORD}")
+    print(f"tess@acme.test also needs a TOTP code for the demo secret {DEMO_TOTP_SECRET}")
     return 0
 
 

@@ -77,10 +77,12 @@ def register_extensions(app: Flask) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
+    from .api import bp as api_bp
     from .authn.recovery import bp as recovery_bp
     from .authn.signup import bp as signup_bp
     from .authn.views import bp as authn_bp
     from .views.account import bp as account_bp
+    from .views.account_tokens import bp as account_tokens_bp
     from .views.audit import bp as audit_bp
     from .views.dev_mail import bp as dev_mail_bp
     from .views.health import bp as health_bp
@@ -95,11 +97,13 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(signup_bp)
     app.register_blueprint(recovery_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(account_tokens_bp)
     app.register_blueprint(invoices_bp)
     app.register_blueprint(orgs_bp)
     app.register_blueprint(invitations_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(dev_mail_bp)
+    app.register_blueprint(api_bp)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -17,7 +17,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 from werkzeug.wrappers import Response
 
-from .authn.gate import WWW_AUTHENTICATE
+from .authn.access_tokens import current_access_token, presented_invalid_token
+from .authn.gate import (
+    API_WWW_AUTHENTICATE,
+    API_WWW_AUTHENTICATE_INVALID_TOKEN,
+    WWW_AUTHENTICATE,
+)
 from .authz.enforce import ReauthenticationRequired
 from .db import is_database_unavailable
 from .extensions import limiter, login_manager
@@ -33,6 +38,7 @@ API_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "validation",
+    428: "precondition_required",
     429: "rate_limited",
     500: "internal",
     503: "unavailable",
@@ -57,13 +63,60 @@ def wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
-def _api_error(status: int, message: str, reason: str | None = None) -> Response:
+def _api_error(
+    status: int,
+    message: str,
+    reason: str | None = None,
+    fields: dict[str, list[str]] | None = None,
+) -> Response:
+    """The one error shape of the API: {"error": {"code", "message", "reason"?, "fields"?}}."""
     body: dict[str, object] = {"code": API_CODES.get(status, "internal"), "message": message}
     if reason:
         body["reason"] = reason
+    if fields:
+        body["fields"] = fields
     response = jsonify({"error": body})
     response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _api_reason(error: HTTPException) -> str | None:
+    """A short machine-readable word for clients to branch on, when there is one."""
+    if isinstance(error, CSRFError):
+        return "csrf"
+    if error.code == 401 and presented_invalid_token():
+        return "invalid_token"
+    decision = getattr(error, "decision", None)
+    if decision is not None:
+        return decision.details.get("api_reason")
+    return getattr(error, "api_reason", None)
+
+
+def _api_message(error: HTTPException, status: int) -> str:
+    decision = getattr(error, "decision", None)
+    if decision is not None:
+        # A 403 names the refused action and what was missing, never the resource's data.
+        missing = f" (needs {decision.missing})" if decision.missing else ""
+        return f"{decision.action} refused: {decision.reason}{missing}"
+    if status == 401 and presented_invalid_token():
+        return "This access token is not valid: it is unknown, expired or revoked."
+    if status == 401:
+        return "Authenticate with an access token (Authorization: Bearer …) or a session."
+    if status == 404:
+        return "There is nothing here, or it is not yours to see."  # the same for both
+    if status == 500:
+        return "An unexpected error happened on our side. It has been logged."
+    if isinstance(error, CSRFError):
+        return "Send the CSRF token in the X-CSRFToken header (a bearer token needs none)."
+    return error.description or TITLES.get(status, "")
+
+
+def _api_challenge() -> str:
+    """RFC 6750: say invalid_token only when a token was presented and refused."""
+    if presented_invalid_token():
+        return API_WWW_AUTHENTICATE_INVALID_TOKEN
+    return API_WWW_AUTHENTICATE
 
 
 def handle_http_error(error: HTTPException) -> Response:
@@ -78,8 +131,9 @@ def handle_http_error(error: HTTPException) -> Response:
         _forget_the_request_state()
     decision = getattr(error, "decision", None)
     if wants_json():
-        reason = decision.reason if decision is not None else None
-        response = _api_error(status, error.description or TITLES.get(status, ""), reason)
+        response = _api_error(
+            status, _api_message(error, status), _api_reason(error), getattr(error, "fields", None)
+        )
     else:
         html = render_template(
             "errors/error.html",
@@ -91,7 +145,14 @@ def handle_http_error(error: HTTPException) -> Response:
         )
         response = Response(html, status=status, mimetype="text/html")
     if status == 401:
-        response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+        response.headers["WWW-Authenticate"] = (
+            _api_challenge() if wants_json() else WWW_AUTHENTICATE
+        )
+    if status == 403 and wants_json() and current_access_token() is not None:
+        if _api_reason(error) == "insufficient_scope":
+            response.headers["WWW-Authenticate"] = (
+                API_WWW_AUTHENTICATE + ', error="insufficient_scope", scope="write"'
+            )
     if status == 405:
         for name, value in error.get_headers():
             if name.lower() == "allow":

@@ -9,9 +9,16 @@
 
 Gates 1 and 2 run here, before any view, followed by one check that is not about
 identity at all: pages take form posts only, so any other body (JSON, text) is a 415.
+
 Gates 3 to 5 need the resource, so the view runs them at the action boundary, every
-time. Rate limits sit only on the sign-in and re-authentication forms, which have no
-resource to scope; Flask-Limiter checks them just before those views run.
+time. Rate limits sit on the sign-in and re-authentication forms, which have no
+resource to scope, and on the whole API (per token and per user, invoiceapp.api);
+Flask-Limiter checks them just before those views run.
+
+The JSON API (/api/) takes the same session cookie, and then the same CSRF token, sent
+in the ``X-CSRFToken`` header instead of a form field. A request proven by an API token
+(``Authorization: Bearer``) needs none: a browser never attaches that header to a forged
+cross-site request by itself, which is exactly what CSRF abuses cookies for.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from flask import Flask, current_app, request
 from flask_login import current_user
 from werkzeug.exceptions import UnsupportedMediaType
 
+from .authn.access_tokens import current_access_token
 from .authn.gate import authentication_gate
 from .extensions import csrf
 
@@ -37,6 +45,11 @@ def csrf_gate() -> None:
         return
     if request.endpoint in _HARMLESS_WHEN_ANONYMOUS and not current_user.is_authenticated:
         return
+    if request.path.startswith("/api/"):
+        if request.routing_exception is not None:
+            return  # no such API route or method: it changes nothing, so 404/405 it is
+        if current_user.is_authenticated and current_access_token() is not None:
+            return  # proven by a bearer token, not by a cookie the browser sent by itself
     csrf.protect(apply_exemptions=True)
 
 

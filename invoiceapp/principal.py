@@ -9,9 +9,10 @@ import flask_login
 from flask import g
 from sqlalchemy import select
 
+from .authn.access_tokens import current_access_token
 from .authn.sessions import current_session
 from .db import get_db
-from .models import Membership, User, UserSession
+from .models import Membership, PersonalAccessToken, User, UserSession
 
 # Session proofs that include a second factor (UserSession.proof).
 TWO_FACTOR_PROOFS = frozenset({"password+totp", "password+recovery_code", "passkey"})
@@ -26,6 +27,8 @@ class Principal:
     # Set when the request came with a personal access token instead of a session: the
     # token's scope ("read" or "write") narrows the roles, and roles hold only its org.
     token_scope: str | None = None
+    # The token itself, for /api/v1/me and the rate limits; never read by the policy.
+    access_token: PersonalAccessToken | None = None
 
     @property
     def proof(self) -> str:
@@ -53,16 +56,41 @@ def current_principal() -> Principal | None:
     principal = None
     user = flask_login.current_user
     if user.is_authenticated:
-        rows = get_db().execute(
-            select(Membership.organization_id, Membership.role)
-            .where(Membership.user_id == user.id)
-            .order_by(Membership.id)
-        )
-        principal = Principal(
-            user=user, session=current_session(), roles={org_id: role for org_id, role in rows}
-        )
+        token = current_access_token()
+        if token is not None:
+            principal = _token_principal(user, token)
+        else:
+            principal = Principal(user=user, session=current_session(), roles=_roles_of(user))
     g.principal = principal
     return principal
+
+
+def _roles_of(user: User, *, only: int | None = None) -> dict[int, str]:
+    """The user's memberships as they are now: a removed member has no role on their next
+    request, and a changed role applies at once."""
+    query = (
+        select(Membership.organization_id, Membership.role)
+        .where(Membership.user_id == user.id)
+        .order_by(Membership.id)
+    )
+    if only is not None:
+        query = query.where(Membership.organization_id == only)
+    return {org_id: role for org_id, role in get_db().execute(query)}
+
+
+def _token_principal(user: User, token: PersonalAccessToken) -> Principal:
+    """A token reaches one organization, with its user's current role there (if any).
+
+    Roles in the user's other organizations are left out, so every scoped lookup and
+    every policy question about them fails exactly as for a stranger: 404, not 403.
+    """
+    return Principal(
+        user=user,
+        session=None,
+        roles=_roles_of(user, only=token.organization_id),
+        token_scope=token.scope,
+        access_token=token,
+    )
 
 
 def require_principal() -> Principal:

@@ -127,6 +127,8 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "recovery.forgot_password",
         "recovery.reset_password_form",
         "recovery.reset_password",
+        "api.openapi_json",
+        "api.docs",
     }
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]

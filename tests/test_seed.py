@@ -50,6 +50,7 @@ CONTRACT_USERS = {
     "eve@acme.test": ("Eve Mallory", False, {"acme": "member"}),
     "hank@globex.test": ("Hank Scorpio", True, {"globex": "owner"}),
     "marge@globex.test": ("Marge Simpson", True, {"globex": "member"}),
+    "tess@acme.test": ("Tess Ting", True, {"acme": "member"}),
 }
 CONTRACT_ORGANIZATIONS = {"acme": ("Acme Inc", "pro"), "globex": ("Globex Corporation", "free")}
 
@@ -168,8 +169,8 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
     assert snapshot(engine) == before
     assert before["counts"] == {
         "organizations": 2,
-        "users": 6,
-        "memberships": 7,
+        "users": 7,
+        "memberships": 8,
         "invoices": before["counts"]["invoices"],
         "sessions": 0,
         "account_tokens": 0,
@@ -181,8 +182,8 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
         "passkeys": 0,
         "webauthn_challenges": 0,
     }
-    assert "users: 6 created, 0 already present" in first_output
-    assert "users: 0 created, 6 already present" in second_output
+    assert "users: 7 created, 0 already present" in first_output
+    assert "users: 0 created, 7 already present" in second_output
     assert "already at 0005_api_and_two_factor" in second_output
     assert PASSWORD in second_output  # the summary tells the demo password
 
@@ -215,7 +216,7 @@ def test_seed_recreates_only_what_is_missing(app: Flask, seeded: Engine) -> None
 
     assert report.created == {"users": ["eve@acme.test"], "memberships": ["eve@acme.test in acme"]}
     with Session(seeded) as db:
-        assert db.scalar(select(func.count()).select_from(User)) == 6
+        assert db.scalar(select(func.count()).select_from(User)) == 7
 
 
 # --- The contract's data ----------------------------------------------------------------
@@ -239,6 +240,36 @@ def test_seeded_users_roles_and_verified_flags_match_the_contract(seeded: Engine
             for user in users
         }
     assert found == CONTRACT_USERS
+
+
+def test_tess_has_totp_with_the_documented_demo_secret_encrypted_under_the_app_key(
+    app: Flask, seeded: Engine, db_path: Path
+) -> None:
+    import pyotp
+
+    from invoiceapp.authn.totp import decrypt_secret
+
+    with Session(seeded) as db:
+        tess = db.scalars(select(User).where(User.email == "tess@acme.test")).one()
+        others = db.scalars(select(User).where(User.email != "tess@acme.test")).all()
+    assert tess.totp_enabled_at is not None
+    assert all(user.totp_secret_encrypted is None for user in others)
+    with app.app_context():  # the key the demo serves with decrypts it
+        assert decrypt_secret(tess.totp_secret_encrypted, tess.id) == seed_script.DEMO_TOTP_SECRET
+    assert len(pyotp.TOTP(seed_script.DEMO_TOTP_SECRET).byte_secret()) * 8 >= 128
+    seeded.dispose()
+    data = b"".join(p.read_bytes() for p in db_path.parent.glob(db_path.name + "*"))
+    assert seed_script.DEMO_TOTP_SECRET.encode() not in data
+
+
+def test_seed_without_a_secret_key_uses_the_development_key_the_demo_serves_with(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from invoiceapp.config import _development_secret_key
+
+    monkeypatch.delenv("FLASK_SECRET_KEY", raising=False)
+    app = seed_script.make_app({"TESTING": True, "PASSWORD_HASH_PROFILE": "CHEAPEST"})
+    assert app.config["SECRET_KEY"] == _development_secret_key(Path(app.instance_path))
 
 
 def test_fixed_invoices_belong_to_their_organizations(seeded: Engine) -> None:
@@ -479,8 +510,8 @@ def test_passwords_are_argon2id_hashes_and_the_plaintext_is_nowhere_in_the_datab
 ) -> None:
     with Session(seeded) as db:
         hashes = db.scalars(select(User.password_hash)).all()
-    assert len(hashes) == 6
-    assert len(set(hashes)) == 6  # salted: equal passwords, different hashes
+    assert len(hashes) == 7
+    assert len(set(hashes)) == 7  # salted: equal passwords, different hashes
     for stored in hashes:
         assert stored.startswith("$argon2id$")
         assert PasswordHasher().verify(stored, PASSWORD)

@@ -1,7 +1,12 @@
-"""The authentication gate: is there a valid session? (401 is decided here.)
+"""The authentication gate: is there a valid session or API token? (401 is decided here.)
 
 Runs as the first before_request hook (see invoiceapp.gates), so an anonymous
 request is turned away before CSRF validation and before any view code runs.
+
+Two kinds of proof are accepted: the session cookie everywhere, and on /api/ only a
+personal access token in ``Authorization: Bearer …`` (invoiceapp.authn.access_tokens).
+A request that presents a token is judged by the token alone, never by a cookie that
+happens to ride along.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from werkzeug.wrappers import Response
 from ..db import get_db
 from ..extensions import login_manager
 from ..models import User
+from .access_tokens import bearer_credentials, load_access_token
 from .sessions import load_session_from_cookie
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -25,6 +31,10 @@ F = TypeVar("F", bound=Callable[..., object])
 # RFC 9110 requires WWW-Authenticate on a 401. A non-Basic scheme keeps browsers
 # from popping up their own password dialog.
 WWW_AUTHENTICATE = 'Session realm="InvoiceApp", sign-in="/sign-in"'
+# The API's challenge (RFC 6750): present a bearer token. A token that was presented and
+# refused (unknown, expired, revoked) adds error="invalid_token", and no more detail.
+API_WWW_AUTHENTICATE = 'Bearer realm="InvoiceApp"'
+API_WWW_AUTHENTICATE_INVALID_TOKEN = 'Bearer realm="InvoiceApp", error="invalid_token"'
 
 
 class SignInRequired(Unauthorized):
@@ -69,7 +79,11 @@ def unauthenticated() -> Response:
 
 
 @login_manager.request_loader
-def load_user_from_session_cookie(_request: object) -> User | None:
+def load_user_from_request(_request: object) -> User | None:
+    """The user a bearer token (API only) or else the session cookie proves; None if neither."""
+    if bearer_credentials() is not None:
+        token = load_access_token()
+        return token.user if token is not None else None
     auth_session = load_session_from_cookie()
     if auth_session is None:
         return None

@@ -83,7 +83,21 @@ class InvoiceForm(Form):
         ]
     )
 
+    # The edit form carries the version of the invoice it was filled from. Saving checks
+    # it is still the current one, so a change someone else saved meanwhile is never
+    # silently overwritten (a 409 with both versions instead; see views.invoices.update).
+    version = HiddenField(
+        validators=[
+            Optional(),
+            Regexp(r"^[0-9]{1,9}$", message="This form is damaged. Reload the page."),
+        ]
+    )
+
     amount_minor: int | None = None
+
+    def version_seen(self) -> int | None:
+        """The version the form was filled from; None when a post had no version field."""
+        return int(self.version.data) if self.version.data else None
 
     def validate_amount(self, field: Any) -> None:
         try:

@@ -20,11 +20,13 @@ import math
 import re
 import secrets
 import unicodedata
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
+from sqlalchemy import update as update_rows  # the view below is named update
 from sqlalchemy.exc import IntegrityError
 
 from ..authn.forms import EmptyForm
@@ -38,7 +40,7 @@ from ..authz.scope import (
     invoice_in_my_orgs_or_404,
     live_invoices_of,
 )
-from ..db import get_db
+from ..db import get_db, utcnow
 from ..invoicing import (
     allocate_invoice_number,
     change_status,
@@ -263,10 +265,76 @@ def update(invoice_id: str) -> ResponseReturnValue:
     form = InvoiceForm()
     if not form.validate_on_submit():
         return render_template("invoices/form.html", form=form, invoice=invoice), 422
+    # The version the form was filled from; a post without one (a script) is checked
+    # against the version this request read instead.
+    seen = form.version_seen() or invoice.version
+    db = get_db()
+    if seen != invoice.version or not _claim_version(invoice, seen):
+        db.rollback()
+        return _edit_conflict(invoice, form)
     form.apply_to(invoice)
-    get_db().commit()
+    db.commit()
     flash(f"Invoice {invoice.label} was saved.", "success")
     return redirect(f"/invoices/{invoice.public_id}", code=303)
+
+
+def _claim_version(invoice: Invoice, seen: int) -> bool:
+    """Move the invoice from version ``seen`` to the next, if nobody did it first.
+
+    ``UPDATE … WHERE version = seen`` is a compare-and-set: of two saves based on the same
+    version, exactly one matches the row; the other changes nothing and gets a conflict.
+    The row stays locked until the caller commits its field changes.
+    """
+    claim = (
+        update_rows(Invoice)
+        .where(Invoice.id == invoice.id, Invoice.version == seen, Invoice.deleted_at.is_(None))
+        .values(version=Invoice.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return get_db().execute(claim).rowcount == 1
+
+
+@dataclass(frozen=True)
+class ConflictRow:
+    label: str
+    saved: str
+    attempted: str
+
+    @property
+    def differs(self) -> bool:
+        return self.saved != self.attempted
+
+
+def _edit_conflict(invoice: Invoice, attempted: InvoiceForm) -> ResponseReturnValue:
+    """409: someone saved the invoice after this form was filled. Nothing is saved.
+
+    The page shows the invoice as it is saved now, side by side with what this person
+    entered; the form holds the saved values and version, so saving again without
+    looking changes nothing that the other person did.
+    """
+    db = get_db()
+    db.refresh(invoice)
+    if invoice.deleted_at is not None:
+        abort(404)
+    current = InvoiceForm(formdata=None, obj=invoice, amount=minor_to_text(invoice.amount_minor))
+    rows = [
+        ConflictRow("Customer", invoice.customer, attempted.customer.data or ""),
+        ConflictRow(
+            "Amount",
+            minor_to_text(invoice.amount_minor),
+            minor_to_text(attempted.amount_minor) if attempted.amount_minor else "",
+        ),
+        ConflictRow("Currency", invoice.currency, attempted.currency.data or ""),
+        ConflictRow("Issue date", invoice.issue_date.isoformat(), _iso(attempted.issue_date.data)),
+        ConflictRow("Due date", invoice.due_date.isoformat(), _iso(attempted.due_date.data)),
+        ConflictRow("Status", invoice.status, "(unchanged)"),
+    ]
+    html = render_template("invoices/form.html", form=current, invoice=invoice, conflict=rows)
+    return html, 409
+
+
+def _iso(value: date | None) -> str:
+    return value.isoformat() if value else ""
 
 
 @bp.get("/<invoice_id>/delete")
@@ -283,6 +351,7 @@ def delete(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)  # scope: 404, never 403
     decision = authorize("invoice.delete", invoice)  # authorization gate: 403
     soft_delete(invoice)
+    invoice.version = Invoice.version + 1  # every change gets a new version (the API's ETag)
     get_db().commit()
     _record_done("invoice.delete", invoice, decision.reason)
     flash(f"Invoice {invoice.label} was deleted.", "success")
@@ -337,6 +406,15 @@ def _change_status(invoice: Invoice, decision: Decision, done: str) -> ResponseR
         # that no longer holds. Nothing was changed; a reload shows what is there now.
         db.rollback()
         abort(409, "This invoice was changed by someone else just now. Reload it and try again.")
+    # A new version, in the same transaction: an edit form or API client holding the old
+    # one can no longer save over the new status.
+    db.execute(
+        update_rows(Invoice)
+        .where(Invoice.id == invoice.id)
+        .values(version=Invoice.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.expire(invoice, ["version"])
     db.commit()
     _record_done(decision.action, invoice, decision.reason)
     flash(f"Invoice {invoice.label} was {done}.", "success")

@@ -1,0 +1,64 @@
+"""The /api/v1 blueprint: its rate limits, its defaults and its cache headers.
+
+Authentication (cookie or bearer token) and CSRF are the app's gates, the same as for
+pages (invoiceapp.gates); every error, here or anywhere under /api/, is turned into the
+one JSON shape by invoiceapp.errors.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from flask import Blueprint, Response, current_app
+from flask.blueprints import BlueprintSetupState
+from flask_limiter.util import get_remote_address
+
+from ..extensions import limiter
+from ..principal import current_principal
+from .registry import api_operation
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+operation = partial(api_operation, bp)
+
+# Documented in the README's configuration table; FLASK_API_RATE_LIMIT etc. override.
+DEFAULTS = {
+    # Per token (or per signed-in user for cookie requests).
+    "API_RATE_LIMIT": "300 per minute",
+    # Per user, across all their tokens and sessions: ten tokens do not buy ten times more.
+    "API_USER_RATE_LIMIT": "600 per minute",
+}
+
+
+@bp.record_once
+def _set_defaults(state: BlueprintSetupState) -> None:
+    for key, value in DEFAULTS.items():
+        state.app.config.setdefault(key, value)
+
+
+def _per_credential() -> str:
+    """The bucket of one token; a cookie request counts for its user; anonymous per address."""
+    principal = current_principal()
+    if principal is None:
+        return "api-address:" + (get_remote_address() or "")
+    if principal.access_token is not None:
+        return "api-token:" + principal.access_token.public_id
+    return f"api-session-user:{principal.user.id}"
+
+
+def _per_user() -> str:
+    principal = current_principal()
+    if principal is None:
+        return "api-address:" + (get_remote_address() or "")
+    return f"api-user:{principal.user.id}"
+
+
+limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=_per_credential)(bp)
+limiter.limit(lambda: current_app.config["API_USER_RATE_LIMIT"], key_func=_per_user)(bp)
+
+
+@bp.after_request
+def _never_cached(response: Response) -> Response:
+    """Answers depend on who asked (a token or a cookie), so no cache may keep them."""
+    response.headers["Cache-Control"] = "no-store"
+    response.vary.update(("Authorization", "Cookie"))
+    return response

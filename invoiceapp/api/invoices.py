@@ -1,0 +1,209 @@
+"""Invoices as JSON. Every handler runs the lesson's steps, in the pages' order:
+
+    invoice = invoice_or_404(invoice_id)       # scope: 404, never 403
+    authorize("invoice.update", invoice)       # policy: 403 (a read token: insufficient_scope)
+    ...the work: preconditions, body, compare-and-set, commit
+
+Lists and creation work in one organization: ``?organization=<slug>`` or the active one
+(a token's own organization). The status never comes from a body; it changes only by
+the invoice's actions on the pages, each asked of the policy.
+"""
+
+from __future__ import annotations
+
+from flask import Response
+from sqlalchemy import update
+from sqlalchemy.orm import selectinload
+
+from ..authn.gate import login_required
+from ..authz.audit import record_audit
+from ..authz.enforce import authorize
+from ..authz.scope import live_invoices_of
+from ..db import get_db, utcnow
+from ..invoicing import allocate_invoice_number, new_public_id
+from ..models import Invoice, InvoiceStatus
+from ..money import minor_to_text
+from ..principal import require_principal
+from .blueprint import operation
+from .lookups import chosen_organization_or_404, invoice_or_404
+from .pagination import keyset_page
+from .preconditions import StaleVersion, etag_of, version_seen
+from .registry import ValidationFailed, read_body, read_query, respond
+from .schemas import (
+    InvoiceChanges,
+    InvoiceListQuery,
+    InvoiceOut,
+    InvoicePage,
+    NewInvoice,
+    OrganizationQuery,
+)
+
+
+@operation("GET", "/invoices", query=InvoiceListQuery, response=InvoicePage, errors=(403, 404))
+@login_required  # authentication gate: 401
+def list_invoices() -> Response:
+    """List invoices, newest first.
+
+    In ?organization=<slug>, or else the active organization (a token's own). Filter with
+    ?status=; page with ?limit= and the next_cursor of the previous page.
+    """
+    query = read_query(InvoiceListQuery)
+    organization = chosen_organization_or_404(query.organization)  # scope: 404
+    authorize("invoice.read", organization)  # policy: 403
+    invoices = live_invoices_of(organization.id).options(selectinload(Invoice.created_by))
+    if query.status is not None:
+        invoices = invoices.where(Invoice.status == query.status)
+    page, next_cursor = keyset_page(
+        invoices,
+        kind="invoices",
+        created_at=Invoice.created_at,
+        tie=Invoice.public_id,  # a public id: the cursor holds no row number
+        position=lambda invoice: (invoice.created_at, invoice.public_id),
+        tie_type=str,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    return respond(InvoicePage(items=[_out(i) for i in page], next_cursor=next_cursor))
+
+
+@operation(
+    "POST",
+    "/invoices",
+    query=OrganizationQuery,
+    body=NewInvoice,
+    response=InvoiceOut,
+    status=201,
+    errors=(403, 404),
+    headers=("ETag", "Location"),
+)
+@login_required
+def create_invoice() -> Response:
+    """Create a draft invoice.
+
+    In ?organization=<slug>, or else the active organization (a token's own). Its author
+    is the caller; its status is draft.
+    """
+    organization = chosen_organization_or_404(read_query(OrganizationQuery).organization)
+    authorize("invoice.create", organization)
+    new = read_body(NewInvoice)
+    db = get_db()
+    invoice = Invoice(
+        public_id=new_public_id(),
+        organization_id=organization.id,
+        number=allocate_invoice_number(db, organization.id),
+        created_by_id=require_principal().user.id,
+        status=InvoiceStatus.DRAFT.value,  # every invoice starts as a draft
+        customer=new.customer,
+        amount_minor=new.amount_minor,
+        currency=new.currency,
+        issue_date=new.issue_date,
+        due_date=new.due_date,
+    )
+    db.add(invoice)
+    db.commit()
+    return respond(
+        _out(invoice),
+        status=201,
+        headers={"ETag": etag_of(invoice), "Location": f"/api/v1/invoices/{invoice.public_id}"},
+    )
+
+
+@operation(
+    "GET", "/invoices/<invoice_id>", response=InvoiceOut, errors=(403, 404), headers=("ETag",)
+)
+@login_required
+def get_invoice(invoice_id: str) -> Response:
+    """Read one invoice. Its ETag is the version to send back in If-Match."""
+    invoice = invoice_or_404(invoice_id)  # scope: 404, never 403
+    authorize("invoice.read", invoice)  # policy: 403
+    return respond(_out(invoice), headers={"ETag": etag_of(invoice)})
+
+
+@operation(
+    "PATCH",
+    "/invoices/<invoice_id>",
+    body=InvoiceChanges,
+    response=InvoiceOut,
+    errors=(403, 404, 412, 428),
+    if_match=True,
+    headers=("ETag",),
+)
+@login_required
+def update_invoice(invoice_id: str) -> Response:
+    """Change an invoice's customer, amount, currency or dates.
+
+    Needs If-Match with the ETag you read: 428 without it, 412 when someone changed the
+    invoice since. The status cannot be changed here.
+    """
+    invoice = invoice_or_404(invoice_id)  # scope: 404, never 403
+    authorize("invoice.update", invoice)  # policy: 403 (members: own drafts; never paid)
+    seen = version_seen(invoice)  # 428 / 412, before the body is even read
+    changes = read_body(InvoiceChanges)  # 415 / 400 / 422
+    values = changes.column_values()
+    issue_date = values.get("issue_date", invoice.issue_date)
+    if values.get("due_date", invoice.due_date) < issue_date:
+        raise ValidationFailed({"due_date": ["The due date cannot be before the issue date."]})
+    if any(getattr(invoice, name) != value for name, value in values.items()):
+        _save_if_unchanged(invoice, seen, values)
+    return respond(_out(invoice), headers={"ETag": etag_of(invoice)})
+
+
+@operation(
+    "DELETE", "/invoices/<invoice_id>", status=204, errors=(403, 404, 412, 428), if_match=True
+)
+@login_required
+def delete_invoice(invoice_id: str) -> Response:
+    """Delete an invoice (softly: the row stays for the record).
+
+    Needs If-Match like PATCH, so nobody deletes an invoice that changed under them.
+    """
+    invoice = invoice_or_404(invoice_id)
+    decision = authorize("invoice.delete", invoice)
+    seen = version_seen(invoice)
+    _save_if_unchanged(invoice, seen, {"deleted_at": utcnow()})
+    record_audit(
+        "invoice.delete",
+        organization_id=invoice.organization_id,
+        resource_id=invoice.public_id,
+        status=204,
+        reason=decision.reason,
+    )
+    return respond(None, status=204)
+
+
+def _save_if_unchanged(invoice: Invoice, seen: int, values: dict[str, object]) -> None:
+    """Write ``values`` only if the row is still at version ``seen``; bump the version.
+
+    The policy said yes to the invoice as read; ``WHERE version = seen`` makes sure it is
+    still that invoice (status, author, fields) when the write lands. Otherwise: 412.
+    """
+    db = get_db()
+    changed = db.execute(
+        update(Invoice)
+        .where(Invoice.id == invoice.id, Invoice.version == seen, Invoice.deleted_at.is_(None))
+        .values(**values, version=Invoice.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        db.rollback()
+        raise StaleVersion()
+    db.commit()
+    db.refresh(invoice)
+
+
+def _out(invoice: Invoice) -> InvoiceOut:
+    return InvoiceOut(
+        id=invoice.public_id,
+        number=invoice.number,
+        organization=invoice.organization.slug,
+        customer=invoice.customer,
+        amount=minor_to_text(invoice.amount_minor),
+        currency=invoice.currency,
+        status=invoice.status,
+        issue_date=invoice.issue_date,
+        due_date=invoice.due_date,
+        created_by=invoice.created_by.email if invoice.created_by else None,
+        created_at=invoice.created_at,
+        updated_at=invoice.updated_at,
+        version=invoice.version,
+    )

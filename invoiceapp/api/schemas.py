@@ -1,0 +1,301 @@
+"""The API's shapes, as pydantic models: they validate requests *and* write the OpenAPI
+document (invoiceapp.api.openapi), so the documentation cannot drift from the checks.
+
+Request models forbid unknown fields (422), and none of them has a field for the
+organization, the author, the number or the status: those come from the URL, the
+principal and the invoice's actions, never from a body (mass assignment). The invoice
+fields follow the same rules as the HTML form (invoiceapp.views.invoice_forms).
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from types import SimpleNamespace
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+from wtforms.validators import ValidationError as FormValidationError
+
+from ..models import CURRENCIES, InvoiceStatus, Role, TokenScope
+from ..money import AmountError, parse_amount
+from ..views.invoice_forms import _plain_visible_text
+
+STATUSES = tuple(status.value for status in InvoiceStatus)
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+PUBLIC_ID_PATTERN = r"^inv_[A-Za-z0-9]{1,32}$"
+# Plain decimal text only: no thousands separators, exponents or other digits, so
+# "1,250" can never mean 1.25 to one client and 1250 to another.
+AMOUNT_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """Optional in a PATCH, but never null: the document shows no "default": null."""
+    schema.pop("default", None)
+
+
+# --- Field rules shared with the HTML form -------------------------------------------
+
+
+def _form_text_rule(value: str) -> str:
+    """The invoice form's own check (control codes, direction overrides, invisible names)."""
+    try:
+        _plain_visible_text(None, SimpleNamespace(data=value))
+    except FormValidationError as error:
+        raise PydanticCustomError("invoice_text", str(error)) from None
+    return value
+
+
+def _amount_rule(value: str) -> str:
+    """The form's money parser decides range and precision; the API keeps the text."""
+    try:
+        parse_amount(value)
+    except AmountError as error:
+        raise PydanticCustomError("invoice_amount", str(error)) from None
+    return value
+
+
+Customer = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
+    AfterValidator(_form_text_rule),
+    Field(description="Who the invoice is for.", examples=["Stark Industries"]),
+]
+Amount = Annotated[
+    str,
+    StringConstraints(pattern=AMOUNT_PATTERN),
+    AfterValidator(_amount_rule),
+    Field(
+        description="A decimal string with at most two decimals, more than 0 and at most "
+        "1,000,000,000. A string, not a JSON number, so no client rounds it.",
+        examples=["1250.00"],
+    ),
+]
+Currency = Literal[CURRENCIES]  # type: ignore[valid-type]
+Status = Literal[STATUSES]  # type: ignore[valid-type]
+IsoDate = Annotated[date, Field(strict=True, description="YYYY-MM-DD", examples=["2024-05-01"])]
+
+
+class RequestModel(BaseModel):
+    """Unknown fields are refused (422), so a typo or a smuggled "status" never passes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class NewInvoice(RequestModel):
+    """POST /api/v1/invoices. Every invoice starts as a draft in the chosen organization."""
+
+    customer: Customer
+    amount: Amount
+    currency: Currency
+    issue_date: IsoDate
+    due_date: IsoDate
+
+    @field_validator("due_date")
+    @classmethod
+    def _due_after_issue(cls, due: date, info: ValidationInfo) -> date:
+        issued = info.data.get("issue_date")
+        if issued is not None and due < issued:
+            raise PydanticCustomError("due_date", "The due date cannot be before the issue date.")
+        return due
+
+    @property
+    def amount_minor(self) -> int:
+        return parse_amount(self.amount)
+
+
+class InvoiceChanges(RequestModel):
+    """PATCH /api/v1/invoices/{id}: only the fields sent change. null is refused."""
+
+    customer: Customer = Field(default=None, json_schema_extra=_no_default)
+    amount: Amount = Field(default=None, json_schema_extra=_no_default)
+    currency: Currency = Field(default=None, json_schema_extra=_no_default)
+    issue_date: IsoDate = Field(default=None, json_schema_extra=_no_default)
+    due_date: IsoDate = Field(default=None, json_schema_extra=_no_default)
+
+    def column_values(self) -> dict[str, Any]:
+        """What was sent, as Invoice columns (amount -> amount_minor)."""
+        values = self.model_dump(include=self.model_fields_set)
+        if "amount" in values:
+            values["amount_minor"] = parse_amount(values.pop("amount"))
+        return values
+
+
+# --- Query strings --------------------------------------------------------------------
+
+
+class QueryModel(BaseModel):
+    """Unknown query parameters are ignored (cache busters); known ones are checked."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class OrganizationQuery(QueryModel):
+    organization: str | None = Field(
+        default=None,
+        pattern=SLUG_PATTERN,
+        description="Work in this organization (its slug) instead of the active one.",
+    )
+
+
+class PageQuery(QueryModel):
+    limit: int = Field(default=25, ge=1, le=100, description="Items per page.")
+    cursor: str | None = Field(
+        default=None,
+        max_length=400,
+        description="next_cursor from the previous page. Opaque: do not build one.",
+    )
+
+
+class InvoiceListQuery(PageQuery, OrganizationQuery):
+    status: Status | None = Field(default=None, description="Only invoices in this status.")
+
+
+class AuditQuery(PageQuery):
+    decision: Literal["allowed", "denied"] | None = None
+    action: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+# --- Responses ------------------------------------------------------------------------
+
+
+class InvoiceOut(BaseModel):
+    id: str = Field(description="The public id, as in /invoices/{id}.", examples=["inv_7"])
+    number: int
+    organization: str = Field(description="The organization's slug.")
+    customer: str
+    amount: str = Field(examples=["1250.00"])
+    currency: Currency
+    status: Status
+    issue_date: date
+    due_date: date
+    created_by: str | None = Field(description="The author's email; null once they are gone.")
+    created_at: datetime
+    updated_at: datetime
+    version: int = Field(description='Also sent as the ETag ("3"); send it back in If-Match.')
+
+
+class InvoicePage(BaseModel):
+    items: list[InvoiceOut]
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
+
+
+class UserOut(BaseModel):
+    name: str
+    email: str
+    email_verified: bool
+
+
+class MembershipOut(BaseModel):
+    slug: str
+    name: str
+    plan: str
+    role: Role
+
+
+class TokenOut(BaseModel):
+    id: str
+    name: str
+    scope: TokenScope
+    organization: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class AuthenticationOut(BaseModel):
+    method: Literal["session", "token"]
+    token: TokenOut | None = Field(description="The token used, for method token.")
+    elevated: bool = Field(description="A password was entered recently (sessions only).")
+
+
+class MeOut(BaseModel):
+    user: UserOut
+    organizations: list[MembershipOut] = Field(
+        description="Where this request can act: every membership for a session, at most "
+        "the token's own organization for a token."
+    )
+    active_organization: str | None
+    authentication: AuthenticationOut
+    csrf_token: str | None = Field(
+        description="For session requests: send it as X-CSRFToken on POST, PATCH, DELETE."
+    )
+
+
+class OrganizationList(BaseModel):
+    items: list[MembershipOut]
+
+
+class MemberOut(BaseModel):
+    name: str
+    email: str
+    role: Role
+    joined_at: datetime
+
+
+class MemberPage(BaseModel):
+    items: list[MemberOut]
+    next_cursor: str | None
+
+
+class AuditEventOut(BaseModel):
+    created_at: datetime
+    actor_email: str | None
+    action: str
+    resource_id: str | None
+    decision: Literal["allowed", "denied"]
+    status: int
+    reason: str
+    ip_address: str | None
+
+
+class AuditPage(BaseModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+ERROR_CODES = (
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "precondition_failed",
+    "too_large",
+    "unsupported_media_type",
+    "validation",
+    "precondition_required",
+    "rate_limited",
+    "internal",
+    "unavailable",
+)
+
+
+class ErrorDetail(BaseModel):
+    code: Literal[ERROR_CODES]  # type: ignore[valid-type]
+    message: str
+    reason: str = Field(
+        default=None,
+        json_schema_extra=_no_default,
+        description="A word to branch on: csrf, invalid_token, insufficient_scope, "
+        "two_factor_required, reauthentication_required, malformed_json, invalid_cursor.",
+    )
+    fields: dict[str, list[str]] = Field(
+        default=None,
+        json_schema_extra=_no_default,
+        description="422 only: the messages for each field.",
+    )
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

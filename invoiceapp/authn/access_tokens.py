@@ -1,0 +1,152 @@
+"""Personal access tokens: a second way to prove who is calling, for scripts and the API.
+
+A token is ``ia_pat_`` followed by 32 random bytes (43 URL-safe characters). It is shown
+once; the database keeps only its SHA-256, like session cookies, so a copy of the table
+cannot be replayed. A token belongs to one user and one organization and carries a scope
+(read or write); what it may do is still decided by the policy, which reads the scope
+(invoiceapp.authz.policy._narrowed). This module only answers "who is this?".
+
+Tokens are read from ``Authorization: Bearer …`` on /api/ only: a page never accepts one,
+so a token pasted into a script can never drive the HTML forms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from datetime import timedelta
+
+from flask import current_app, g, request
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from ..db import get_db, utcnow
+from ..models import Organization, PersonalAccessToken, TokenScope, User
+
+TOKEN_PREFIX = "ia_pat_"
+# secrets.token_urlsafe(32) is 43 characters; anything else was never issued here.
+TOKEN_SHAPE = re.compile(r"ia_pat_[A-Za-z0-9_-]{43}")
+# Shown in URLs (the revoke button); unrelated to the secret.
+PUBLIC_ID_SHAPE = re.compile(r"pat_[0-9a-f]{16}")
+MIN_EXPIRES_DAYS, MAX_EXPIRES_DAYS = 1, 90
+MAX_NAME_LENGTH = 100
+# last_used_at is written at most this often, so reads do not all turn into writes.
+TOUCH_SECONDS = 60
+
+# Why a presented token was refused. RFC 6750 gives every refusal one error code,
+# "invalid_token", on purpose: the caller learns nothing about which check failed.
+INVALID_TOKEN = "invalid_token"
+
+
+def token_hash(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def issue_access_token(
+    db: Session,
+    user: User,
+    organization: Organization,
+    *,
+    name: str,
+    scope: TokenScope,
+    expires_days: int,
+) -> tuple[PersonalAccessToken, str]:
+    """A new token; returns the row and the raw token (to show once). The caller commits."""
+    if not MIN_EXPIRES_DAYS <= expires_days <= MAX_EXPIRES_DAYS:
+        raise ValueError(f"expires_days must be {MIN_EXPIRES_DAYS}–{MAX_EXPIRES_DAYS}")
+    raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = utcnow()
+    token = PersonalAccessToken(
+        public_id="pat_" + secrets.token_hex(8),
+        user_id=user.id,
+        organization_id=organization.id,
+        name=name,
+        scope=scope.value,
+        token_hash=token_hash(raw),
+        created_at=now,
+        expires_at=now + timedelta(days=expires_days),
+    )
+    db.add(token)
+    return token, raw
+
+
+def revoke_access_token(token: PersonalAccessToken) -> None:
+    """Stops working on the very next request: every request looks the token up again."""
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+
+
+def is_usable(token: PersonalAccessToken) -> bool:
+    return token.revoked_at is None and token.expires_at > utcnow()
+
+
+def bearer_credentials() -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header on an API path, else None.
+
+    Any other scheme (or no header) is not a token request; the cookie is used instead.
+    """
+    if not request.path.startswith("/api/"):
+        return None
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip()
+
+
+def load_access_token() -> PersonalAccessToken | None:
+    """The request's usable token, looked up once per request (None when refused).
+
+    A refusal is remembered on ``g`` so the 401 can say ``error="invalid_token"``.
+    """
+    if "access_token" in g:
+        return g.access_token
+    g.access_token = None
+    raw = bearer_credentials()
+    if raw is None:
+        return None
+    token = None
+    if TOKEN_SHAPE.fullmatch(raw):
+        db = get_db()
+        token = db.scalar(
+            select(PersonalAccessToken).where(PersonalAccessToken.token_hash == token_hash(raw))
+        )
+    if token is None or not is_usable(token):
+        g.token_problem = INVALID_TOKEN
+        return None
+    _touch(token)
+    g.access_token = token
+    return token
+
+
+def current_access_token() -> PersonalAccessToken | None:
+    """The token that authenticated this request, or None (a session, or nobody)."""
+    return g.get("access_token")
+
+
+def presented_invalid_token() -> bool:
+    return g.get("token_problem") == INVALID_TOKEN
+
+
+def _touch(token: PersonalAccessToken) -> None:
+    """Record the use for the tokens page, at most once a minute per token."""
+    now = utcnow()
+    if token.last_used_at is not None and now - token.last_used_at < timedelta(
+        seconds=current_app.config.get("API_TOKEN_TOUCH_SECONDS", TOUCH_SECONDS)
+    ):
+        return
+    db = get_db()
+    db.execute(
+        update(PersonalAccessToken)
+        .where(PersonalAccessToken.id == token.id)
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    try:
+        db.commit()
+    except OperationalError:
+        # Another writer holds the database: "last used" can wait for the next request.
+        db.rollback()
+        return
+    token.last_used_at = now

@@ -1,0 +1,199 @@
+"""/account/tokens: personal access tokens for the JSON API, made and revoked by their user.
+
+A token is shown once, in the answer to the form that made it, and never again: only its
+SHA-256 is stored (invoiceapp.authn.access_tokens). It is never put in a flash message,
+which travels in a readable cookie. Everything here acts on the user's own tokens, so a
+token id that is not theirs is a 404, like any other scoped lookup.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime
+
+from flask import Blueprint, abort, flash, redirect, render_template
+from flask.typing import ResponseReturnValue
+from sqlalchemy import select
+from wtforms import IntegerField, SelectField, StringField
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
+
+from ..authn.access_tokens import (
+    MAX_EXPIRES_DAYS,
+    MAX_NAME_LENGTH,
+    MIN_EXPIRES_DAYS,
+    PUBLIC_ID_SHAPE,
+    issue_access_token,
+    revoke_access_token,
+)
+from ..authn.gate import login_required
+from ..authz.scope import my_organizations
+from ..db import get_db, utcnow
+from ..forms import Form
+from ..models import Organization, PersonalAccessToken, TokenScope
+from ..principal import Principal, require_principal
+
+bp = Blueprint("account_tokens", __name__, url_prefix="/account/tokens")
+
+SCOPES = [
+    (TokenScope.READ.value, "read: look, never change"),
+    (TokenScope.WRITE.value, "write: also create, edit and delete, as far as your role allows"),
+]
+
+
+def _strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
+
+
+def _printable_name(_form: Form, field: StringField) -> None:
+    if any(unicodedata.category(char) == "Cc" for char in field.data or ""):
+        raise ValidationError("Remove the control characters from the name.")
+
+
+class NewTokenForm(Form):
+    """Field names are public (CONTRACT section 5): name, organization, scope, expires_days."""
+
+    name = StringField(
+        "Name",
+        filters=[_strip],
+        validators=[
+            DataRequired("Name the token after what will use it, like “nightly export”."),
+            Length(max=MAX_NAME_LENGTH, message=f"Keep the name to {MAX_NAME_LENGTH} characters."),
+            _printable_name,
+        ],
+        render_kw={"maxlength": MAX_NAME_LENGTH},
+    )
+    # Choices are the user's own organizations, set per request: another slug is refused.
+    organization = SelectField("Organization", validate_choice=True)
+    scope = SelectField("Scope", choices=SCOPES, default=TokenScope.READ.value)
+    expires_days = IntegerField(
+        "Expires after (days)",
+        default=30,
+        validators=[
+            InputRequired("Say after how many days the token stops working."),
+            NumberRange(
+                MIN_EXPIRES_DAYS,
+                MAX_EXPIRES_DAYS,
+                f"Choose between {MIN_EXPIRES_DAYS} and {MAX_EXPIRES_DAYS} days.",
+            ),
+        ],
+        render_kw={"min": MIN_EXPIRES_DAYS, "max": MAX_EXPIRES_DAYS, "type": "number"},
+    )
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    public_id: str
+    name: str
+    organization: str
+    scope: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+    state: str  # "active", "expired" or "revoked"
+
+
+def _form(principal: Principal, *, posted: bool) -> NewTokenForm:
+    form = NewTokenForm() if posted else NewTokenForm(formdata=None)
+    organizations = my_organizations(principal)
+    form.organization.choices = [(org.slug, org.name) for org in organizations]
+    return form
+
+
+def _rows(principal: Principal) -> list[TokenRow]:
+    now = utcnow()
+    tokens = get_db().execute(
+        select(PersonalAccessToken, Organization.slug)
+        .join(Organization, Organization.id == PersonalAccessToken.organization_id)
+        .where(PersonalAccessToken.user_id == principal.user.id)
+        .order_by(PersonalAccessToken.created_at.desc(), PersonalAccessToken.id.desc())
+    )
+    rows = []
+    for token, slug in tokens:
+        if token.revoked_at is not None:
+            state = "revoked"
+        elif token.expires_at <= now:
+            state = "expired"
+        else:
+            state = "active"
+        rows.append(
+            TokenRow(
+                public_id=token.public_id,
+                name=token.name,
+                organization=slug,
+                scope=token.scope,
+                created_at=token.created_at,
+                expires_at=token.expires_at,
+                last_used_at=token.last_used_at,
+                revoked_at=token.revoked_at,
+                state=state,
+            )
+        )
+    return rows
+
+
+def _page(
+    form: NewTokenForm, *, new_token: str | None = None, status: int = 200
+) -> ResponseReturnValue:
+    principal = require_principal()
+    html = render_template(
+        "account/tokens.html", form=form, rows=_rows(principal), new_token=new_token
+    )
+    return html, status
+
+
+@bp.get("")
+@login_required
+def index() -> ResponseReturnValue:
+    return _page(_form(require_principal(), posted=False))
+
+
+@bp.post("")
+@login_required
+def create() -> ResponseReturnValue:
+    principal = require_principal()
+    form = _form(principal, posted=True)
+    if not form.validate():
+        return _page(form, status=422)
+    organization = next(
+        org for org in my_organizations(principal) if org.slug == form.organization.data
+    )
+    db = get_db()
+    _token, raw = issue_access_token(
+        db,
+        principal.user,
+        organization,
+        name=form.name.data or "",
+        scope=TokenScope(form.scope.data),
+        expires_days=form.expires_days.data or 0,
+    )
+    db.commit()
+    # Shown in this answer only (no-store, like every signed-in page), never stored.
+    return _page(_form(principal, posted=False), new_token=raw, status=201)
+
+
+@bp.post("/<public_id>/revoke")
+@login_required
+def revoke(public_id: str) -> ResponseReturnValue:
+    principal = require_principal()
+    token = _own_token_or_404(principal, public_id)
+    revoke_access_token(token)
+    get_db().commit()
+    flash("Token revoked. It stopped working at once.", "success")
+    return redirect("/account/tokens", code=303)
+
+
+def _own_token_or_404(principal: Principal, public_id: str) -> PersonalAccessToken:
+    """Only the principal's own tokens can be found: another user's id is a 404 too."""
+    if not PUBLIC_ID_SHAPE.fullmatch(public_id):
+        abort(404)
+    token = get_db().scalar(
+        select(PersonalAccessToken).where(
+            PersonalAccessToken.public_id == public_id,
+            PersonalAccessToken.user_id == principal.user.id,
+        )
+    )
+    if token is None:
+        abort(404)
+    return token
