@@ -80,6 +80,7 @@ def register_blueprints(app: Flask) -> None:
     from .api import bp as api_bp
     from .authn.recovery import bp as recovery_bp
     from .authn.signup import bp as signup_bp
+    from .authn.two_factor import bp as two_factor_bp
     from .authn.views import bp as authn_bp
     from .views.account import bp as account_bp
     from .views.account_tokens import bp as account_tokens_bp
@@ -96,6 +97,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(authn_bp)
     app.register_blueprint(signup_bp)
     app.register_blueprint(recovery_bp)
+    app.register_blueprint(two_factor_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(account_tokens_bp)
     app.register_blueprint(invoices_bp)

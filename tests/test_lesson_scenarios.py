@@ -116,6 +116,11 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "authn.sign_out_confirm",
         "account.confirm_email_change",
         "authn.sign_out",
+        # The second sign-in step and the passkey sign-in come before there is a principal.
+        "authn.two_factor_form",
+        "authn.two_factor",
+        "authn.passkey_options",
+        "authn.passkey_sign_in",
         "health.healthz",
         "health.readyz",
         "dev_mail.outbox",

@@ -1,6 +1,26 @@
-"""Sign-in, sign-out and re-authentication: the pages where identity is proven."""
+"""Sign-in, sign-out and re-authentication: the pages where identity is proven.
+
+Three kinds of proof meet here (NIST SP 800-63B's "authenticators"):
+
+- something you know: the password (passwords.py);
+- something you have: a code from an authenticator app (totp.py), or one of the
+  recovery codes printed when it was set up (recovery_codes.py);
+- something you have *and* know or are: a passkey, unlocked on the device with a PIN
+  or a fingerprint (passkeys.py).
+
+With TOTP enrolled, a right password is only half a sign-in: the browser is sent to
+/sign-in/two-factor carrying a short-lived, signed note ("this password was right"),
+and there is still no principal: no session row, every gated page answers as for
+anyone anonymous. Only the second step starts the session, recording how it was
+proven (UserSession.proof), which authorization later reads.
+"""
 
 from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
 
 import flask_login
 from flask import (
@@ -16,11 +36,16 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from wtforms import HiddenField, StringField
+from wtforms.validators import DataRequired, Length
 
-from ..db import get_db
+from ..db import get_db, utcnow
 from ..extensions import limiter
-from ..models import User
+from ..forms import Form
+from ..mail import absolute_url, send_mail
+from ..models import Passkey, User
 from ..principal import require_principal
+from . import passkeys, recovery_codes, totp
 from .devices import issue_device_cookie, trusted_device_for
 from .events import EventKind, record_event
 from .forms import EmptyForm, ReauthenticateForm, SignInForm, normalise_email
@@ -34,6 +59,29 @@ bp = Blueprint("authn", __name__)
 # One message for an unknown email and a wrong password: the answer must not
 # tell anyone which addresses have accounts.
 SIGN_IN_FAILED = "That email and password do not match an account."
+# One message for a wrong, reused or expired code, TOTP or recovery code alike.
+CODE_FAILED = (
+    "That code did not work. Type the current code from your authenticator app, "
+    "or one of your recovery codes."
+)
+PASSKEY_FAILED = "That passkey was not accepted here. Try again, or sign in with your password."
+PENDING_KEY = "two_factor_pending"
+
+
+class CodeForm(Form):
+    """The second step: a six-digit code from the app, or a recovery code (CONTRACT §8)."""
+
+    code = StringField(
+        "Authentication code",
+        validators=[DataRequired("Enter the code from your authenticator app."), Length(max=32)],
+        render_kw={
+            "autocomplete": "one-time-code",
+            "autocapitalize": "none",
+            "spellcheck": "false",
+            "autofocus": True,
+        },
+    )
+    next = HiddenField()
 
 
 def _sign_in_limit() -> str:
@@ -61,7 +109,18 @@ WRONG_PASSWORD = 422
 
 
 def _wrong_password(response: Response) -> bool:
+    """A wrong password or a wrong code at /reauthenticate (either counts)."""
     return response.status_code == WRONG_PASSWORD and getattr(g, "wrong_password", False)
+
+
+def _sign_in_page(form: SignInForm, **context: Any) -> str:
+    return render_template(
+        "authn/sign_in.html",
+        form=form,
+        passkeys_here=passkeys_work_here(),
+        passkey_origin=current_app.config["WEBAUTHN_ORIGIN"],
+        **context,
+    )
 
 
 @bp.get("/sign-in")
@@ -69,7 +128,7 @@ def sign_in_form() -> ResponseReturnValue:
     if flask_login.current_user.is_authenticated:
         return redirect(next_or_default(request.args.get("next")), code=303)
     form = SignInForm(next=safe_next(request.args.get("next")) or "")
-    return render_template("authn/sign_in.html", form=form)
+    return _sign_in_page(form)
 
 
 @bp.post("/sign-in")
@@ -79,7 +138,7 @@ def sign_in_form() -> ResponseReturnValue:
 def sign_in() -> ResponseReturnValue:
     form = SignInForm()
     if not form.validate_on_submit():
-        return render_template("authn/sign_in.html", form=form), 422
+        return _sign_in_page(form), 422
 
     # Identification: the email names a claimed account, nothing more.
     user = get_db().scalar(select(User).where(User.email == form.email.data))
@@ -90,21 +149,235 @@ def sign_in() -> ResponseReturnValue:
             record_event(get_db(), user.id, EventKind.SIGN_IN_FAILED)
             get_db().commit()
         form.password.data = ""
-        html = render_template("authn/sign_in.html", form=form, failure=SIGN_IN_FAILED)
+        html = _sign_in_page(form, failure=SIGN_IN_FAILED)
         return html, 401, {"WWW-Authenticate": WWW_AUTHENTICATE}
     assert user is not None
 
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(form.password.data or "")
+    if user.totp_enabled_at is not None:
+        # Something you know is proven; something you have is still to come. No session yet.
+        get_db().commit()
+        session.clear()
+        _begin_pending(user, remember=bool(form.remember.data), next_path=form.next.data)
+        return redirect("/sign-in/two-factor", code=303)
+    return _signed_in(
+        user, remember=bool(form.remember.data), proof="password", next_path=form.next.data
+    )
+
+
+def _signed_in(
+    user: User, *, remember: bool, proof: str, next_path: str | None, detail: str = ""
+) -> Response:
+    """Every successful sign-in ends here: a new session saying how it was proven."""
     # A new session id at every sign-in, and a new CSRF token with it (no fixation).
     session.clear()
-    start_session(user, remember=bool(form.remember.data))
-    record_event(get_db(), user.id, EventKind.SIGN_IN_SUCCEEDED)
+    start_session(user, remember=remember, proof=proof)
+    record_event(get_db(), user.id, EventKind.SIGN_IN_SUCCEEDED, detail)
     get_db().commit()
     flash("You are signed in.", "success")  # no names: flashes travel in a readable cookie
-    response = redirect(next_or_default(form.next.data), code=303)
+    response = redirect(next_or_default(next_path), code=303)
     issue_device_cookie(response, user.email)
     return response
+
+
+# ---------------------------------------------------------------------------
+# The second sign-in step: /sign-in/two-factor
+# ---------------------------------------------------------------------------
+
+
+def _password_fingerprint(user: User) -> str:
+    """Changes whenever the password does: a reset voids a half-finished sign-in."""
+    return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
+
+
+def _begin_pending(user: User, *, remember: bool, next_path: str | None) -> None:
+    """Remember "this password was right" in Flask's signed cookie for a few minutes.
+
+    Signed, so it cannot be forged; short-lived and tied to the password, so a copy is
+    worth little: whoever holds it still needs the second factor, which is rate limited
+    per account.
+    """
+    lifetime = current_app.config["TWO_FACTOR_PENDING_SECONDS"]
+    session[PENDING_KEY] = {
+        "user": user.id,
+        "remember": remember,
+        "next": safe_next(next_path) or "",
+        "expires": utcnow().timestamp() + lifetime,
+        "password": _password_fingerprint(user),
+    }
+
+
+@dataclass(frozen=True)
+class Pending:
+    user: User
+    remember: bool
+    next_path: str
+
+
+def _pending() -> Pending | None | bool:
+    """The half-finished sign-in: a Pending, None when there is none, False when expired."""
+    state = session.get(PENDING_KEY)
+    if not isinstance(state, dict):
+        return None
+    try:
+        expired = utcnow().timestamp() > float(state["expires"])
+        user = get_db().get(User, int(state["user"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if expired:
+        return False
+    if (
+        user is None
+        or user.totp_enabled_at is None
+        or state.get("password") != _password_fingerprint(user)
+    ):
+        return None
+    return Pending(user, bool(state.get("remember")), str(state.get("next") or ""))
+
+
+def _pending_account() -> str:
+    state = session.get(PENDING_KEY)
+    user_id = state.get("user") if isinstance(state, dict) else None
+    return f"two-factor-account:{user_id}"
+
+
+def _two_factor_account_limit() -> str:
+    return current_app.config["TWO_FACTOR_ACCOUNT_RATE_LIMIT"]
+
+
+def _start_over(message: str) -> Response:
+    session.pop(PENDING_KEY, None)
+    flash(message, "error")
+    return redirect("/sign-in", code=303)
+
+
+EXPIRED = "That sign-in took too long, so it was cancelled. Please sign in again."
+
+
+@bp.get("/sign-in/two-factor")
+def two_factor_form() -> ResponseReturnValue:
+    pending = _pending()
+    if pending is False:
+        return _start_over(EXPIRED)
+    if pending is None:
+        return redirect("/sign-in", code=303)
+    return render_template("authn/two_factor.html", form=CodeForm(formdata=None))
+
+
+@bp.post("/sign-in/two-factor")
+@limiter.limit(_sign_in_limit, deduct_when=_failed)
+@limiter.limit(_two_factor_account_limit, key_func=_pending_account, deduct_when=_failed)
+def two_factor() -> ResponseReturnValue:
+    """Something you have: the code finishes the sign-in the password started."""
+    pending = _pending()
+    if pending is False:
+        return _start_over(EXPIRED)
+    if pending is None:
+        return _start_over("Please sign in with your email and password first.")
+    form = CodeForm()
+    if not form.validate_on_submit():
+        return render_template("authn/two_factor.html", form=form), 422
+    user = pending.user
+    proof = _check_second_factor(user, form.code.data or "")
+    if proof is None:
+        record_event(get_db(), user.id, EventKind.TWO_FACTOR_FAILED)
+        get_db().commit()
+        form.code.data = ""
+        html = render_template("authn/two_factor.html", form=form, failure=CODE_FAILED)
+        return html, 401, {"WWW-Authenticate": WWW_AUTHENTICATE}
+    detail = "with a recovery code" if proof == "password+recovery_code" else "with a code"
+    return _signed_in(
+        user, remember=pending.remember, proof=proof, next_path=pending.next_path, detail=detail
+    )
+
+
+def _check_second_factor(user: User, code: str) -> str | None:
+    """The proof a right code makes ("password+totp" or "password+recovery_code"), or None.
+
+    A recovery code is spent at once and its owner told by mail: if it was not them,
+    they learn that someone has their password and one of their codes.
+    """
+    db = get_db()
+    if totp.CODE.fullmatch(totp.normalise_code(code)):
+        return "password+totp" if totp.verify_code(db, user, code) else None
+    if recovery_codes.use_code(db, user, code):
+        record_event(db, user.id, EventKind.RECOVERY_CODE_USED)
+        left = recovery_codes.remaining(db, user)
+        db.commit()
+        send_mail(
+            user.email,
+            "A recovery code was used on your InvoiceApp account",
+            "recovery_code_used",
+            name=user.display_name,
+            remaining=left,
+            security_url=absolute_url("/account/security"),
+            two_factor_url=absolute_url("/account/two-factor"),
+            reset_url=absolute_url("/forgot-password"),
+        )
+        return "password+recovery_code"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Passkey sign-in: /sign-in/passkey (JSON, driven by static/passkeys.js)
+# ---------------------------------------------------------------------------
+
+
+def _passkey_options_limit() -> str:
+    return current_app.config["PASSKEY_OPTIONS_RATE_LIMIT"]
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    text = body if isinstance(body, str) else json.dumps(body)
+    return Response(text, status=status, mimetype="application/json")
+
+
+def json_error(status: int, message: str, reason: str | None = None) -> Response:
+    """The API's error shape (CONTRACT §6), for the few JSON endpoints pages use."""
+    codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found"}
+    error: dict[str, str] = {"code": codes.get(status, "bad_request"), "message": message}
+    if reason:
+        error["reason"] = reason
+    response = json_response({"error": error}, status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response
+
+
+@bp.post("/sign-in/passkey/options")
+@limiter.limit(_passkey_options_limit)
+def passkey_options() -> ResponseReturnValue:
+    """A challenge for navigator.credentials.get(), naming no account (discoverable)."""
+    options = passkeys.authentication_options(get_db())
+    get_db().commit()
+    return json_response(options)
+
+
+@bp.post("/sign-in/passkey")
+@limiter.limit(_sign_in_limit, deduct_when=_failed)
+def passkey_sign_in() -> ResponseReturnValue:
+    """The passkey alone signs in: possession plus the device's own PIN or biometric."""
+    db = get_db()
+    try:
+        passkey = passkeys.authenticate(db, request.form.get("credential", ""))
+    except passkeys.PasskeyRejected as rejected:
+        db.commit()  # a claimed challenge stays claimed
+        current_app.logger.info("passkey sign-in refused: %s", rejected)
+        return json_error(401, PASSKEY_FAILED)
+    user = db.get(User, passkey.user_id)
+    assert user is not None
+    response = _signed_in(
+        user,
+        remember=request.form.get("remember") in ("on", "true", "1"),
+        proof="passkey",
+        next_path=request.form.get("next"),
+        detail="with a passkey",
+    )
+    body = json_response({"redirect": response.headers["Location"]})
+    for cookie in response.headers.getlist("Set-Cookie"):
+        body.headers.add("Set-Cookie", cookie)
+    return body
 
 
 @bp.get("/sign-out")
@@ -144,11 +417,45 @@ def _end_session_after_guessing() -> ResponseReturnValue:
     return redirect("/sign-in", code=303)
 
 
+def _render_reauthenticate(
+    *,
+    password_form: ReauthenticateForm | None = None,
+    code_form: CodeForm | None = None,
+    second_factor_only: bool = False,
+    next_path: str = "",
+) -> str:
+    """The page offers every proof the account has; ``factor=second`` hides the password."""
+    user = require_principal().user
+    has_passkey = (
+        get_db().scalar(select(Passkey.id).where(Passkey.user_id == user.id).limit(1)) is not None
+    )
+    has_totp = user.totp_enabled_at is not None
+    return render_template(
+        "authn/reauthenticate.html",
+        form=password_form or ReauthenticateForm(formdata=None, next=next_path),
+        code_form=code_form or CodeForm(formdata=None, next=next_path),
+        has_totp=has_totp,
+        has_passkey=has_passkey,
+        # Asked for a second factor, and there is one: the password alone will not do.
+        second_factor_only=second_factor_only and (has_totp or has_passkey),
+        next_path=next_path,
+        passkeys_here=passkeys_work_here(),
+    )
+
+
+def passkeys_work_here() -> bool:
+    """Passkeys belong to WEBAUTHN_RP_ID; on another host name the browser refuses them."""
+    host = request.host.rsplit(":", 1)[0] if not request.host.endswith("]") else request.host
+    return host == current_app.config["WEBAUTHN_RP_ID"]
+
+
 @bp.get("/reauthenticate")
 @login_required
 def reauthenticate_form() -> ResponseReturnValue:
-    form = ReauthenticateForm(next=safe_next(request.args.get("next")) or "")
-    return render_template("authn/reauthenticate.html", form=form)
+    return _render_reauthenticate(
+        second_factor_only=request.args.get("factor") == "second",
+        next_path=safe_next(request.args.get("next")) or "",
+    )
 
 
 def _reauth_account_limit() -> str:
@@ -173,24 +480,100 @@ def reauthenticate() -> ResponseReturnValue:
     """
     principal = require_principal()
     form = ReauthenticateForm()
+    next_path = safe_next(form.next.data) or ""
     if not form.validate_on_submit():
-        return render_template("authn/reauthenticate.html", form=form), 422
-    auth_session = principal.session
+        return _render_reauthenticate(password_form=form, next_path=next_path), 422
     if not verify_password(principal.user.password_hash, form.password.data or ""):
-        if auth_session is not None:
-            auth_session.failed_reauthentications += 1
-            record_event(get_db(), principal.user.id, EventKind.REAUTHENTICATION_FAILED)
-            if auth_session.failed_reauthentications >= current_app.config["REAUTH_MAX_FAILURES"]:
-                return _end_session_after_guessing()
-            get_db().commit()
-        g.wrong_password = True
+        if _count_wrong_proof():
+            return _end_session_after_guessing()
         form.password.errors.append("That password is not right.")
-        return render_template("authn/reauthenticate.html", form=form), WRONG_PASSWORD
-    if auth_session is not None:
-        auth_session.failed_reauthentications = 0
-    mark_reauthenticated()
-    record_event(get_db(), principal.user.id, EventKind.ELEVATION_GRANTED)
+        return _render_reauthenticate(password_form=form, next_path=next_path), WRONG_PASSWORD
+    return _reauthenticated("password", form.next.data)
+
+
+def _count_wrong_proof() -> bool:
+    """Count a wrong password, code or passkey against this session (and, through the
+    limiter, this account). True when the session has guessed too often and must end."""
+    principal = require_principal()
+    g.wrong_password = True
+    auth_session = principal.session
+    if auth_session is None:
+        return False
+    auth_session.failed_reauthentications += 1
+    record_event(get_db(), principal.user.id, EventKind.REAUTHENTICATION_FAILED)
+    if auth_session.failed_reauthentications >= current_app.config["REAUTH_MAX_FAILURES"]:
+        return True
+    get_db().commit()
+    return False
+
+
+def _reauthenticated(proof: str, next_path: str | None) -> Response:
+    """Fresh proof accepted: elevate the session, recording how it was proven."""
+    principal = require_principal()
+    if principal.session is not None:
+        principal.session.failed_reauthentications = 0
+    mark_reauthenticated(proof)
+    record_event(get_db(), principal.user.id, EventKind.ELEVATION_GRANTED, f"with {proof}")
     get_db().commit()
     session.pop("csrf_token", None)  # a new privilege level gets a new CSRF token too
     flash("Thanks. You can make sensitive changes for the next few minutes.", "success")
-    return redirect(next_or_default(form.next.data), code=303)
+    return redirect(next_or_default(next_path), code=303)
+
+
+@bp.post("/reauthenticate/code")
+@login_required
+@limiter.limit(_sign_in_limit)
+@limiter.limit(
+    _reauth_account_limit, key_func=_reauthenticating_account, deduct_when=_wrong_password
+)
+def reauthenticate_with_code() -> ResponseReturnValue:
+    """Step-up with something you have: an authenticator code (or a recovery code)."""
+    principal = require_principal()
+    form = CodeForm()
+    next_path = safe_next(form.next.data) or ""
+    if not form.validate_on_submit():
+        page = _render_reauthenticate(code_form=form, second_factor_only=True, next_path=next_path)
+        return page, 422
+    proof = _check_second_factor(principal.user, form.code.data or "")
+    if proof is None:
+        if _count_wrong_proof():
+            return _end_session_after_guessing()
+        form.code.data = ""
+        form.code.errors.append("That code did not work.")
+        page = _render_reauthenticate(code_form=form, second_factor_only=True, next_path=next_path)
+        return page, WRONG_PASSWORD
+    return _reauthenticated(proof, form.next.data)
+
+
+@bp.post("/reauthenticate/passkey/options")
+@login_required
+@limiter.limit(_passkey_options_limit)
+def reauthenticate_passkey_options() -> ResponseReturnValue:
+    """A challenge only this user's passkeys can answer."""
+    options = passkeys.authentication_options(get_db(), require_principal().user)
+    get_db().commit()
+    return json_response(options)
+
+
+@bp.post("/reauthenticate/passkey")
+@login_required
+@limiter.limit(_sign_in_limit)
+@limiter.limit(
+    _reauth_account_limit, key_func=_reauthenticating_account, deduct_when=_wrong_password
+)
+def reauthenticate_with_passkey() -> ResponseReturnValue:
+    principal = require_principal()
+    db = get_db()
+    try:
+        passkeys.authenticate(db, request.form.get("credential", ""), principal.user)
+    except passkeys.PasskeyRejected as rejected:
+        current_app.logger.info("passkey re-authentication refused: %s", rejected)
+        if _count_wrong_proof():
+            _end_session_after_guessing()
+            return json_error(401, "This session was ended. Please sign in again.")
+        db.commit()  # a claimed challenge stays claimed
+        response = json_error(401, PASSKEY_FAILED)
+        response.status_code = WRONG_PASSWORD  # the session is fine; the proof was not
+        return response
+    response = _reauthenticated("passkey", request.form.get("next"))
+    return json_response({"redirect": response.headers["Location"]})

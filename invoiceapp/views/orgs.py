@@ -26,8 +26,9 @@ from wtforms.validators import DataRequired, Length, ValidationError
 from ..authn.emails import MAX_EMAIL_LENGTH, valid_new_email
 from ..authn.gate import login_required
 from ..authn.redirects import safe_next
+from ..authn.second_factor import has_second_factor
 from ..authz.audit import record_audit
-from ..authz.enforce import authorize
+from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.policy import POLICY, Rule, can
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
@@ -99,6 +100,9 @@ class SettingsForm(Form):
     # A checkbox posts "on" when ticked and nothing when not.
     invoice_duplication = BooleanField(
         "Members may duplicate invoices", false_values=("", "false", "off", "0")
+    )
+    requires_two_factor = BooleanField(
+        "This organization requires two-factor", false_values=("", "false", "off", "0")
     )
 
 
@@ -299,6 +303,15 @@ def capabilities(principal: Principal, organization: Organization) -> list[Capab
 def show(slug: str) -> ResponseReturnValue:
     organization = organization_in_my_orgs_or_404(slug)
     authorize("org.read", organization)
+    settings_form = SettingsForm(
+        formdata=None,
+        invoice_duplication=organization.invoice_duplication_enabled,
+        requires_two_factor=organization.requires_two_factor,
+    )
+    return _render_show(organization, settings_form)
+
+
+def _render_show(organization: Organization, settings_form: SettingsForm) -> str:
     principal = require_principal()
     return render_template(
         "orgs/show.html",
@@ -306,10 +319,34 @@ def show(slug: str) -> ResponseReturnValue:
         role=principal.role_in(organization.id),
         capabilities=capabilities(principal, organization),
         seats=seats_in_use(get_db(), organization.id),
-        settings_form=SettingsForm(
-            formdata=None, invoice_duplication=organization.invoice_duplication_enabled
-        ),
+        settings_form=settings_form,
     )
+
+
+NO_SECOND_FACTOR = (
+    "Set up two-factor sign-in for your own account first (an authenticator app or a "
+    "passkey, under Account). Otherwise this rule would lock you out of your own organization."
+)
+
+
+def _may_switch_two_factor_rule(organization: Organization, turning_on: bool) -> bool:
+    """The owner's extra step for the "requires two-factor" rule (CONTRACT §7: elevated).
+
+    Raises ReauthenticationRequired for a stale session, and, when switching it on, for a
+    session not proven with a second factor: from the next request on, this organization
+    refuses exactly such sessions, its owner's included. False: no second factor at all.
+    """
+    principal = require_principal()
+    if turning_on and not has_second_factor(principal.user):
+        return False
+    page = f"/orgs/{organization.slug}"  # after re-authenticating, back to the form (a GET)
+    try:
+        authorize("account.password.change", principal.user)  # self, elevated: fresh proof
+    except ReauthenticationRequired:
+        raise ReauthenticationRequired(page, second_factor=turning_on) from None
+    if turning_on and not principal.two_factor_proven:
+        raise ReauthenticationRequired(page, second_factor=True)
+    return True
 
 
 @bp.post("/<slug>/settings")
@@ -320,8 +357,14 @@ def update_settings(slug: str) -> ResponseReturnValue:
     form = SettingsForm()
     form.validate()  # a checkbox cannot be invalid: absent means off
     enabled = bool(form.invoice_duplication.data)
+    requires_two_factor = bool(form.requires_two_factor.data)
+    rule_changed = organization.requires_two_factor != requires_two_factor
+    if rule_changed and not _may_switch_two_factor_rule(organization, requires_two_factor):
+        form.requires_two_factor.errors.append(NO_SECOND_FACTOR)
+        return _render_show(organization, form), 422
     changed = organization.invoice_duplication_enabled != enabled
     organization.invoice_duplication_enabled = enabled
+    organization.requires_two_factor = requires_two_factor
     get_db().commit()
     if changed:
         record_audit(
@@ -330,7 +373,14 @@ def update_settings(slug: str) -> ResponseReturnValue:
             resource_id=organization.slug,
             reason=f"invoice duplication {'on' if enabled else 'off'}",
         )
-    flash("Settings saved." if changed else "Nothing changed.", "success")
+    if rule_changed:
+        record_audit(
+            "org.settings.update",
+            organization_id=organization.id,
+            resource_id=organization.slug,
+            reason=f"requires two-factor {'on' if requires_two_factor else 'off'}",
+        )
+    flash("Settings saved." if changed or rule_changed else "Nothing changed.", "success")
     return _page(f"/orgs/{organization.slug}")
 
 

@@ -1,0 +1,306 @@
+"""Account pages for "something you have": the authenticator app, recovery codes, passkeys.
+
+Every change here is the account holder's own, so there is no scope lookup: the user is
+the resource. The policy still decides, and asks for fresh proof first:
+
+- ``account.two_factor.manage`` (self, elevated): set up TOTP, new recovery codes,
+  add or remove a passkey;
+- ``account.two_factor.disable`` (self, elevated *with the second factor*): turning
+  TOTP off needs a fresh code or passkey, so a stolen session plus a phished password
+  cannot remove the factor that was meant to stop exactly that.
+
+The sign-in side (the second step, passkey sign-in, step-up) is in views.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request
+from flask.blueprints import BlueprintSetupState
+from flask.typing import ResponseReturnValue
+from sqlalchemy import delete
+
+from ..authz.enforce import ReauthenticationRequired, authorize, can_in_template
+from ..db import get_db, utcnow
+from ..extensions import limiter
+from ..mail import absolute_url, send_mail
+from ..models import Passkey, User
+from ..principal import require_principal
+from . import passkeys, recovery_codes, totp
+from .events import EventKind, record_event
+from .forms import EmptyForm
+from .gate import login_required
+from .second_factor import has_second_factor
+from .sessions import is_fresh
+from .views import CodeForm, json_error, json_response, passkeys_work_here
+
+bp = Blueprint("two_factor", __name__)
+
+# Configuration this feature adds (README, "Configuration"). Environment variables and
+# create_app() overrides win: these only fill what is unset.
+DEFAULTS: dict[str, Any] = {
+    # Root key for TOTP secrets at rest and recovery-code hashes. Unset: SECRET_KEY.
+    # Set it to rotate SECRET_KEY without losing everybody's authenticator.
+    "TOTP_ENCRYPTION_KEY": None,
+    # How long a right password waits for its second factor at /sign-in/two-factor.
+    "TWO_FACTOR_PENDING_SECONDS": 300,
+    # Wrong codes per account at the second step (whatever the address); the per-address
+    # limit is SIGN_IN_RATE_LIMIT.
+    "TWO_FACTOR_ACCOUNT_RATE_LIMIT": "10 per hour",
+    # WebAuthn: passkeys belong to a domain name (never an IP address). The demo is
+    # served on 127.0.0.1:5000; passkeys work when it is opened as http://localhost:5000.
+    "WEBAUTHN_RP_ID": "localhost",
+    "WEBAUTHN_ORIGIN": "http://localhost:5000",
+    "WEBAUTHN_RP_NAME": "InvoiceApp",
+    "WEBAUTHN_CHALLENGE_SECONDS": 300,
+    # Challenges are database rows: anonymous clients may not ask for unlimited ones.
+    "PASSKEY_OPTIONS_RATE_LIMIT": "30 per minute",
+}
+
+
+@bp.record_once
+def _set_defaults(state: BlueprintSetupState) -> None:
+    for key, value in DEFAULTS.items():
+        state.app.config.setdefault(key, value)
+
+
+def _authorize_for(action: str, user: User, page: str) -> None:
+    """authorize(), sending a stale session back to ``page`` (a GET) after re-authenticating,
+    not to the POST-only URL that asked.
+
+    When the action will want the second factor anyway, ask for it straight away rather
+    than accept a password first and then ask again.
+    """
+    try:
+        authorize(action, user)
+    except ReauthenticationRequired as needed:
+        second = needed.second_factor or (
+            can_in_template(action, user).requires_second_factor and has_second_factor(user)
+        )
+        raise ReauthenticationRequired(page, second_factor=second) from None
+
+
+# ---------------------------------------------------------------------------
+# TOTP: /account/two-factor
+# ---------------------------------------------------------------------------
+
+PAGE = "/account/two-factor"
+
+
+@bp.get(PAGE)
+@login_required
+def two_factor_page() -> ResponseReturnValue:
+    """Enabled: manage it. Not enabled: enrolment, with a secret made for this user."""
+    user = require_principal().user
+    _authorize_for("account.two_factor.manage", user, PAGE)
+    if user.totp_enabled_at is not None:
+        return _render_manage(user)
+    secret = _pending_secret(user)
+    return _render_setup(user, secret, CodeForm(formdata=None))
+
+
+def _pending_secret(user: User) -> str:
+    """The secret being enrolled: the one already shown, else a new one (committed)."""
+    try:
+        secret = totp.secret_of(user)
+    except totp.SecretUnreadable:
+        secret = None
+    if secret is None:
+        secret = totp.start_enrolment(user)
+        get_db().commit()
+    return secret
+
+
+def _render_setup(user: User, secret: str, form: CodeForm) -> str:
+    uri = totp.provisioning_uri(secret, user.email)
+    return render_template(
+        "account/two_factor_setup.html",
+        form=form,
+        uri=uri,
+        qr_code=totp.qr_code_data_uri(uri),
+        # Groups of four, as authenticator apps expect it typed.
+        secret_groups=[secret[i : i + 4] for i in range(0, len(secret), 4)],
+        restart_form=EmptyForm(formdata=None),
+    )
+
+
+def _render_manage(user: User) -> str:
+    return render_template(
+        "account/two_factor.html",
+        user=user,
+        remaining=recovery_codes.remaining(get_db(), user),
+        button=EmptyForm(formdata=None),
+    )
+
+
+@bp.post(PAGE)
+@login_required
+def confirm_enrolment() -> ResponseReturnValue:
+    """Enrolment completes only when a code proves the app really holds the secret."""
+    db = get_db()
+    user = require_principal().user
+    _authorize_for("account.two_factor.manage", user, PAGE)
+    if user.totp_enabled_at is not None:
+        flash("Two-factor sign-in is already on.", "info")
+        return redirect(PAGE, code=303)
+    secret = _pending_secret(user)
+    form = CodeForm()
+    if not form.validate_on_submit():
+        return _render_setup(user, secret, form), 422
+    if not totp.verify_code(db, user, form.code.data or ""):
+        form.code.data = ""
+        form.code.errors.append(
+            "That code did not match. Check that the app added the account shown here, "
+            "and that your phone's clock is right, then type the newest code."
+        )
+        return _render_setup(user, secret, form), 422
+    user.totp_enabled_at = utcnow()
+    codes = recovery_codes.replace_codes(db, user)
+    record_event(db, user.id, EventKind.TWO_FACTOR_ENABLED)
+    db.commit()
+    _notify(user, "Two-factor sign-in is now on for your InvoiceApp account", "two_factor_enabled")
+    # Shown once, in this response only: the database keeps nothing they could be read from.
+    return render_template("account/two_factor_recovery_codes.html", codes=codes, new=True)
+
+
+@bp.post(PAGE + "/restart")
+@login_required
+def restart_enrolment() -> ResponseReturnValue:
+    """A new secret, for someone who scanned the code into the wrong place."""
+    user = require_principal().user
+    _authorize_for("account.two_factor.manage", user, PAGE)
+    if user.totp_enabled_at is None:
+        totp.start_enrolment(user)
+        get_db().commit()
+    return redirect(PAGE, code=303)
+
+
+@bp.post(PAGE + "/recovery-codes")
+@login_required
+def regenerate_recovery_codes() -> ResponseReturnValue:
+    db = get_db()
+    user = require_principal().user
+    _authorize_for("account.two_factor.manage", user, PAGE)
+    if user.totp_enabled_at is None:
+        return redirect(PAGE, code=303)
+    codes = recovery_codes.replace_codes(db, user)
+    record_event(db, user.id, EventKind.RECOVERY_CODES_REGENERATED)
+    db.commit()
+    return render_template("account/two_factor_recovery_codes.html", codes=codes, new=False)
+
+
+@bp.post(PAGE + "/disable")
+@login_required
+def disable() -> ResponseReturnValue:
+    """Needs fresh proof *with the second factor* (account.two_factor.disable)."""
+    db = get_db()
+    user = require_principal().user
+    _authorize_for("account.two_factor.disable", user, PAGE)
+    if user.totp_enabled_at is None:
+        return redirect(PAGE, code=303)
+    totp.disable(user)
+    recovery_codes.remove_codes(db, user)
+    record_event(db, user.id, EventKind.TWO_FACTOR_DISABLED)
+    db.commit()
+    _notify(
+        user, "Two-factor sign-in was turned off on your InvoiceApp account", "two_factor_disabled"
+    )
+    flash("Two-factor sign-in is off. Your password alone signs you in again.", "success")
+    return redirect(PAGE, code=303)
+
+
+def _notify(user: User, subject: str, template: str) -> None:
+    """A change to how the account is protected is always mailed: if it was not them,
+    this is how they find out."""
+    send_mail(
+        user.email,
+        subject,
+        template,
+        name=user.display_name,
+        security_url=absolute_url("/account/security"),
+        reset_url=absolute_url("/forgot-password"),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Passkeys: /account/passkeys
+# ---------------------------------------------------------------------------
+
+PASSKEYS = "/account/passkeys"
+
+
+@bp.get(PASSKEYS)
+@login_required
+def passkeys_page() -> ResponseReturnValue:
+    """Listing needs only a session; adding and removing need fresh proof."""
+    principal = require_principal()
+    return render_template(
+        "account/passkeys.html",
+        passkeys=passkeys.passkeys_of(get_db(), principal.user),
+        fresh=is_fresh(principal.session),
+        passkeys_here=passkeys_work_here(),
+        passkey_origin=current_app.config["WEBAUTHN_ORIGIN"],
+        button=EmptyForm(formdata=None),
+    )
+
+
+def _reauthenticate_first() -> ResponseReturnValue:
+    """For the JSON ceremony: the script sends the browser to /reauthenticate itself."""
+    return json_error(401, "Confirm it's you first.", "reauthentication_required")
+
+
+@bp.post(PASSKEYS + "/options")
+@login_required
+@limiter.limit(lambda: current_app.config["PASSKEY_OPTIONS_RATE_LIMIT"])
+def passkey_registration_options() -> ResponseReturnValue:
+    user = require_principal().user
+    try:
+        authorize("account.two_factor.manage", user)
+    except ReauthenticationRequired:
+        return _reauthenticate_first()
+    options = passkeys.registration_options(get_db(), user)
+    get_db().commit()
+    return json_response(options)
+
+
+@bp.post(PASSKEYS)
+@login_required
+def add_passkey() -> ResponseReturnValue:
+    db = get_db()
+    user = require_principal().user
+    try:
+        authorize("account.two_factor.manage", user)
+    except ReauthenticationRequired:
+        return _reauthenticate_first()
+    try:
+        passkey = passkeys.register(
+            db, user, request.form.get("credential", ""), request.form.get("name")
+        )
+    except passkeys.PasskeyRejected as rejected:
+        db.commit()  # the challenge stays used
+        current_app.logger.info("passkey registration refused: %s", rejected)
+        return json_error(400, "That passkey could not be added. Nothing was saved.")
+    record_event(db, user.id, EventKind.PASSKEY_ADDED, passkey.name)
+    db.commit()
+    flash("Passkey added. You can sign in with it from now on.", "success")
+    return json_response({"redirect": PASSKEYS})
+
+
+@bp.post(PASSKEYS + "/<public_id>/remove")
+@login_required
+def remove_passkey(public_id: str) -> ResponseReturnValue:
+    db = get_db()
+    user = require_principal().user
+    _authorize_for("account.two_factor.manage", user, PASSKEYS)
+    removed = db.execute(
+        delete(Passkey)
+        .where(Passkey.user_id == user.id, Passkey.public_id == public_id[:32])
+        .execution_options(synchronize_session=False)
+    )
+    if removed.rowcount != 1:
+        abort(404)  # another account's passkey looks exactly like one that never existed
+    record_event(db, user.id, EventKind.PASSKEY_REMOVED)
+    db.commit()
+    flash("Passkey removed. It no longer signs in to this account.", "success")
+    return redirect(PASSKEYS, code=303)
