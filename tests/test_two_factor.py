@@ -525,24 +525,29 @@ def test_only_the_owner_sees_the_switch(app: Flask) -> None:
 # --- Rate limits --------------------------------------------------------------------------
 
 
-def test_wrong_codes_are_limited_per_account_whatever_the_address(
+def test_wrong_codes_are_limited_per_account_and_the_owners_browser_keeps_its_own_count(
     database_file: Path, clock: Clock
 ) -> None:
     app = make_test_app(
         database_file, RATELIMIT_ENABLED=True, TWO_FACTOR_ACCOUNT_RATE_LIMIT="3 per hour"
     )
+    # Tess's own browser signed in before: it holds a device cookie for her account.
+    owner = app.test_client()
+    password_step(owner)
+    assert owner.post("/sign-in/two-factor", data={"code": code(clock)}).status_code == 303
+    owner.post("/sign-out")
+
+    # Someone with her password guesses codes from ever-new addresses and browsers.
     statuses = []
     for attempt in range(4):
-        client = app.test_client()
-        address = f"198.51.100.{attempt + 1}"
-        client.post(
-            "/sign-in",
-            data={"email": TESS, "password": PASSWORD},
-            environ_base={"REMOTE_ADDR": address},
-        )
-        response = client.post(
-            "/sign-in/two-factor", data={"code": "000000"}, environ_base={"REMOTE_ADDR": address}
-        )
+        thief = app.test_client()
+        address = {"REMOTE_ADDR": f"198.51.100.{attempt + 1}"}
+        thief.post("/sign-in", data={"email": TESS, "password": PASSWORD}, environ_base=address)
+        response = thief.post("/sign-in/two-factor", data={"code": "000000"}, environ_base=address)
         statuses.append(response.status_code)
     assert statuses == [401, 401, 401, 429]
+
+    clock.advance(seconds=30)
+    password_step(owner)
+    assert owner.post("/sign-in/two-factor", data={"code": code(clock)}).status_code == 303
     app.extensions["db_engine"].dispose()

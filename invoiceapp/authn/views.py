@@ -237,9 +237,13 @@ def _pending() -> Pending | None | bool:
 
 
 def _pending_account() -> str:
+    """Wrong codes count per account and per kind of client, like wrong passwords: a
+    thief who has the password cannot use up the owner's known browser's attempts."""
     state = session.get(PENDING_KEY)
     user_id = state.get("user") if isinstance(state, dict) else None
-    return f"two-factor-account:{user_id}"
+    user = get_db().get(User, user_id) if isinstance(user_id, int) else None
+    device = trusted_device_for(user.email) if user is not None else None
+    return f"two-factor-account:{user_id}:" + (f"device:{device}" if device else "untrusted")
 
 
 def _two_factor_account_limit() -> str:

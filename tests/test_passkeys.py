@@ -1,0 +1,388 @@
+"""Passkeys (WebAuthn) through the JSON ceremonies, with a software authenticator.
+
+SoftAuthenticator does what a security key or a phone does: it makes a P-256 key pair,
+answers navigator.credentials.create() with a "none" attestation, and signs challenges
+for navigator.credentials.get(). That lets these tests forge exactly the answers an
+attacker would (a replayed challenge, a counter going backwards, another origin) without
+a browser. One real-browser walk through is in test_passkeys_browser.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import struct
+from typing import Any
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
+
+from conftest import Clock
+from invoiceapp.models import Organization, Passkey, User, UserSession, WebAuthnChallenge
+from support import PASSWORD, signed_in_client, user
+
+UP, UV, AT = 0x01, 0x04, 0x40
+
+
+class SoftAuthenticator:
+    """A passkey in software: one discoverable credential, a sign counter, and knobs to
+    misbehave (no user verification, a counter that goes backwards, another origin)."""
+
+    def __init__(self, rp_id: str, origin: str, *, counter: int | None = 1) -> None:
+        self.rp_id, self.origin = rp_id, origin
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.credential_id = secrets.token_bytes(16)
+        self.user_handle = b""
+        # None: an authenticator that always reports 0 (many platform passkeys do).
+        self.counter = counter
+
+    def _cose_key(self) -> bytes:
+        numbers = self.key.public_key().public_numbers()
+        return cbor2.dumps(
+            {
+                1: 2,
+                3: -7,
+                -1: 1,
+                -2: numbers.x.to_bytes(32, "big"),
+                -3: numbers.y.to_bytes(32, "big"),
+            }
+        )
+
+    def _auth_data(self, flags: int, count: int, attested: bytes = b"") -> bytes:
+        rp_hash = hashlib.sha256(self.rp_id.encode()).digest()
+        return rp_hash + bytes([flags]) + struct.pack(">I", count) + attested
+
+    def _client_data(self, kind: str, challenge: str, origin: str | None) -> bytes:
+        return json.dumps(
+            {"type": kind, "challenge": challenge, "origin": origin or self.origin}
+        ).encode()
+
+    def create(self, options: dict[str, Any]) -> dict[str, Any]:
+        self.user_handle = base64url_to_bytes(options["user"]["id"])
+        attested = (
+            bytes(16)  # AAGUID: "none" attestation says nothing about the model
+            + struct.pack(">H", len(self.credential_id))
+            + self.credential_id
+            + self._cose_key()
+        )
+        auth_data = self._auth_data(UP | UV | AT, 0, attested)
+        attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        client_data = self._client_data("webauthn.create", options["challenge"], None)
+        return {
+            "id": bytes_to_base64url(self.credential_id),
+            "rawId": bytes_to_base64url(self.credential_id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": bytes_to_base64url(client_data),
+                "attestationObject": bytes_to_base64url(attestation),
+                "transports": ["internal"],
+            },
+        }
+
+    def get(
+        self,
+        options: dict[str, Any],
+        *,
+        flags: int = UP | UV,
+        count: int | None = None,
+        origin: str | None = None,
+    ) -> dict[str, Any]:
+        if count is None:
+            if self.counter is not None:
+                self.counter += 1
+            count = self.counter or 0
+        auth_data = self._auth_data(flags, count)
+        client_data = self._client_data("webauthn.get", options["challenge"], origin)
+        signature = self.key.sign(
+            auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
+        )
+        return {
+            "id": bytes_to_base64url(self.credential_id),
+            "rawId": bytes_to_base64url(self.credential_id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": bytes_to_base64url(client_data),
+                "authenticatorData": bytes_to_base64url(auth_data),
+                "signature": bytes_to_base64url(signature),
+                "userHandle": bytes_to_base64url(self.user_handle),
+            },
+        }
+
+
+@pytest.fixture()
+def authenticator(app: Flask) -> SoftAuthenticator:
+    return SoftAuthenticator(app.config["WEBAUTHN_RP_ID"], app.config["WEBAUTHN_ORIGIN"])
+
+
+def options(client: FlaskClient, url: str) -> dict[str, Any]:
+    response = client.post(url)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def add_passkey(client: FlaskClient, authenticator: SoftAuthenticator, name: str = "") -> None:
+    credential = authenticator.create(options(client, "/account/passkeys/options"))
+    response = client.post(
+        "/account/passkeys", data={"credential": json.dumps(credential), "name": name}
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json() == {"redirect": "/account/passkeys"}
+
+
+def passkey_sign_in(client: FlaskClient, authenticator: SoftAuthenticator, **misbehave: Any) -> Any:
+    assertion = authenticator.get(options(client, "/sign-in/passkey/options"), **misbehave)
+    return client.post("/sign-in/passkey", data={"credential": json.dumps(assertion)})
+
+
+def proofs(db: Session, email: str) -> list[str]:
+    db.expire_all()
+    return list(
+        db.scalars(select(UserSession.proof).join(UserSession.user).where(User.email == email))
+    )
+
+
+# --- Registration -----------------------------------------------------------------------------
+
+
+def test_registration_asks_for_a_discoverable_user_verified_passkey(app: Flask) -> None:
+    client = signed_in_client(app, "linus@acme.test")
+    offered = options(client, "/account/passkeys/options")
+    assert offered["rp"] == {"name": "InvoiceApp", "id": "localhost"}
+    assert offered["authenticatorSelection"]["residentKey"] == "required"
+    assert offered["authenticatorSelection"]["userVerification"] == "required"
+    # The handle the device files it under is opaque: not the email, not the row id.
+    handle = base64url_to_bytes(offered["user"]["id"])
+    assert b"linus" not in handle and len(handle) == 32
+    assert offered["user"]["name"] == "linus@acme.test"
+
+
+def test_add_a_passkey_then_sign_in_with_it_alone(
+    app: Flask, db: Session, authenticator: SoftAuthenticator
+) -> None:
+    linus = signed_in_client(app, "linus@acme.test")
+    add_passkey(linus, authenticator, name="Work laptop\x00\n")
+    page = linus.get("/account/passkeys").get_data(as_text=True)
+    assert "Work laptop" in page and "never" in page
+    [stored] = db.scalars(select(Passkey)).all()
+    assert stored.name == "Work laptop"  # control characters dropped
+    assert stored.transports == "internal"
+
+    browser = app.test_client()
+    offered = options(browser, "/sign-in/passkey/options")
+    assert offered["allowCredentials"] == [] and offered["userVerification"] == "required"
+    response = passkey_sign_in(browser, authenticator)
+    assert response.status_code == 200
+    assert response.get_json() == {"redirect": "/dashboard"}
+    assert "passkey" in proofs(db, "linus@acme.test")
+    assert browser.get("/dashboard").status_code == 200
+    db.expire_all()
+    stored = db.scalars(select(Passkey)).one()
+    assert stored.last_used_at is not None and stored.sign_count == 2
+
+
+def test_adding_a_passkey_needs_a_fresh_session(
+    app: Flask, clock: Clock, authenticator: SoftAuthenticator
+) -> None:
+    client = signed_in_client(app, "linus@acme.test")
+    clock.advance(minutes=11)
+    response = client.post("/account/passkeys/options")
+    assert response.status_code == 401
+    assert response.get_json()["error"]["reason"] == "reauthentication_required"
+    page = client.get("/account/passkeys").get_data(as_text=True)
+    assert "/reauthenticate?next=/account/passkeys" in page
+    assert 'data-passkey="register"' not in page
+
+
+def test_a_registration_answer_for_another_origin_is_refused(
+    app: Flask, db: Session, authenticator: SoftAuthenticator
+) -> None:
+    client = signed_in_client(app, "linus@acme.test")
+    authenticator.origin = "http://evil.example"
+    credential = authenticator.create(options(client, "/account/passkeys/options"))
+    response = client.post("/account/passkeys", data={"credential": json.dumps(credential)})
+    assert response.status_code == 400
+    assert db.scalars(select(Passkey)).all() == []
+
+
+def test_anonymous_cannot_register(app: Flask) -> None:
+    client = app.test_client()
+    assert client.post("/account/passkeys/options").status_code == 401
+    assert client.post("/account/passkeys", data={"credential": "{}"}).status_code == 401
+
+
+# --- Signing in -------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def linus_has_a_passkey(app: Flask, authenticator: SoftAuthenticator) -> SoftAuthenticator:
+    add_passkey(signed_in_client(app, "linus@acme.test"), authenticator)
+    return authenticator
+
+
+def test_a_signed_challenge_works_once(app: Flask, linus_has_a_passkey: SoftAuthenticator) -> None:
+    browser = app.test_client()
+    assertion = linus_has_a_passkey.get(options(browser, "/sign-in/passkey/options"))
+    data = {"credential": json.dumps(assertion)}
+    assert browser.post("/sign-in/passkey", data=data).status_code == 200
+    replay = app.test_client()
+    response = replay.post("/sign-in/passkey", data=data)
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"
+    assert "WWW-Authenticate" in response.headers
+
+
+def test_a_challenge_expires_after_five_minutes(
+    app: Flask, clock: Clock, linus_has_a_passkey: SoftAuthenticator
+) -> None:
+    browser = app.test_client()
+    assertion = linus_has_a_passkey.get(options(browser, "/sign-in/passkey/options"))
+    clock.advance(minutes=5, seconds=1)
+    response = browser.post("/sign-in/passkey", data={"credential": json.dumps(assertion)})
+    assert response.status_code == 401
+
+
+def test_a_sign_counter_that_goes_backwards_is_refused(
+    app: Flask, db: Session, linus_has_a_passkey: SoftAuthenticator
+) -> None:
+    assert passkey_sign_in(app.test_client(), linus_has_a_passkey, count=7).status_code == 200
+    # A clone of the authenticator still counting from where it was copied.
+    assert passkey_sign_in(app.test_client(), linus_has_a_passkey, count=5).status_code == 401
+    assert passkey_sign_in(app.test_client(), linus_has_a_passkey, count=7).status_code == 401
+    assert passkey_sign_in(app.test_client(), linus_has_a_passkey, count=8).status_code == 200
+
+
+def test_authenticators_that_always_say_zero_are_fine(app: Flask) -> None:
+    device = SoftAuthenticator(
+        app.config["WEBAUTHN_RP_ID"], app.config["WEBAUTHN_ORIGIN"], counter=None
+    )
+    add_passkey(signed_in_client(app, "linus@acme.test"), device)
+    assert passkey_sign_in(app.test_client(), device).status_code == 200
+    assert passkey_sign_in(app.test_client(), device).status_code == 200
+
+
+def test_user_verification_is_required(app: Flask, linus_has_a_passkey: SoftAuthenticator) -> None:
+    """Holding the device is not enough: its owner must unlock it (PIN, fingerprint)."""
+    response = passkey_sign_in(app.test_client(), linus_has_a_passkey, flags=UP)
+    assert response.status_code == 401
+
+
+def test_a_phishing_sites_origin_never_verifies(
+    app: Flask, linus_has_a_passkey: SoftAuthenticator
+) -> None:
+    response = passkey_sign_in(
+        app.test_client(), linus_has_a_passkey, origin="http://localhost.evil.example"
+    )
+    assert response.status_code == 401
+
+
+def test_a_removed_passkey_no_longer_signs_in(
+    app: Flask, db: Session, linus_has_a_passkey: SoftAuthenticator
+) -> None:
+    linus = signed_in_client(app, "linus@acme.test")
+    public_id = db.scalars(select(Passkey.public_id)).one()
+    response = linus.post(f"/account/passkeys/{public_id}/remove")
+    assert response.status_code == 303
+    assert db.scalars(select(Passkey)).all() == []
+    assert passkey_sign_in(app.test_client(), linus_has_a_passkey).status_code == 401
+
+
+def test_another_accounts_passkey_is_a_404_to_remove(
+    app: Flask, db: Session, linus_has_a_passkey: SoftAuthenticator
+) -> None:
+    public_id = db.scalars(select(Passkey.public_id)).one()
+    ada = signed_in_client(app, "ada@acme.test")
+    assert ada.post(f"/account/passkeys/{public_id}/remove").status_code == 404
+    assert ada.post("/account/passkeys/nothing-here/remove").status_code == 404
+    assert len(db.scalars(select(Passkey)).all()) == 1
+
+
+def test_garbage_is_a_plain_401(app: Flask) -> None:
+    client = app.test_client()
+    for credential in ("", "not json", "[]", '{"id": 1}', json.dumps({"id": "x" * 70000})):
+        response = client.post("/sign-in/passkey", data={"credential": credential})
+        assert response.status_code == 401
+
+
+def test_expired_challenges_are_cleared_as_new_ones_are_made(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    client = app.test_client()
+    for _ in range(3):
+        options(client, "/sign-in/passkey/options")
+    clock.advance(minutes=6)
+    options(client, "/sign-in/passkey/options")
+    db.expire_all()
+    assert len(db.scalars(select(WebAuthnChallenge)).all()) == 1
+
+
+def test_a_passkey_sign_in_satisfies_an_organization_that_requires_two_factor(
+    app: Flask, db: Session, linus_has_a_passkey: SoftAuthenticator
+) -> None:
+    db.execute(
+        update(Organization).where(Organization.slug == "acme").values(requires_two_factor=True)
+    )
+    db.commit()
+    assert signed_in_client(app, "linus@acme.test").get("/invoices/inv_7").status_code == 403
+    browser = app.test_client()
+    assert passkey_sign_in(browser, linus_has_a_passkey).status_code == 200
+    assert browser.get("/invoices/inv_7").status_code == 200
+
+
+# --- Step-up with a passkey -------------------------------------------------------------------
+
+
+def test_step_up_with_a_passkey(
+    app: Flask, db: Session, clock: Clock, linus_has_a_passkey: SoftAuthenticator
+) -> None:
+    linus = signed_in_client(app, "linus@acme.test")
+    clock.advance(minutes=11)
+    assert linus.get("/account/password").status_code == 302
+    page = linus.get("/reauthenticate?next=/account/password").get_data(as_text=True)
+    assert 'data-passkey="authenticate"' in page
+
+    offered = options(linus, "/reauthenticate/passkey/options")
+    assert [c["id"] for c in offered["allowCredentials"]] == [
+        bytes_to_base64url(linus_has_a_passkey.credential_id)
+    ]
+    assertion = linus_has_a_passkey.get(offered)
+    response = linus.post(
+        "/reauthenticate/passkey",
+        data={"credential": json.dumps(assertion), "next": "/account/password"},
+    )
+    assert response.get_json() == {"redirect": "/account/password"}
+    # This session now says "passkey"; the fixture's own session is untouched.
+    assert sorted(proofs(db, "linus@acme.test")) == ["passkey", "password"]
+    assert linus.get("/account/password").status_code == 200
+
+
+def test_someone_elses_passkey_does_not_step_up_your_session(
+    app: Flask, db: Session, clock: Clock, linus_has_a_passkey: SoftAuthenticator
+) -> None:
+    ada = signed_in_client(app, "ada@acme.test")
+    clock.advance(minutes=11)
+    assertion = linus_has_a_passkey.get(options(ada, "/reauthenticate/passkey/options"))
+    response = ada.post("/reauthenticate/passkey", data={"credential": json.dumps(assertion)})
+    assert response.status_code == 422
+    assert proofs(db, "ada@acme.test") == ["password"]
+    assert user(db, "ada@acme.test").id != db.scalars(select(Passkey.user_id)).one()
+
+
+def test_passkeys_page_explains_where_passkeys_work(app: Flask) -> None:
+    here = signed_in_client(app, "linus@acme.test").get("/account/passkeys")
+    assert 'data-passkey="register"' in here.get_data(as_text=True)
+    # The demo is served on 127.0.0.1, where WebAuthn refuses: the page says where to go.
+    client = app.test_client()
+    ip = "http://127.0.0.1"
+    client.post("/sign-in", data={"email": "linus@acme.test", "password": PASSWORD}, base_url=ip)
+    elsewhere = client.get("/account/passkeys", base_url=ip).get_data(as_text=True)
+    assert "http://localhost:5000/account/passkeys" in elsewhere
+    assert 'data-passkey="register"' not in elsewhere
