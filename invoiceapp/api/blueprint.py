@@ -52,8 +52,13 @@ def _per_user() -> str:
     return f"api-user:{principal.user.id}"
 
 
-limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=_per_credential)(bp)
-limiter.limit(lambda: current_app.config["API_USER_RATE_LIMIT"], key_func=_per_user)(bp)
+# Shared limits: one bucket for the whole API, not one per route.
+limiter.shared_limit(
+    lambda: current_app.config["API_RATE_LIMIT"], scope="api", key_func=_per_credential
+)(bp)
+limiter.shared_limit(
+    lambda: current_app.config["API_USER_RATE_LIMIT"], scope="api-user", key_func=_per_user
+)(bp)
 
 
 @bp.after_request

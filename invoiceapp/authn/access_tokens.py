@@ -18,7 +18,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -137,16 +137,9 @@ def _touch(token: PersonalAccessToken) -> None:
     ):
         return
     db = get_db()
-    db.execute(
-        update(PersonalAccessToken)
-        .where(PersonalAccessToken.id == token.id)
-        .values(last_used_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    token.last_used_at = now
     try:
         db.commit()
     except OperationalError:
         # Another writer holds the database: "last used" can wait for the next request.
         db.rollback()
-        return
-    token.last_used_at = now

@@ -16,6 +16,7 @@ from flask import Blueprint, abort, flash, redirect, render_template
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from wtforms import IntegerField, SelectField, StringField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 
 from ..authn.access_tokens import (
@@ -36,8 +37,10 @@ from ..principal import Principal, require_principal
 bp = Blueprint("account_tokens", __name__, url_prefix="/account/tokens")
 
 SCOPES = [
-    (TokenScope.READ.value, "read: look, never change"),
-    (TokenScope.WRITE.value, "write: also create, edit and delete, as far as your role allows"),
+    SelectChoice(TokenScope.READ.value, "read: look, never change"),
+    SelectChoice(
+        TokenScope.WRITE.value, "write: also create, edit and delete, as your role allows"
+    ),
 ]
 
 
@@ -97,7 +100,7 @@ class TokenRow:
 def _form(principal: Principal, *, posted: bool) -> NewTokenForm:
     form = NewTokenForm() if posted else NewTokenForm(formdata=None)
     organizations = my_organizations(principal)
-    form.organization.choices = [(org.slug, org.name) for org in organizations]
+    form.organization.choices = [SelectChoice(org.slug, org.name) for org in organizations]
     return form
 
 
