@@ -278,7 +278,8 @@ class Capability:
 
 
 # Rules that need a particular invoice or membership to answer.
-_PER_RESOURCE_RULES = {Rule.OWN_DRAFTS, Rule.MEMBERS_ONLY, Rule.SELF_ELEVATED}
+_SELF_RULES = {Rule.SELF_ELEVATED, Rule.SELF_ELEVATED_STRONG}
+_PER_RESOURCE_RULES = {Rule.OWN_DRAFTS, Rule.MEMBERS_ONLY, *_SELF_RULES}
 
 
 def capabilities(principal: Principal, organization: Organization) -> list[Capability]:
@@ -288,7 +289,7 @@ def capabilities(principal: Principal, organization: Organization) -> list[Capab
     for action, rules in POLICY.items():
         rule = rules.get(role or "")
         if rule in _PER_RESOURCE_RULES:
-            what = "your own account" if rule is Rule.SELF_ELEVATED else "which one"
+            what = "your own account" if rule in _SELF_RULES else "which one"
             rows.append(Capability(action, None, f"Depends on {what}: {rule.value}"))
             continue
         decision = can(principal, action, organization)
