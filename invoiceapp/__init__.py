@@ -82,15 +82,18 @@ def register_blueprints(app: Flask) -> None:
     from .authn.signup import bp as signup_bp
     from .authn.two_factor import bp as two_factor_bp
     from .authn.views import bp as authn_bp
+    from .tour import init_tour
     from .views.account import bp as account_bp
     from .views.account_tokens import bp as account_tokens_bp
     from .views.audit import bp as audit_bp
+    from .views.demo import bp as demo_bp
     from .views.dev_mail import bp as dev_mail_bp
     from .views.health import bp as health_bp
     from .views.invitations import bp as invitations_bp
     from .views.invoices import bp as invoices_bp
     from .views.orgs import bp as orgs_bp
     from .views.pages import bp as pages_bp
+    from .views.tour import bp as tour_bp
 
     app.register_blueprint(pages_bp)
     app.register_blueprint(health_bp)
@@ -105,6 +108,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(invitations_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(dev_mail_bp)
+    app.register_blueprint(tour_bp)
+    app.register_blueprint(demo_bp)
+    init_tour(app)  # the tour's check marks, read off real responses (demo mode only)
     app.register_blueprint(api_bp)
 
 

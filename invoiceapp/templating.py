@@ -1,16 +1,24 @@
-"""What every template can use: the principal, the policy, money formatting."""
+"""What every template can use: the principal, the policy, money formatting.
+
+In demo mode the teaching panels also use invoiceapp.authz.explain (the decision
+traces, the gate that answered an error page, the principal's state in the header).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Flask, current_app, g
+from markupsafe import Markup, escape
 from sqlalchemy.exc import SQLAlchemyError
 
 from .authz.enforce import can_in_template
+from .authz.explain import explain, explain_each, explain_many, gate_report, principal_state
 from .authz.scope import active_organization, my_organizations
 from .money import format_money
 from .principal import current_principal
+from .views.demo import lab_is_on
 
 MINIMAL_LAYOUT: dict[str, Any] = {
     "principal": None,
@@ -18,6 +26,7 @@ MINIMAL_LAYOUT: dict[str, Any] = {
     "active_role": None,
     "my_orgs": [],
     "demo_mode": False,
+    "lab_on": False,
 }
 
 
@@ -43,10 +52,35 @@ def _principal_context() -> dict[str, Any]:
         "active_role": principal.role_in(organization.id) if principal and organization else None,
         "my_orgs": my_organizations(principal) if principal is not None else [],
         "demo_mode": current_app.config["DEMO_MODE"],
+        "lab_on": lab_is_on(),
     }
+
+
+# Letters of right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko…), and a run of
+# them with the spaces, digits and marks between: one name or phrase to isolate.
+_RTL = "\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U00010fff\U0001e800-\U0001efff"
+_RTL_RUN = re.compile(f"[{_RTL}](?:[{_RTL}\\s\\d.,'’-]*[{_RTL}])?")
+
+
+def isolate_rtl(text: str) -> Markup:
+    """Escape ``text`` and wrap each right-to-left run in <bdi>, so a Hebrew or Arabic name
+    inside an English sentence (a flash message) cannot reorder the words around it."""
+    out, last = [], 0
+    for match in _RTL_RUN.finditer(text):
+        out.append(escape(text[last : match.start()]))
+        out.append(Markup("<bdi>%s</bdi>") % match.group(0))
+        last = match.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
 
 
 def init_templating(app: Flask) -> None:
     app.jinja_env.globals["can"] = can_in_template
+    app.jinja_env.globals["explain"] = explain
+    app.jinja_env.globals["explain_many"] = explain_many
+    app.jinja_env.globals["explain_each"] = explain_each
+    app.jinja_env.globals["gate_report"] = gate_report
+    app.jinja_env.globals["principal_state"] = principal_state
     app.jinja_env.filters["money"] = format_money
+    app.jinja_env.filters["isolate_rtl"] = isolate_rtl
     app.context_processor(_layout_context)

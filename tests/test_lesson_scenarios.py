@@ -134,6 +134,10 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "recovery.reset_password",
         "api.openapi_json",
         "api.docs",
+        # The tour and the demo's switches are for anyone (the switches: demo mode only).
+        "tour.tour",
+        "demo.lab",
+        "demo.reset",
     }
     for rule in app.url_map.iter_rules():
         view = app.view_functions[rule.endpoint]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from flask import abort, request
+from flask import abort, g, request
 from sqlalchemy import Select, select
 
 from ..db import get_db
@@ -61,6 +61,9 @@ def _record_hidden(public_id: str) -> None:
             Invoice.public_id == public_id, Invoice.deleted_at.is_(None)
         )
     )
+    if owner is not None:
+        # Demo mode's 404 page may say it exists (invoiceapp.authz.explain); nothing else reads it.
+        g.hidden_elsewhere = "invoice"
     record_audit(
         request.endpoint or "lookup",
         organization_id=owner,
@@ -81,6 +84,8 @@ def organization_in_my_orgs_or_404(slug: str) -> Organization:
     )
     if organization is None:
         owner = get_db().scalar(select(Organization.id).where(Organization.slug == slug))
+        if owner is not None:
+            g.hidden_elsewhere = "organization"  # for demo mode's 404 page only
         record_audit(
             request.endpoint or "lookup",
             organization_id=owner,

@@ -1,0 +1,324 @@
+"""Why a request gets the answer it gets: the demo's teaching panels, computed here.
+
+Nothing here decides anything. ``explain()`` calls the same ``can()`` the views call and
+lays its inputs out beside its answer; the status it predicts follows the gate order of
+``invoiceapp.gates`` and ``authorize()`` (scope 404, policy 403, elevation), read off the
+Decision. tests/test_teaching.py sends the real requests and checks each prediction.
+
+``gate_report()`` does the same for an error page: which of the six gates answered, and
+which ones ran before it. Only templates in demo mode call these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from flask import current_app, g, request
+
+from ..authn.second_factor import has_second_factor
+from ..authn.sessions import is_fresh
+from ..db import utcnow
+from ..models import Invoice, Membership, Organization, User, UserSession
+from ..principal import Principal, current_principal
+from .policy import Decision, can
+
+# What a request would get, in the words the panels use.
+STATUS_TEXT = {
+    "200": "200 · allowed",
+    "401": "401 · sign in first",
+    "403": "403 · forbidden",
+    "404": "404 · not found",
+    "re-authenticate": "re-authenticate · password again",
+}
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One call of can(principal, action, resource): its inputs, its answer, the status."""
+
+    action: str
+    principal: str  # the display name, or "anonymous"
+    resource: str  # "invoice inv_7", "organization acme", "membership of Ada Lovelace"…
+    organization: str | None  # the resource's organization: roles are per organization
+    role: str | None  # the principal's role in that organization
+    plan: str | None
+    flags: tuple[str, ...]
+    signed_in_seconds: int | None  # how long ago this session was started
+    proof_age_seconds: int | None  # how long ago a password (or factor) was last entered
+    elevated: bool
+    elevation_seconds_left: int
+    proof: str  # "password", "password+totp", "passkey", "none"…
+    two_factor_proven: bool
+    decision: Decision
+    status: str  # "200", "401", "403", "404" or "re-authenticate"
+
+    @property
+    def allowed(self) -> bool:
+        return self.decision.allowed
+
+    @property
+    def rule(self) -> str | None:
+        return self.decision.rule
+
+    @property
+    def reason(self) -> str:
+        return self.decision.reason
+
+    @property
+    def status_text(self) -> str:
+        return STATUS_TEXT[self.status]
+
+
+def explain(action: str, resource: object, **context: Any) -> Trace:
+    """The trace of ``can(current principal, action, resource)`` for this request."""
+    principal = current_principal()
+    decision = can(principal, action, resource, **context)
+    organization = _organization_of(resource)
+    auth_session = principal.session if principal is not None else None
+    role = (
+        principal.role_in(organization.id)
+        if principal is not None and organization is not None
+        else None
+    )
+    return Trace(
+        action=action,
+        principal=principal.user.display_name if principal is not None else "anonymous",
+        resource=_label(resource),
+        organization=organization.name if organization is not None else None,
+        role=role,
+        plan=organization.plan if organization is not None else None,
+        flags=_flags(organization),
+        signed_in_seconds=_age(auth_session.created_at) if auth_session else None,
+        proof_age_seconds=_age(auth_session.authenticated_at) if auth_session else None,
+        elevated=is_fresh(auth_session),
+        elevation_seconds_left=elevation_seconds_left(auth_session),
+        proof=principal.proof if principal is not None else "none",
+        two_factor_proven=principal.two_factor_proven if principal is not None else False,
+        decision=decision,
+        status=_status(principal, decision, organization),
+    )
+
+
+def explain_many(actions: Iterable[str], resource: object) -> list[Trace]:
+    return [explain(action, resource) for action in actions]
+
+
+def explain_each(actions: Iterable[str], resources: Iterable[object]) -> list[Trace]:
+    """Every action on every resource (each member of a list, say)."""
+    wanted = list(actions)
+    return [explain(action, resource) for resource in resources for action in wanted]
+
+
+def _status(
+    principal: Principal | None, decision: Decision, organization: Organization | None
+) -> str:
+    """The gates after authentication, in their order (see invoiceapp.gates)."""
+    if principal is None:
+        return "401"
+    if organization is not None and principal.role_in(organization.id) is None:
+        return "404"  # scope answers before the policy is asked
+    if not decision.allowed:
+        return "403"
+    # The same two checks authorize() makes after an allow (invoiceapp.authz.enforce).
+    if decision.requires_elevation and not is_fresh(principal.session):
+        return "re-authenticate"
+    if (
+        decision.requires_second_factor
+        and not principal.two_factor_proven
+        and has_second_factor(principal.user)
+    ):
+        return "re-authenticate"
+    return "200"
+
+
+def _organization_of(resource: object) -> Organization | None:
+    if isinstance(resource, Organization):
+        return resource
+    if isinstance(resource, Invoice | Membership):
+        return resource.organization
+    return None
+
+
+def _label(resource: object) -> str:
+    """Public names only, never row ids or an invoice's content."""
+    if isinstance(resource, Invoice):
+        return f"invoice {resource.public_id}"
+    if isinstance(resource, Organization):
+        return f"organization {resource.slug}"
+    if isinstance(resource, Membership):
+        return f"membership of {resource.user.display_name}"
+    if isinstance(resource, User):
+        return "your account"
+    return type(resource).__name__
+
+
+def _flags(organization: Organization | None) -> tuple[str, ...]:
+    if organization is None:
+        return ()
+    return (
+        "invoice duplication " + ("on" if organization.invoice_duplication_enabled else "off"),
+        "requires two-factor " + ("on" if organization.requires_two_factor else "off"),
+    )
+
+
+def _age(moment: Any) -> int:
+    return max(0, int((utcnow() - moment).total_seconds()))
+
+
+def elevation_seconds_left(auth_session: UserSession | None) -> int:
+    """Seconds until the session stops counting as elevated; 0 when it is not."""
+    if auth_session is None or not is_fresh(auth_session):
+        return 0
+    fresh_for = timedelta(seconds=current_app.config["FRESH_AGE_SECONDS"])
+    left = fresh_for - (utcnow() - auth_session.authenticated_at)
+    return max(1, math.ceil(left.total_seconds()))
+
+
+# ---------------------------------------------------------------------------
+# The principal, for the header
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PrincipalState:
+    """Anonymous, signed in, or elevated: the three states the lesson names."""
+
+    kind: str  # "anonymous", "signed in" or "elevated"
+    name: str | None = None
+    seconds_left: int = 0
+
+    @property
+    def minutes_left(self) -> int:
+        return math.ceil(self.seconds_left / 60)
+
+
+def principal_state(principal: Principal | None) -> PrincipalState:
+    if principal is None:
+        return PrincipalState("anonymous")
+    left = elevation_seconds_left(principal.session)
+    return PrincipalState(
+        "elevated" if left else "signed in", principal.user.display_name, seconds_left=left
+    )
+
+
+# ---------------------------------------------------------------------------
+# Error pages: which gate answered
+# ---------------------------------------------------------------------------
+
+GATES: tuple[tuple[str, str, str], ...] = (
+    ("authentication", "Authentication", "Who is this?"),
+    ("csrf", "CSRF", "Did this form come from this site?"),
+    ("scope", "Scope", "Is it in one of your organizations?"),
+    ("authorization", "Authorization", "May you do this action to this?"),
+    ("elevation", "Elevation", "Was your password entered in the last few minutes?"),
+    ("rate_limit", "Rate limit", "Too many attempts?"),
+)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class GateStep:
+    key: str
+    name: str
+    question: str
+    state: str  # "passed", "not needed", "answered", "not reached", "does not apply"
+
+    @property
+    def answered(self) -> bool:
+        return self.state == "answered"
+
+    @property
+    def label(self) -> str:
+        """The state in words, as the error page lists it."""
+        if self.state == "not needed":
+            if self.key == "authentication":
+                return "not needed: this page is open to anyone"
+            return "not needed: reading a page changes nothing"
+        if self.state == "answered":
+            return "← answered here"
+        return self.state
+
+
+@dataclass(frozen=True)
+class GateReport:
+    answered: str | None  # the key of the gate that answered; None when none did
+    why: str
+    steps: tuple[GateStep, ...]
+    # "invoice" or "organization": the 404 hides something that exists elsewhere.
+    hidden_elsewhere: str | None = None
+
+
+def gate_report(status: int | str, decision: Decision | None = None) -> GateReport | None:
+    """Which gate answered this request (``status`` "re-authenticate" or "sign-in" for the
+    two pages a redirect leads to). None when no gate was involved (a 500, a 413…)."""
+    principal = current_principal()
+    if status == 404 and request.url_rule is None:
+        steps = tuple(
+            GateStep(key, name, question, "does not apply") for key, name, question in GATES
+        )
+        return GateReport(None, "No page has this address, so none of the gates was asked.", steps)
+    answered, why = _answer(status, decision, principal)
+    if answered is None:
+        return None
+    hidden = g.get("hidden_elsewhere") if answered == "scope" else None
+    return GateReport(answered, why, _steps(answered, principal), hidden)
+
+
+def _answer(
+    status: int | str, decision: Decision | None, principal: Principal | None
+) -> tuple[str | None, str]:
+    if status in (401, "sign-in"):
+        return "authentication", (
+            "Nobody is signed in on this request, so the first gate answered and nothing "
+            "after it ran. Signing in fixes this: that is what a 401 means."
+        )
+    if status == 400 and request.method not in SAFE_METHODS and not g.get("csrf_valid"):
+        return "csrf", (
+            "The form arrived without a valid CSRF token, so it may have been sent by "
+            "another site riding on your cookie. It was refused before anything changed."
+        )
+    if status == 404:
+        return "scope", (
+            "The lookup searches only your organizations' records, and found nothing. "
+            "The policy was never asked."
+        )
+    if status == 403:
+        why = "You are signed in and the record is yours to see, but the policy said no"
+        return "authorization", why + (f": {decision.reason}." if decision else ".")
+    if status == "re-authenticate":
+        return "elevation", (
+            "The policy allows this action, but only with proof from the last few "
+            f"minutes ({current_app.config['FRESH_AGE_SECONDS'] // 60} min). Your session "
+            "is older than that, so it asks for your password again and then carries on."
+        )
+    if status == 429:
+        return "rate_limit", (
+            "There were too many attempts in a short time. The limit protects accounts "
+            "from password guessing; it lifts by itself."
+        )
+    return None, ""
+
+
+def _steps(answered: str | None, principal: Principal | None) -> tuple[GateStep, ...]:
+    keys = [key for key, _name, _question in GATES]
+    position = keys.index(answered) if answered else len(keys)
+    steps = []
+    for index, (key, name, question) in enumerate(GATES):
+        if index == position:
+            state = "answered"
+        elif answered == "rate_limit" and key in ("scope", "authorization", "elevation"):
+            state = "does not apply"  # sign-in forms have no resource to scope
+        elif index > position:
+            state = "not reached"
+        elif key == "authentication" and principal is None:
+            state = "not needed"
+        elif key == "csrf" and request.method in SAFE_METHODS and answered != "elevation":
+            state = "not needed"
+        else:
+            state = "passed"
+        steps.append(GateStep(key, name, question, state))
+    return tuple(steps)

@@ -1,0 +1,131 @@
+"""The demo's own switches: the hidden-button lab and "Reset the demo". Demo mode only.
+
+Outside demo mode these routes do not exist (404), like /dev/mail. Both are POSTs with
+a CSRF token, open to any visitor: they change teaching state, not anyone's rights.
+
+The lab shows the buttons the policy hides, marked as hidden. Pressing one sends the
+real request, so the visitor meets the server's real answer (403, 404 or a password
+prompt): hiding a button is courtesy, the action boundary is where the decision is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from flask import Blueprint, abort, current_app, flash, redirect, request, session
+from flask.typing import ResponseReturnValue
+
+from .. import ROOT
+from ..authn.redirects import safe_next
+from ..authz.explain import Trace, explain
+from ..db import get_db
+from ..models import Invoice, Membership, Organization
+from ..tour import LAB_KEY
+
+bp = Blueprint("demo", __name__, url_prefix="/demo")
+
+
+@bp.before_request
+def only_in_demo_mode() -> None:
+    if not current_app.config["DEMO_MODE"]:
+        abort(404)
+
+
+@bp.post("/lab")
+def lab() -> ResponseReturnValue:
+    """Switch "show actions hidden from me" on or off, then go back to the page."""
+    on = request.form.get("show") == "on"
+    session[LAB_KEY] = on  # False, not absent: see invoiceapp.tour on carried state
+    flash(
+        "The lab is on: buttons the policy hides are shown, marked “hidden from you”."
+        if on
+        else "The lab is off: you see only what the policy allows.",
+        "info",
+    )
+    return redirect(safe_next(request.form.get("next")) or "/tour", code=303)
+
+
+@bp.post("/reset")
+def reset() -> ResponseReturnValue:
+    """Put every demo row back as seed.py makes it; every session ends with the rest."""
+    seed = _seed_module()
+    db = get_db()
+    seed.reset(db)
+    seed.seed(db)
+    flash("The demo was reset: every account, organization and invoice is as new. "
+          "Everyone was signed out.", "success")  # fmt: skip
+    return redirect("/", code=303)
+
+
+def _seed_module() -> ModuleType:
+    """seed.py lives beside the package, not in it (it is also a command)."""
+    try:
+        return importlib.import_module("seed")
+    except ModuleNotFoundError:
+        spec = importlib.util.spec_from_file_location("seed", ROOT / "seed.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+
+def lab_is_on() -> bool:
+    return bool(current_app.config["DEMO_MODE"] and session.get(LAB_KEY))
+
+
+# ---------------------------------------------------------------------------
+# The buttons the lab can show: the real routes, with the fields each one needs
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LabButton:
+    label: str
+    method: str
+    url: str
+    trace: Trace
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+INVOICE_BUTTONS = (
+    ("invoice.update", "Edit", "GET", "/edit"),
+    ("invoice.send", "Send", "POST", "/send"),
+    ("invoice.mark_paid", "Mark paid", "POST", "/mark-paid"),
+    ("invoice.void", "Void", "POST", "/void"),
+    ("invoice.duplicate", "Duplicate", "POST", "/duplicate"),
+    ("invoice.delete", "Delete this invoice", "GET", "/delete"),
+)
+
+
+@bp.app_template_global("hidden_buttons")
+def hidden_buttons(resource: object) -> list[LabButton]:
+    """The buttons of this invoice, membership or organization that the policy hides."""
+    if not lab_is_on():
+        return []
+    buttons = []
+    for action, label, method, url, fields in _buttons_of(resource):
+        trace = explain(action, resource, **fields)
+        if not trace.allowed:
+            buttons.append(LabButton(label, method, url, trace, fields))
+    return buttons
+
+
+def _buttons_of(resource: object) -> list[tuple[str, str, str, str, dict[str, str]]]:
+    if isinstance(resource, Invoice):
+        base = f"/invoices/{resource.public_id}"
+        return [(action, label, method, base + path, {})
+                for action, label, method, path in INVOICE_BUTTONS]  # fmt: skip
+    if isinstance(resource, Membership):
+        base = f"/orgs/{resource.organization.slug}/members/{resource.user_id}"
+        other = "member" if resource.role == "admin" else "admin"
+        return [
+            ("member.change_role", f"Make {other}", "POST", base + "/role", {"role": other}),
+            ("member.remove", "Remove", "POST", base + "/remove", {}),
+        ]
+    if isinstance(resource, Organization):
+        return [("member.invite", "Send invitation", "POST",
+                 f"/orgs/{resource.slug}/invitations", {"role": "member"})]  # fmt: skip
+    return []
