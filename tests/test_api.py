@@ -656,11 +656,12 @@ def test_status_filter_and_limits(app: Flask) -> None:
         "WyJpbnZvaWNlcyIsIjIwMjQtMDEtMDFUMDA6MDA6MDArMDA6MDAiLCJcdTAwMDAiXQ",  # NUL
     ],
 )
-def test_a_cursor_we_did_not_make_is_400_never_500(app: Flask, cursor: str) -> None:
+def test_a_cursor_we_did_not_make_is_422_never_500(app: Flask, cursor: str) -> None:
     raw = make_token(app, "ada@acme.test", "acme", "read")
     response = app.test_client().get(f"/api/v1/invoices?cursor={cursor}", headers=bearer(raw))
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert error_of(response)["reason"] == "invalid_cursor"
+    assert set(error_of(response)["fields"]) == {"cursor"}
 
 
 def test_members_and_audit_pages_follow_their_cursors(app: Flask) -> None:

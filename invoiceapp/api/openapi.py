@@ -32,8 +32,8 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 
 # What each status means in this API; every operation lists the ones it can answer.
 ERROR_DESCRIPTIONS = {
-    400: "bad_request: malformed JSON, a bad cursor, or (cookie requests) no CSRF token "
-    "in X-CSRFToken (reason csrf).",
+    400: "bad_request: malformed JSON (reason malformed_json), or for cookie requests no "
+    "CSRF token in X-CSRFToken (reason csrf).",
     401: "unauthorized: no valid session or token (WWW-Authenticate: Bearer, with "
     'error="invalid_token" for a refused token), or reason reauthentication_required.',
     403: "forbidden: the policy said no; the message names the action and what was missing. "
@@ -44,7 +44,8 @@ ERROR_DESCRIPTIONS = {
     412: "precondition_failed: If-Match names a version that is no longer current.",
     413: "too_large: the body exceeds MAX_CONTENT_LENGTH.",
     415: "unsupported_media_type: the body is not application/json.",
-    422: "validation: fields lists the messages for each field; nothing was changed.",
+    422: "validation: fields lists the messages for each field (a cursor we did not make: "
+    "reason invalid_cursor); nothing was changed.",
     428: "precondition_required: send If-Match with the ETag you read.",
     429: "rate_limited: wait Retry-After seconds.",
     500: "internal: a bug on our side; nothing is revealed.",
@@ -210,7 +211,7 @@ def _error_statuses(operation: Operation) -> list[int]:
         if operation.unsafe:
             statuses.append(400)  # CSRF, for cookie requests
     if operation.query is not None:
-        statuses += [400, 422]  # a bad cursor; a bad parameter
+        statuses.append(422)  # a bad parameter or cursor
     if operation.body is not None:
         statuses += [400, 413, 415, 422]
     return statuses

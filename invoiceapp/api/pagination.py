@@ -6,8 +6,11 @@ shown, (created_at, tie-breaker), and asks for the rows after it, which an index
 created_at answers directly however deep the page.
 
 The cursor is base64url of a small JSON array: [list, created_at, tie-breaker]. Clients
-treat it as opaque; a malformed one is a 400 (reason invalid_cursor). It holds nothing
-the caller could not already see: a timestamp and a public id or email from the page.
+treat it as opaque; a malformed one is a 422 (reason invalid_cursor). For invoices and
+members it holds nothing the caller could not already see on the page (a timestamp and a
+public id or an email). Audit records have no public id, so their cursor carries the
+record's row number: readable by whoever decodes it, and revealing only roughly how many
+audit records exist in the whole app.
 """
 
 from __future__ import annotations
@@ -20,16 +23,22 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, or_
-from werkzeug.exceptions import BadRequest
 
 from ..db import get_db
+from .registry import ValidationFailed
 
 T = TypeVar("T")
 
 
-class InvalidCursor(BadRequest):
-    description = "The cursor is not one this API handed out. Start again without it."
+class InvalidCursor(ValidationFailed):
+    """422 like any other bad query parameter, with reason invalid_cursor."""
+
     api_reason = "invalid_cursor"
+
+    def __init__(self) -> None:
+        super().__init__(
+            {"cursor": ["This is not a cursor this API handed out. Start again without it."]}
+        )
 
 
 def encode_cursor(kind: str, created_at: datetime, tie: str | int) -> str:
