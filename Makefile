@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: install demo test bench serve clean
+.PHONY: install demo test bench serve clean screenshots
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ test: install
 # Measurements, not tests: each prints ratios measured in one run.
 bench: install
 	$(BIN)/python bench/timing_oracles.py
+
+# PNGs of the key pages (desktop and phone) into docs/screenshots/, from a throwaway
+# seeded database in demo mode. Needs Chromium (/usr/bin/chromium).
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

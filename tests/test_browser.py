@@ -2,13 +2,19 @@
 
 Only a few tests live here; everything else is proven faster with the test client.
 They drive the system's Chromium (Debian's ``chromium`` package), which .ci/run installs.
+Any script error on a page, or anything the Content-Security-Policy blocks, fails the test
+that opened the page (see ``pages``).
 """
 
 from __future__ import annotations
 
+import re
 import shutil
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -31,9 +37,10 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture()
-def live_server(database_file: Path) -> Iterator[tuple[str, Session]]:
-    app = make_test_app(database_file, WTF_CSRF_ENABLED=True, DEMO_MODE=True)
+@contextmanager
+def demo_server(database_file: Path, **overrides: Any) -> Iterator[tuple[str, Session]]:
+    """The app in demo mode, CSRF on, served on a free port; yields its URL and a session."""
+    app = make_test_app(database_file, WTF_CSRF_ENABLED=True, DEMO_MODE=True, **overrides)
     db = app.extensions["db_sessionmaker"]()
     try:
         with serve(app) as base:
@@ -43,8 +50,14 @@ def live_server(database_file: Path) -> Iterator[tuple[str, Session]]:
         app.extensions["db_engine"].dispose()
 
 
+@pytest.fixture()
+def live_server(database_file: Path) -> Iterator[tuple[str, Session]]:
+    with demo_server(database_file) as served:
+        yield served
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Any]:
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
     from playwright.sync_api import sync_playwright
@@ -55,22 +68,58 @@ def browser() -> Iterator[object]:
         chromium.close()
 
 
-def sign_in(page: object, base: str, email: str) -> None:
-    page.goto(base + "/sign-in")  # type: ignore[attr-defined]
-    page.fill("#email", email)  # type: ignore[attr-defined]
-    page.fill("#password", PASSWORD)  # type: ignore[attr-defined]
-    page.click("main button[type=submit]")  # type: ignore[attr-defined]
+@pytest.fixture()
+def pages(browser: Any) -> Iterator[Callable[..., Any]]:
+    """Opens pages that record script errors and CSP violations; any of them fails the test."""
+    problems: list[str] = []
+    opened: list[Any] = []
+
+    def open_page(**options: Any) -> Any:
+        page = browser.new_page(**options)
+        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                problems.append(f"CSP: {message.text}")
+                if "Content Security Policy" in message.text
+                else None
+            ),
+        )
+        opened.append(page)
+        return page
+
+    yield open_page
+    for page in opened:
+        page.close()
+    assert problems == [], problems
+
+
+def sign_in(page: Any, base: str, email: str) -> None:
+    page.goto(base + "/sign-in")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("main button[type=submit]")
+
+
+def answered_gate(page: Any) -> str:
+    return page.inner_text("[data-testid=gates] [aria-current=step] .gate-name")
+
+
+def principal_state(page: Any) -> str:
+    return " ".join(page.inner_text("[data-testid=principal-state]").split())
 
 
 def test_lesson_in_the_browser_member_refused_owner_deletes(
-    browser: object, live_server: tuple[str, Session]
+    pages: Callable[..., Any], live_server: tuple[str, Session]
 ) -> None:
     base, db = live_server
-    page = browser.new_page()  # type: ignore[attr-defined]
+    page = pages()
 
     # Anonymous: a protected page sends the browser to sign in, remembering where it was.
     page.goto(base + "/invoices/inv_7")
     assert page.url == base + "/sign-in?next=%2Finvoices%2Finv_7"
+    assert "anonymous" in principal_state(page)
+    assert answered_gate(page) == "Authentication"
 
     # Linus signs in, lands back on inv_7, his name in the corner, no delete button.
     page.fill("#email", "linus@acme.test")
@@ -78,16 +127,40 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
     page.click("main button[type=submit]")
     assert page.url == base + "/invoices/inv_7"
     assert page.inner_text("[data-testid=user-name]") == "Linus Torvalds"
+    assert "Signed in as Linus Torvalds — member of Acme Inc" in principal_state(page)
     assert page.locator("text=Delete this invoice").count() == 0
+    delete_row = page.locator("[data-testid=trace] tr[data-action='invoice.delete']")
+    assert "403" in delete_row.inner_text()
 
-    # He types the delete URL anyway: the server asks the policy again and says 403.
-    response = page.goto(base + "/invoices/inv_7/delete")
-    assert response.status == 403
+    # The lab shows the hidden buttons, marked; pressing one meets the server's real 403.
+    page.click("button:has-text('Show actions hidden from me')")
+    assert page.url == base + "/invoices/inv_7"
+    hidden_delete = page.locator("a.lab-hidden", has_text="Delete this invoice")
+    assert "hidden from you" in hidden_delete.inner_text().lower()
+    with page.expect_response(base + "/invoices/inv_7/delete") as refused:
+        hidden_delete.click()
+    assert refused.value.status == 403
     assert "invoice.delete" in page.inner_text("main")
+    assert answered_gate(page) == "Authorization"
+    page.go_back()
+    with page.expect_response(base + "/invoices/inv_7/mark-paid") as refused:
+        page.click("button.lab-hidden:has-text('Mark paid')")  # a real POST, CSRF token and all
+    assert refused.value.status == 403
+    assert invoice(db, "inv_7").status == "sent"
 
-    # Globex's invoice is not there for him, exactly like one that never existed.
+    # Globex's invoice is not there for him, exactly like one that never existed; demo
+    # mode alone says why.
     assert page.goto(base + "/invoices/inv_42").status == 404
+    assert answered_gate(page) == "Scope"
+    assert "hidden on purpose" in page.inner_text("[data-testid=hidden-elsewhere]")
     assert page.goto(base + "/invoices/inv_999999").status == 404
+    assert page.locator("[data-testid=hidden-elsewhere]").count() == 0
+
+    # The tour checked off what the server really answered.
+    page.goto(base + "/tour")
+    for step in ("401", "403", "404"):
+        assert page.inner_text(f"[data-testid=mark-{step}]") == "✓ done"
+    assert page.inner_text("[data-testid=mark-elevated]") == "not yet"
 
     # Sign out through the header form (a POST with its CSRF token).
     page.goto(base + "/dashboard")
@@ -98,20 +171,28 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
     # Ada, the owner, deletes it through the confirmation step.
     sign_in(page, base, "ada@acme.test")
     page.goto(base + "/invoices/inv_7")
-    page.click("text=Delete this invoice")
+    page.click(".actions a:has-text('Delete this invoice')")
     assert page.url == base + "/invoices/inv_7/delete"
     page.click("main button:has-text('Delete this invoice')")
     assert page.url == base + "/invoices"
     assert "was deleted" in page.inner_text(".flashes")
     assert invoice(db, "inv_7").deleted_at is not None
-    page.close()
+
+    # Reset the demo from the tour: inv_7 is back, everyone signed out, marks kept.
+    page.goto(base + "/tour")
+    page.click("button:has-text('Reset the demo')")
+    assert page.url == base + "/"
+    assert "The demo was reset" in page.inner_text(".flashes")
+    assert invoice(db, "inv_7").deleted_at is None
+    page.goto(base + "/tour")
+    assert page.inner_text("[data-testid=mark-403]") == "✓ done"
 
 
 def test_switching_organization_changes_grace_s_role_and_buttons(
-    browser: object, live_server: tuple[str, Session]
+    pages: Callable[..., Any], live_server: tuple[str, Session]
 ) -> None:
     base, _db = live_server
-    page = browser.new_page(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    page = pages(viewport={"width": 390, "height": 844})
     sign_in(page, base, "grace@acme.test")
     assert page.inner_text(".role") == "ADMIN"  # shown in capitals by the stylesheet
     page.select_option("#org-switch", "globex")
@@ -121,6 +202,65 @@ def test_switching_organization_changes_grace_s_role_and_buttons(
     assert page.inner_text(".role") == "MEMBER"
     page.goto(base + "/invoices/inv_42")
     assert page.locator("text=Delete this invoice").count() == 0
+
+    # Acme's invoice, with Globex active: the page says whose it is and which role counts.
+    page.goto(base + "/invoices/inv_7")
+    context = " ".join(page.inner_text("[data-testid=context-line]").split())
+    assert context.startswith("Acme Inc · you are admin here")
+    assert "not your active organization" in context
+    assert page.locator(".actions a:has-text('Delete this invoice')").count() == 1
+    page.select_option("#org-switch", "acme")
+    page.click("header button:has-text('Switch')")
+    assert page.url == base + "/invoices/inv_7"  # switching keeps her on the page
+    assert "not your active organization" not in page.inner_text("[data-testid=context-line]")
     # Nothing on a phone-sized screen is wider than the screen.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
-    page.close()
+
+
+def test_elevation_counts_down_ends_and_comes_back_with_the_password(
+    pages: Callable[..., Any], live_server: tuple[str, Session]
+) -> None:
+    base, _db = live_server
+    page = pages()
+    sign_in(page, base, "ada@acme.test")
+
+    # Signed in a moment ago: elevated, and the script ticks the server's "10 min" down.
+    assert "elevated" in principal_state(page)
+    countdown = page.locator("[data-countdown-left]")
+    first = countdown.inner_text()
+    assert re.fullmatch(r"\d+:\d\d", first), first
+    time.sleep(1.1)
+    assert countdown.inner_text() != first
+
+    # End it early: the owner's plan change now asks for the password first.
+    page.click("button:has-text('End elevation')")
+    assert "elevated" not in principal_state(page)
+    page.goto(base + "/orgs/acme/billing")
+    row = page.locator("[data-testid=trace] tr[data-action='org.billing.update']")
+    assert "re-authenticate" in row.inner_text()
+    page.select_option("#plan", "pro")
+    page.click("main button:has-text('Change plan')")
+    assert page.url.startswith(base + "/reauthenticate?next=")
+    assert answered_gate(page) == "Elevation"
+    page.fill("#password", PASSWORD)
+    page.click("main button:has-text('Confirm')")
+    assert page.url == base + "/orgs/acme/billing"
+    assert "elevated" in principal_state(page)
+    page.select_option("#plan", "pro")
+    page.click("main button:has-text('Change plan')")
+    assert "Nothing changed" in page.inner_text(".flashes")
+    page.goto(base + "/tour")
+    assert page.inner_text("[data-testid=mark-elevated]") == "✓ done"
+
+
+def test_countdown_says_when_elevation_is_over(
+    pages: Callable[..., Any], database_file: Path
+) -> None:
+    with demo_server(database_file, FRESH_AGE_SECONDS=2) as (base, _db):
+        page = pages()
+        sign_in(page, base, "linus@acme.test")
+        assert "elevated" in principal_state(page)
+        page.wait_for_selector("text=elevation ended", timeout=6000)
+        assert page.locator("button:has-text('End elevation')").is_hidden()
+        page.reload()
+        assert "elevated" not in principal_state(page)  # the server agrees

@@ -288,7 +288,7 @@ def _answer(
         )
     if status == 403:
         why = "You are signed in and the record is yours to see, but the policy said no"
-        return "authorization", why + (f": {decision.reason}." if decision else ".")
+        return "authorization", why + (f": {decision.reason}." if decision is not None else ".")
     if status == "re-authenticate":
         return "elevation", (
             "The policy allows this action, but only with proof from the last few "
