@@ -350,6 +350,18 @@ def test_tour_marks_come_only_from_the_real_requests(demo: Flask, clock: Clock) 
     assert "6 of 6 done" in html(client.get("/tour"))
 
 
+def test_tour_watches_endpoints_that_exist(app: Flask) -> None:
+    from invoiceapp.tour import ELEVATED_ENDPOINTS
+
+    endpoints = {rule.endpoint for rule in app.url_map.iter_rules()}
+    watched = ELEVATED_ENDPOINTS | {
+        "recovery.forgot_password",
+        "invoices.export_csv",
+        "orgs.billing",
+    }
+    assert watched <= endpoints
+
+
 def test_tour_outside_demo_mode_is_a_short_page_without_accounts_or_marks(app: Flask) -> None:
     client = app.test_client()
     client.post("/invoices/inv_7/delete")
