@@ -98,6 +98,14 @@ def keyset_page(
 def _after(
     created_at: Any, tie: Any, moment: datetime, last: Any, newest_first: bool
 ) -> ColumnElement[bool]:
+    """Rows after (moment, last) in the list's order.
+
+    The plain "created_at < t OR (created_at = t AND tie < k)" is right but gives the
+    index no starting point, so the database scans from the top: deep pages got slower
+    (SQLite, 50,000 invoices: 12 ms at row 40,000). The redundant "created_at <= t" is a
+    range the index on created_at can seek to: about 1 ms at any depth. (PostgreSQL also
+    wants the tie-breaker in the index to skip sorting: see the API issue's notes.)
+    """
     if newest_first:
-        return or_(created_at < moment, and_(created_at == moment, tie < last))
-    return or_(created_at > moment, and_(created_at == moment, tie > last))
+        return and_(created_at <= moment, or_(created_at < moment, tie < last))
+    return and_(created_at >= moment, or_(created_at > moment, tie > last))
