@@ -134,6 +134,14 @@ def test_an_api_patch_in_between_is_a_conflict(app: Flask, db: Session) -> None:
     assert invoice(db, "inv_7").customer == "From a script"
 
 
+def test_a_version_that_never_existed_is_a_conflict(app: Flask, db: Session) -> None:
+    ada = signed_in_client(app, "ada@acme.test")
+    for version in ("0", "7"):
+        response = ada.post("/invoices/inv_7/edit", data={**EDIT, "version": version})
+        assert response.status_code == 409
+    assert invoice(db, "inv_7").version == 1
+
+
 def test_a_post_without_the_version_field_still_saves(app: Flask, db: Session) -> None:
     # Scripts that post the form by hand (and older tabs) keep working; scripts should
     # prefer the API, which insists on If-Match.

@@ -267,7 +267,9 @@ def update(invoice_id: str) -> ResponseReturnValue:
         return render_template("invoices/form.html", form=form, invoice=invoice), 422
     # The version the form was filled from; a post without one (a script) is checked
     # against the version this request read instead.
-    seen = form.version_seen() or invoice.version
+    seen = form.version_seen()
+    if seen is None:
+        seen = invoice.version
     db = get_db()
     if seen != invoice.version or not _claim_version(invoice, seen):
         db.rollback()
