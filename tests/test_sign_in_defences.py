@@ -259,3 +259,25 @@ def test_sessions_that_stay_active_still_end_after_eight_hours(app: Flask, clock
         assert client.get("/dashboard").status_code == 200
     clock.advance(minutes=30)
     assert client.get("/dashboard").status_code == 302
+
+
+# --- The sign-in page as a lesson (demo mode) ---------------------------------------------
+
+
+def test_demo_sign_in_page_lists_accounts_and_fills_only_the_email(database_file: Path) -> None:
+    app = make_test_app(database_file, DEMO_MODE=True)
+    client = app.test_client()
+    page = client.get("/sign-in").get_data(as_text=True)
+    assert "The <strong>email</strong> is a claim" in page
+    assert "admin of <bdi>Acme Inc</bdi>, member of <bdi>Globex Corporation</bdi>" in page
+    assert "/sign-in?email=linus%40acme.test" in page
+    filled = client.get("/sign-in?email=linus@acme.test").get_data(as_text=True)
+    assert 'value="linus@acme.test"' in filled
+    # Filling the claim proves nothing: no session until the password is typed.
+    assert client.get("/dashboard").status_code == 302
+    app.extensions["db_engine"].dispose()
+
+
+def test_plain_sign_in_page_has_no_demo_accounts(app: Flask) -> None:
+    page = app.test_client().get("/sign-in").get_data(as_text=True)
+    assert "demo-accounts" not in page and "<script" not in page.split("<title>")[1][:40]

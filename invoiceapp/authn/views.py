@@ -43,7 +43,7 @@ from ..db import get_db, utcnow
 from ..extensions import limiter
 from ..forms import Form
 from ..mail import absolute_url, send_mail
-from ..models import Passkey, User
+from ..models import Membership, Organization, Passkey, User
 from ..principal import require_principal
 from . import passkeys, recovery_codes, totp
 from .devices import issue_device_cookie, trusted_device_for
@@ -119,15 +119,38 @@ def _sign_in_page(form: SignInForm, **context: Any) -> str:
         form=form,
         passkeys_here=passkeys_work_here(),
         passkey_origin=current_app.config["WEBAUTHN_ORIGIN"],
+        demo_accounts=_demo_accounts() if current_app.config["DEMO_MODE"] else [],
         **context,
     )
+
+
+def _demo_accounts() -> list[tuple[User, list[tuple[str, str]]]]:
+    """Demo mode: every account with its role in each organization, for the sign-in lesson.
+
+    Choosing one only fills in the email (a claim); the password is still typed and checked.
+    """
+    rows = get_db().execute(
+        select(User, Organization.name, Membership.role)
+        .join(Membership, Membership.user_id == User.id)
+        .join(Organization, Organization.id == Membership.organization_id)
+        .order_by(User.id, Membership.id)
+        .limit(60)
+    )
+    accounts: dict[int, tuple[User, list[tuple[str, str]]]] = {}
+    for user, organization_name, role in rows:
+        accounts.setdefault(user.id, (user, []))[1].append((organization_name, role))
+    return list(accounts.values())
 
 
 @bp.get("/sign-in")
 def sign_in_form() -> ResponseReturnValue:
     if flask_login.current_user.is_authenticated:
         return redirect(next_or_default(request.args.get("next")), code=303)
-    form = SignInForm(next=safe_next(request.args.get("next")) or "")
+    form = SignInForm(
+        next=safe_next(request.args.get("next")) or "",
+        # Demo accounts link here with ?email=: it fills in the claim, never the proof.
+        email=normalise_email(request.args.get("email"))[:320],
+    )
     return _sign_in_page(form)
 
 
