@@ -70,7 +70,9 @@ def _api_error(
     fields: dict[str, list[str]] | None = None,
 ) -> Response:
     """The one error shape of the API: {"error": {"code", "message", "reason"?, "fields"?}}."""
-    body: dict[str, object] = {"code": API_CODES.get(status, "internal"), "message": message}
+    # A status the contract names no code for is still a client or a server problem.
+    code = API_CODES.get(status) or ("bad_request" if status < 500 else "internal")
+    body: dict[str, object] = {"code": code, "message": message}
     if reason:
         body["reason"] = reason
     if fields:

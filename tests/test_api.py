@@ -824,3 +824,18 @@ def test_tokens_expire_after_their_days(app: Flask, db: Session) -> None:
     token = db.scalars(select(PersonalAccessToken)).one()
     assert token.expires_at - token.created_at == timedelta(days=90)
     assert len(token.token_hash) == 64
+
+
+def test_a_status_without_a_contract_code_still_gets_the_error_shape(database_file: Path) -> None:
+    from werkzeug.exceptions import ImATeapot
+
+    app = make_test_app(database_file)
+
+    @app.get("/api/v1/_teapot")
+    def teapot() -> str:
+        raise ImATeapot()
+
+    response = app.test_client().get("/api/v1/_teapot")
+    assert response.status_code == 418
+    assert error_of(response)["code"] == "bad_request"
+    app.extensions["db_engine"].dispose()

@@ -39,11 +39,18 @@ def _served_document() -> dict:
 # Answers that valid input may legitimately get here, beyond the 2xx/401/403/404 that
 # Schemathesis expects: 412 (the If-Match it made up names another version), 428 and
 # 422 (rules JSON Schema cannot say: a due date before the issue date, an amount of 0).
+# Invalid input may get a 412 too: RFC 9110 (13.2.1) checks If-Match before the body.
 CONFIG = SchemathesisConfig.from_dict(
     {
         "checks": {
             "positive_data_acceptance": {
                 "expected-statuses": ["2xx", "401", "403", "404", "409", "412", "422", "429"]
+            },
+            "negative_data_rejection": {
+                "expected-statuses": [
+                    *("400", "401", "403", "404", "405", "406", "409", "412", "413", "415"),
+                    *("422", "428", "429"),
+                ]
             },
             "missing_required_header": {"expected-statuses": ["400", "401", "403", "422", "428"]},
         },
