@@ -12,7 +12,7 @@ the invoice's actions on the pages, each asked of the policy.
 from __future__ import annotations
 
 from flask import Response
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
 from ..authn.gate import login_required
@@ -26,7 +26,7 @@ from ..money import minor_to_text
 from ..principal import require_principal
 from .blueprint import operation
 from .lookups import chosen_organization_or_404, invoice_or_404
-from .pagination import keyset_page
+from .pagination import InvalidCursor, keyset_page
 from .preconditions import StaleVersion, etag_of, version_seen
 from .registry import ValidationFailed, read_body, read_query, respond
 from .schemas import (
@@ -56,10 +56,13 @@ def list_invoices() -> Response:
     page, next_cursor = keyset_page(
         invoices,
         kind="invoices",
+        # The pages' order (NEWEST_FIRST), which the listing index serves as it is...
         created_at=Invoice.created_at,
-        tie=Invoice.public_id,  # a public id: the cursor holds no row number
+        tie=Invoice.id,
+        # ...but the cursor names the last row by its public id, never its row number.
         position=lambda invoice: (invoice.created_at, invoice.public_id),
         tie_type=str,
+        tie_of=lambda public_id: _row_number(organization.id, public_id),
         limit=query.limit,
         cursor=query.cursor,
     )
@@ -169,6 +172,18 @@ def delete_invoice(invoice_id: str) -> Response:
         reason=decision.reason,
     )
     return respond(None, status=204)
+
+
+def _row_number(organization_id: int, public_id: str) -> int:
+    """The row a cursor ends at, in this organization; deleted since is fine (rows stay)."""
+    row = get_db().scalar(
+        select(Invoice.id).where(
+            Invoice.public_id == public_id, Invoice.organization_id == organization_id
+        )
+    )
+    if row is None:
+        raise InvalidCursor()
+    return row
 
 
 def _save_if_unchanged(invoice: Invoice, seen: int, values: dict[str, object]) -> None:
