@@ -9,10 +9,23 @@ sees an ordinary body with a Content-Length.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.wrappers import Response
+
+
+def _too_large(environ: dict[str, Any]) -> Any:
+    """The API answers in its own JSON shape; pages get Werkzeug's plain 413."""
+    if environ.get("PATH_INFO", "").startswith("/api/"):
+        body = json.dumps(
+            {"error": {"code": "too_large", "message": "The request body is too large."}}
+        )
+        return Response(body, status=413, mimetype="application/json")
+    return RequestEntityTooLarge()
+
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -28,7 +41,7 @@ class ChunkedBodyLimit:
         if chunked and not environ.get("CONTENT_LENGTH") and limit is not None:
             body = environ["wsgi.input"].read(limit + 1)
             if len(body) > limit:
-                return RequestEntityTooLarge()(environ, start_response)
+                return _too_large(environ)(environ, start_response)
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             environ.pop("HTTP_TRANSFER_ENCODING", None)

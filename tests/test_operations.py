@@ -155,3 +155,22 @@ def test_gunicorn_refuses_several_workers_with_in_memory_rate_limits(tmp_path: P
     )  # fmt: skip
     assert result.returncode != 0
     assert "FLASK_RATELIMIT_STORAGE_URI" in result.stderr + result.stdout
+
+
+def test_a_chunked_api_body_over_the_limit_is_a_json_413(database_file: Path) -> None:
+    app = make_test_app(database_file, MAX_CONTENT_LENGTH=1024)
+    with live_server(app) as base:
+        host = base.removeprefix("http://")
+        connection = http.client.HTTPConnection(host, timeout=30)
+        connection.putrequest("POST", "/api/v1/invoices")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        body = b'{"customer": "' + b"x" * 4000 + b'"}'
+        connection.send(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
+        response = connection.getresponse()
+        assert response.status == 413
+        assert response.getheader("Content-Type") == "application/json"
+        assert b'"too_large"' in response.read()
+        connection.close()
+    app.extensions["db_engine"].dispose()

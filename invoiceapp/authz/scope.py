@@ -22,11 +22,13 @@ SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 def visible_invoices(principal: Principal) -> Select[tuple[Invoice]]:
-    """Invoices in any of the principal's organizations that are not deleted."""
-    return (
-        select(Invoice)
-        .join(Membership, Membership.organization_id == Invoice.organization_id)
-        .where(Membership.user_id == principal.user.id, Invoice.deleted_at.is_(None))
+    """Invoices in any of the principal's organizations that are not deleted.
+
+    The principal's organizations were read from the database for this request; for an
+    API token they are the token's one organization, so a token sees nothing else.
+    """
+    return select(Invoice).where(
+        Invoice.organization_id.in_(principal.organization_ids), Invoice.deleted_at.is_(None)
     )
 
 
@@ -78,9 +80,9 @@ def organization_in_my_orgs_or_404(slug: str) -> Organization:
     if not SLUG.fullmatch(slug):
         abort(404)
     organization = get_db().scalar(
-        select(Organization)
-        .join(Membership, Membership.organization_id == Organization.id)
-        .where(Membership.user_id == require_principal().user.id, Organization.slug == slug)
+        select(Organization).where(
+            Organization.id.in_(require_principal().organization_ids), Organization.slug == slug
+        )
     )
     if organization is None:
         owner = get_db().scalar(select(Organization.id).where(Organization.slug == slug))
@@ -103,7 +105,10 @@ def my_organizations(principal: Principal) -> list[Organization]:
         get_db().scalars(
             select(Organization)
             .join(Membership, Membership.organization_id == Organization.id)
-            .where(Membership.user_id == principal.user.id)
+            .where(
+                Membership.user_id == principal.user.id,
+                Membership.organization_id.in_(principal.organization_ids),
+            )
             .order_by(Membership.id)
         )
     )
