@@ -157,3 +157,20 @@ def test_tokens_cannot_manage_tokens(app: Flask, db: Session) -> None:
     assert client.get("/account/tokens", headers=bearer(raw)).status_code == 302
     assert client.post("/account/tokens", data=FORM, headers=bearer(raw)).status_code == 401
     assert db.scalar(select(func.count()).select_from(PersonalAccessToken)) == 1
+
+
+def test_creating_and_revoking_a_token_are_security_events(app: Flask, db: Session) -> None:
+    from invoiceapp.models import SecurityEvent
+
+    ada = signed_in_client(app, "ada@acme.test")
+    assert ada.post("/account/tokens", data=FORM).status_code == 201
+    (stored,) = tokens(db)
+    assert ada.post(f"/account/tokens/{stored.public_id}/revoke").status_code == 303
+    kinds = db.scalars(
+        select(SecurityEvent.kind)
+        .where(SecurityEvent.user_id == stored.user_id)
+        .order_by(SecurityEvent.id)
+    ).all()
+    assert kinds[-2:] == ["api_token_created", "api_token_revoked"]
+    page = ada.get("/account/security").get_data(as_text=True)
+    assert "API token created" in page and "nightly export" not in page

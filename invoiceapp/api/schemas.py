@@ -27,7 +27,7 @@ from wtforms.validators import ValidationError as FormValidationError
 
 from ..models import CURRENCIES, InvoiceStatus, Role, TokenScope
 from ..money import AmountError, parse_amount
-from ..views.invoice_forms import _plain_visible_text
+from ..views.invoice_forms import plain_visible_text
 
 STATUSES = tuple(status.value for status in InvoiceStatus)
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -48,7 +48,7 @@ def _no_default(schema: dict[str, Any]) -> None:
 def _form_text_rule(value: str) -> str:
     """The invoice form's own check (control codes, direction overrides, invisible names)."""
     try:
-        _plain_visible_text(None, SimpleNamespace(data=value))
+        plain_visible_text(None, SimpleNamespace(data=value))
     except FormValidationError as error:
         raise PydanticCustomError("invoice_text", str(error)) from None
     return value

@@ -38,6 +38,8 @@ class EventKind(enum.StrEnum):
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     PASSKEY_ADDED = "passkey_added"
     PASSKEY_REMOVED = "passkey_removed"
+    API_TOKEN_CREATED = "api_token_created"
+    API_TOKEN_REVOKED = "api_token_revoked"
 
 
 # What /account/security says for each kind.
@@ -63,6 +65,8 @@ DESCRIPTIONS = {
     EventKind.RECOVERY_CODES_REGENERATED: "New recovery codes made (the old ones stopped working)",
     EventKind.PASSKEY_ADDED: "Passkey added",
     EventKind.PASSKEY_REMOVED: "Passkey removed",
+    EventKind.API_TOKEN_CREATED: "API token created",
+    EventKind.API_TOKEN_REVOKED: "API token revoked",
 }
 
 

@@ -27,6 +27,7 @@ from ..authn.access_tokens import (
     issue_access_token,
     revoke_access_token,
 )
+from ..authn.events import EventKind, record_event
 from ..authn.gate import login_required
 from ..authz.scope import my_organizations
 from ..db import get_db, utcnow
@@ -171,6 +172,8 @@ def create() -> ResponseReturnValue:
         scope=TokenScope(form.scope.data),
         expires_days=form.expires_days.data or 0,
     )
+    # The token's name is the owner's own words; the event keeps only what and when.
+    record_event(db, principal.user.id, EventKind.API_TOKEN_CREATED)
     db.commit()
     # Shown in this answer only (no-store, like every signed-in page), never stored.
     return _page(_form(principal, posted=False), new_token=raw, status=201)
@@ -182,6 +185,7 @@ def revoke(public_id: str) -> ResponseReturnValue:
     principal = require_principal()
     token = _own_token_or_404(principal, public_id)
     revoke_access_token(token)
+    record_event(get_db(), principal.user.id, EventKind.API_TOKEN_REVOKED)
     get_db().commit()
     flash("Token revoked. It stopped working at once.", "success")
     return redirect("/account/tokens", code=303)

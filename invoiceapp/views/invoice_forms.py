@@ -38,7 +38,7 @@ def _strip(value: str | None) -> str | None:
 _BIDI_CONTROLS = frozenset(chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
 
 
-def _plain_visible_text(_form: Any, field: Any) -> None:
+def plain_visible_text(_form: Any, field: Any) -> None:
     """Any script, emoji or combining mark is fine. Control codes (NUL is refused by
     PostgreSQL), direction overrides and names with nothing visible are not."""
     text = field.data or ""
@@ -57,7 +57,7 @@ class InvoiceForm(Form):
         validators=[
             DataRequired("Enter the customer's name."),
             Length(max=200, message="Keep the customer's name to 200 characters or fewer."),
-            _plain_visible_text,
+            plain_visible_text,
         ],
     )
     amount = StringField(
