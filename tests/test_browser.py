@@ -99,6 +99,8 @@ def sign_in(page: Any, base: str, email: str) -> None:
     page.fill("#email", email)
     page.fill("#password", PASSWORD)
     page.click("main button[type=submit]")
+    # The click starts a navigation; wait for it, or the next check may read the old page.
+    page.wait_for_url(lambda url: "/sign-in" not in url)
 
 
 def answered_gate(page: Any) -> str:
@@ -117,7 +119,7 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
 
     # Anonymous: a protected page sends the browser to sign in, remembering where it was.
     page.goto(base + "/invoices/inv_7")
-    assert page.url == base + "/sign-in?next=%2Finvoices%2Finv_7"
+    page.wait_for_url(base + "/sign-in?next=%2Finvoices%2Finv_7")
     assert "anonymous" in principal_state(page)
     assert answered_gate(page) == "Authentication"
 
@@ -125,7 +127,7 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
     page.fill("#email", "linus@acme.test")
     page.fill("#password", PASSWORD)
     page.click("main button[type=submit]")
-    assert page.url == base + "/invoices/inv_7"
+    page.wait_for_url(base + "/invoices/inv_7")
     assert page.inner_text("[data-testid=user-name]") == "Linus Torvalds"
     assert "Signed in as Linus Torvalds — member of Acme Inc" in principal_state(page)
     assert page.locator("text=Delete this invoice").count() == 0
@@ -134,7 +136,7 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
 
     # The lab shows the hidden buttons, marked; pressing one meets the server's real 403.
     page.click("button:has-text('Show actions hidden from me')")
-    assert page.url == base + "/invoices/inv_7"
+    page.wait_for_url(base + "/invoices/inv_7")
     hidden_delete = page.locator("a.lab-hidden", has_text="Delete this invoice")
     assert "hidden from you" in hidden_delete.inner_text().lower()
     with page.expect_response(base + "/invoices/inv_7/delete") as refused:
@@ -165,23 +167,23 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
     # Sign out through the header form (a POST with its CSRF token).
     page.goto(base + "/dashboard")
     page.click("header button:has-text('Sign out')")
-    assert page.url == base + "/"
+    page.wait_for_url(base + "/")
     assert page.goto(base + "/dashboard").url.startswith(base + "/sign-in")
 
     # Ada, the owner, deletes it through the confirmation step.
     sign_in(page, base, "ada@acme.test")
     page.goto(base + "/invoices/inv_7")
     page.click(".actions a:has-text('Delete this invoice')")
-    assert page.url == base + "/invoices/inv_7/delete"
+    page.wait_for_url(base + "/invoices/inv_7/delete")
     page.click("main button:has-text('Delete this invoice')")
-    assert page.url == base + "/invoices"
+    page.wait_for_url(base + "/invoices")
     assert "was deleted" in page.inner_text(".flashes")
     assert invoice(db, "inv_7").deleted_at is not None
 
     # Reset the demo from the tour: inv_7 is back, everyone signed out, marks kept.
     page.goto(base + "/tour")
     page.click("button:has-text('Reset the demo')")
-    assert page.url == base + "/"
+    page.wait_for_url(base + "/")
     assert "The demo was reset" in page.inner_text(".flashes")
     assert invoice(db, "inv_7").deleted_at is None
     page.goto(base + "/tour")
@@ -197,7 +199,7 @@ def test_switching_organization_changes_grace_s_role_and_buttons(
     assert page.inner_text(".role") == "ADMIN"  # shown in capitals by the stylesheet
     page.select_option("#org-switch", "globex")
     page.click("header button:has-text('Switch')")
-    assert page.url == base + "/dashboard"  # back where she was, now in Globex
+    page.wait_for_url(base + "/dashboard")  # back where she was, now in Globex
     assert "Globex Corporation" in page.inner_text("main .lead")
     assert page.inner_text(".role") == "MEMBER"
     page.goto(base + "/invoices/inv_42")
@@ -211,7 +213,7 @@ def test_switching_organization_changes_grace_s_role_and_buttons(
     assert page.locator(".actions a:has-text('Delete this invoice')").count() == 1
     page.select_option("#org-switch", "acme")
     page.click("header button:has-text('Switch')")
-    assert page.url == base + "/invoices/inv_7"  # switching keeps her on the page
+    page.wait_for_url(base + "/invoices/inv_7")  # switching keeps her on the page
     assert "not your active organization" not in page.inner_text("[data-testid=context-line]")
     # Nothing on a phone-sized screen is wider than the screen.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
@@ -244,7 +246,7 @@ def test_elevation_counts_down_ends_and_comes_back_with_the_password(
     assert answered_gate(page) == "Elevation"
     page.fill("#password", PASSWORD)
     page.click("main button:has-text('Confirm')")
-    assert page.url == base + "/orgs/acme/billing"
+    page.wait_for_url(base + "/orgs/acme/billing")
     assert "elevated" in principal_state(page)
     page.select_option("#plan", "pro")
     page.click("main button:has-text('Change plan')")
