@@ -122,11 +122,13 @@ def test_every_main_page_passes_axe_and_fits_from_320_to_1440_px(
 
     grace = pages(viewport={"width": 1280, "height": 900})
     sign_in(grace, base, "grace@acme.test")
-    grace.click("button:has-text('Show actions hidden from me')")  # scan the lab's buttons too
+    with grace.expect_navigation():  # the switch is a form post; let it land first
+        grace.click("button:has-text('Show actions hidden from me')")  # scan the lab too
     check(grace, [*GRACE_PAGES, f"/invoices/{awkward}"])
 
     # The password prompt: end the elevation, then ask for a sensitive page.
-    grace.click("button:has-text('End elevation')")
+    with grace.expect_navigation():
+        grace.click("button:has-text('End elevation')")
     visit(grace, base, "/account/password")
     assert "/reauthenticate" in grace.url
     problems.extend(serious_violations(grace))
