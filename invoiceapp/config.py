@@ -156,7 +156,16 @@ def _development_secret_key(instance: Path) -> str:
     instance.mkdir(parents=True, exist_ok=True)
     key_file = instance / "secret_key"
     if not key_file.exists():
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole under a temporary name, then linked into place: two processes
+        # starting at once never read a half-written key, and the first one wins.
+        temporary = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_hex(32))
+        try:
+            os.link(temporary, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
     return key_file.read_text().strip()
