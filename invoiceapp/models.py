@@ -20,6 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
     event,
     false,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -148,7 +149,30 @@ class Invoice(Base):
         CheckConstraint("length(customer) > 0", name="customer_not_empty"),
         CheckConstraint("due_date >= issue_date", name="due_after_issue"),
         CheckConstraint("number > 0", name="number_positive"),
-        Index("ix_invoices_org_listing", "organization_id", "deleted_at", "created_at"),
+        # The organization-scoped lists of live invoices, newest first, read from either
+        # end (invoiceapp.views.invoices.index, the dashboard, the API): all statuses, and
+        # one status. Partial indexes, WHERE deleted_at IS NULL, rather than deleted_at as
+        # a column: PostgreSQL treats "deleted_at IS NULL" as a filter, not an equality,
+        # so with (organization_id, deleted_at, created_at, id) it sorted the whole
+        # organization for every page (EXPLAIN: top-N heapsort of 100,000 rows). Both
+        # databases walk these in order and stop after a page; deleted rows are not in them.
+        Index(
+            "ix_invoices_org_listing",
+            "organization_id",
+            "created_at",
+            "id",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        Index(
+            "ix_invoices_org_status_listing",
+            "organization_id",
+            "status",
+            "created_at",
+            "id",
+            sqlite_where=text("deleted_at IS NULL"),
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
         # One invoice per create form: a double submit carries the same key (idempotency).
         Index("ix_invoices_creation_key", "organization_id", "creation_key", unique=True),
     )
@@ -183,6 +207,125 @@ class Invoice(Base):
     @property
     def label(self) -> str:
         return f"#{self.number:04d}"
+
+
+class InvoiceCount(Base):
+    """How many live (not deleted) invoices an organization has in each status.
+
+    The dashboard's totals and the invoice list's page count read these few rows instead
+    of counting invoices, so they cost the same at 10 invoices and at 100,000.
+
+    The database keeps them right itself, with triggers on invoices (below, and in
+    migration 0006), rather than an app function every write path must remember to call:
+    invoices are written by the pages, the API, status changes, copies, the seed's bulk
+    insert, the tests' raw SQL and whatever comes next, and a trigger covers them all,
+    in the same transaction, so a rollback takes the count back too. The cost: a create,
+    status change or delete also writes one or two of these rows, and on PostgreSQL holds
+    their locks until commit (creates in one organization already queue on its invoice
+    number; see invoiceapp.invoicing.allocate_invoice_number). tests/test_scale.py proves
+    the counts equal COUNT(*) after every kind of write, on SQLite and on PostgreSQL.
+    """
+
+    __tablename__ = "invoice_counts"
+    __table_args__ = (
+        CheckConstraint(_in("status", tuple(s.value for s in InvoiceStatus)), name="status"),
+    )
+
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(8), primary_key=True)
+    live_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# The triggers behind InvoiceCount, shared with migration 0006 by copy (migrations never
+# import the app). An invoice counts when deleted_at IS NULL. Additions are upserts (the
+# first invoice of a status creates its row); subtractions are plain UPDATEs, so an
+# organization being deleted (ON DELETE CASCADE on both tables, in either order) never
+# re-creates a row for it.
+#
+# SQLite has row triggers only: one small statement per written row.
+INVOICE_COUNT_TRIGGERS_SQLITE = [
+    "CREATE TRIGGER invoice_counts_insert AFTER INSERT ON invoices "
+    "WHEN NEW.deleted_at IS NULL BEGIN "
+    "INSERT INTO invoice_counts (organization_id, status, live_count) "
+    "VALUES (NEW.organization_id, NEW.status, 1) "
+    "ON CONFLICT (organization_id, status) DO UPDATE SET live_count = live_count + 1; "
+    "END",
+    "CREATE TRIGGER invoice_counts_delete AFTER DELETE ON invoices "
+    "WHEN OLD.deleted_at IS NULL BEGIN "
+    "UPDATE invoice_counts SET live_count = live_count - 1 "
+    "WHERE organization_id = OLD.organization_id AND status = OLD.status; "
+    "END",
+    "CREATE TRIGGER invoice_counts_update "
+    "AFTER UPDATE OF organization_id, status, deleted_at ON invoices "
+    "WHEN (OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL) "
+    "OR OLD.status IS NOT NEW.status OR OLD.organization_id IS NOT NEW.organization_id "
+    "BEGIN "
+    "UPDATE invoice_counts SET live_count = live_count - 1 "
+    "WHERE OLD.deleted_at IS NULL "
+    "AND organization_id = OLD.organization_id AND status = OLD.status; "
+    "INSERT INTO invoice_counts (organization_id, status, live_count) "
+    "SELECT NEW.organization_id, NEW.status, 1 WHERE NEW.deleted_at IS NULL "
+    "ON CONFLICT (organization_id, status) DO UPDATE SET live_count = live_count + 1; "
+    "END",
+]
+# PostgreSQL: statement triggers with transition tables, so a bulk insert of 100,000 rows
+# runs the function once, not 100,000 times. The net change per (organization, status) is
+# applied in a fixed order, so two transactions never lock the same rows in opposite
+# orders (no deadlocks); an UPDATE that changes no count (an edit, a version bump) writes
+# and locks nothing.
+INVOICE_COUNT_TRIGGERS_POSTGRESQL = [
+    "CREATE FUNCTION invoice_counts_add(org integer, state varchar, n bigint) "
+    "RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
+    "UPDATE invoice_counts SET live_count = live_count + n "
+    "WHERE organization_id = org AND status = state; "
+    "IF NOT FOUND AND n > 0 THEN "
+    "INSERT INTO invoice_counts (organization_id, status, live_count) VALUES (org, state, n) "
+    "ON CONFLICT (organization_id, status) "
+    "DO UPDATE SET live_count = invoice_counts.live_count + EXCLUDED.live_count; "
+    "END IF; END $$",
+    # A transition table exists only for the events that have it, hence three queries.
+    "CREATE FUNCTION invoice_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "DECLARE change record; BEGIN "
+    "IF TG_OP = 'INSERT' THEN "
+    "FOR change IN SELECT organization_id, status, count(*) AS n FROM new_rows "
+    "WHERE deleted_at IS NULL GROUP BY organization_id, status "
+    "ORDER BY organization_id, status LOOP "
+    "PERFORM invoice_counts_add(change.organization_id, change.status, change.n); "
+    "END LOOP; "
+    "ELSIF TG_OP = 'DELETE' THEN "
+    "FOR change IN SELECT organization_id, status, -count(*) AS n FROM old_rows "
+    "WHERE deleted_at IS NULL GROUP BY organization_id, status "
+    "ORDER BY organization_id, status LOOP "
+    "PERFORM invoice_counts_add(change.organization_id, change.status, change.n); "
+    "END LOOP; "
+    "ELSE "
+    "FOR change IN SELECT organization_id, status, sum(n) AS n FROM ("
+    "SELECT organization_id, status, -1 AS n FROM old_rows WHERE deleted_at IS NULL "
+    "UNION ALL "
+    "SELECT organization_id, status, 1 AS n FROM new_rows WHERE deleted_at IS NULL"
+    ") AS moves GROUP BY organization_id, status HAVING sum(n) <> 0 "
+    "ORDER BY organization_id, status LOOP "
+    "PERFORM invoice_counts_add(change.organization_id, change.status, change.n); "
+    "END LOOP; "
+    "END IF; "
+    "RETURN NULL; END $$",
+    "CREATE TRIGGER invoice_counts_insert AFTER INSERT ON invoices "
+    "REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION invoice_counts_apply()",
+    "CREATE TRIGGER invoice_counts_update AFTER UPDATE ON invoices "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION invoice_counts_apply()",
+    "CREATE TRIGGER invoice_counts_delete AFTER DELETE ON invoices "
+    "REFERENCING OLD TABLE AS old_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION invoice_counts_apply()",
+]
+# After every table exists: the triggers sit on invoices and write invoice_counts.
+for _statement in INVOICE_COUNT_TRIGGERS_SQLITE:
+    event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in INVOICE_COUNT_TRIGGERS_POSTGRESQL:
+    event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
 class UserSession(Base):
@@ -301,7 +444,13 @@ class AuditEvent(Base):
     """
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_org_created", "organization_id", "created_at"),)
+    __table_args__ = (
+        # The log's pages, newest first, read from either end (invoiceapp.views.audit);
+        # the same order within one action and within one actor, for the log's filters.
+        Index("ix_audit_events_org_created", "organization_id", "created_at", "id"),
+        Index("ix_audit_events_org_action", "organization_id", "action", "created_at", "id"),
+        Index("ix_audit_events_org_actor", "organization_id", "actor_email", "created_at", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -336,6 +485,58 @@ for _statement in AUDIT_TRIGGERS_POSTGRESQL:
     event.listen(
         AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql")
     )
+
+
+class AuditCount(Base):
+    """How many records an organization's audit log holds, per action, decision and actor.
+
+    The log's page count, under any of its filters, and the action filter's choices read
+    these rows instead of counting records, which a busy organization has by the hundred
+    thousand. Kept by a trigger on audit_events, like InvoiceCount; the log is append-only,
+    so INSERT is the only change to follow. An anonymous actor is counted as ''. Records
+    about no organization are not counted (no page shows them). No foreign key, like the
+    log itself.
+    """
+
+    __tablename__ = "audit_counts"
+
+    organization_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(64), primary_key=True)
+    decision: Mapped[str] = mapped_column(String(8), primary_key=True)
+    actor_email: Mapped[str] = mapped_column(String(320), primary_key=True)
+    records: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+# Shared with migration 0006 by copy, like the others.
+AUDIT_COUNT_TRIGGERS_SQLITE = [
+    "CREATE TRIGGER audit_counts_insert AFTER INSERT ON audit_events "
+    "WHEN NEW.organization_id IS NOT NULL BEGIN "
+    "INSERT INTO audit_counts (organization_id, action, decision, actor_email, records) "
+    "VALUES (NEW.organization_id, NEW.action, NEW.decision, coalesce(NEW.actor_email, ''), 1) "
+    "ON CONFLICT (organization_id, action, decision, actor_email) "
+    "DO UPDATE SET records = records + 1; "
+    "END",
+]
+AUDIT_COUNT_TRIGGERS_POSTGRESQL = [
+    "CREATE FUNCTION audit_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    "DECLARE change record; BEGIN "
+    "FOR change IN SELECT organization_id, action, decision, "
+    "coalesce(actor_email, '') AS actor, count(*) AS n FROM new_rows "
+    "WHERE organization_id IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 LOOP "
+    "INSERT INTO audit_counts (organization_id, action, decision, actor_email, records) "
+    "VALUES (change.organization_id, change.action, change.decision, change.actor, change.n) "
+    "ON CONFLICT (organization_id, action, decision, actor_email) "
+    "DO UPDATE SET records = audit_counts.records + EXCLUDED.records; "
+    "END LOOP; "
+    "RETURN NULL; END $$",
+    "CREATE TRIGGER audit_counts_insert AFTER INSERT ON audit_events "
+    "REFERENCING NEW TABLE AS new_rows "
+    "FOR EACH STATEMENT EXECUTE FUNCTION audit_counts_apply()",
+]
+for _statement in AUDIT_COUNT_TRIGGERS_SQLITE:
+    event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
+for _statement in AUDIT_COUNT_TRIGGERS_POSTGRESQL:
+    event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
 class TokenScope(enum.StrEnum):
