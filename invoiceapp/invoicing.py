@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from .db import utcnow
-from .models import Invoice, InvoiceStatus, Organization
+from .models import Invoice, InvoiceCount, InvoiceStatus, Organization
 
 _ALPHABET = string.ascii_lowercase + string.digits
 
@@ -52,6 +52,19 @@ def catch_up_invoice_counters(db: Session) -> None:
         .values(last_invoice_number=highest)
         .execution_options(synchronize_session=False)
     )
+
+
+def live_invoice_counts(db: Session, organization_id: int) -> dict[str, int]:
+    """Status -> how many live invoices the organization has: a few rows, at any size.
+
+    Kept by triggers in the database (invoiceapp.models.InvoiceCount), never by this app.
+    """
+    rows = db.execute(
+        select(InvoiceCount.status, InvoiceCount.live_count).where(
+            InvoiceCount.organization_id == organization_id
+        )
+    )
+    return {status: count for status, count in rows if count}
 
 
 def soft_delete(invoice: Invoice) -> None:
