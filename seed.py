@@ -25,6 +25,7 @@ import os
 import random
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -34,7 +35,7 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from flask import Flask
-from sqlalchemy import Engine, func, insert, make_url, select, text
+from sqlalchemy import Engine, delete, func, insert, make_url, select, text
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
@@ -46,8 +47,10 @@ from invoiceapp.invoicing import catch_up_invoice_counters, new_public_id
 from invoiceapp.models import (
     AUDIT_TRIGGERS_SQLITE,
     CURRENCIES,
+    INVOICE_COUNT_TRIGGERS_SQLITE,
     AuditEvent,
     Invoice,
+    InvoiceCount,
     InvoiceStatus,
     Membership,
     Organization,
@@ -65,7 +68,7 @@ DEMO_PASSWORD = "correct-horse-battery-staple"
 # (or run `python -c "import pyotp; print(pyotp.TOTP('<secret>').now())"`) and walk
 # through the two-step sign-in. A real secret is random per user and never written down.
 DEMO_TOTP_SECRET = "TESSDEMOSECRETNOTFORREALUSE23456"
-BATCH_SIZE = 1000
+BATCH_SIZE = 10_000
 
 
 # --- The demo data (CONTRACT.md section 3) ---------------------------------------------
@@ -514,6 +517,16 @@ def demo_invoice_id(db: Session, slug: str, number: int) -> str:
 
 # --- Generated invoices (--invoices N) --------------------------------------------------
 
+MAX_AGE_DAYS = 730  # generated invoices were issued in the last two years
+PAYMENT_TERMS_DAYS = (14, 30, 45)
+WORKDAY_SECONDS = 10 * 60 * 60  # created between 08:00 and 18:00 UTC on the issue date
+# The columns a generated invoice fills, in the order _GeneratedRows makes them.
+GENERATED_COLUMNS = (
+    "public_id", "organization_id", "number", "customer", "amount_minor", "currency",
+    "status", "issue_date", "due_date", "created_by_id", "created_at", "updated_at",
+)  # fmt: skip
+_COLUMN_LIST = ", ".join(GENERATED_COLUMNS)
+
 
 def add_generated_invoices(
     db: Session,
@@ -527,22 +540,29 @@ def add_generated_invoices(
 
     Numbers continue from each organization's highest number. Returns slug -> count.
     The progress bar goes to stderr, and only when stderr is a terminal (unless forced).
+
+    One transaction, rows made as plain tuples in the form the database driver takes,
+    and the fastest bulk path each database has (bench/seeding.py measures it):
+    executemany on SQLite, COPY on PostgreSQL. The invoice counts (InvoiceCount) are
+    right when this commits: see _bulk_writer.
     """
     if n <= 0:
         return {}
     today = today or date.today()
-    rng = random.Random()
-    statuses = [s.value for s in STATUS_WEIGHTS]
-    weights = list(STATUS_WEIGHTS.values())
     slugs = [spec.slug for spec in ORGANIZATIONS]
     orgs = db.execute(
         select(Organization.id, Organization.slug).where(Organization.slug.in_(slugs))
     ).all()
     if progress is None:
         progress = sys.stderr.isatty()
+    dialect = db.get_bind().dialect.name
+    maker = _GeneratedRows(today, as_text=dialect == "sqlite")
 
     added: dict[str, int] = {}
-    with tqdm(total=n * len(orgs), unit="invoice", disable=not progress, file=sys.stderr) as bar:
+    with (
+        tqdm(total=n * len(orgs), unit="invoice", disable=not progress, file=sys.stderr) as bar,
+        _bulk_writer(db, [org_id for org_id, _ in orgs]) as write,
+    ):
         for org_id, slug in orgs:
             bar.set_description(slug)
             members = db.scalars(
@@ -550,36 +570,164 @@ def add_generated_invoices(
             ).all() or [None]
             first_number = _max_number(db, org_id) + 1
             # Oldest first, so higher numbers have later issue dates, as in real books.
-            ages_in_days = sorted((rng.randint(0, 730) for _ in range(n)), reverse=True)
+            ages_in_days = maker.ages(n)
             for start in range(0, n, batch_size):
-                rows = []
-                for i in range(start, min(start + batch_size, n)):
-                    issue_date = today - timedelta(days=ages_in_days[i])
-                    created_at = datetime.combine(issue_date, time(8, 0), tzinfo=UTC)
-                    created_at += timedelta(seconds=rng.randint(0, 10 * 60 * 60))
-                    rows.append(
-                        {
-                            "public_id": random_public_id(),
-                            "organization_id": org_id,
-                            "number": first_number + i,
-                            "customer": rng.choice(GENERATED_CUSTOMERS),
-                            "amount_minor": rng.randint(1_000, 5_000_000),
-                            "currency": rng.choice(CURRENCIES),
-                            "status": rng.choices(statuses, weights)[0],
-                            "issue_date": issue_date,
-                            "due_date": issue_date + timedelta(days=rng.choice((14, 30, 45))),
-                            "created_by_id": rng.choice(members),
-                            "created_at": created_at,
-                            "updated_at": created_at,
-                            "deleted_at": None,
-                        }
-                    )
-                db.execute(insert(Invoice), rows)
-                bar.update(len(rows))
+                batch = maker.make(
+                    org_id, first_number, ages_in_days, start, min(start + batch_size, n), members
+                )
+                write(batch)
+                bar.update(len(batch))
             added[slug] = n
     catch_up_invoice_counters(db)
+    if dialect == "postgresql":
+        db.execute(text("ANALYZE invoices"))  # fresh statistics for the planner at once
     db.commit()
     return added
+
+
+class _GeneratedRows:
+    """Random invoices as tuples of GENERATED_COLUMNS, cheaply.
+
+    Every date and time a row can have is made once up front, so a row costs a handful
+    of list lookups and one random id. For SQLite they are the text SQLAlchemy stores
+    (its Date and DateTime formats; UTC): rows go to the driver as they are, with no type
+    processing per value. tests/test_scale.py checks that the text matches.
+    """
+
+    def __init__(self, today: date, *, as_text: bool) -> None:
+        self.rng = random.Random()
+        longest_terms = max(PAYMENT_TERMS_DAYS)
+        self.offset = longest_terms  # days[age - terms + offset] is a due date
+        days = [today - timedelta(days=age) for age in range(-longest_terms, MAX_AGE_DAYS + 1)]
+        clock = [timedelta(hours=8, seconds=s) for s in range(WORKDAY_SECONDS + 1)]
+        midnights = [datetime.combine(day, time(0, 0), tzinfo=UTC) for day in days]
+        self.days: list[Any]
+        self.created: Callable[[int, int], Any]
+        if as_text:
+            self.days = [day.isoformat() for day in days]
+            clock_text = [f"{_hms(offset.seconds)}.000000" for offset in clock]
+            day_text = self.days
+            self.created = lambda day, second: f"{day_text[day]} {clock_text[second]}"
+        else:
+            self.days = days
+            self.created = lambda day, second: midnights[day] + clock[second]
+        self.statuses = [s.value for s in STATUS_WEIGHTS]
+        self.weights = list(STATUS_WEIGHTS.values())
+
+    def ages(self, n: int) -> list[int]:
+        random_ = self.rng.random
+        return sorted((int(random_() * (MAX_AGE_DAYS + 1)) for _ in range(n)), reverse=True)
+
+    def make(
+        self,
+        org_id: int,
+        first_number: int,
+        ages: list[int],
+        start: int,
+        stop: int,
+        members: Sequence[int | None],
+    ) -> list[tuple[Any, ...]]:
+        rng, count = self.rng, stop - start
+        random_, days, created, offset = rng.random, self.days, self.created, self.offset
+        customers = rng.choices(GENERATED_CUSTOMERS, k=count)
+        currencies = rng.choices(CURRENCIES, k=count)
+        statuses = rng.choices(self.statuses, self.weights, k=count)
+        terms = rng.choices(PAYMENT_TERMS_DAYS, k=count)
+        authors = rng.choices(members, k=count)
+        rows = []
+        for j in range(count):
+            day = ages[start + j] + offset
+            created_at = created(day, int(random_() * (WORKDAY_SECONDS + 1)))
+            rows.append(
+                (
+                    random_public_id(),
+                    org_id,
+                    first_number + start + j,
+                    customers[j],
+                    1_000 + int(random_() * 4_999_001),  # 10.00 to 50,000.00
+                    currencies[j],
+                    statuses[j],
+                    days[day],
+                    days[day - terms[j]],
+                    authors[j],
+                    created_at,
+                    created_at,
+                )
+            )
+        return rows
+
+
+def _hms(seconds: int) -> str:
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+@contextmanager
+def _bulk_writer(
+    db: Session, org_ids: list[int]
+) -> Iterator[Callable[[list[tuple[Any, ...]]], None]]:
+    """A function that inserts batches of generated rows, all in the session's transaction.
+
+    SQLite: the invoice-count triggers fire once per row, which would cost about a third
+    of the load. So, deliberately, inside one IMMEDIATE transaction (the write lock is
+    held from the start; readers keep seeing the old data): drop the triggers, insert,
+    recount the organizations' invoices into invoice_counts, create the triggers again.
+    SQLite's DDL is transactional, so a failure rolls all of it back, triggers included,
+    and nobody can ever write an invoice while they are missing. The page cache is raised
+    for the load (the indexes' pages stay in memory) and put back afterwards.
+
+    PostgreSQL: COPY, and the statement-level triggers run once per batch, so the counts
+    stay right as it goes. Other databases: executemany of a Core insert.
+    """
+    connection = db.connection()
+    dialect = connection.dialect.name
+    table = Invoice.__table__
+    if dialect == "postgresql":
+        copy_sql = f"COPY invoices ({_COLUMN_LIST}) FROM STDIN"
+        driver = connection.connection.driver_connection
+
+        def copy_rows(rows: list[tuple[Any, ...]]) -> None:
+            with driver.cursor() as cursor, cursor.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+
+        yield copy_rows
+        return
+    if dialect != "sqlite":
+        statement = insert(table)
+        yield lambda rows: connection.execute(
+            statement, [dict(zip(GENERATED_COLUMNS, row, strict=True)) for row in rows]
+        )
+        return
+
+    driver = connection.connection.driver_connection
+    if not driver.in_transaction:
+        # pysqlite would begin only at the first INSERT, after the DROP TRIGGERs below
+        # had already been committed on their own.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    cache_size = connection.exec_driver_sql("PRAGMA cache_size").scalar()
+    connection.exec_driver_sql("PRAGMA cache_size = -262144")  # 256 MiB, for this load only
+    try:
+        for trigger in ("invoice_counts_insert", "invoice_counts_update", "invoice_counts_delete"):
+            connection.exec_driver_sql(f"DROP TRIGGER IF EXISTS {trigger}")
+        placeholders = ", ".join("?" * len(GENERATED_COLUMNS))
+        insert_sql = f"INSERT INTO invoices ({_COLUMN_LIST}) VALUES ({placeholders})"
+        yield lambda rows: connection.exec_driver_sql(insert_sql, rows)
+        _recount_invoices(db, org_ids)
+        for statement in INVOICE_COUNT_TRIGGERS_SQLITE:
+            connection.exec_driver_sql(statement)
+    finally:
+        connection.exec_driver_sql(f"PRAGMA cache_size = {int(cache_size)}")
+
+
+def _recount_invoices(db: Session, org_ids: list[int]) -> None:
+    """Set invoice_counts of these organizations to what COUNT(*) says now."""
+    db.execute(delete(InvoiceCount).where(InvoiceCount.organization_id.in_(org_ids)))
+    live = (
+        select(Invoice.organization_id, Invoice.status, func.count())
+        .where(Invoice.organization_id.in_(org_ids), Invoice.deleted_at.is_(None))
+        .group_by(Invoice.organization_id, Invoice.status)
+    )
+    db.execute(insert(InvoiceCount).from_select(["organization_id", "status", "live_count"], live))
 
 
 # --- Command line -----------------------------------------------------------------------

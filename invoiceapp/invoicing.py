@@ -17,11 +17,20 @@ from .db import utcnow
 from .models import Invoice, InvoiceCount, InvoiceStatus, Organization
 
 _ALPHABET = string.ascii_lowercase + string.digits
+# Random bytes become characters in one C-level pass (bytes.translate), not sixteen
+# secrets.choice() calls: the seed makes 200,000 ids for `--invoices 100000`. Byte values
+# 0..251 map evenly onto the 36 characters (252 = 7 x 36); 252..255 are dropped, so every
+# character stays uniformly random.
+_BYTE_TO_CHAR = bytes(ord(_ALPHABET[value % len(_ALPHABET)]) for value in range(256))
+_UNEVEN_BYTES = bytes(range(252, 256))
 
 
 def new_public_id() -> str:
     """Random, not the row id: ids in URLs reveal nothing and cannot be enumerated."""
-    return "inv_" + "".join(secrets.choice(_ALPHABET) for _ in range(16))
+    chars = b""
+    while len(chars) < 16:  # 24 bytes nearly always leave 16 (each is dropped at 1 in 64)
+        chars += secrets.token_bytes(24).translate(_BYTE_TO_CHAR, _UNEVEN_BYTES)
+    return "inv_" + chars[:16].decode("ascii")
 
 
 def allocate_invoice_number(db: Session, organization_id: int) -> int:
