@@ -1,8 +1,19 @@
-"""Helpers the benchmarks share: throwaway databases and counting SQL statements."""
+"""Helpers the benchmarks and the load run share: throwaway databases, counting SQL
+statements, gunicorn on a free loopback port, and a cookie-keeping HTTP client."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import socket
+import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,3 +60,130 @@ class StatementCounter:
         self.count = 0
         self.statements.clear()
 
+
+# --- Real servers on loopback (bench/throughput.py, load/run.py) -------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:  # refused, reset or timed out while booting
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+SERVER_ENVIRONMENT = {
+    "FLASK_SECRET_KEY": "bench-and-load-only-" + "k" * 32,
+    "FLASK_AUTH_COOKIE_SECURE": "false",  # plain HTTP on loopback
+    "FLASK_SESSION_COOKIE_SECURE": "false",
+}
+
+
+@contextmanager
+def gunicorn(
+    database_url: str, *, workers: int = 1, log: Path | None = None, **environment: str
+) -> Iterator[str]:
+    """gunicorn with gunicorn.conf.py on a free loopback port; yields its base URL."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
+        **SERVER_ENVIRONMENT,
+        "FLASK_DATABASE_URL": database_url,
+        "WEB_CONCURRENCY": str(workers),
+        "BIND": f"127.0.0.1:{port}",
+        **environment,
+    }
+    output = open(log, "ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
+         "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
+        cwd=ROOT, env=env, stdout=output, stderr=output,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url + "/healthz", process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if log:
+            output.close()  # type: ignore[union-attr]
+
+
+class Browser:
+    """A cookie-keeping HTTP client over real sockets (no redirects followed)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cookies: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def request(
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        *,
+        method: str | None = None,
+        headers: dict[str, str] | None = None,
+        json_body: Any = None,
+        timeout: float = 30,
+    ) -> tuple[int, dict[str, str], str]:
+        with self.lock:
+            cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        all_headers = {"Cookie": cookie, **(headers or {})}
+        body = None
+        if data is not None:
+            body = urllib.parse.urlencode(data).encode()
+        elif json_body is not None:
+            body = json.dumps(json_body).encode()
+            all_headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(
+            self.base + path, data=body, headers=all_headers, method=method
+        )
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            response = opener.open(request, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            response = error
+        with self.lock:
+            for header in response.headers.get_all("Set-Cookie") or []:
+                name, _, rest = header.partition("=")
+                self.cookies[name] = rest.split(";", 1)[0]
+        text_body = response.read().decode("utf-8", "replace")
+        return response.status, dict(response.headers.items()), text_body
+
+    def csrf_token(self, path: str) -> str:
+        _, _, html = self.request(path)
+        match = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+        if not match:
+            raise RuntimeError(f"no CSRF token on {path}: {html[:200]}")
+        return match.group(1)
+
+    def sign_in(self, email: str, password: str) -> None:
+        token = self.csrf_token("/sign-in")
+        status, _, _ = self.request(
+            "/sign-in", {"email": email, "password": password, "csrf_token": token}
+        )
+        if status != 303:
+            raise RuntimeError(f"sign-in as {email} answered {status}")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
