@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.install-stamp
 
-.PHONY: install demo test bench serve clean screenshots
+.PHONY: install demo test bench load serve clean screenshots
 
 install: $(STAMP)
 
@@ -35,6 +35,12 @@ test: install
 bench: install
 	@status=0; for name in timing_oracles seeding pages throughput; do \
 	  $(BIN)/python bench/$$name.py || status=1; done; exit $$status
+
+# A bounded load run (about a minute): two gunicorn instances on a PostgreSQL cluster and
+# a Redis of its own, PostgreSQL stopped for a few seconds mid-run. Needs initdb/pg_ctl
+# and redis-server (.ci/run installs both). Exit code 1 on any violation.
+load: install
+	$(BIN)/python load/run.py
 
 # PNGs of the key pages (desktop and phone) into docs/screenshots/, from a throwaway
 # seeded database in demo mode. Needs Chromium (/usr/bin/chromium).
