@@ -54,6 +54,9 @@ class Defaults:
 
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_ENABLED = True
+    # When Redis is down, each worker counts in its own memory meanwhile: limits still
+    # hold (per worker, so looser), and nothing answers 500. Found by `make load`.
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_HEADERS_ENABLED = True
     # Per client address, and per account (only failed attempts count there), against
     # guessing from one machine and credential stuffing from many.

@@ -121,7 +121,12 @@ def get_db() -> Session:
 def _close_session(_exc: BaseException | None) -> None:
     db: Session | None = g.pop("db", None)
     if db is not None:
-        db.close()
+        try:
+            db.close()
+        except DBAPIError:
+            # The database went away after the response was made (its ROLLBACK failed):
+            # drop the connection, the pool makes a new one. The answer stands.
+            db.invalidate()
 
 
 # PostgreSQL error classes that mean "not now" rather than "wrong": connection failures,
