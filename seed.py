@@ -760,6 +760,12 @@ def _count(value: str) -> int:
     return number
 
 
+def _looks_like_production(app: Flask) -> bool:
+    """A deployment sets its own secret key; a checkout for the demo or the tests does not."""
+    development = bool(app.debug or app.config["DEMO_MODE"] or app.testing)
+    return bool(os.environ.get("FLASK_SECRET_KEY")) and not development
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Migrate DATABASE_URL to head, then seed the demo data (idempotent)."
@@ -774,9 +780,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="also add N generated invoices to every seeded organization",
     )
+    parser.add_argument(
+        "--yes-this-is-not-production",
+        action="store_true",
+        help="seed even though the configuration looks like a deployment (FLASK_SECRET_KEY set)",
+    )
     args = parser.parse_args(argv)
 
     app = make_app()
+    if _looks_like_production(app) and not args.yes_this_is_not_production:
+        print(
+            "seed.py: this looks like a deployment (FLASK_SECRET_KEY is set, and neither "
+            "FLASK_DEBUG, FLASK_DEMO_MODE nor FLASK_TESTING): demo accounts with a published "
+            "password do not belong there. Add --yes-this-is-not-production if they do.",
+            file=sys.stderr,
+        )
+        return 2
     print(f"database: {make_url(app.config['DATABASE_URL']).render_as_string(hide_password=True)}")
     report = run(app, reset_first=args.reset, invoices=args.invoices)
     for line in report.lines():

@@ -635,3 +635,15 @@ def test_seeding_postgresql_twice_changes_nothing(postgres_url: str) -> None:
             assert (inv_7.organization.slug, inv_7.status) == ("acme", "sent")
     finally:
         engine.dispose()
+
+
+def test_seed_refuses_a_deployment_configuration_without_the_explicit_flag(
+    monkeypatch: pytest.MonkeyPatch, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLASK_DATABASE_URL", db_url)
+    monkeypatch.setenv("FLASK_SECRET_KEY", "k" * 32)
+    for name in ("FLASK_TESTING", "FLASK_DEBUG", "FLASK_DEMO_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    assert seed_script.main(["--reset"]) == 2
+    assert "--yes-this-is-not-production" in capsys.readouterr().err
+    assert not Path(db_url.removeprefix("sqlite:///")).exists()  # nothing touched
