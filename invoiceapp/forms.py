@@ -7,10 +7,12 @@ posts only (invoiceapp.gates refuses other bodies with 415); this is the second 
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from flask import request
 from flask_wtf import FlaskForm
+from wtforms.validators import ValidationError
 
 _SUBMIT_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
@@ -24,3 +26,14 @@ class Form(FlaskForm):
                 return None
             # Flask-WTF's "_Auto": the request's form fields, only when one was submitted.
             return request.form if request.method in _SUBMIT_METHODS else None
+
+
+def strip(value: object) -> object:
+    """Filter: surrounding spaces are never meant (names, amounts, slugs)."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def no_control_characters(_form: object, field: Any) -> None:
+    """Validator for names shown on pages and in mail headers: no tabs, line breaks, NUL."""
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in field.data or ""):
+        raise ValidationError("Use letters, digits, spaces and punctuation only.")

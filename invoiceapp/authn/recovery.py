@@ -37,7 +37,7 @@ from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
 
 from ..db import get_db
 from ..extensions import limiter
-from ..forms import Form
+from ..forms import Form, no_control_characters
 from ..mail import absolute_url, send_mail
 from ..models import AccountToken, TokenPurpose, User
 from .accounts import set_password
@@ -46,7 +46,7 @@ from .events import EventKind, record_event
 from .forms import normalise_email
 from .password_policy import StrongPassword
 from .sessions import current_session, end_session
-from .signup import duration_in_words, link_invalid, no_control_characters, no_store
+from .signup import duration_in_words, link_invalid, no_store
 from .tokens import claim_token, find_usable_token, issue_token
 
 bp = Blueprint("recovery", __name__)

@@ -10,8 +10,6 @@ address the account still has: a link mailed before an email change verifies not
 
 from __future__ import annotations
 
-import unicodedata
-
 import flask_login
 from flask import Blueprint, current_app, flash, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
@@ -20,11 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length
 
 from ..db import get_db, utcnow
 from ..extensions import limiter
-from ..forms import Form
+from ..forms import Form, no_control_characters, strip
 from ..mail import absolute_url, send_mail
 from ..models import Membership, Organization, Plan, Role, TokenPurpose, User
 from ..organizations import SLUG_ATTEMPTS, unique_slug
@@ -99,20 +97,10 @@ def send_verification_mail(db: Session, user: User) -> None:
 # ---------------------------------------------------------------------------
 
 
-def _strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
-
-
-def no_control_characters(_form: Form, field: StringField) -> None:
-    """Names are shown on pages and in headers: no tabs, line breaks, NUL and the like."""
-    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in field.data or ""):
-        raise ValidationError("Use letters, digits, spaces and punctuation only.")
-
-
 class SignUpForm(Form):
     name = StringField(
         "Your name",
-        filters=[_strip],
+        filters=[strip],
         validators=[
             DataRequired("Enter your name."),
             Length(max=MAX_NAME_LENGTH, message=f"Use at most {MAX_NAME_LENGTH} characters."),
@@ -136,7 +124,7 @@ class SignUpForm(Form):
     )
     organization_name = StringField(
         "Organization name",
-        filters=[_strip],
+        filters=[strip],
         validators=[
             DataRequired("Enter your organization's name."),
             Length(max=MAX_NAME_LENGTH, message=f"Use at most {MAX_NAME_LENGTH} characters."),

@@ -31,7 +31,7 @@ from ..authn.events import EventKind, record_event
 from ..authn.gate import login_required
 from ..authz.scope import my_organizations
 from ..db import get_db, utcnow
-from ..forms import Form
+from ..forms import Form, strip
 from ..models import Organization, PersonalAccessToken, TokenScope
 from ..principal import Principal, require_principal
 
@@ -45,10 +45,6 @@ SCOPES = [
 ]
 
 
-def _strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
-
-
 def _printable_name(_form: Form, field: StringField) -> None:
     if any(unicodedata.category(char) == "Cc" for char in field.data or ""):
         raise ValidationError("Remove the control characters from the name.")
@@ -59,7 +55,7 @@ class NewTokenForm(Form):
 
     name = StringField(
         "Name",
-        filters=[_strip],
+        filters=[strip],
         validators=[
             DataRequired("Name the token after what will use it, like “nightly export”."),
             Length(max=MAX_NAME_LENGTH, message=f"Keep the name to {MAX_NAME_LENGTH} characters."),

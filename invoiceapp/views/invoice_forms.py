@@ -22,15 +22,11 @@ from wtforms.validators import (
     ValidationError,
 )
 
-from ..forms import Form
+from ..forms import Form, strip
 from ..models import CURRENCIES, Invoice, InvoiceStatus
 from ..money import AmountError, parse_amount
 
 STATUSES = [status.value for status in InvoiceStatus]
-
-
-def _strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
 
 
 # Embedding/override/isolate marks can make text display in another order than it is
@@ -53,7 +49,7 @@ def plain_visible_text(_form: Any, field: Any) -> None:
 class InvoiceForm(Form):
     customer = StringField(
         "Customer",
-        filters=[_strip],
+        filters=[strip],
         validators=[
             DataRequired("Enter the customer's name."),
             Length(max=200, message="Keep the customer's name to 200 characters or fewer."),
@@ -62,7 +58,7 @@ class InvoiceForm(Form):
     )
     amount = StringField(
         "Amount",
-        filters=[_strip],
+        filters=[strip],
         validators=[InputRequired("Enter an amount.")],  # parse_amount checks the rest
         render_kw={"inputmode": "decimal", "placeholder": "1250.00"},
     )

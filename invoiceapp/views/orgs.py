@@ -13,7 +13,6 @@ no organizations: they travel in a readable cookie.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request
@@ -21,7 +20,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, Length
 
 from ..authn.emails import MAX_EMAIL_LENGTH, valid_new_email
 from ..authn.gate import login_required
@@ -32,7 +31,7 @@ from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.policy import POLICY, Rule, can
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
-from ..forms import Form
+from ..forms import Form, no_control_characters, strip
 from ..mail import absolute_url, send_mail
 from ..models import AuditEvent, Invitation, Membership, Organization, Plan, Role, User
 from ..organizations import (
@@ -73,24 +72,14 @@ FULL = (
 # ---------------------------------------------------------------------------
 
 
-def _strip(value: str | None) -> str | None:
-    return value.strip() if isinstance(value, str) else value
-
-
-def _no_control_characters(_form: Form, field: StringField) -> None:
-    # Names appear on pages and in mail headers: no line breaks, tabs or NUL.
-    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in field.data or ""):
-        raise ValidationError("Use letters, digits, spaces and punctuation only.")
-
-
 class NewOrganizationForm(Form):
     name = StringField(
         "Organization name",
-        filters=[_strip],
+        filters=[strip],
         validators=[
             DataRequired("Enter the organization's name."),
             Length(max=MAX_NAME_LENGTH, message=f"Use at most {MAX_NAME_LENGTH} characters."),
-            _no_control_characters,
+            no_control_characters,
         ],
         render_kw={"autocomplete": "organization", "autofocus": True},
     )
