@@ -42,6 +42,7 @@ from ..forms import Form
 from ..mail import absolute_url, send_mail
 from ..models import SecurityEvent, TokenPurpose, User, UserSession
 from ..principal import Principal, require_principal
+from .paging import page_number
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -310,14 +311,6 @@ def revoke_other_sessions() -> ResponseReturnValue:
 # ---------------------------------------------------------------------------
 
 
-def _page_number() -> int:
-    """Anything but a plain, sane page number means page 1 ("²" is a digit to Python)."""
-    raw = request.args.get("page", "1")
-    if raw.isascii() and raw.isdigit() and len(raw) < 7 and int(raw) > 0:
-        return int(raw)
-    return 1
-
-
 def _describe_event(kind: str) -> str:
     """The words for an event; a kind this version does not know is shown as it is."""
     try:
@@ -338,7 +331,7 @@ def security() -> ResponseReturnValue:
         or 0
     )
     pages = max(1, math.ceil(total / EVENTS_PER_PAGE))
-    page = min(_page_number(), pages)
+    page = min(page_number(), pages)
     events = db.scalars(
         select(SecurityEvent)
         .where(SecurityEvent.user_id == user_id)

@@ -25,6 +25,7 @@ from ..authz.enforce import authorize
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db
 from ..models import AuditCount, AuditEvent
+from .paging import page_number
 
 bp = Blueprint("audit", __name__, url_prefix="/orgs")
 
@@ -49,7 +50,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
     db = get_db()
     total = _total(db, organization.id, filters)
     pages = max(1, math.ceil(total / PER_PAGE))
-    page = min(_page_number(), pages)
+    page = min(page_number(), pages)
     events = _page_of(db, query, total, (page - 1) * PER_PAGE)
     # From the counts too: every action the log holds, without reading the log.
     known_actions = db.scalars(
@@ -130,14 +131,6 @@ def _filtered(
     if "decision" in filters:
         query = query.where(AuditEvent.decision == filters["decision"])
     return query
-
-
-def _page_number() -> int:
-    """Anything but a plain, sane page number means page 1 ("²" is a digit to Python)."""
-    raw = request.args.get("page", "1")
-    if raw.isascii() and raw.isdigit() and len(raw) < 7 and int(raw) > 0:
-        return int(raw)
-    return 1
 
 
 def _page_url(slug: str, filters: dict[str, str], page: int) -> str:

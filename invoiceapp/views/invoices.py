@@ -53,6 +53,7 @@ from ..models import Invoice, InvoiceStatus, Organization
 from ..money import minor_to_text
 from ..principal import Principal, require_principal
 from .invoice_forms import STATUSES, InvoiceForm
+from .paging import page_number
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
 
@@ -68,14 +69,6 @@ def _active_organization_allowing(action: str) -> Organization:
         abort(redirect("/dashboard", code=303))
     authorize(action, organization)
     return organization
-
-
-def _page_number() -> int:
-    """Anything but a plain, sane page number means page 1 ("²" is a digit to Python)."""
-    raw = request.args.get("page", "1")
-    if raw.isascii() and raw.isdigit() and len(raw) < 7 and int(raw) > 0:
-        return int(raw)
-    return 1
 
 
 @bp.get("")
@@ -96,7 +89,7 @@ def index() -> ResponseReturnValue:
     total = counts.get(status, 0) if status else sum(counts.values())
     per_page = current_app.config["INVOICES_PER_PAGE"]
     pages = max(1, math.ceil(total / per_page))
-    page = min(_page_number(), pages)
+    page = min(page_number(), pages)
     invoices = _page_of(query, total, (page - 1) * per_page, per_page)
     return render_template(
         "invoices/index.html",
