@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import flask_login
 from flask import g
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from .authn.access_tokens import current_access_token
 from .authn.sessions import current_session
 from .db import get_db
-from .models import Membership, PersonalAccessToken, User, UserSession
+from .models import Membership, Organization, PersonalAccessToken, User, UserSession
 
 # Session proofs that include a second factor (UserSession.proof).
 TWO_FACTOR_PROOFS = frozenset({"password+totp", "password+recovery_code", "passkey"})
@@ -29,6 +29,9 @@ class Principal:
     token_scope: str | None = None
     # The token itself, for /api/v1/me and the rate limits; never read by the policy.
     access_token: PersonalAccessToken | None = None
+    # The organizations behind ``roles``, read in the same statement: the header's switcher
+    # and the policy's organization rules (plan, flags) need no query of their own.
+    organizations: Mapping[int, Organization] = field(default_factory=dict)
 
     @property
     def proof(self) -> str:
@@ -60,22 +63,41 @@ def current_principal() -> Principal | None:
         if token is not None:
             principal = _token_principal(user, token)
         else:
-            principal = Principal(user=user, session=current_session(), roles=_roles_of(user))
+            roles, organizations = _memberships_of(user)
+            principal = Principal(
+                user=user, session=current_session(), roles=roles, organizations=organizations
+            )
     g.principal = principal
     return principal
 
 
-def _roles_of(user: User, *, only: int | None = None) -> dict[int, str]:
+# A user's roles with their organizations, in the order they joined; built once with bound
+# parameters, since it runs on every signed-in request (see bench/throughput.py).
+_MEMBERSHIPS = (
+    select(Membership.role, Organization)
+    .join(Organization, Organization.id == Membership.organization_id)
+    .where(Membership.user_id == bindparam("user_id"))
+    .order_by(Membership.id)
+)
+_MEMBERSHIP_IN_ONE = _MEMBERSHIPS.where(Membership.organization_id == bindparam("organization_id"))
+
+
+def _memberships_of(
+    user: User, *, only: int | None = None
+) -> tuple[dict[int, str], dict[int, Organization]]:
     """The user's memberships as they are now: a removed member has no role on their next
-    request, and a changed role applies at once."""
-    query = (
-        select(Membership.organization_id, Membership.role)
-        .where(Membership.user_id == user.id)
-        .order_by(Membership.id)
-    )
-    if only is not None:
-        query = query.where(Membership.organization_id == only)
-    return {org_id: role for org_id, role in get_db().execute(query)}
+    request, and a changed role applies at once. One statement gives the roles and their
+    organizations, so the header and the policy's organization rules need no other."""
+    if only is None:
+        rows = get_db().execute(_MEMBERSHIPS, {"user_id": user.id})
+    else:
+        rows = get_db().execute(_MEMBERSHIP_IN_ONE, {"user_id": user.id, "organization_id": only})
+    roles: dict[int, str] = {}
+    organizations: dict[int, Organization] = {}
+    for role, organization in rows:
+        roles[organization.id] = role
+        organizations[organization.id] = organization
+    return roles, organizations
 
 
 def _token_principal(user: User, token: PersonalAccessToken) -> Principal:
@@ -84,12 +106,14 @@ def _token_principal(user: User, token: PersonalAccessToken) -> Principal:
     Roles in the user's other organizations are left out, so every scoped lookup and
     every policy question about them fails exactly as for a stranger: 404, not 403.
     """
+    roles, organizations = _memberships_of(user, only=token.organization_id)
     return Principal(
         user=user,
         session=None,
-        roles=_roles_of(user, only=token.organization_id),
+        roles=roles,
         token_scope=token.scope,
         access_token=token,
+        organizations=organizations,
     )
 
 

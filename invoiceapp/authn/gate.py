@@ -87,6 +87,7 @@ def load_user_from_request(_request: object) -> User | None:
     auth_session = load_session_from_cookie()
     if auth_session is None:
         return None
+    # No query: the session's statement loaded its user too (the identity map has it).
     return get_db().get(User, auth_session.user_id)
 
 
