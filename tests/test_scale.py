@@ -306,6 +306,29 @@ def test_statements_per_page_do_not_grow_with_the_data(app: Flask, db: Session) 
     assert max(large.values()) <= 8, large
 
 
+def test_knowing_who_asks_costs_two_statements_and_the_scoped_lookup_one(app: Flask) -> None:
+    """The signed-in hot path (bench/throughput.py measures its speed): the session with
+    its user, the roles with their organizations, then the invoice, scoped. The header's
+    switcher and the policy's organization rules reuse what those loaded."""
+    ada = signed_in_client(app, "ada@acme.test")
+    seen: list[str] = []
+    engine = app.extensions["db_engine"]
+
+    def count(*args: Any) -> None:
+        seen.append(" ".join(args[2].split()))
+
+    ada.get("/invoices/inv_7")
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        assert ada.get("/invoices/inv_7").status_code == 200
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert "FROM sessions JOIN users" in seen[0]
+    assert "FROM memberships JOIN organizations" in seen[1]
+    assert "FROM invoices" in seen[2] and "public_id" in seen[2]
+    assert not any("FROM organizations" in statement for statement in seen[3:]), seen
+
+
 # --- The migration and the models agree ---------------------------------------------------
 
 

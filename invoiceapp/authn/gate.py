@@ -20,7 +20,6 @@ from flask import Flask, current_app, redirect, request
 from werkzeug.exceptions import Unauthorized
 from werkzeug.wrappers import Response
 
-from ..db import get_db
 from ..extensions import login_manager
 from ..models import User
 from .access_tokens import bearer_credentials, load_access_token
@@ -85,10 +84,8 @@ def load_user_from_request(_request: object) -> User | None:
         token = load_access_token()
         return token.user if token is not None else None
     auth_session = load_session_from_cookie()
-    if auth_session is None:
-        return None
-    # No query: the session's statement loaded its user too (the identity map has it).
-    return get_db().get(User, auth_session.user_id)
+    # No query of its own: the session's statement loaded its user too.
+    return auth_session.user if auth_session is not None else None
 
 
 def authentication_gate() -> Response | None:

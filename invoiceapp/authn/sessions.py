@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from flask import Flask, Response, current_app, g, request
 from sqlalchemy import bindparam, select
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import joinedload
 
 from ..db import get_db, utcnow
 from ..models import User, UserSession
@@ -114,8 +115,8 @@ def _lifetimes(auth_session: UserSession) -> tuple[timedelta, timedelta]:
 # The session a cookie names, and its user, in one statement. Every signed-in request
 # starts here, so it is built once with a bound parameter (see bench/throughput.py).
 _SESSION_AND_USER_BY_TOKEN = (
-    select(UserSession, User)
-    .join(User, User.id == UserSession.user_id)
+    select(UserSession)
+    .options(joinedload(UserSession.user, innerjoin=True))
     .where(UserSession.token_hash == bindparam("token_hash"))
 )
 
@@ -127,11 +128,10 @@ def load_session_from_cookie() -> UserSession | None:
     if not token or len(token) > 128:
         return None
     db = get_db()
-    found = db.execute(_SESSION_AND_USER_BY_TOKEN, {"token_hash": _token_hash(token)}).first()
-    if found is None:
+    auth_session = db.scalar(_SESSION_AND_USER_BY_TOKEN, {"token_hash": _token_hash(token)})
+    if auth_session is None:
         g.auth_cookie = ("clear", "", False)
         return None
-    auth_session = found.UserSession
     now = utcnow()
     idle, absolute = _lifetimes(auth_session)
     if now - auth_session.last_seen_at > idle or now - auth_session.created_at > absolute:
