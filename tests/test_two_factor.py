@@ -24,7 +24,14 @@ from conftest import Clock, make_test_app
 from invoiceapp.authn import recovery_codes
 from invoiceapp.authn.totp import encrypt_secret
 from invoiceapp.mail import StoredMail, latest_mail_to
-from invoiceapp.models import Organization, RecoveryCode, SecurityEvent, User, UserSession
+from invoiceapp.models import (
+    Invoice,
+    Organization,
+    RecoveryCode,
+    SecurityEvent,
+    User,
+    UserSession,
+)
 from support import PASSWORD, csrf_token_from, signed_in_client, user
 
 TESS = "tess@acme.test"
@@ -451,6 +458,36 @@ def test_the_rule_refuses_password_sessions_in_that_organization_only(
     # Tess proved a second factor at sign-in: acme lets her in.
     tess = signed_in_tess(app, clock)
     assert tess.get("/invoices/inv_7").status_code == 200
+
+
+def test_the_dashboard_of_such_an_organization_shows_the_rule_not_its_invoices(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    acme_customers = set(
+        db.scalars(select(Invoice.customer).join(Organization).where(Organization.slug == "acme"))
+    )
+    require_two_factor(db, "acme")
+    grace = signed_in_client(app, "grace@acme.test")  # acme is her active organization
+
+    page = grace.get("/dashboard")
+    assert page.status_code == 200  # where sign-in lands: the page stays, the data goes
+    body = page.get_data(as_text=True)
+    assert 'data-testid="dashboard-refused"' in body
+    assert "requires two-factor" in body
+    assert not [customer for customer in acme_customers if customer in body]
+    assert 'class="stat-number"' not in body
+
+    # In globex, which has no such rule, the same session sees its dashboard.
+    grace.post("/orgs/switch", data={"organization": "globex"})
+    body = grace.get("/dashboard").get_data(as_text=True)
+    assert 'data-testid="dashboard-refused"' not in body
+    assert 'class="stat-number"' in body
+
+    # With a second factor proven at sign-in, acme's invoices are back.
+    tess = signed_in_tess(app, clock)
+    body = tess.get("/dashboard").get_data(as_text=True)
+    assert 'data-testid="dashboard-refused"' not in body
+    assert [customer for customer in acme_customers if customer in body]
 
 
 def test_the_owner_switches_the_rule_on_only_with_their_own_second_factor(

@@ -7,6 +7,7 @@ from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 
 from ..authn.gate import login_required
+from ..authz.policy import can
 from ..authz.scope import NEWEST_FIRST, active_organization, live_invoices_of
 from ..db import get_db
 from ..invoicing import live_invoice_counts
@@ -30,12 +31,21 @@ def dashboard() -> ResponseReturnValue:
     organization = active_organization(principal)
     recent: list[Invoice] = []
     counts: dict[str, int] = {}
-    if organization is not None:
+    # The dashboard shows the organization's invoices, so it asks the same question as the
+    # invoice list. A refusal (an organization that requires two-factor, say) keeps the
+    # page, which is where sign-in lands, and leaves the invoices out with the reason.
+    reading = can(principal, "invoice.read", organization) if organization else None
+    if organization is not None and reading:
         db = get_db()
         live = live_invoices_of(organization.id)
         recent = list(db.scalars(live.order_by(*NEWEST_FIRST).limit(5)))
         # Kept by the database (InvoiceCount): the same cost at 10 invoices and 100,000.
         counts = live_invoice_counts(db, organization.id)
     return render_template(
-        "pages/dashboard.html", organization=organization, recent=recent, counts=counts
+        "pages/dashboard.html",
+        organization=organization,
+        recent=recent,
+        counts=counts,
+        # A Decision is falsy when refused, so the template gets the reason itself.
+        refusal=reading.reason if reading is not None and not reading.allowed else None,
     )
