@@ -112,8 +112,9 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     app.config.setdefault(
         "DATABASE_URL", f"sqlite:///{Path(app.instance_path) / 'invoiceapp.sqlite3'}"
     )
-    # "Development" is the debugger, the demo or the tests; anything else is a deployment.
-    development = bool(app.debug or app.config["DEMO_MODE"] or app.testing)
+    # "Development" is the debugger, the demo, the tests or Flask's development server
+    # (`flask run`); anything else, gunicorn included, is a deployment.
+    development = bool(app.debug or app.config["DEMO_MODE"] or app.testing or _under_flask_run())
     # Cookies travel only over HTTPS outside development.
     for key in ("SESSION_COOKIE_SECURE", "AUTH_COOKIE_SECURE"):
         if app.config[key] is None:
@@ -138,6 +139,13 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
             )
         app.config["SECRET_KEY"] = _development_secret_key(Path(app.instance_path))
     check_profile_strength(app.config["PASSWORD_HASH_PROFILE"], testing=app.testing)
+
+
+def _under_flask_run() -> bool:
+    """True while `flask run` loads the app: Werkzeug's server is for development only,
+    so it gets a generated key and cookies that work over plain HTTP on 127.0.0.1."""
+    context = click.get_current_context(silent=True)
+    return context is not None and context.info_name == "run"
 
 
 class ConfigurationError(click.ClickException, RuntimeError):

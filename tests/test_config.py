@@ -5,9 +5,10 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import click
 import pytest
 
-from invoiceapp import create_app
+from invoiceapp import config, create_app
 from invoiceapp.config import _development_secret_key
 
 
@@ -19,6 +20,24 @@ def test_missing_secret_key_outside_development_is_a_clear_start_up_error(
     monkeypatch.delenv("FLASK_DEBUG", raising=False)
     with pytest.raises(RuntimeError, match="SECRET_KEY is not set"):
         create_app({"DATABASE_URL": f"sqlite:///{database_file}"})
+
+
+def test_flask_run_is_development_a_generated_key_and_plain_http_cookies(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CONTRACT §1: `flask --app invoiceapp run` is the development server, as it is."""
+    for name in ("FLASK_SECRET_KEY", "FLASK_DEMO_MODE", "FLASK_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(config, "_development_secret_key", lambda _instance: "generated" * 8)
+    with click.Context(click.Command("run"), info_name="run"):
+        app = create_app({"DATABASE_URL": f"sqlite:///{database_file}"})
+    assert app.config["SECRET_KEY"] == "generated" * 8
+    assert app.config["AUTH_COOKIE_SECURE"] is False
+    app.extensions["db_engine"].dispose()
+    # Any other command (an operator's `flask … policy`, gunicorn) still needs a real key.
+    with click.Context(click.Command("policy"), info_name="policy"):
+        with pytest.raises(RuntimeError, match="SECRET_KEY is not set"):
+            create_app({"DATABASE_URL": f"sqlite:///{database_file}"})
 
 
 def test_development_secret_key_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
