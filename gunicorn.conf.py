@@ -1,9 +1,11 @@
 """gunicorn settings used by `make serve` (gunicorn -c gunicorn.conf.py).
 
-Workers come from WEB_CONCURRENCY (default 2); the address from BIND (default
-127.0.0.1:8000, behind a TLS-terminating proxy). The app keeps no state in one
-process — sessions and CSRF in the database, rate limits in RATELIMIT_STORAGE_URI —
-so more than one worker needs shared rate-limit storage (Redis).
+Workers come from WEB_CONCURRENCY (default 2, or 1 while rate limits are kept in
+memory); the address from BIND (default 127.0.0.1:8000, behind a TLS-terminating
+proxy). The app keeps no state in one process (sessions and CSRF in the database,
+rate limits in RATELIMIT_STORAGE_URI), so more than one worker needs shared
+rate-limit storage (Redis). gunicorn reads this file from the working directory by
+itself, so the plain `gunicorn "invoiceapp:create_app()"` of CONTRACT.md uses it too.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import os
 import gunicorn.http.wsgi
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+_in_memory_limits = os.environ.get("FLASK_RATELIMIT_STORAGE_URI", "memory://").startswith(
+    "memory://"
+)
+# One worker unless the limits are shared: a second one would count every limit alone.
+workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _in_memory_limits else "2"))
 # Do not advertise the server software and its version.
 gunicorn.http.wsgi.SERVER = "InvoiceApp"
 
 
 def on_starting(server: object) -> None:
-    storage = os.environ.get("FLASK_RATELIMIT_STORAGE_URI", "memory://")
-    if workers > 1 and storage.startswith("memory://"):
+    if workers > 1 and _in_memory_limits:
         raise SystemExit(
             f"gunicorn: {workers} workers with in-memory rate limits would give each worker "
             "its own count (twice the limit or more). Set FLASK_RATELIMIT_STORAGE_URI to a "

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import http.client
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -155,6 +157,42 @@ def test_gunicorn_refuses_several_workers_with_in_memory_rate_limits(tmp_path: P
     )  # fmt: skip
     assert result.returncode != 0
     assert "FLASK_RATELIMIT_STORAGE_URI" in result.stderr + result.stdout
+
+
+def test_the_contract_s_plain_gunicorn_command_serves_with_one_worker(tmp_path: Path) -> None:
+    """CONTRACT §1: `.venv/bin/gunicorn "invoiceapp:create_app()"`, nothing else. gunicorn
+    reads gunicorn.conf.py from the working directory; without shared rate-limit storage
+    that means one worker, never a refusal."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
+        "FLASK_SECRET_KEY": "k" * 32,
+        "FLASK_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "BIND": f"127.0.0.1:{port}",
+    }
+    environment.pop("WEB_CONCURRENCY", None)
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "invoiceapp:create_app()"],
+        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, server.stdout.read() if server.stdout else ""
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/healthz", headers={"Host": "127.0.0.1"})
+                assert connection.getresponse().status == 200
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline, "gunicorn did not come up"
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert output.count("Booting worker") == 1, output
 
 
 def test_a_chunked_api_body_over_the_limit_is_a_json_413(database_file: Path) -> None:
