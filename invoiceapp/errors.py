@@ -38,7 +38,6 @@ API_CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "validation",
-    428: "precondition_required",
     429: "rate_limited",
     500: "internal",
     503: "unavailable",
@@ -226,7 +225,7 @@ def handle_reauthentication(error: ReauthenticationRequired) -> Response:
         query = {"next": error.next_path}
         if error.second_factor:
             query["factor"] = "second"
-        return redirect("/reauthenticate?" + urlencode(query), code=302)
+        return redirect("/reauthenticate?" + urlencode(query, safe="/"), code=302)
     response = _api_error(401, error.description or "", "reauthentication_required")
     response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     return response

@@ -33,7 +33,7 @@ CHROME_MAC = (
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 "
     "(KHTML, like Gecko) Chrome/129.0.0.0 Safari/537.36"
 )
-REAUTH_FOR = "/reauthenticate?next=%2Faccount%2F"
+REAUTH_FOR = "/reauthenticate?next=/account/"
 
 
 @pytest.fixture()

@@ -46,7 +46,7 @@ def tokens(db: Session) -> list[PersonalAccessToken]:
 def test_tokens_page_needs_a_sign_in(client: FlaskClient) -> None:
     response = client.get("/account/tokens")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/sign-in?next=%2Faccount%2Ftokens"
+    assert response.headers["Location"] == "/sign-in?next=/account/tokens"
     assert client.post("/account/tokens", data=FORM).status_code == 401
 
 

@@ -158,7 +158,7 @@ def test_same_site_next_is_honoured(client: FlaskClient, target: str) -> None:
 
 def test_sign_in_form_carries_next_from_the_gate_redirect(client: FlaskClient) -> None:
     redirect_to = client.get("/invoices?status=paid").headers["Location"]
-    assert redirect_to == "/sign-in?next=%2Finvoices%3Fstatus%3Dpaid"
+    assert redirect_to == "/sign-in?next=/invoices%3Fstatus%3Dpaid"
     page = client.get(redirect_to).get_data(as_text=True)
     assert 'value="/invoices?status=paid"' in page
 

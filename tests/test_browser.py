@@ -119,7 +119,7 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
 
     # Anonymous: a protected page sends the browser to sign in, remembering where it was.
     page.goto(base + "/invoices/inv_7")
-    page.wait_for_url(base + "/sign-in?next=%2Finvoices%2Finv_7")
+    page.wait_for_url(base + "/sign-in?next=/invoices/inv_7")
     assert "anonymous" in principal_state(page)
     assert answered_gate(page) == "Authentication"
 

@@ -59,7 +59,7 @@ def test_owner_with_stale_session_is_sent_to_reauthenticate(app: Flask, db: Sess
     age_session(db, "ada@acme.test", minutes=11)
     response = client.post("/orgs/acme/billing-probe")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/reauthenticate?next=%2Forgs%2Facme%2Fbilling-probe"
+    assert response.headers["Location"] == "/reauthenticate?next=/orgs/acme/billing-probe"
 
 
 def test_api_with_stale_session_gets_401_reauthentication_required(app: Flask, db: Session) -> None:

@@ -164,7 +164,7 @@ def test_invitation_end_to_end_new_person_signs_up_verifies_and_accepts(
     anonymous = app.test_client()
     first_visit = anonymous.get(path)
     assert first_visit.status_code == 302
-    assert first_visit.headers["Location"] == f"/sign-in?next=%2Finvitations%2F{token}"
+    assert first_visit.headers["Location"] == f"/sign-in?next=/invitations/{token}"
 
     newcomer = sign_up(app, outbox, NEW_EMAIL, verify=True)
     page = newcomer.get(path)

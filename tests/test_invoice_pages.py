@@ -424,7 +424,7 @@ def test_export_follows_the_active_organizations_plan(app: Flask) -> None:
 def test_anonymous_export_redirects_to_sign_in(client: FlaskClient) -> None:
     response = client.get("/invoices/export.csv")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/sign-in?next=%2Finvoices%2Fexport.csv"
+    assert response.headers["Location"] == "/sign-in?next=/invoices/export.csv"
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def test_anonymous_post_delete_gets_401_with_www_authenticate(
 def test_anonymous_page_visit_redirects_to_sign_in_with_next(client: FlaskClient) -> None:
     response = client.get("/invoices/inv_7")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/sign-in?next=%2Finvoices%2Finv_7"
+    assert response.headers["Location"] == "/sign-in?next=/invoices/inv_7"
 
 
 def test_other_org_invoice_is_404_like_a_missing_one(app: Flask) -> None:

@@ -135,7 +135,7 @@ def test_anonymous_gets_sign_in_redirect_or_401(
     response = client.open(path, method=method, data=data)
     if method == "GET":
         assert response.status_code == 302
-        assert response.headers["Location"].startswith("/sign-in?next=%2Forgs%2Fglobex")
+        assert response.headers["Location"].startswith("/sign-in?next=/orgs/globex")
     else:
         assert response.status_code == 401
         assert response.headers["WWW-Authenticate"].startswith("Session ")
@@ -271,7 +271,7 @@ def test_create_org_ignores_plan_owner_and_ids_sent_along(app: Flask, db: Sessio
 
 
 def test_anonymous_create_org_is_401_and_form_redirects(client: FlaskClient) -> None:
-    assert client.get("/orgs/new").headers["Location"] == "/sign-in?next=%2Forgs%2Fnew"
+    assert client.get("/orgs/new").headers["Location"] == "/sign-in?next=/orgs/new"
     assert client.post("/orgs/new", data={"name": "X"}).status_code == 401
 
 
@@ -648,7 +648,7 @@ def test_transfer_with_stale_session_goes_to_reauthenticate_and_back(
     grace = user(db, "grace@acme.test").id
     response = ada.post("/orgs/acme/transfer", data={"user_id": str(grace)})
     assert response.status_code == 302
-    assert response.headers["Location"] == "/reauthenticate?next=%2Forgs%2Facme%2Ftransfer"
+    assert response.headers["Location"] == "/reauthenticate?next=/orgs/acme/transfer"
     assert role_of(db, "ada@acme.test", "acme") == "owner"
     # After the password, the browser lands on the GET of that path: a confirmation form.
     back = ada.post(
@@ -766,7 +766,7 @@ def test_billing_change_with_stale_session_asks_for_the_password(app: Flask, db:
     age_session(db, "hank@globex.test", minutes=11)
     response = hank.post("/orgs/globex/billing", data={"plan": "pro"})
     assert response.status_code == 302
-    assert response.headers["Location"] == "/reauthenticate?next=%2Forgs%2Fglobex%2Fbilling"
+    assert response.headers["Location"] == "/reauthenticate?next=/orgs/globex/billing"
     assert organization(db, "globex").plan == Plan.FREE
 
 

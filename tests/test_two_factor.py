@@ -343,7 +343,7 @@ def test_enrolment_needs_a_fresh_session(app: Flask, clock: Clock) -> None:
     clock.advance(minutes=11)
     response = client.get("/account/two-factor")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/reauthenticate?next=%2Faccount%2Ftwo-factor"
+    assert response.headers["Location"] == "/reauthenticate?next=/account/two-factor"
     assert client.post("/account/two-factor", data={"code": "123456"}).status_code == 302
 
 
@@ -375,7 +375,7 @@ def test_step_up_with_a_totp_code(app: Flask, db: Session, clock: Clock) -> None
     client = signed_in_tess(app, clock)
     clock.advance(minutes=11)
     assert client.get("/account/password").headers["Location"] == (
-        "/reauthenticate?next=%2Faccount%2Fpassword"
+        "/reauthenticate?next=/account/password"
     )
     page = client.get("/reauthenticate?next=/account/password").get_data(as_text=True)
     assert 'action="/reauthenticate/code"' in page and 'name="password"' in page
@@ -399,7 +399,7 @@ def test_turning_totp_off_needs_a_fresh_second_factor_not_just_the_password(
 ) -> None:
     client = signed_in_tess(app, clock)
     clock.advance(minutes=11)
-    second = "/reauthenticate?next=%2Faccount%2Ftwo-factor&factor=second"
+    second = "/reauthenticate?next=/account/two-factor&factor=second"
     assert client.post("/account/two-factor/disable").headers["Location"] == second
 
     # The password is fresh proof, but not of the second factor.
@@ -507,7 +507,7 @@ def test_the_owner_switches_the_rule_on_only_with_their_own_second_factor(
     secret, _codes = enrol(ada, clock)
     # Enrolled, but this session was proven with the password: confirm with the code first.
     response = ada.post("/orgs/acme/settings", data=settings)
-    assert response.headers["Location"] == "/reauthenticate?next=%2Forgs%2Facme&factor=second"
+    assert response.headers["Location"] == "/reauthenticate?next=/orgs/acme&factor=second"
     clock.advance(seconds=30)
     ada.post("/reauthenticate/code", data={"code": code(clock, secret), "next": "/orgs/acme"})
     assert ada.post("/orgs/acme/settings", data=settings).status_code == 303
@@ -540,7 +540,7 @@ def test_switching_the_rule_either_way_needs_a_fresh_session(
     assert client.post("/orgs/acme/settings", data=keep_rule).status_code == 303
     # Switching the rule off is not: a stale session confirms first.
     response = client.post("/orgs/acme/settings", data={})
-    assert response.headers["Location"] == "/reauthenticate?next=%2Forgs%2Facme"
+    assert response.headers["Location"] == "/reauthenticate?next=/orgs/acme"
     db.expire_all()
     assert db.scalar(select(Organization.requires_two_factor).where(Organization.slug == "acme"))
 

@@ -57,7 +57,9 @@ def is_page_visit() -> bool:
 
 def _sign_in_url_for_this_page() -> str:
     target = request.full_path if request.query_string else request.path
-    return "/sign-in?" + urlencode({"next": target})
+    # "/" stays readable (/sign-in?next=/dashboard, as CONTRACT §4 writes it); "?", "&",
+    # "=" and "#" of the target are still encoded, so the target arrives whole.
+    return "/sign-in?" + urlencode({"next": target}, safe="/")
 
 
 @login_manager.unauthorized_handler
