@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
+from invoiceapp.api import invoices as invoices_api
 from invoiceapp.authn.access_tokens import issue_access_token
 from invoiceapp.authn.tokens import issue_token
 from invoiceapp.db import get_db
@@ -723,18 +724,15 @@ def test_members_and_audit_pages_follow_their_cursors(app: Flask) -> None:
     assert older["items"][0] != log["items"][0]
 
 
-# --- Versions: ETag, If-Match, 428, 412 -----------------------------------------------------
+# --- Versions: ETag, If-Match (412), unconditional writes (409) ----------------------------
 
 
-def test_get_sends_the_version_as_etag_and_patch_needs_it(
+def test_get_sends_the_version_as_etag_and_a_stale_if_match_is_412(
     app: Flask, client: FlaskClient, db: Session
 ) -> None:
     raw = make_token(app, "ada@acme.test", "acme")
     read = client.get("/api/v1/invoices/inv_7", headers=bearer(raw))
     assert read.headers["ETag"] == '"1"'
-    blind = client.patch("/api/v1/invoices/inv_7", json={"customer": "Blind"}, headers=bearer(raw))
-    assert blind.status_code == 428
-    assert error_of(blind)["code"] == "precondition_required"
     changed = client.patch(
         "/api/v1/invoices/inv_7",
         json={"customer": "Wayne Enterprises Ltd"},
@@ -756,6 +754,12 @@ def test_get_sends_the_version_as_etag_and_patch_needs_it(
         headers=bearer(raw, **{"If-Match": 'W/"2"'}),
     )
     assert weak.status_code == 412  # If-Match compares strongly
+    empty = client.patch(
+        "/api/v1/invoices/inv_7",
+        json={"customer": "Empty"},
+        headers=bearer(raw, **{"If-Match": ""}),
+    )
+    assert empty.status_code == 412  # present but naming no version is not "unconditional"
     assert invoice(db, "inv_7").customer == "Wayne Enterprises Ltd"
     assert invoice(db, "inv_7").version == 2
 
@@ -805,7 +809,6 @@ def test_a_status_change_on_the_pages_makes_an_api_etag_stale(
 
 def test_delete_is_soft_recorded_and_then_404(app: Flask, client: FlaskClient, db: Session) -> None:
     raw = make_token(app, "grace@acme.test", "acme")
-    assert client.delete("/api/v1/invoices/inv_7", headers=bearer(raw)).status_code == 428
     response = client.delete("/api/v1/invoices/inv_7", headers=bearer(raw, **{"If-Match": '"1"'}))
     assert response.status_code == 204
     assert response.get_data() == b""
@@ -823,6 +826,138 @@ def test_delete_is_soft_recorded_and_then_404(app: Flask, client: FlaskClient, d
     assert [(r.resource_id, r.status, r.actor_email) for r in records] == [
         ("inv_7", 204, "grace@acme.test")
     ]
+
+
+def test_a_patch_without_if_match_applies_to_the_version_it_reads(
+    app: Flask, client: FlaskClient, db: Session
+) -> None:
+    raw = make_token(app, "ada@acme.test", "acme")
+    first = client.patch("/api/v1/invoices/inv_7", json={"customer": "First"}, headers=bearer(raw))
+    assert first.status_code == 200 and first.headers["ETag"] == '"2"'
+    grace = make_token(app, "grace@acme.test", "acme")
+    between = client.patch(
+        "/api/v1/invoices/inv_7",
+        json={"currency": "EUR"},
+        headers=bearer(grace, **{"If-Match": '"2"'}),
+    )
+    assert between.status_code == 200  # version 3, which Ada never read
+    second = client.patch("/api/v1/invoices/inv_7", json={"amount": "7.00"}, headers=bearer(raw))
+    assert second.status_code == 200 and second.headers["ETag"] == '"4"'
+    stored = invoice(db, "inv_7")
+    assert (stored.customer, stored.currency, stored.amount_minor) == ("First", "EUR", 700)
+
+
+def _a_write_lands_between_read_and_write(monkeypatch: pytest.MonkeyPatch, app: Flask) -> None:
+    """Someone else saves inv_7 after the handler read it, before its compare-and-set."""
+    check = invoices_api.version_seen
+
+    def check_then_someone_saves(found: Invoice) -> int:
+        seen = check(found)
+        with app.extensions["db_sessionmaker"]() as other:
+            other.execute(
+                update(Invoice)
+                .where(Invoice.public_id == "inv_7")
+                .values(customer="Saved meanwhile", version=Invoice.version + 1)
+            )
+            other.commit()
+        return seen
+
+    monkeypatch.setattr(invoices_api, "version_seen", check_then_someone_saves)
+
+
+@pytest.mark.parametrize("if_match", [None, "*"])
+def test_a_delete_without_if_match_is_unconditional_but_still_atomic(
+    app: Flask,
+    client: FlaskClient,
+    db: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    if_match: str | None,
+) -> None:
+    raw = make_token(app, "ada@acme.test", "acme")
+    _a_write_lands_between_read_and_write(monkeypatch, app)
+    headers = bearer(raw) if if_match is None else bearer(raw, **{"If-Match": if_match})
+    response = client.delete("/api/v1/invoices/inv_7", headers=headers)
+    assert response.status_code == 409  # as the edit form's stale save
+    assert error_of(response)["code"] == "conflict"
+    stored = invoice(db, "inv_7")
+    assert stored.deleted_at is None
+    assert (stored.customer, stored.version) == ("Saved meanwhile", 2)
+
+
+@pytest.mark.parametrize("if_match", [None, "*"])
+def test_a_patch_without_if_match_is_unconditional_but_still_atomic(
+    app: Flask,
+    client: FlaskClient,
+    db: Session,
+    monkeypatch: pytest.MonkeyPatch,
+    if_match: str | None,
+) -> None:
+    raw = make_token(app, "ada@acme.test", "acme")
+    _a_write_lands_between_read_and_write(monkeypatch, app)
+    headers = bearer(raw) if if_match is None else bearer(raw, **{"If-Match": if_match})
+    response = client.patch("/api/v1/invoices/inv_7", json={"customer": "Lost"}, headers=headers)
+    assert response.status_code == 409
+    assert error_of(response)["code"] == "conflict"
+    stored = invoice(db, "inv_7")
+    assert (stored.customer, stored.version) == ("Saved meanwhile", 2)
+
+
+def test_an_if_match_that_goes_stale_after_the_check_is_still_412(
+    app: Flask, client: FlaskClient, db: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = make_token(app, "ada@acme.test", "acme")
+    _a_write_lands_between_read_and_write(monkeypatch, app)
+    response = client.patch(
+        "/api/v1/invoices/inv_7",
+        json={"customer": "Lost"},
+        headers=bearer(raw, **{"If-Match": '"1"'}),
+    )
+    assert response.status_code == 412
+    assert error_of(response)["code"] == "precondition_failed"
+    assert invoice(db, "inv_7").customer == "Saved meanwhile"
+
+
+def _owner_of_acme(app: Flask, credentials: str) -> tuple[FlaskClient, dict[str, str]]:
+    """Ada's client and the headers a contract check sends: cookie + X-CSRFToken, or a token."""
+    if credentials == "bearer":
+        return app.test_client(), bearer(make_token(app, "ada@acme.test", "acme"))
+    ada = app.test_client()
+    page = ada.get("/sign-in").get_data(as_text=True)
+    signed_in = ada.post(
+        "/sign-in",
+        data={"email": "ada@acme.test", "password": PASSWORD, "csrf_token": csrf_token_from(page)},
+    )
+    assert signed_in.status_code == 303
+    return ada, {"X-CSRFToken": api_csrf_token(ada)}
+
+
+@pytest.mark.parametrize("credentials", ["cookie", "bearer"])
+def test_an_owner_s_delete_without_if_match_is_204_and_the_invoice_is_gone(
+    csrf_app: Flask, db: Session, credentials: str
+) -> None:
+    ada, headers = _owner_of_acme(csrf_app, credentials)
+    response = ada.delete("/api/v1/invoices/inv_7", headers=headers)
+    assert response.status_code == 204, response.get_data(as_text=True)
+    assert response.get_data() == b""
+    stored = invoice(db, "inv_7")
+    assert stored.deleted_at is not None and stored.version == 2  # soft: the row stays
+    assert ada.get("/api/v1/invoices/inv_7", headers=headers).get_json() == NOT_FOUND
+    listed = ada.get("/api/v1/invoices?limit=100", headers=headers).get_json()["items"]
+    assert "inv_7" not in [item["id"] for item in listed]
+
+
+def test_a_member_s_delete_without_if_match_is_still_403_scope_and_policy_come_first(
+    app: Flask, client: FlaskClient, db: Session
+) -> None:
+    linus = make_token(app, "linus@acme.test", "acme")
+    for headers in (bearer(linus), bearer(linus, **{"If-Match": '"9"'})):
+        refused = client.delete("/api/v1/invoices/inv_7", headers=headers)
+        assert refused.status_code == 403  # not 204, and not 412 for the stale If-Match
+        assert error_of(refused)["code"] == "forbidden"
+        hidden = client.delete("/api/v1/invoices/inv_42", headers=headers)  # Globex's
+        assert hidden.get_json() == NOT_FOUND
+    assert invoice(db, "inv_7").deleted_at is None
+    assert invoice(db, "inv_42").deleted_at is None
 
 
 def test_member_may_patch_only_their_own_draft(app: Flask, client: FlaskClient) -> None:

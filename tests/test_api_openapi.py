@@ -13,6 +13,20 @@ from invoiceapp.api.registry import OPERATIONS
 from invoiceapp.api.schemas import InvoiceChanges, NewInvoice
 
 REF = "#/components/schemas/{model}"
+CONTRACT_ERRORS = {  # CONTRACT section 6: a closed list
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "validation",
+    429: "rate_limited",
+    500: "internal",
+}
 
 
 def document(client: FlaskClient) -> dict[str, Any]:
@@ -96,18 +110,28 @@ def test_every_error_response_is_documented_with_the_error_shape(client: FlaskCl
         assert "Retry-After" in responses["429"]["headers"]
 
 
-def test_writes_to_an_invoice_require_if_match(client: FlaskClient) -> None:
+def test_writes_to_an_invoice_take_an_optional_if_match(client: FlaskClient) -> None:
     doc = document(client)
     item = doc["paths"]["/api/v1/invoices/{invoice_id}"]
     for method in ("patch", "delete"):
         (if_match,) = [p for p in item[method]["parameters"] if p["name"] == "If-Match"]
-        assert if_match["in"] == "header" and if_match["required"] is True
-        assert {"412", "428"} <= set(item[method]["responses"])
+        assert if_match["in"] == "header" and if_match["required"] is False
+        assert {"409", "412"} <= set(item[method]["responses"])
     assert item["get"]["responses"]["200"]["headers"]["ETag"]["required"] is True
     assert doc["paths"]["/api/v1/invoices"]["post"]["responses"]["201"]["headers"].keys() == {
         "ETag",
         "Location",
     }
+
+
+def test_every_documented_error_is_in_the_contract_s_closed_list(client: FlaskClient) -> None:
+    doc = document(client)
+    statuses = {int(status) for _, _, op in operations(doc) for status in op["responses"]}
+    codes = set(doc["components"]["schemas"]["ErrorDetail"]["properties"]["code"]["enum"])
+    # 503 unavailable is the one answer beyond CONTRACT section 6 (README says so).
+    assert {s for s in statuses if s >= 400} <= set(CONTRACT_ERRORS) | {503}
+    assert codes <= set(CONTRACT_ERRORS.values()) | {"unavailable"}
+    assert "precondition_required" not in codes
 
 
 def test_security_schemes_cookie_with_csrf_or_bearer(app: Flask, client: FlaskClient) -> None:

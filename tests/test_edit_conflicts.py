@@ -143,8 +143,8 @@ def test_a_version_that_never_existed_is_a_conflict(app: Flask, db: Session) -> 
 
 
 def test_a_post_without_the_version_field_still_saves(app: Flask, db: Session) -> None:
-    # Scripts that post the form by hand (and older tabs) keep working; scripts should
-    # prefer the API, which insists on If-Match.
+    # Scripts that post the form by hand (and older tabs) keep working, as an API write
+    # without If-Match does: checked against the version the request read.
     ada = signed_in_client(app, "ada@acme.test")
     assert ada.post("/invoices/inv_7/edit", data=EDIT).status_code == 303
     assert invoice(db, "inv_7").version == 2

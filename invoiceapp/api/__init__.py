@@ -2,7 +2,7 @@
 
 A handler reads like a page's view, in the same order:
 
-    @operation("DELETE", "/invoices/<invoice_id>", status=204, errors=(403, 404, 412, 428))
+    @operation("DELETE", "/invoices/<invoice_id>", status=204, errors=(403, 404, 409, 412))
     @login_required                                  # authentication: 401
     def delete_invoice(invoice_id: str) -> Response:
         invoice = invoice_or_404(invoice_id)         # scope: 404, never 403

@@ -27,7 +27,7 @@ from ..principal import require_principal
 from .blueprint import operation
 from .lookups import chosen_organization_or_404, invoice_or_404
 from .pagination import InvalidCursor, keyset_page
-from .preconditions import StaleVersion, etag_of, version_seen
+from .preconditions import etag_of, lost_race, version_seen
 from .registry import ValidationFailed, read_body, read_query, respond
 from .schemas import (
     InvoiceChanges,
@@ -127,7 +127,7 @@ def get_invoice(invoice_id: str) -> Response:
     "/invoices/<invoice_id>",
     body=InvoiceChanges,
     response=InvoiceOut,
-    errors=(403, 404, 412, 428),
+    errors=(403, 404, 409, 412),
     if_match=True,
     headers=("ETag",),
 )
@@ -135,12 +135,13 @@ def get_invoice(invoice_id: str) -> Response:
 def update_invoice(invoice_id: str) -> Response:
     """Change an invoice's customer, amount, currency or dates.
 
-    Needs If-Match with the ETag you read: 428 without it, 412 when someone changed the
-    invoice since. The status cannot be changed here.
+    Send If-Match with the ETag you read: 412 when someone changed the invoice since.
+    Without it the change is based on the version as this request reads it: 409 if
+    another write lands in between. The status cannot be changed here.
     """
     invoice = invoice_or_404(invoice_id)  # scope: 404, never 403
     authorize("invoice.update", invoice)  # policy: 403 (members: own drafts; never paid)
-    seen = version_seen(invoice)  # 428 / 412, before the body is even read
+    seen = version_seen(invoice)  # 412, before the body is even read
     changes = read_body(InvoiceChanges)  # 415 / 400 / 422
     values = changes.column_values()
     issue_date = values.get("issue_date", invoice.issue_date)
@@ -152,13 +153,14 @@ def update_invoice(invoice_id: str) -> Response:
 
 
 @operation(
-    "DELETE", "/invoices/<invoice_id>", status=204, errors=(403, 404, 412, 428), if_match=True
+    "DELETE", "/invoices/<invoice_id>", status=204, errors=(403, 404, 409, 412), if_match=True
 )
 @login_required
 def delete_invoice(invoice_id: str) -> Response:
     """Delete an invoice (softly: the row stays for the record).
 
-    Needs If-Match like PATCH, so nobody deletes an invoice that changed under them.
+    If-Match as for PATCH; with or without it, an invoice that changed under you is not
+    deleted.
     """
     invoice = invoice_or_404(invoice_id)
     decision = authorize("invoice.delete", invoice)
@@ -190,7 +192,8 @@ def _save_if_unchanged(invoice: Invoice, seen: int, values: dict[str, object]) -
     """Write ``values`` only if the row is still at version ``seen``; bump the version.
 
     The policy said yes to the invoice as read; ``WHERE version = seen`` makes sure it is
-    still that invoice (status, author, fields) when the write lands. Otherwise: 412.
+    still that invoice (status, author, fields) when the write lands. Otherwise: 412 or
+    409 (see lost_race).
     """
     db = get_db()
     changed = db.execute(
@@ -201,7 +204,7 @@ def _save_if_unchanged(invoice: Invoice, seen: int, values: dict[str, object]) -
     ).rowcount
     if changed != 1:
         db.rollback()
-        raise StaleVersion()
+        raise lost_race()
     db.commit()
     db.refresh(invoice)
 

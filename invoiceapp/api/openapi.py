@@ -40,13 +40,13 @@ ERROR_DESCRIPTIONS = {
     "reason insufficient_scope (a read token) or two_factor_required.",
     404: "not_found: missing, or not in an organization this request reaches (the same body).",
     405: "method_not_allowed.",
-    409: "conflict.",
+    409: "conflict: without If-Match (or with *), the invoice changed between this "
+    "request's read and its write; nothing was changed.",
     412: "precondition_failed: If-Match names a version that is no longer current.",
     413: "too_large: the body exceeds MAX_CONTENT_LENGTH.",
     415: "unsupported_media_type: the body is not application/json.",
     422: "validation: fields lists the messages for each field (a cursor we did not make: "
     "reason invalid_cursor); nothing was changed.",
-    428: "precondition_required: send If-Match with the ETag you read.",
     429: "rate_limited: wait Retry-After seconds.",
     500: "internal: a bug on our side; nothing is revealed.",
     503: "unavailable: the database is busy or unreachable; retry after Retry-After.",
@@ -79,8 +79,9 @@ def openapi_document() -> dict[str, Any]:
                 "Authenticate with a personal access token (Authorization: Bearer ia_pat_…, "
                 "made at /account/tokens), or with the session cookie plus the CSRF token in "
                 "X-CSRFToken for unsafe methods (GET /api/v1/me gives it). Errors are always "
-                '{"error": {"code", "message", "reason"?, "fields"?}}. PATCH and DELETE need '
-                "If-Match with the ETag from GET (428 without it, 412 when stale)."
+                '{"error": {"code", "message", "reason"?, "fields"?}}. PATCH and DELETE take '
+                "If-Match with the ETag from GET (412 when stale); without it they apply to "
+                "the version they read, and a write landing in between is a 409."
             ),
         },
         "paths": paths,
@@ -156,8 +157,9 @@ def _parameters(operation: Operation) -> list[dict[str, Any]]:
             {
                 "name": "If-Match",
                 "in": "header",
-                "required": True,
-                "description": 'The ETag you read, e.g. "3" (or * to overwrite any version).',
+                "required": False,
+                "description": 'The ETag you read, e.g. "3": 412 if the invoice changed '
+                "since. Without it (or with *), the version this request reads.",
                 "schema": {"type": "string", "examples": ['"1"']},
             }
         )

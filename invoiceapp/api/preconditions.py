@@ -1,32 +1,30 @@
-"""Lost updates: a write must name the version it was based on (RFC 9110 If-Match).
+"""Lost updates: every write is a compare-and-set against the version it is based on.
 
-GET answers ``ETag: "<version>"``; PATCH and DELETE must send it back in ``If-Match``.
-No If-Match at all is a 428: a client that never looked cannot overwrite blind.
-A stale one is a 412, and nothing is written. ``If-Match: *`` is the explicit "any
-version", for a client that means to overwrite.
+GET answers ``ETag: "<version>"``; PATCH and DELETE may send it back in ``If-Match``
+(RFC 9110), and a stale one is a 412. Without If-Match (or with ``*``) a write is
+unconditional, as CONTRACT section 6 has it (there is no 428), and is based on the
+version this request read.
 
-The check before the write is a courtesy; the write itself is a compare-and-set
-(``UPDATE … WHERE version = <seen>``), so two writers holding the same ETag can never
-both succeed, however close together they arrive.
+Either way the write is ``UPDATE … WHERE version = <seen>``, so of two writers based on
+the same version only one succeeds, however close together they arrive. A loser that
+named the version in If-Match gets 412; one that did not gets 409, as the edit form's
+stale save does.
 """
 
 from __future__ import annotations
 
 from flask import request
-from werkzeug.exceptions import PreconditionFailed, PreconditionRequired
+from werkzeug.exceptions import Conflict, HTTPException, PreconditionFailed
 
 from ..models import Invoice
 
 
-class VersionRequired(PreconditionRequired):
-    description = (
-        'Send If-Match with the ETag of the invoice you read (If-Match: "3"), '
-        "so that nobody's change is lost."
-    )
-
-
 class StaleVersion(PreconditionFailed):
     description = "The invoice was changed since you read it. GET it again, then retry."
+
+
+class ChangedMeanwhile(Conflict):
+    description = "The invoice was changed by someone else just now. GET it again, then retry."
 
 
 def etag_of(invoice: Invoice) -> str:
@@ -34,9 +32,16 @@ def etag_of(invoice: Invoice) -> str:
 
 
 def version_seen(invoice: Invoice) -> int:
-    """The version the client based its change on: 428 without If-Match, 412 if stale."""
+    """The version the change is based on: If-Match's (412 if stale), else the one read."""
     if "If-Match" not in request.headers:
-        raise VersionRequired()
+        return invoice.version
     if request.if_match.contains(str(invoice.version)):  # strong comparison; "*" matches
         return invoice.version
     raise StaleVersion()
+
+
+def lost_race() -> HTTPException:
+    """The answer when the compare-and-set found a newer version than ``version_seen``."""
+    if "If-Match" in request.headers and not request.if_match.star_tag:
+        return StaleVersion()
+    return ChangedMeanwhile()

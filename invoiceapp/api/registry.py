@@ -1,7 +1,7 @@
 """Every API route is declared once, with what it reads and what it answers.
 
     @api_operation("PATCH", "/invoices/<invoice_id>", body=InvoiceChanges,
-                   response=InvoiceOut, errors=(403, 404, 412, 428))
+                   response=InvoiceOut, errors=(403, 404, 409, 412))
     @login_required
     def update_invoice(invoice_id: str) -> Response: ...
 

@@ -274,7 +274,6 @@ ERROR_CODES = (
     "too_large",
     "unsupported_media_type",
     "validation",
-    "precondition_required",
     "rate_limited",
     "internal",
     "unavailable",
