@@ -58,6 +58,9 @@ class Defaults:
     # hold (per worker, so looser), and nothing answers 500. Found by `make load`.
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
     RATELIMIT_HEADERS_ENABLED = True
+    # Flask-Limiter would put Retry-After on every limited response, a 200 or a 404 too;
+    # its own copy gets this name, and Retry-After stays on 429s and 503s (errors.py).
+    RATELIMIT_HEADER_RETRY_AFTER = "X-RateLimit-Retry-After"
     # Per client address, and per account (only failed attempts count there), against
     # guessing from one machine and credential stuffing from many.
     SIGN_IN_RATE_LIMIT = "10 per minute"

@@ -563,8 +563,11 @@ def test_rate_limit_per_token_and_per_user_is_429_json_with_retry_after(
         make_token(app, "ada@acme.test", "acme"),
         make_token(app, "ada@acme.test", "acme"),
     )
-    statuses = [client.get("/api/v1/me", headers=bearer(first)).status_code for _ in range(4)]
-    assert statuses == [200, 200, 200, 429]
+    answers = [client.get("/api/v1/me", headers=bearer(first)) for _ in range(4)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    # Only a refusal says "retry after"; a success carries the limit's counters instead.
+    assert "Retry-After" not in answers[0].headers
+    assert answers[0].headers["X-RateLimit-Remaining"] == "2"
     limited = client.get("/api/v1/invoices", headers=bearer(first))  # the whole API, not a route
     assert limited.status_code == 429
     assert error_of(limited)["code"] == "rate_limited"
