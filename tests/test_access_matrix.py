@@ -129,7 +129,7 @@ def test_access_matrix(app: Flask, db: Session, who: str, action: str, expected:
     assert response.status_code == expected
     body = response.get_data(as_text=True)
     if expected == 302:
-        assert response.headers["Location"] == "/sign-in?next=" + quote(path, safe="")
+        assert response.headers["Location"] == "/sign-in?next=" + quote(path, safe="/")
     elif expected == 401:
         assert response.headers["WWW-Authenticate"].startswith("Session ")
     elif expected == 404:

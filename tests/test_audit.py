@@ -254,7 +254,7 @@ def test_who_may_read_the_audit_log(
 def test_anonymous_is_sent_to_sign_in(client: FlaskClient) -> None:
     response = client.get("/orgs/acme/audit")
     assert response.status_code == 302
-    assert response.headers["Location"] == "/sign-in?next=" + quote("/orgs/acme/audit", safe="")
+    assert response.headers["Location"] == "/sign-in?next=" + quote("/orgs/acme/audit", safe="/")
 
 
 def test_an_empty_log_says_so(app: Flask) -> None:
