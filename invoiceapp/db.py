@@ -138,8 +138,22 @@ _TRANSIENT_SQLITE_MESSAGES = ("database is locked", "database table is locked", 
 def is_database_unavailable(error: BaseException) -> bool:
     """True when a database error means "busy or unreachable, try again" (a 503).
 
-    A missing table or a broken query is a bug and stays a 500.
+    A missing table or a broken query is a bug and stays a 500. An error raised while
+    handling such an outage counts as the outage: code that catches the first failure and
+    tries again (Flask-Limiter does, around its key functions) gets SQLAlchemy's
+    PendingRollbackError, whose context is the real cause. Found by `make load`.
     """
+    seen: BaseException | None = error
+    for _ in range(5):  # the chain is short; never loop on a cycle
+        if seen is None:
+            return False
+        if _is_transient(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _is_transient(error: BaseException) -> bool:
     if isinstance(error, SQLAlchemyTimeoutError):  # no pooled connection became free
         return True
     if not isinstance(error, DBAPIError):

@@ -12,8 +12,7 @@ from urllib.parse import urlencode
 from flask import Flask, current_app, g, jsonify, redirect, render_template, request
 from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
 from werkzeug.wrappers import Response
 
@@ -235,7 +234,7 @@ class DatabaseUnavailable(ServiceUnavailable):
     """503: the database is locked by another writer, or down. Not a bug: try again."""
 
 
-def handle_database_error(error: DBAPIError | PoolTimeoutError) -> Response:
+def handle_database_error(error: SQLAlchemyError) -> Response:
     if not is_database_unavailable(error):
         return handle_unexpected(error)
     # One line, no statement or parameters: those may hold personal data.
@@ -253,6 +252,5 @@ def handle_unexpected(error: Exception) -> Response:
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ReauthenticationRequired, handle_reauthentication)
     app.register_error_handler(HTTPException, handle_http_error)
-    app.register_error_handler(DBAPIError, handle_database_error)
-    app.register_error_handler(PoolTimeoutError, handle_database_error)
+    app.register_error_handler(SQLAlchemyError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

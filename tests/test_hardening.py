@@ -18,10 +18,13 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError, PendingRollbackError
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
 from invoiceapp import create_app
+from invoiceapp import principal as principal_module
+from invoiceapp.extensions import limiter
 from invoiceapp.models import Invoice, UserSession
 from invoiceapp.views.invoice_forms import InvoiceForm
 from invoiceapp.views.invoices import csv_safe
@@ -193,6 +196,40 @@ def test_unreachable_database_server_is_a_503_not_a_500(tmp_path: Path) -> None:
     assert response.status_code == 503
     assert response.headers["Retry-After"]
     assert "psycopg" not in response.get_data(as_text=True)
+
+
+def test_an_outage_met_inside_a_rate_limit_key_is_a_503_not_a_500(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flask-Limiter computes the API's keys from the principal, so a request's first
+    failing statement can be inside a key function. `make load` found a 500 there during a
+    PostgreSQL restart: the limiter caught the error, asked again, and met SQLAlchemy's
+    PendingRollbackError. Now the key falls back to the address and the view answers 503,
+    even if what it meets is that PendingRollbackError (an outage's after-effect)."""
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True, PROPAGATE_EXCEPTIONS=False)
+    client = signed_in_client(app, "ada@acme.test")
+    outage = OperationalError("SELECT …", {}, sqlite3.OperationalError("database is locked"))
+    calls = []
+
+    def failing_memberships(*_args: Any, **_kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:
+            raise outage
+        try:
+            raise outage
+        except OperationalError:
+            # Chained implicitly (__context__), as SQLAlchemy raises it.
+            raise PendingRollbackError("Can't reconnect until invalid transaction is rolled back")  # noqa: B904
+
+    monkeypatch.setattr(principal_module, "_memberships_of", failing_memberships)
+    response = client.get("/api/v1/invoices")
+    assert len(calls) >= 2  # the view met the outage again after the key function
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "unavailable"
+    assert response.headers["Retry-After"]
+    # The limiter never saw the error, so it did not give up on its storage (which
+    # would have moved every limit to in-memory counting).
+    assert not limiter._storage_dead
 
 
 # --- 5. CSV cells never start a formula, whatever the separator ---------------------------

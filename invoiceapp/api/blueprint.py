@@ -13,7 +13,7 @@ from flask import Blueprint, Response, current_app
 from flask.blueprints import BlueprintSetupState
 from flask_limiter.util import get_remote_address
 
-from ..extensions import limiter
+from ..extensions import limiter, outage_safe_key
 from ..principal import current_principal
 from .registry import api_operation
 
@@ -35,6 +35,7 @@ def _set_defaults(state: BlueprintSetupState) -> None:
         state.app.config.setdefault(key, value)
 
 
+@outage_safe_key
 def _per_credential() -> str:
     """The bucket of one token; a cookie request counts for its user; anonymous per address."""
     principal = current_principal()
@@ -45,6 +46,7 @@ def _per_credential() -> str:
     return f"api-session-user:{principal.user.id}"
 
 
+@outage_safe_key
 def _per_user() -> str:
     principal = current_principal()
     if principal is None:

@@ -21,7 +21,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length
 
 from ..db import get_db, utcnow
-from ..extensions import limiter
+from ..extensions import limiter, outage_safe_key
 from ..forms import Form, no_control_characters, strip
 from ..mail import absolute_url, send_mail
 from ..models import Membership, Organization, Plan, Role, TokenPurpose, User
@@ -250,6 +250,7 @@ def _resend_limit() -> str:
     return current_app.config["VERIFY_RESEND_RATE_LIMIT"]
 
 
+@outage_safe_key
 def _resending_account() -> str:
     return f"verify-resend:{flask_login.current_user.get_id()}"
 

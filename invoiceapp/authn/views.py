@@ -40,7 +40,7 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ..db import get_db, utcnow
-from ..extensions import limiter
+from ..extensions import limiter, outage_safe_key
 from ..forms import Form
 from ..mail import absolute_url, send_mail
 from ..models import Membership, Organization, Passkey, User
@@ -92,6 +92,7 @@ def _account_limit() -> str:
     return current_app.config["SIGN_IN_ACCOUNT_RATE_LIMIT"]
 
 
+@outage_safe_key
 def _claimed_account() -> str:
     """Failed sign-ins are counted per account and per kind of client (see devices.py)."""
     email = normalise_email(request.form.get("email"))[:320]
@@ -259,6 +260,7 @@ def _pending() -> Pending | None | bool:
     return Pending(user, bool(state.get("remember")), str(state.get("next") or ""))
 
 
+@outage_safe_key
 def _pending_account() -> str:
     """Wrong codes count per account and per kind of client, like wrong passwords: a
     thief who has the password cannot use up the owner's known browser's attempts."""
@@ -489,6 +491,7 @@ def _reauth_account_limit() -> str:
     return current_app.config["REAUTH_ACCOUNT_RATE_LIMIT"]
 
 
+@outage_safe_key
 def _reauthenticating_account() -> str:
     return f"reauth-account:{flask_login.current_user.get_id()}"
 

@@ -37,7 +37,7 @@ from ..authn.tokens import claim_token, issue_token, revoke_tokens
 from ..authz.enforce import authorize
 from ..db import get_db, utcnow
 from ..devices import describe_user_agent
-from ..extensions import limiter
+from ..extensions import limiter, outage_safe_key
 from ..forms import Form
 from ..mail import absolute_url, send_mail
 from ..models import SecurityEvent, TokenPurpose, User, UserSession
@@ -366,6 +366,7 @@ def _email_change_limit() -> str:
     return current_app.config.get("EMAIL_CHANGE_RATE_LIMIT", DEFAULT_EMAIL_CHANGE_RATE_LIMIT)
 
 
+@outage_safe_key
 def _requesting_account() -> str:
     return f"email-change:{require_principal().user.id}"
 
