@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request_started
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.exc import OperationalError, PendingRollbackError
 from sqlalchemy.orm import Session
 
@@ -30,6 +30,7 @@ from invoiceapp.views.invoice_forms import InvoiceForm
 from invoiceapp.views.invoices import csv_safe
 from support import (
     AUTH_COOKIE,
+    PASSWORD,
     VALID_INVOICE_FORM,
     csrf_token_from,
     invoice,
@@ -230,6 +231,46 @@ def test_an_outage_met_inside_a_rate_limit_key_is_a_503_not_a_500(
     # The limiter never saw the error, so it did not give up on its storage (which
     # would have moved every limit to in-memory counting).
     assert not limiter._storage_dead
+
+
+def test_an_outage_in_a_rate_limit_key_cannot_spread_an_account_s_guesses(
+    database_file: Path,
+) -> None:
+    """Someone with Tess's password guesses her second factor from many addresses. If a
+    database error inside the per-account key fell back to a per-address key, every
+    address would get a fresh allowance; the outage bucket is shared, so it fails closed."""
+    app = make_test_app(
+        database_file, RATELIMIT_ENABLED=True, TWO_FACTOR_ACCOUNT_RATE_LIMIT="5 per hour"
+    )
+    client = app.test_client()
+    response = client.post("/sign-in", data={"email": "tess@acme.test", "password": PASSWORD})
+    assert response.headers["Location"].startswith("/sign-in/two-factor")
+
+    first_user_read = {"pending": True}
+
+    def each_request(*_args: Any, **_kwargs: Any) -> None:
+        first_user_read["pending"] = True
+
+    request_started.connect(each_request, app)
+
+    def fail_the_key_s_read(_c: Any, _cur: Any, statement: str, *_rest: Any) -> None:
+        # The key function reads the pending user first; the view's own read then works.
+        if first_user_read["pending"] and "FROM users WHERE users.id" in " ".join(
+            statement.split()
+        ):
+            first_user_read["pending"] = False
+            raise OperationalError(statement, {}, sqlite3.OperationalError("database is locked"))
+
+    event.listen(app.extensions["db_engine"], "before_cursor_execute", fail_the_key_s_read)
+    statuses = [
+        client.post(
+            "/sign-in/two-factor",
+            data={"code": "000000"},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{n}"},
+        ).status_code
+        for n in range(1, 13)
+    ]
+    assert statuses == [401] * 5 + [429] * 7
 
 
 # --- 5. CSV cells never start a formula, whatever the separator ---------------------------
