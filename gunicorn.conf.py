@@ -11,11 +11,13 @@ itself, so the plain `gunicorn "invoiceapp:create_app()"` of CONTRACT.md uses it
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import gunicorn.http.wsgi
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-_in_memory_limits = os.environ.get("FLASK_RATELIMIT_STORAGE_URI", "memory://").startswith(
+# Unset or empty means Flask-Limiter's default, memory://.
+_in_memory_limits = (os.environ.get("FLASK_RATELIMIT_STORAGE_URI") or "memory://").startswith(
     "memory://"
 )
 # One worker unless the limits are shared: a second one would count every limit alone.
@@ -24,10 +26,12 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _in_memory_limits else "2
 gunicorn.http.wsgi.SERVER = "InvoiceApp"
 
 
-def on_starting(server: object) -> None:
-    if workers > 1 and _in_memory_limits:
+def on_starting(server: Any) -> None:
+    # The final count: `-w` and GUNICORN_CMD_ARGS override this file's `workers`.
+    count = server.cfg.workers
+    if count > 1 and _in_memory_limits:
         raise SystemExit(
-            f"gunicorn: {workers} workers with in-memory rate limits would give each worker "
+            f"gunicorn: {count} workers with in-memory rate limits would give each worker "
             "its own count (twice the limit or more). Set FLASK_RATELIMIT_STORAGE_URI to a "
             "shared store such as redis://127.0.0.1:6379/0, or WEB_CONCURRENCY=1."
         )

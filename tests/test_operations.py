@@ -142,16 +142,23 @@ def test_flask_policy_command_runs_as_documented_with_a_key() -> None:
     assert "invoice.delete" in result.stdout
 
 
-def test_gunicorn_refuses_several_workers_with_in_memory_rate_limits(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("asked", "flags"),
+    [({"WEB_CONCURRENCY": "2"}, []), ({}, ["-w", "3"]), ({"GUNICORN_CMD_ARGS": "-w 2"}, [])],
+    ids=["WEB_CONCURRENCY", "-w", "GUNICORN_CMD_ARGS"],
+)
+def test_gunicorn_refuses_several_workers_with_in_memory_rate_limits(
+    tmp_path: Path, asked: dict[str, str], flags: list[str]
+) -> None:
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
         "FLASK_SECRET_KEY": "k" * 32,
         "FLASK_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "WEB_CONCURRENCY": "2",
         "BIND": "127.0.0.1:0",
+        **asked,
     }
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
+        [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket", *flags,
          "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
