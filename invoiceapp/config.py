@@ -145,10 +145,17 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
 
 
 def _under_flask_run() -> bool:
-    """True while `flask run` loads the app: Werkzeug's server is for development only,
-    so it gets a generated key and cookies that work over plain HTTP on 127.0.0.1."""
+    """True while Flask's own `flask run` loads the app to serve it on a loopback address:
+    Werkzeug's server is for development only, so it gets a generated key and cookies
+    that work over plain HTTP on 127.0.0.1. `flask run --host 0.0.0.0` is not this."""
+    from flask.cli import run_command
+
     context = click.get_current_context(silent=True)
-    return context is not None and context.info_name == "run"
+    return (
+        context is not None
+        and context.command is run_command
+        and context.params.get("host") in ("127.0.0.1", "localhost", "::1")
+    )
 
 
 class ConfigurationError(click.ClickException, RuntimeError):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pytest
+from flask.cli import run_command
 
 from invoiceapp import config, create_app
 from invoiceapp.config import _development_secret_key
@@ -22,21 +23,30 @@ def test_missing_secret_key_outside_development_is_a_clear_start_up_error(
         create_app({"DATABASE_URL": f"sqlite:///{database_file}"})
 
 
-def test_flask_run_is_development_a_generated_key_and_plain_http_cookies(
+def test_flask_run_on_loopback_is_development_a_generated_key_and_plain_http_cookies(
     database_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """CONTRACT §1: `flask --app invoiceapp run` is the development server, as it is."""
     for name in ("FLASK_SECRET_KEY", "FLASK_DEMO_MODE", "FLASK_DEBUG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(config, "_development_secret_key", lambda _instance: "generated" * 8)
-    with click.Context(click.Command("run"), info_name="run"):
+    with click.Context(run_command, info_name="run") as context:
+        context.params["host"] = "127.0.0.1"  # flask run's default
         app = create_app({"DATABASE_URL": f"sqlite:///{database_file}"})
     assert app.config["SECRET_KEY"] == "generated" * 8
     assert app.config["AUTH_COOKIE_SECURE"] is False
     app.extensions["db_engine"].dispose()
-    # Any other command (an operator's `flask … policy`, gunicorn) still needs a real key.
-    with click.Context(click.Command("policy"), info_name="policy"):
-        with pytest.raises(RuntimeError, match="SECRET_KEY is not set"):
+
+    # Served to the network, another command named "run", an operator's `flask … policy`:
+    # all of them still need a real key.
+    exposed = click.Context(run_command, info_name="run")
+    exposed.params["host"] = "0.0.0.0"
+    for context in (
+        exposed,
+        click.Context(click.Command("run"), info_name="run"),
+        click.Context(click.Command("policy"), info_name="policy"),
+    ):
+        with context, pytest.raises(RuntimeError, match="SECRET_KEY is not set"):
             create_app({"DATABASE_URL": f"sqlite:///{database_file}"})
 
 
