@@ -45,12 +45,14 @@ def _layout_context() -> dict[str, Any]:
 
 def _principal_context() -> dict[str, Any]:
     principal = current_principal()
+    # First: it reads the organizations again if a rollback expired them.
+    organizations = my_organizations(principal) if principal is not None else []
     organization = active_organization(principal) if principal is not None else None
     return {
         "principal": principal,
         "active_org": organization,
         "active_role": principal.role_in(organization.id) if principal and organization else None,
-        "my_orgs": my_organizations(principal) if principal is not None else [],
+        "my_orgs": organizations,
         "demo_mode": current_app.config["DEMO_MODE"],
         "lab_on": lab_is_on(),
     }

@@ -334,6 +334,29 @@ def test_knowing_who_asks_costs_two_statements_and_the_scoped_lookup_one(app: Fl
     assert not any("FROM organizations" in statement for statement in seen[3:]), seen
 
 
+def test_after_a_rollback_the_header_reads_the_organizations_in_one_statement(
+    app: Flask,
+) -> None:
+    """A stale save rolls back, which expires the organizations the principal loaded;
+    the 409 page's header reads them again together, not one statement each."""
+    grace = signed_in_client(app, "grace@acme.test")  # two organizations: the switcher
+    seen: list[str] = []
+    engine = app.extensions["db_engine"]
+
+    def count(*args: Any) -> None:
+        seen.append(" ".join(args[2].split()))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        stale = grace.post("/invoices/inv_7/edit", data={**NEW_INVOICE, "version": "0"})
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert stale.status_code == 409
+    assert "Globex Corporation" in stale.get_data(as_text=True)  # the switcher is whole
+    reads = [statement for statement in seen if statement.startswith("SELECT organizations.")]
+    assert len(reads) == 1, reads
+
+
 # --- The migration and the models agree ---------------------------------------------------
 
 

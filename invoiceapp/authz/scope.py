@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from flask import abort, g, request
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import Select, bindparam, inspect, select
 
 from ..db import get_db
 from ..models import Invoice, Organization, UserSession
@@ -103,8 +103,17 @@ def organization_in_my_orgs_or_404(slug: str) -> Organization:
 
 
 def my_organizations(principal: Principal) -> list[Organization]:
-    """The principal's organizations, in the order they joined (read with the roles)."""
-    return list(principal.organizations.values())
+    """The principal's organizations, in the order they joined (read with the roles).
+
+    A rollback (an error page after a failed write) expires them; they are then read
+    again together, in one statement, rather than one by one as the header touches them.
+    """
+    organizations = list(principal.organizations.values())
+    if any(inspect(organization).expired for organization in organizations):
+        get_db().scalars(
+            select(Organization).where(Organization.id.in_(list(principal.organizations)))
+        ).all()
+    return organizations
 
 
 def active_organization(principal: Principal) -> Organization | None:
