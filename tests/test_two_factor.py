@@ -23,6 +23,7 @@ import seed as seed_module
 from conftest import Clock, make_test_app
 from invoiceapp.authn import recovery_codes
 from invoiceapp.authn.totp import encrypt_secret
+from invoiceapp.db import get_db
 from invoiceapp.mail import StoredMail, latest_mail_to
 from invoiceapp.models import (
     Invoice,
@@ -488,6 +489,51 @@ def test_the_dashboard_of_such_an_organization_shows_the_rule_not_its_invoices(
     body = tess.get("/dashboard").get_data(as_text=True)
     assert 'data-testid="dashboard-refused"' not in body
     assert [customer for customer in acme_customers if customer in body]
+
+
+# Routes whose argument is a one-time token or a file: nothing of an organization's there.
+NOT_ORGANIZATION_PAGES = {"token", "mail_id", "filename"}
+# Fixed documents whose examples borrow the seed's customer names.
+FIXED_DOCUMENTS = {"/api/v1/docs", "/api/v1/openapi.json"}
+
+
+@pytest.mark.parametrize("demo_mode", [False, True], ids=["plain", "demo"])
+def test_no_page_shows_such_an_organization_s_invoices_to_a_password_only_session(
+    database_file: Path, demo_mode: bool
+) -> None:
+    """Every GET route, walked from the URL map: a page added later that forgets to ask
+    the policy fails here, as the dashboard did."""
+    app = make_test_app(database_file, DEMO_MODE=demo_mode)
+    with app.app_context():
+        db = get_db()
+        acme = db.scalar(select(Organization).where(Organization.slug == "acme"))
+        assert acme is not None
+        hidden = {
+            text
+            for public_id, customer in db.execute(
+                select(Invoice.public_id, Invoice.customer).where(
+                    Invoice.organization_id == acme.id
+                )
+            )
+            for text in (public_id, customer)
+        } - {"inv_7"}  # the one id the walk itself asks for (and the lesson names)
+        acme.requires_two_factor = True
+        db.commit()
+    grace = signed_in_client(app, "grace@acme.test")  # admin in acme, by password only
+    values = {"invoice_id": "inv_7", "slug": "acme"}
+    visited = []
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.arguments & NOT_ORGANIZATION_PAGES:
+            continue
+        path = rule.build(values, append_unknown=False)[1]  # type: ignore[index]
+        if path in FIXED_DOCUMENTS:
+            continue
+        body = grace.get(path).get_data(as_text=True)
+        shown = sorted(text for text in hidden if text in body)
+        assert not shown, f"{path} shows {shown}"
+        visited.append(path)
+    assert {"/dashboard", "/invoices", "/invoices/inv_7", "/orgs/acme/audit"} <= set(visited)
+    assert "/api/v1/invoices/inv_7" in visited and "/invoices/export.csv" in visited
 
 
 def test_the_owner_switches_the_rule_on_only_with_their_own_second_factor(
