@@ -475,6 +475,7 @@ def test_the_dashboard_of_such_an_organization_shows_the_rule_not_its_invoices(
     body = page.get_data(as_text=True)
     assert 'data-testid="dashboard-refused"' in body
     assert "requires two-factor" in body
+    assert '<a class="button" href="/account/two-factor">' in body
     assert not [customer for customer in acme_customers if customer in body]
     assert 'class="stat-number"' not in body
 

@@ -154,6 +154,10 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     return _narrowed(principal, decision)
 
 
+# The rule's name in Decision.rule (traces, the 403 page, the dashboard's notice).
+TWO_FACTOR_RULE = "organization requires two-factor"
+
+
 def _two_factor_rule(principal: Principal, resource: object, decision: Decision) -> Decision:
     """An organization that requires two-factor refuses sessions proven by password alone."""
     organization = _resource_organization(resource)
@@ -169,7 +173,7 @@ def _two_factor_rule(principal: Principal, resource: object, decision: Decision)
         "with it.",
         role=decision.role,
         missing="a sign-in with a second factor",
-        rule="organization requires two-factor",
+        rule=TWO_FACTOR_RULE,
         details={"api_reason": "two_factor_required"},
     )
 

@@ -7,7 +7,7 @@ from flask import Blueprint, render_template
 from flask.typing import ResponseReturnValue
 
 from ..authn.gate import login_required
-from ..authz.policy import can
+from ..authz.policy import TWO_FACTOR_RULE, can
 from ..authz.scope import NEWEST_FIRST, active_organization, live_invoices_of
 from ..db import get_db
 from ..invoicing import live_invoice_counts
@@ -48,4 +48,5 @@ def dashboard() -> ResponseReturnValue:
         counts=counts,
         # A Decision is falsy when refused, so the template gets the reason itself.
         refusal=reading.reason if reading is not None and not reading.allowed else None,
+        second_factor_would_help=reading is not None and reading.rule == TWO_FACTOR_RULE,
     )
