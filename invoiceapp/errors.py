@@ -7,7 +7,6 @@ organization's id give the same bytes. The 500 shows no trace.
 from __future__ import annotations
 
 import time
-from urllib.parse import urlencode
 
 from flask import Flask, current_app, g, jsonify, redirect, render_template, request
 from flask.globals import request_ctx
@@ -221,10 +220,7 @@ def in_words(seconds: int) -> str:
 
 def handle_reauthentication(error: ReauthenticationRequired) -> Response:
     if not wants_json():
-        query = {"next": error.next_path}
-        if error.second_factor:
-            query["factor"] = "second"
-        return redirect("/reauthenticate?" + urlencode(query, safe="/"), code=302)
+        return redirect(error.location, code=302)
     response = _api_error(401, error.description or "", "reauthentication_required")
     response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
     return response

@@ -13,9 +13,11 @@ import hashlib
 import json
 import secrets
 import struct
+from pathlib import Path
 from typing import Any
 
 import cbor2
+import pyotp
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,7 +28,9 @@ from sqlalchemy.orm import Session
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from conftest import Clock
+from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import Organization, Passkey, User, UserSession, WebAuthnChallenge
+from seed import DEMO_TOTP_SECRET
 from support import PASSWORD, signed_in_client, user
 
 UP, UV, AT = 0x01, 0x04, 0x40
@@ -202,6 +206,47 @@ def test_adding_a_passkey_needs_a_fresh_session(
     assert 'data-passkey="register"' not in page
 
 
+def test_with_a_second_factor_enrolled_a_password_cannot_add_a_passkey(
+    app: Flask, clock: Clock, authenticator: SoftAuthenticator
+) -> None:
+    """Review finding: a stolen cookie plus a phished password planted a passkey that
+    then counted as the second factor and survived a password reset. Tess has TOTP:
+    adding a passkey needs fresh proof with it."""
+    tess = app.test_client()
+    tess.post("/sign-in", data={"email": "tess@acme.test", "password": PASSWORD})
+    tess.post("/sign-in/two-factor", data={"code": pyotp.TOTP(DEMO_TOTP_SECRET).at(clock.now)})
+    tess.post("/account/elevation/end")
+    tess.post("/reauthenticate", data={"password": PASSWORD, "next": "/account/passkeys"})
+    refused = tess.post("/account/passkeys/options")
+    assert refused.status_code == 401
+    assert refused.get_json()["error"]["reason"] == "reauthentication_required"
+    page = tess.get("/account/passkeys").get_data(as_text=True)
+    assert "/reauthenticate?next=/account/passkeys&amp;factor=second" in page
+    assert 'data-passkey="register"' not in page
+
+    clock.advance(seconds=30)
+    step_up = {"password": PASSWORD, "code": pyotp.TOTP(DEMO_TOTP_SECRET).at(clock.now)}
+    assert tess.post("/reauthenticate/code", data=step_up).status_code == 303
+    add_passkey(tess, authenticator, name="Tess's phone")
+
+
+def test_adding_and_removing_a_passkey_is_mailed(
+    app: Flask, db: Session, outbox: Path, authenticator: SoftAuthenticator
+) -> None:
+    linus = signed_in_client(app, "linus@acme.test")  # no second factor yet: a password
+    add_passkey(linus, authenticator, name="Work laptop")
+    added = latest_mail_to(outbox, "linus@acme.test")
+    assert added is not None and "Work laptop" in added.text
+    assert "was added" in added.subject
+
+    public_id = db.scalars(select(Passkey.public_id)).one()
+    linus = app.test_client()
+    assert passkey_sign_in(linus, authenticator).status_code == 200
+    assert linus.post(f"/account/passkeys/{public_id}/remove").status_code == 303
+    removed = latest_mail_to(outbox, "linus@acme.test")
+    assert removed is not None and "was removed" in removed.subject
+
+
 def test_a_registration_answer_for_another_origin_is_refused(
     app: Flask, db: Session, authenticator: SoftAuthenticator
 ) -> None:
@@ -287,7 +332,8 @@ def test_a_phishing_sites_origin_never_verifies(
 def test_a_removed_passkey_no_longer_signs_in(
     app: Flask, db: Session, linus_has_a_passkey: SoftAuthenticator
 ) -> None:
-    linus = signed_in_client(app, "linus@acme.test")
+    linus = app.test_client()
+    assert passkey_sign_in(linus, linus_has_a_passkey).status_code == 200  # proof: passkey
     public_id = db.scalars(select(Passkey.public_id)).one()
     response = linus.post(f"/account/passkeys/{public_id}/remove")
     assert response.status_code == 303

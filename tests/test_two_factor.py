@@ -348,13 +348,22 @@ def test_enrolment_needs_a_fresh_session(app: Flask, clock: Clock) -> None:
     assert client.post("/account/two-factor", data={"code": "123456"}).status_code == 302
 
 
-def test_new_recovery_codes_replace_the_old_ones(app: Flask, db: Session, clock: Clock) -> None:
+def test_new_recovery_codes_replace_the_old_ones(
+    app: Flask, db: Session, outbox: Path, clock: Clock
+) -> None:
     client = signed_in_client(app, "linus@acme.test")
     secret, old = enrol(client, clock)
+    # Enrolled in a password-only session: new codes need the new factor first.
+    asked = client.post("/account/two-factor/recovery-codes")
+    assert asked.headers["Location"] == "/reauthenticate?next=/account/two-factor&factor=second"
+    clock.advance(seconds=30)
+    step_up = {"password": PASSWORD, "code": code(clock, secret), "next": "/account/two-factor"}
+    assert client.post("/reauthenticate/code", data=step_up).status_code == 303
     page = client.post("/account/two-factor/recovery-codes")
     new = re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", page.get_data(as_text=True))
     assert len(new) == 10 and not set(old) & set(new)
     assert db.scalar(select(func.count()).select_from(RecoveryCode)) == 10
+    assert "New recovery codes were made" in mail_to(outbox, "linus@acme.test").text
 
     other = app.test_client()
     password_step(other, "linus@acme.test")
@@ -382,17 +391,64 @@ def test_step_up_with_a_totp_code(app: Flask, db: Session, clock: Clock) -> None
     assert 'action="/reauthenticate/code"' in page and 'name="password"' in page
 
     wrong = client.post(
-        "/reauthenticate/code", data={"code": "000000", "next": "/account/password"}
+        "/reauthenticate/code",
+        data={"password": PASSWORD, "code": "000000", "next": "/account/password"},
     )
     assert wrong.status_code == 422
     response = client.post(
-        "/reauthenticate/code", data={"code": code(clock), "next": "/account/password"}
+        "/reauthenticate/code",
+        data={"password": PASSWORD, "code": code(clock), "next": "/account/password"},
     )
     assert response.status_code == 303 and response.headers["Location"] == "/account/password"
     [session] = sessions_of(db, TESS)
     assert session.proof == "password+totp"
     assert session.authenticated_at == clock.now
     assert client.get("/account/password").status_code == 200
+
+
+def test_a_code_alone_is_not_a_step_up_the_password_comes_with_it(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    """A stolen cookie plus a phished code must not elevate the session (review finding):
+    the step-up that records "password+totp" asks for both, and a wrong password never
+    spends the code."""
+    client = signed_in_tess(app, clock)
+    clock.advance(minutes=11)
+    clock.advance(seconds=30)
+    only_code = client.post(
+        "/reauthenticate/code", data={"code": code(clock), "next": "/account/email"}
+    )
+    assert only_code.status_code == 422
+    wrong_password = client.post(
+        "/reauthenticate/code",
+        data={"password": "not the password", "code": code(clock), "next": "/account/email"},
+    )
+    assert wrong_password.status_code == 422
+    assert "did not work together" in wrong_password.get_data(as_text=True)
+    assert client.get("/account/email").status_code == 302  # still not elevated
+    both = client.post(
+        "/reauthenticate/code",
+        data={"password": PASSWORD, "code": code(clock), "next": "/account/email"},
+    )
+    assert both.status_code == 303  # the same code still works: it was never spent
+    assert client.get("/account/email").status_code == 200
+
+
+def test_a_password_only_step_up_cannot_mint_recovery_codes(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    """Review finding: new recovery codes after a password step-up, then one of them as
+    "the second factor", turned TOTP off with a cookie and a password alone."""
+    client = signed_in_tess(app, clock)
+    client.post("/account/elevation/end")
+    client.post("/reauthenticate", data={"password": PASSWORD, "next": "/account/two-factor"})
+    codes_before = db.scalars(select(RecoveryCode.id)).all()
+    response = client.post("/account/two-factor/recovery-codes")
+    assert response.headers["Location"].endswith("&factor=second")
+    db.expire_all()
+    assert db.scalars(select(RecoveryCode.id)).all() == codes_before  # nothing minted
+    assert client.post("/account/two-factor/disable").headers["Location"].endswith("&factor=second")
+    assert user(db, TESS).totp_enabled_at is not None
 
 
 def test_turning_totp_off_needs_a_fresh_second_factor_not_just_the_password(
@@ -408,11 +464,15 @@ def test_turning_totp_off_needs_a_fresh_second_factor_not_just_the_password(
     assert sessions_of(db, TESS)[0].proof == "password"
     assert client.post("/account/two-factor/disable").headers["Location"] == second
     page = client.get(second).get_data(as_text=True)
-    assert 'name="password"' not in page and 'name="code"' in page
+    # Only the form that proves the second factor: the password with a code.
+    assert 'action="/reauthenticate"' not in page and 'name="code"' in page
     assert user(db, TESS).totp_enabled_at is not None
 
     clock.advance(seconds=30)
-    client.post("/reauthenticate/code", data={"code": code(clock), "next": "/account/two-factor"})
+    client.post(
+        "/reauthenticate/code",
+        data={"password": PASSWORD, "code": code(clock), "next": "/account/two-factor"},
+    )
     response = client.post("/account/two-factor/disable")
     assert response.status_code == 303
     tess = user(db, TESS)
@@ -556,7 +616,10 @@ def test_the_owner_switches_the_rule_on_only_with_their_own_second_factor(
     response = ada.post("/orgs/acme/settings", data=settings)
     assert response.headers["Location"] == "/reauthenticate?next=/orgs/acme&factor=second"
     clock.advance(seconds=30)
-    ada.post("/reauthenticate/code", data={"code": code(clock, secret), "next": "/orgs/acme"})
+    ada.post(
+        "/reauthenticate/code",
+        data={"password": PASSWORD, "code": code(clock, secret), "next": "/orgs/acme"},
+    )
     assert ada.post("/orgs/acme/settings", data=settings).status_code == 303
     db.expire_all()
     assert db.scalar(select(Organization.requires_two_factor).where(Organization.slug == "acme"))

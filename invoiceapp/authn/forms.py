@@ -20,6 +20,15 @@ def _no_control_characters(_form: Form, field: StringField) -> None:
         raise ValidationError("Email addresses cannot contain control characters.")
 
 
+def current_password(**options: object) -> PasswordField:
+    """The account's password, as typed to prove it (sign-in, step-up)."""
+    return PasswordField(
+        "Password",
+        validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)],
+        **options,  # type: ignore[arg-type]
+    )
+
+
 class SignInForm(Form):
     email = StringField(
         "Email",
@@ -31,21 +40,13 @@ class SignInForm(Form):
         ],
         render_kw={"autocomplete": "username", "type": "email", "autofocus": True},
     )
-    password = PasswordField(
-        "Password",
-        validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)],
-        render_kw={"autocomplete": "current-password"},
-    )
+    password = current_password(render_kw={"autocomplete": "current-password"})
     remember = BooleanField("Keep me signed in on this device")
     next = HiddenField()
 
 
 class ReauthenticateForm(Form):
-    password = PasswordField(
-        "Password",
-        validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)],
-        render_kw={"autocomplete": "current-password", "autofocus": True},
-    )
+    password = current_password(render_kw={"autocomplete": "current-password", "autofocus": True})
     next = HiddenField()
 
 

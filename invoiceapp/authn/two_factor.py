@@ -3,8 +3,11 @@
 Every change here is the account holder's own, so there is no scope lookup: the user is
 the resource. The policy still decides, and asks for fresh proof first:
 
-- ``account.two_factor.manage`` (self, elevated): set up TOTP, new recovery codes,
-  add or remove a passkey;
+- ``account.two_factor.manage`` (self, elevated): see this page, start TOTP enrolment;
+- ``account.second_factor.change`` (self, elevated *with the second factor* once one is
+  enrolled): confirm a TOTP app, new recovery codes, add or remove a passkey. Otherwise a
+  stolen session plus a phished password could plant a factor of their own, or mint
+  recovery codes that count as one. Each change is mailed to the account holder.
 - ``account.two_factor.disable`` (self, elevated *with the second factor*): turning
   TOTP off needs a fresh code or passkey, so a stolen session plus a phished password
   cannot remove the factor that was meant to stop exactly that.
@@ -32,7 +35,6 @@ from .events import EventKind, record_event
 from .forms import EmptyForm
 from .gate import login_required
 from .second_factor import has_second_factor
-from .sessions import is_fresh
 from .views import CodeForm, json_error, json_response, passkeys_work_here
 
 bp = Blueprint("two_factor", __name__)
@@ -75,10 +77,13 @@ def _authorize_for(action: str, user: User, page: str) -> None:
     try:
         authorize(action, user)
     except ReauthenticationRequired as needed:
-        second = needed.second_factor or (
-            can_in_template(action, user).requires_second_factor and has_second_factor(user)
-        )
+        second = needed.second_factor or _wants_second(user, action)
         raise ReauthenticationRequired(page, second_factor=second) from None
+
+
+def _wants_second(user: User, action: str = "account.second_factor.change") -> bool:
+    """Whether fresh proof for ``action`` will have to include the second factor."""
+    return can_in_template(action, user).requires_second_factor and has_second_factor(user)
 
 
 # ---------------------------------------------------------------------------
@@ -140,7 +145,7 @@ def confirm_enrolment() -> ResponseReturnValue:
     """Enrolment completes only when a code proves the app really holds the secret."""
     db = get_db()
     user = require_principal().user
-    _authorize_for("account.two_factor.manage", user, PAGE)
+    _authorize_for("account.second_factor.change", user, PAGE)
     if user.totp_enabled_at is not None:
         flash("Two-factor sign-in is already on.", "info")
         return redirect(PAGE, code=303)
@@ -181,12 +186,18 @@ def restart_enrolment() -> ResponseReturnValue:
 def regenerate_recovery_codes() -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
-    _authorize_for("account.two_factor.manage", user, PAGE)
+    _authorize_for("account.second_factor.change", user, PAGE)
     if user.totp_enabled_at is None:
         return redirect(PAGE, code=303)
     codes = recovery_codes.replace_codes(db, user)
     record_event(db, user.id, EventKind.RECOVERY_CODES_REGENERATED)
     db.commit()
+    _notify(
+        user,
+        "New recovery codes were made for your InvoiceApp account",
+        "second_factor_changed",
+        change="New recovery codes were made for your account; the old ones no longer work.",
+    )
     return render_template("account/two_factor_recovery_codes.html", codes=codes, new=False)
 
 
@@ -210,7 +221,7 @@ def disable() -> ResponseReturnValue:
     return redirect(PAGE, code=303)
 
 
-def _notify(user: User, subject: str, template: str) -> None:
+def _notify(user: User, subject: str, template: str, **details: str) -> None:
     """A change to how the account is protected is always mailed: if it was not them,
     this is how they find out."""
     send_mail(
@@ -220,6 +231,8 @@ def _notify(user: User, subject: str, template: str) -> None:
         name=user.display_name,
         security_url=absolute_url("/account/security"),
         reset_url=absolute_url("/forgot-password"),
+        passkeys_url=absolute_url(PASSKEYS),
+        **details,
     )
 
 
@@ -233,12 +246,20 @@ PASSKEYS = "/account/passkeys"
 @bp.get(PASSKEYS)
 @login_required
 def passkeys_page() -> ResponseReturnValue:
-    """Listing needs only a session; adding and removing need fresh proof."""
+    """Listing needs only a session; adding and removing need fresh proof (with the
+    second factor once one is enrolled): the page links to the proof it will need."""
     principal = require_principal()
+    try:
+        authorize("account.second_factor.change", principal.user)
+        proof_needed_at = None
+    except ReauthenticationRequired as needed:
+        proof_needed_at = ReauthenticationRequired(
+            PASSKEYS, second_factor=needed.second_factor or _wants_second(principal.user)
+        ).location
     return render_template(
         "account/passkeys.html",
         passkeys=passkeys.passkeys_of(get_db(), principal.user),
-        fresh=is_fresh(principal.session),
+        proof_needed_at=proof_needed_at,
         passkeys_here=passkeys_work_here(),
         passkey_origin=current_app.config["WEBAUTHN_ORIGIN"],
         button=EmptyForm(formdata=None),
@@ -256,7 +277,7 @@ def _reauthenticate_first() -> ResponseReturnValue:
 def passkey_registration_options() -> ResponseReturnValue:
     user = require_principal().user
     try:
-        authorize("account.two_factor.manage", user)
+        authorize("account.second_factor.change", user)
     except ReauthenticationRequired:
         return _reauthenticate_first()
     options = passkeys.registration_options(get_db(), user)
@@ -270,7 +291,7 @@ def add_passkey() -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
     try:
-        authorize("account.two_factor.manage", user)
+        authorize("account.second_factor.change", user)
     except ReauthenticationRequired:
         return _reauthenticate_first()
     try:
@@ -283,6 +304,12 @@ def add_passkey() -> ResponseReturnValue:
         return json_error(400, "That passkey could not be added. Nothing was saved.")
     record_event(db, user.id, EventKind.PASSKEY_ADDED, passkey.name)
     db.commit()
+    _notify(
+        user,
+        "A passkey was added to your InvoiceApp account",
+        "second_factor_changed",
+        change=f"A passkey named “{passkey.name}” was added: it can sign in to your account.",
+    )
     flash("Passkey added. You can sign in with it from now on.", "success")
     return json_response({"redirect": PASSKEYS})
 
@@ -292,7 +319,7 @@ def add_passkey() -> ResponseReturnValue:
 def remove_passkey(public_id: str) -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
-    _authorize_for("account.two_factor.manage", user, PASSKEYS)
+    _authorize_for("account.second_factor.change", user, PASSKEYS)
     removed = db.execute(
         delete(Passkey)
         .where(Passkey.user_id == user.id, Passkey.public_id == public_id[:32])
@@ -302,5 +329,11 @@ def remove_passkey(public_id: str) -> ResponseReturnValue:
         abort(404)  # another account's passkey looks exactly like one that never existed
     record_event(db, user.id, EventKind.PASSKEY_REMOVED)
     db.commit()
+    _notify(
+        user,
+        "A passkey was removed from your InvoiceApp account",
+        "second_factor_changed",
+        change="A passkey was removed: it no longer signs in to your account.",
+    )
     flash("Passkey removed. It no longer signs in to this account.", "success")
     return redirect(PASSKEYS, code=303)

@@ -48,7 +48,7 @@ from ..principal import require_principal
 from . import passkeys, recovery_codes, totp
 from .devices import issue_device_cookie, trusted_device_for
 from .events import EventKind, record_event
-from .forms import EmptyForm, ReauthenticateForm, SignInForm, normalise_email
+from .forms import EmptyForm, ReauthenticateForm, SignInForm, current_password, normalise_email
 from .gate import WWW_AUTHENTICATE, login_required
 from .passwords import hash_password, needs_rehash, verify_password
 from .redirects import next_or_default, safe_next
@@ -82,6 +82,17 @@ class CodeForm(Form):
         },
     )
     next = HiddenField()
+
+
+class PasswordAndCodeForm(CodeForm):
+    """Step-up with the second factor: the password *and* a code, as the proof's name
+    ("password+totp") says. A code alone is only something you have; with a stolen cookie
+    and a phished code it would unlock every sensitive change."""
+
+    # Its own id: the password-only form may be on the same page.
+    password = current_password(
+        id="code-password", render_kw={"autocomplete": "current-password", "autofocus": True}
+    )
 
 
 def _sign_in_limit() -> str:
@@ -449,7 +460,7 @@ def _end_session_after_guessing() -> ResponseReturnValue:
 def _render_reauthenticate(
     *,
     password_form: ReauthenticateForm | None = None,
-    code_form: CodeForm | None = None,
+    code_form: PasswordAndCodeForm | None = None,
     second_factor_only: bool = False,
     next_path: str = "",
 ) -> str:
@@ -462,7 +473,7 @@ def _render_reauthenticate(
     return render_template(
         "authn/reauthenticate.html",
         form=password_form or ReauthenticateForm(formdata=None, next=next_path),
-        code_form=code_form or CodeForm(formdata=None, next=next_path),
+        code_form=code_form or PasswordAndCodeForm(formdata=None, next=next_path),
         has_totp=has_totp,
         has_passkey=has_passkey,
         # Asked for a second factor, and there is one: the password alone will not do.
@@ -557,19 +568,22 @@ def _reauthenticated(proof: str, next_path: str | None) -> Response:
     _reauth_account_limit, key_func=_reauthenticating_account, deduct_when=_wrong_password
 )
 def reauthenticate_with_code() -> ResponseReturnValue:
-    """Step-up with something you have: an authenticator code (or a recovery code)."""
+    """Step-up with the password and something you have: an authenticator code (or a
+    recovery code). The password is checked first, so a wrong one never uses up a code."""
     principal = require_principal()
-    form = CodeForm()
+    form = PasswordAndCodeForm()
     next_path = safe_next(form.next.data) or ""
     if not form.validate_on_submit():
         page = _render_reauthenticate(code_form=form, second_factor_only=True, next_path=next_path)
         return page, 422
-    proof = _check_second_factor(principal.user, form.code.data or "")
+    right_password = verify_password(principal.user.password_hash, form.password.data or "")
+    proof = _check_second_factor(principal.user, form.code.data or "") if right_password else None
     if proof is None:
         if _count_wrong_proof():
             return _end_session_after_guessing()
         form.code.data = ""
-        form.code.errors.append("That code did not work.")
+        # One message for either mistake: which one was wrong stays unsaid.
+        form.code.errors.append("That password and code did not work together.")
         page = _render_reauthenticate(code_form=form, second_factor_only=True, next_path=next_path)
         return page, WRONG_PASSWORD
     return _reauthenticated(proof, form.next.data)

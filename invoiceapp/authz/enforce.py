@@ -7,6 +7,7 @@ reads or changes a resource calls it, whatever the template showed.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import request
 from werkzeug.exceptions import Forbidden, HTTPException
@@ -60,6 +61,15 @@ class ReauthenticationRequired(HTTPException):
         self.next_path = next_path
         # The fresh proof must use the second factor (TOTP or a passkey).
         self.second_factor = second_factor
+
+    @property
+    def location(self) -> str:
+        """The page that takes the proof, and sends the person back to ``next_path``."""
+        query = {"next": self.next_path}
+        if self.second_factor:
+            query["factor"] = "second"
+        # "/" stays readable (?next=/account/password); "?", "&", "=" are still encoded.
+        return "/reauthenticate?" + urlencode(query, safe="/")
 
 
 def authorize(action: str, resource: object, **context: Any) -> Decision:
