@@ -112,14 +112,14 @@ def test_signed_in_user_visiting_sign_up_is_sent_to_the_dashboard(app: Flask, db
 # --- a new account ------------------------------------------------------------------------
 
 
-def test_sign_up_creates_an_unverified_owner_of_a_free_org_mails_a_link_and_signs_in(
+def test_sign_up_creates_an_unverified_owner_of_a_free_org_mails_a_link_then_sign_in(
     client: FlaskClient, db: Session, outbox: Path
 ) -> None:
     before = counts(db)
     response = sign_up(client)
 
     assert response.status_code == 303
-    assert response.headers["Location"] == "/dashboard"
+    assert response.headers["Location"] == "/sign-in"
     assert flashes(client) == [("info", CHECK_YOUR_INBOX)]
     assert counts(db) == (before[0] + 1, before[1] + 1, before[2] + 1)
 
@@ -144,13 +144,14 @@ def test_sign_up_creates_an_unverified_owner_of_a_free_org_mails_a_link_and_sign
     assert token is not None and token.purpose == TokenPurpose.VERIFY_EMAIL.value
     assert token.email == NEW_EMAIL
 
-    # Signed in: the cookie names a server-side session of the new user.
-    assert client.get_cookie(AUTH_COOKIE) is not None
-    assert db.scalar(select(UserSession).where(UserSession.user_id == new_user.id)) is not None
-    dashboard = client.get("/dashboard")
-    assert dashboard.status_code == 200
-    page = dashboard.get_data(as_text=True)
-    assert "Sample Person" in page and "Sample Studio" in page and CHECK_YOUR_INBOX in page
+    # Not signed in: a session cookie for new addresses only would say which are taken.
+    assert client.get_cookie(AUTH_COOKIE) is None
+    assert db.scalar(select(UserSession).where(UserSession.user_id == new_user.id)) is None
+    assert CHECK_YOUR_INBOX in client.get("/sign-in").get_data(as_text=True)
+    signed_in = client.post("/sign-in", data={"email": NEW_EMAIL, "password": STRONG})
+    assert signed_in.headers["Location"] == "/dashboard"
+    page = client.get("/dashboard").get_data(as_text=True)
+    assert "Sample Person" in page and "Sample Studio" in page
 
 
 def test_verification_links_come_from_base_url_never_the_host_header(
@@ -193,6 +194,12 @@ def test_sign_up_with_a_taken_email_answers_alike_mails_the_owner_and_signs_nobo
     )
     assert flashes(second) == flashes(first) == [("info", CHECK_YOUR_INBOX)]
     assert taken.get_data() == new.get_data()
+    # The same cookies too: a session cookie for new addresses only would tell them apart.
+    cookie_names = [
+        sorted(header.split("=", 1)[0] for header in answer.headers.getlist("Set-Cookie"))
+        for answer in (new, taken)
+    ]
+    assert cookie_names[0] == cookie_names[1]
     # Nothing created, nothing changed, nobody signed in.
     assert counts(db) == before
     assert user_by_email(db, NEW_EMAIL).password_hash == original_hash
@@ -218,7 +225,7 @@ def test_taken_email_in_another_case_is_the_same_account(
     before = counts(db)
     response = sign_up(app.test_client(), email="NEW.Person@Example.COM")
     assert response.status_code == 303
-    assert response.headers["Location"] == "/dashboard"
+    assert response.headers["Location"] == "/sign-in"
     assert counts(db) == before
     notice = latest_mail_to(outbox, NEW_EMAIL)
     assert notice is not None and notice.subject.startswith("Someone tried to sign up")
@@ -251,7 +258,7 @@ def test_sign_up_that_loses_a_race_for_the_address_is_the_taken_branch(
     response = sign_up(client)
 
     assert response.status_code == 303
-    assert response.headers["Location"] == "/dashboard"
+    assert response.headers["Location"] == "/sign-in"
     assert flashes(client) == [("info", CHECK_YOUR_INBOX)]
     assert counts(db) == (before[0] + 1, before[1], before[2])  # only the racer's row
     assert user_by_email(db, NEW_EMAIL).display_name == "Racer"

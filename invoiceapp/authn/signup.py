@@ -2,7 +2,9 @@
 
 Signing up must not tell anyone which addresses already have accounts. So an address
 that is taken gets exactly the answer a new one gets (same status, same redirect, same
-flash) and costs about the same work; the account holder is told by mail instead.
+flash, same cookies) and costs about the same work; the account holder is told by mail
+instead. That is also why sign-up signs nobody in: a session cookie for new addresses
+only would give the answer away. The new account holder signs in as usual.
 
 Verification is a single-use link mailed to the address. It is valid only for the
 address the account still has: a link mailed before an email change verifies nothing.
@@ -32,7 +34,6 @@ from .events import EventKind, record_event
 from .gate import login_required
 from .password_policy import StrongPassword
 from .passwords import hash_password
-from .sessions import start_session
 from .tokens import claim_token, issue_token, revoke_tokens
 
 bp = Blueprint("signup", __name__)
@@ -40,7 +41,8 @@ bp = Blueprint("signup", __name__)
 # The one answer to every accepted sign-up, new address or taken. It must not say
 # "welcome" or name anything only a new account would have.
 CHECK_YOUR_INBOX = (
-    "Thanks for signing up. Check your inbox: we have sent you an email with the next step."
+    "Thanks for signing up. Check your inbox: we have sent you an email with the next step. "
+    "You can sign in now."
 )
 
 MAX_NAME_LENGTH = 100
@@ -169,10 +171,9 @@ def sign_up() -> ResponseReturnValue:
         _tell_the_account_holder(form.email.data or "")
     else:
         send_verification_mail(db, user)
-        start_session(user, remember=False)
         db.commit()
     flash(CHECK_YOUR_INBOX, "info")
-    return redirect("/dashboard", code=303)
+    return redirect("/sign-in", code=303)
 
 
 def _create_account(db: Session, form: SignUpForm, password_hash: str) -> User | None:
