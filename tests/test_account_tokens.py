@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from test_api import bearer, make_token
 
+from conftest import Clock
 from invoiceapp.models import PersonalAccessToken
 from support import PASSWORD, csrf_token_from, signed_in_client
 
@@ -106,6 +107,23 @@ def test_bad_fields_are_422_and_make_no_token(csrf_app: Flask, db: Session) -> N
         assert response.status_code == 422, change
         assert not TOKEN.search(response.get_data(as_text=True))
     assert tokens(db) == []
+
+
+def test_making_a_token_needs_fresh_proof(app: Flask, db: Session, clock: Clock) -> None:
+    """A token is a credential that outlives the session: a stolen, stale session must
+    not mint one (security review finding). Revoking needs no proof."""
+    client = signed_in_client(app, "ada@acme.test")
+    clock.advance(minutes=11)
+    page = client.get("/account/tokens").get_data(as_text=True)
+    assert 'href="/reauthenticate?next=/account/tokens"' in page
+    assert 'action="/account/tokens"' not in page  # no form to fill in and then lose
+    refused = client.post("/account/tokens", data=FORM)
+    assert refused.headers["Location"] == "/reauthenticate?next=/account/tokens"
+    assert tokens(db) == []
+
+    client.post("/reauthenticate", data={"password": PASSWORD, "next": "/account/tokens"})
+    assert client.post("/account/tokens", data=FORM).status_code == 201
+    assert len(tokens(db)) == 1
 
 
 def test_every_organization_of_the_user_can_be_chosen(app: Flask, db: Session) -> None:

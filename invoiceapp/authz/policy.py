@@ -69,6 +69,9 @@ POLICY: dict[str, dict[str, Rule]] = {
                                  MEMBER: R.SELF_ELEVATED},
     "account.two_factor.manage": {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
                                   MEMBER: R.SELF_ELEVATED},
+    # A token is a new credential that outlives sessions: made only with fresh proof.
+    "account.tokens.create":    {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
+                                 MEMBER: R.SELF_ELEVATED},
     # Adding a passkey, new recovery codes, removing a passkey, a TOTP app beside a passkey:
     # with a second factor enrolled, a stolen session plus a phished password must not be
     # able to plant one of their own (or mint codes that count as one).

@@ -29,6 +29,7 @@ from ..authn.access_tokens import (
 )
 from ..authn.events import EventKind, record_event
 from ..authn.gate import login_required
+from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.scope import my_organizations
 from ..db import get_db, utcnow
 from ..forms import Form, strip
@@ -138,9 +139,22 @@ def _page(
 ) -> ResponseReturnValue:
     principal = require_principal()
     html = render_template(
-        "account/tokens.html", form=form, rows=_rows(principal), new_token=new_token
+        "account/tokens.html",
+        form=form,
+        rows=_rows(principal),
+        new_token=new_token,
+        # No form to fill in and lose: a stale session is sent to confirm it's you first.
+        proof_needed_at=_proof_needed_at(principal),
     )
     return html, status
+
+
+def _proof_needed_at(principal: Principal) -> str | None:
+    try:
+        authorize("account.tokens.create", principal.user)
+    except ReauthenticationRequired as needed:
+        return needed.location
+    return None
 
 
 @bp.get("")
@@ -153,6 +167,7 @@ def index() -> ResponseReturnValue:
 @login_required
 def create() -> ResponseReturnValue:
     principal = require_principal()
+    authorize("account.tokens.create", principal.user)  # stale: confirm it's you first
     form = _form(principal, posted=True)
     if not form.validate():
         return _page(form, status=422)
