@@ -73,6 +73,9 @@ def sign_up(app: Flask, outbox: Path, email: str, *, verify: bool) -> FlaskClien
         data={"name": "New Person", "email": email, "password": STRONG, "organization_name": "Np"},
     )
     assert response.status_code == 303
+    # Sign-up signs nobody in (a taken address must get the same answer): sign in.
+    signed_in = client.post("/sign-in", data={"email": email, "password": STRONG})
+    assert signed_in.status_code == 303
     if verify:
         mail = latest_mail_to(outbox, email)
         assert mail is not None
