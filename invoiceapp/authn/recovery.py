@@ -44,6 +44,7 @@ from .accounts import set_password
 from .emails import normalise_new_email
 from .events import EventKind, record_event
 from .forms import normalise_email
+from .passkeys import passkeys_of
 from .password_policy import StrongPassword
 from .sessions import current_session, end_session
 from .signup import duration_in_words, link_invalid, no_store
@@ -250,6 +251,10 @@ def reset_password(token: str) -> ResponseReturnValue:
         "Your InvoiceApp password was changed",
         "password_was_reset",
         reset_url=absolute_url("/forgot-password"),
+        # A passkey signs in without the password, so a reset does not shut it out: name
+        # each one, so a passkey someone else added cannot hide behind the reset.
+        passkeys=[passkey.name for passkey in passkeys_of(db, user)],
+        passkeys_url=absolute_url("/account/passkeys"),
     )
     session.clear()
     flash(
