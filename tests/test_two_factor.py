@@ -434,6 +434,23 @@ def test_a_code_alone_is_not_a_step_up_the_password_comes_with_it(
     assert client.get("/account/email").status_code == 200
 
 
+def test_a_secret_still_being_enrolled_is_no_second_factor(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    """Review finding: the set-up page shows a new secret to anyone with a fresh password,
+    and a code from it was accepted as step-up, giving a "password+totp" session: past an
+    organization's two-factor rule, or on to replacing a passkey-only user's passkey."""
+    require_two_factor(db, "acme")
+    linus = signed_in_client(app, "linus@acme.test")  # no second factor at all
+    html = linus.get("/account/two-factor").get_data(as_text=True)
+    uri = re.search(r'data-testid="totp-uri">([^<]+)<', html).group(1).replace("&amp;", "&")
+    pending = parse_qs(urlsplit(uri).query)["secret"][0]
+    step_up = {"password": PASSWORD, "code": code(clock, pending), "next": "/invoices"}
+    assert linus.post("/reauthenticate/code", data=step_up).status_code == 422
+    assert sessions_of(db, "linus@acme.test")[0].proof == "password"
+    assert linus.get("/invoices").status_code == 403
+
+
 def test_a_password_only_step_up_cannot_mint_recovery_codes(
     app: Flask, db: Session, clock: Clock
 ) -> None:

@@ -339,6 +339,10 @@ def _check_second_factor(user: User, code: str) -> str | None:
     they learn that someone has their password and one of their codes.
     """
     db = get_db()
+    if user.totp_enabled_at is None:
+        # A secret still being enrolled proves nothing yet: it was shown to whoever had a
+        # fresh password, and confirming it is itself a change that needs a second factor.
+        return None
     if totp.CODE.fullmatch(totp.normalise_code(code)):
         return "password+totp" if totp.verify_code(db, user, code) else None
     if recovery_codes.use_code(db, user, code):
