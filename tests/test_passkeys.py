@@ -25,7 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from test_password_reset import ask_for_reset, choose, reset_path
+from test_password_reset import NEW_PASSWORD, ask_for_reset, choose, reset_path
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from conftest import Clock
@@ -342,20 +342,27 @@ def test_a_removed_passkey_no_longer_signs_in(
     assert passkey_sign_in(app.test_client(), linus_has_a_passkey).status_code == 401
 
 
-def test_the_password_reset_notice_names_the_passkeys_that_still_sign_in(
-    app: Flask, outbox: Path, authenticator: SoftAuthenticator
+def test_a_password_reset_removes_every_passkey_and_names_them_in_the_notice(
+    app: Flask, db: Session, outbox: Path, authenticator: SoftAuthenticator
 ) -> None:
-    """A reset does not shut out a passkey (it signs in without the password), so the
-    notice names each one: one added by someone else cannot hide behind the reset."""
+    """A passkey signs in without the password, so one someone else added would survive
+    the reset meant to shut them out; and a reset is the way back for whoever lost their
+    only passkey (changing second factors needs one)."""
     add_passkey(signed_in_client(app, "linus@acme.test"), authenticator, name="Unknown key")
     client = app.test_client()
     ask_for_reset(client, "linus@acme.test")
     assert choose(client, reset_path(outbox, "linus@acme.test")).status_code == 303
+    assert db.scalars(select(Passkey)).all() == []
+    assert passkey_sign_in(app.test_client(), authenticator).status_code == 401
     notice = latest_mail_to(outbox, "linus@acme.test")
     assert notice is not None and notice.subject == "Your InvoiceApp password was changed"
     assert "Unknown key" in notice.text and "Unknown key" in notice.html
     assert "http://127.0.0.1:5000/account/passkeys" in notice.links
-    assert passkey_sign_in(app.test_client(), authenticator).status_code == 200
+
+    # Signed in again with the new password (no second factor left): a new passkey.
+    again = app.test_client()
+    again.post("/sign-in", data={"email": "linus@acme.test", "password": NEW_PASSWORD})
+    add_passkey(again, SoftAuthenticator(authenticator.rp_id, authenticator.origin))
 
 
 def test_another_accounts_passkey_is_a_404_to_remove(

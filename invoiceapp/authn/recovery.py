@@ -222,6 +222,22 @@ def reset_password_form(token: str) -> ResponseReturnValue:
     return render_template("authn/reset_password.html", form=ResetPasswordForm(), token=token)
 
 
+def _remove_passkeys(db: Session, user: User) -> list[str]:
+    """A reset starts the account's sign-in methods over: every passkey goes too.
+
+    A passkey signs in without the password, so one that someone else added would
+    survive the reset that was meant to shut them out. And it is the way back for whoever
+    lost their only passkey: changing second factors needs one, the mailbox proves enough
+    to start again. Returns the names, for the notice.
+    """
+    names = []
+    for passkey in passkeys_of(db, user):
+        names.append(passkey.name)
+        db.delete(passkey)
+        record_event(db, user.id, EventKind.PASSKEY_REMOVED, "by a password reset")
+    return names
+
+
 @bp.post("/reset-password/<path:token>")
 def reset_password(token: str) -> ResponseReturnValue:
     db = get_db()
@@ -244,6 +260,7 @@ def reset_password(token: str) -> ResponseReturnValue:
         end_session()  # and clear this browser's cookie too, not just the row
         db.flush()
     set_password(db, user, form.new_password.data or "", keep=None)
+    removed = _remove_passkeys(db, user)
     record_event(db, user.id, EventKind.RESET_USED)
     db.commit()
     send_mail(
@@ -251,9 +268,7 @@ def reset_password(token: str) -> ResponseReturnValue:
         "Your InvoiceApp password was changed",
         "password_was_reset",
         reset_url=absolute_url("/forgot-password"),
-        # A passkey signs in without the password, so a reset does not shut it out: name
-        # each one, so a passkey someone else added cannot hide behind the reset.
-        passkeys=[passkey.name for passkey in passkeys_of(db, user)],
+        removed_passkeys=removed,
         passkeys_url=absolute_url("/account/passkeys"),
     )
     session.clear()
