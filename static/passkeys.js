@@ -95,7 +95,13 @@
   function failed(form, result) {
     var error = (result.data && result.data.error) || {};
     if (error.reason === "reauthentication_required") {
-      window.location.assign("/reauthenticate?next=" + encodeURIComponent(window.location.pathname));
+      // The server names the proof page (it knows whether a second factor is needed);
+      // only a path on this site is followed.
+      var proofPage = error.location || "";
+      if (proofPage.indexOf("/reauthenticate?") !== 0) {
+        proofPage = "/reauthenticate?next=" + encodeURIComponent(window.location.pathname);
+      }
+      window.location.assign(proofPage);
       return;
     }
     say(form, error.message || "That did not work. Nothing was changed.");

@@ -220,7 +220,10 @@ def test_with_a_second_factor_enrolled_a_password_cannot_add_a_passkey(
     tess.post("/reauthenticate", data={"password": PASSWORD, "next": "/account/passkeys"})
     refused = tess.post("/account/passkeys/options")
     assert refused.status_code == 401
-    assert refused.get_json()["error"]["reason"] == "reauthentication_required"
+    error = refused.get_json()["error"]
+    assert error["reason"] == "reauthentication_required"
+    # The page's script follows this: the second factor, not a password that would not do.
+    assert error["location"] == "/reauthenticate?next=/account/passkeys&factor=second"
     page = tess.get("/account/passkeys").get_data(as_text=True)
     assert "/reauthenticate?next=/account/passkeys&amp;factor=second" in page
     assert 'data-passkey="register"' not in page

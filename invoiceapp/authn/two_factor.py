@@ -266,9 +266,13 @@ def passkeys_page() -> ResponseReturnValue:
     )
 
 
-def _reauthenticate_first() -> ResponseReturnValue:
-    """For the JSON ceremony: the script sends the browser to /reauthenticate itself."""
-    return json_error(401, "Confirm it's you first.", "reauthentication_required")
+def _reauthenticate_first(user: User) -> ResponseReturnValue:
+    """For the JSON ceremony: the script sends the browser to the proof page named here
+    (with ``factor=second`` when the password alone will not do)."""
+    proof_page = ReauthenticationRequired(PASSKEYS, second_factor=_wants_second(user)).location
+    return json_error(
+        401, "Confirm it's you first.", "reauthentication_required", location=proof_page
+    )
 
 
 @bp.post(PASSKEYS + "/options")
@@ -279,7 +283,7 @@ def passkey_registration_options() -> ResponseReturnValue:
     try:
         authorize("account.second_factor.change", user)
     except ReauthenticationRequired:
-        return _reauthenticate_first()
+        return _reauthenticate_first(user)
     options = passkeys.registration_options(get_db(), user)
     get_db().commit()
     return json_response(options)
@@ -293,7 +297,7 @@ def add_passkey() -> ResponseReturnValue:
     try:
         authorize("account.second_factor.change", user)
     except ReauthenticationRequired:
-        return _reauthenticate_first()
+        return _reauthenticate_first(user)
     try:
         passkey = passkeys.register(
             db, user, request.form.get("credential", ""), request.form.get("name")
@@ -308,7 +312,11 @@ def add_passkey() -> ResponseReturnValue:
         user,
         "A passkey was added to your InvoiceApp account",
         "second_factor_changed",
-        change=f"A passkey named “{passkey.name}” was added: it can sign in to your account.",
+        # The name is whatever the adder typed: quoted, shortened, after the facts.
+        change=(
+            f"A passkey was added to your account at {passkey.created_at:%Y-%m-%d %H:%M} UTC."
+            f" It can sign in to your account. The name it was given: “{passkey.name[:40]}”."
+        ),
     )
     flash("Passkey added. You can sign in with it from now on.", "success")
     return json_response({"redirect": PASSKEYS})

@@ -377,12 +377,14 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(text, status=status, mimetype="application/json")
 
 
-def json_error(status: int, message: str, reason: str | None = None) -> Response:
-    """The API's error shape (CONTRACT §6), for the few JSON endpoints pages use."""
+def json_error(status: int, message: str, reason: str | None = None, **extra: str) -> Response:
+    """The API's error shape (CONTRACT §6), for the few JSON endpoints pages use; ``extra``
+    adds keys for the page's script (where to send the browser)."""
     codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found"}
     error: dict[str, str] = {"code": codes.get(status, "bad_request"), "message": message}
     if reason:
         error["reason"] = reason
+    error.update(extra)
     response = json_response({"error": error}, status)
     if status == 401:
         response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
