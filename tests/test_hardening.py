@@ -367,6 +367,9 @@ def test_wrong_reauthentication_passwords_are_limited_per_account_across_session
     limited = _reauthenticate(second, "guess four")
     assert limited.status_code == 429
     assert "Retry-After" in limited.headers
+    # One budget for every way of proving it: the code form is refused as well.
+    code_form = second.post("/reauthenticate/code", data={"password": "guess", "code": "000000"})
+    assert code_form.status_code == 429
     # Another account is not affected.
     ada = signed_in_client(app, "ada@acme.test")
     assert _reauthenticate(ada, "correct-horse-battery-staple").status_code == 303

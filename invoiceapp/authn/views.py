@@ -513,12 +513,20 @@ def _reauthenticating_account() -> str:
     return f"reauth-account:{flask_login.current_user.get_id()}"
 
 
+# One budget of wrong proofs per account for the password, code and passkey forms alike:
+# three routes must not mean three times the guesses.
+reauth_account_limit = limiter.shared_limit(
+    _reauth_account_limit,
+    scope="reauthenticate",
+    key_func=_reauthenticating_account,
+    deduct_when=_wrong_password,
+)
+
+
 @bp.post("/reauthenticate")
 @login_required
 @limiter.limit(_sign_in_limit)
-@limiter.limit(
-    _reauth_account_limit, key_func=_reauthenticating_account, deduct_when=_wrong_password
-)
+@reauth_account_limit
 def reauthenticate() -> ResponseReturnValue:
     """Fresh proof of identity: authorization asked for it, authentication supplies it.
 
@@ -570,9 +578,7 @@ def _reauthenticated(proof: str, next_path: str | None) -> Response:
 @bp.post("/reauthenticate/code")
 @login_required
 @limiter.limit(_sign_in_limit)
-@limiter.limit(
-    _reauth_account_limit, key_func=_reauthenticating_account, deduct_when=_wrong_password
-)
+@reauth_account_limit
 def reauthenticate_with_code() -> ResponseReturnValue:
     """Step-up with the password and something you have: an authenticator code (or a
     recovery code). The password is checked first, so a wrong one never uses up a code."""
@@ -608,9 +614,7 @@ def reauthenticate_passkey_options() -> ResponseReturnValue:
 @bp.post("/reauthenticate/passkey")
 @login_required
 @limiter.limit(_sign_in_limit)
-@limiter.limit(
-    _reauth_account_limit, key_func=_reauthenticating_account, deduct_when=_wrong_password
-)
+@reauth_account_limit
 def reauthenticate_with_passkey() -> ResponseReturnValue:
     principal = require_principal()
     db = get_db()
