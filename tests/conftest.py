@@ -6,8 +6,10 @@ test starts from the same state and none can see another's changes.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 import seed as seed_module
 from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
+from support import postgres_schema
 
 TEST_CONFIG: dict[str, Any] = {
     "TESTING": True,
@@ -41,6 +44,27 @@ def make_test_app(database_file: Path, **overrides: Any) -> Flask:
     return create_app({**settings, **overrides})
 
 
+POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
+
+
+@contextmanager
+def app_on_postgres(*, seeded: bool = True, **overrides: Any) -> Iterator[Flask]:
+    """The app on a throwaway PostgreSQL schema that the migrations built, as a deployment's
+    is; seeded unless ``seeded=False``. Skips the test without INVOICEAPP_TEST_POSTGRES_URL."""
+    if not POSTGRES_URL:
+        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
+    with postgres_schema(POSTGRES_URL) as url:
+        seed_module.migrate(url)
+        app = create_app({**TEST_CONFIG, **overrides, "DATABASE_URL": url})
+        try:
+            if seeded:
+                with app.app_context():
+                    seed_module.seed(get_db())
+            yield app
+        finally:
+            app.extensions["db_engine"].dispose()
+
+
 @pytest.fixture(scope="session")
 def seeded_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "seeded.sqlite3"
@@ -59,6 +83,18 @@ def database_file(seeded_database: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "test.sqlite3"
     shutil.copyfile(seeded_database, copy)
     return copy
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def live_app(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
+    """The seeded app on SQLite, then on PostgreSQL: for races that each engine decides."""
+    if request.param == "postgresql":
+        with app_on_postgres() as app:
+            yield app
+        return
+    app = make_test_app(database_file)
+    yield app
+    app.extensions["db_engine"].dispose()
 
 
 @pytest.fixture()

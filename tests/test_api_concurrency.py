@@ -6,58 +6,12 @@ change is the one stored: no lost update, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
-import os
-import threading
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 import requests
 from flask import Flask
 from test_api import bearer, make_token
 
-import seed
-from conftest import TEST_CONFIG, make_test_app
-from invoiceapp import create_app
-from invoiceapp.db import get_db
-from support import invoice, live_server, postgres_schema
-
-POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def live_app(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
-    if request.param == "sqlite":
-        app = make_test_app(database_file)
-        yield app
-        app.extensions["db_engine"].dispose()
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
-    with postgres_schema(POSTGRES_URL) as url:
-        seed.migrate(url)
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
-        with app.app_context():
-            seed.seed(get_db())
-        yield app
-        app.extensions["db_engine"].dispose()
-
-
-def _at_once(calls: list[Any]) -> list[Any]:
-    start = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        start.wait()
-        results[index] = calls[index]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+from support import all_at_once, invoice, live_server
 
 
 @pytest.mark.parametrize("writers", [2, 8])
@@ -78,7 +32,7 @@ def test_patches_with_the_same_etag_at_once_one_wins_the_rest_get_412(
                 timeout=30,
             )
 
-        results = _at_once([lambda n=n: patch(n) for n in range(writers)])
+        results = all_at_once([lambda n=n: patch(n) for n in range(writers)])
     statuses = sorted(response.status_code for response in results)
     assert statuses == [200] + [412] * (writers - 1), [r.text for r in results]
     (winner,) = [r.json() for r in results if r.status_code == 200]

@@ -8,7 +8,6 @@ form posted twice at once still makes one invoice.
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import urllib.error
@@ -21,14 +20,10 @@ import pytest
 from flask import Flask
 from sqlalchemy import select
 
-import seed
-from conftest import TEST_CONFIG, make_test_app
-from invoiceapp import create_app
-from invoiceapp.db import get_db
+from conftest import app_on_postgres, make_test_app
 from invoiceapp.models import Invoice, Organization
-from support import PASSWORD, VALID_INVOICE_FORM, live_server, postgres_schema
+from support import PASSWORD, VALID_INVOICE_FORM, live_server
 
-POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 PARALLEL = 40
 
 
@@ -40,15 +35,8 @@ def app(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
         yield app
         app.extensions["db_engine"].dispose()
         return
-    if not POSTGRES_URL:
-        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
-    with postgres_schema(POSTGRES_URL) as url:
-        seed.migrate(url)
-        app = create_app({**TEST_CONFIG, **overrides, "DATABASE_URL": url})
-        with app.app_context():
-            seed.seed(get_db())
+    with app_on_postgres(**overrides) as app:
         yield app
-        app.extensions["db_engine"].dispose()
 
 
 class Browser:

@@ -9,12 +9,7 @@ deletes and API PATCHes alike.
 from __future__ import annotations
 
 import html as html_lib
-import os
 import re
-import threading
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -23,20 +18,15 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 from test_api import bearer, make_token
 
-import seed
-from conftest import TEST_CONFIG, make_test_app
-from invoiceapp import create_app
-from invoiceapp.db import get_db
 from support import (
     PASSWORD,
     VALID_INVOICE_FORM,
+    all_at_once,
     invoice,
     live_server,
-    postgres_schema,
     signed_in_client,
 )
 
-POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 EDIT = {k: v for k, v in VALID_INVOICE_FORM.items() if k != "status"}
 
 
@@ -168,40 +158,6 @@ def test_a_deleted_invoice_is_404_not_a_conflict(app: Flask, db: Session) -> Non
 
 
 # --- Both at once, over real HTTP --------------------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def live_app(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
-    if request.param == "sqlite":
-        app = make_test_app(database_file)
-        yield app
-        app.extensions["db_engine"].dispose()
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
-    with postgres_schema(POSTGRES_URL) as url:
-        seed.migrate(url)
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
-        with app.app_context():
-            seed.seed(get_db())
-        yield app
-        app.extensions["db_engine"].dispose()
-
-
-def all_at_once(calls: list[Any]) -> list[Any]:
-    start = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int) -> None:
-        start.wait()
-        results[index] = calls[index]()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 def test_two_saves_of_the_same_version_at_once_one_wins_one_conflicts(live_app: Flask) -> None:

@@ -25,8 +25,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 import seed
-from conftest import TEST_CONFIG, make_test_app
-from invoiceapp import create_app
+from conftest import app_on_postgres, make_test_app
 from invoiceapp.db import Base, get_db
 from invoiceapp.invoicing import change_status
 from invoiceapp.models import AuditEvent, Invoice, Organization
@@ -37,7 +36,6 @@ from support import (
     VALID_INVOICE_FORM,
     csrf_token_from,
     invoice,
-    postgres_schema,
     signed_in_client,
     user,
 )
@@ -62,14 +60,8 @@ SEND_WARNING = "After sending, only an owner or admin can edit it."
 
 @pytest.fixture(scope="module")
 def postgres_app() -> Iterator[Flask]:
-    assert POSTGRES_URL
-    with postgres_schema(POSTGRES_URL) as database_url:
-        seed.migrate(database_url)
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
-        try:
-            yield app
-        finally:
-            app.extensions["db_engine"].dispose()
+    with app_on_postgres(seeded=False) as app:
+        yield app
 
 
 @pytest.fixture(

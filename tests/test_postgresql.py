@@ -27,8 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 import seed
-from conftest import TEST_CONFIG
-from invoiceapp import create_app
+from conftest import app_on_postgres
 from invoiceapp.db import Base, get_db, utcnow
 from invoiceapp.models import MAX_AMOUNT_MINOR, Invoice, Organization, UserSession
 from support import (
@@ -36,7 +35,6 @@ from support import (
     PASSWORD,
     VALID_INVOICE_FORM,
     invoice,
-    postgres_schema,
     sign_in,
     signed_in_client,
     user,
@@ -57,14 +55,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def postgres_app() -> Iterator[Flask]:
     """The app on a fresh schema that `alembic upgrade head` built; dropped afterwards."""
-    assert POSTGRES_URL
-    with postgres_schema(POSTGRES_URL) as database_url:
-        seed.migrate(database_url)
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
-        try:
-            yield app
-        finally:
-            app.extensions["db_engine"].dispose()
+    with app_on_postgres(seeded=False) as app:
+        yield app
 
 
 @pytest.fixture()

@@ -11,7 +11,6 @@ Timing belongs to bench/pages.py, never here.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +23,13 @@ from sqlalchemy import event, func, insert, literal_column, select, text, update
 from sqlalchemy.orm import Session
 
 import seed
-from conftest import TEST_CONFIG
-from invoiceapp import create_app, models
-from invoiceapp.db import get_db, utcnow
+from conftest import app_on_postgres
+from invoiceapp import models
+from invoiceapp.db import utcnow
 from invoiceapp.models import AuditCount, AuditEvent, Invoice, InvoiceCount, Organization
-from support import NEW_INVOICE_LOCATION, VALID_INVOICE_FORM, postgres_schema, signed_in_client
+from support import NEW_INVOICE_LOCATION, VALID_INVOICE_FORM, signed_in_client
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 NEW_INVOICE = {k: v for k, v in VALID_INVOICE_FORM.items() if k != "status"}
 
 
@@ -41,17 +39,8 @@ def any_app(request: pytest.FixtureRequest) -> Iterator[Flask]:
     if request.param == "sqlite":
         yield request.getfixturevalue("app")
         return
-    if not POSTGRES_URL:
-        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
-    with postgres_schema(POSTGRES_URL) as url:
-        seed.migrate(url)
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
-        with app.app_context():
-            seed.seed(get_db())
-        try:
-            yield app
-        finally:
-            app.extensions["db_engine"].dispose()
+    with app_on_postgres() as app:
+        yield app
 
 
 @pytest.fixture()
