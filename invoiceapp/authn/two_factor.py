@@ -39,6 +39,9 @@ from .views import CodeForm, json_error, json_response, passkeys_work_here
 
 bp = Blueprint("two_factor", __name__)
 
+# The policy action for changing the second factors themselves (see the docstring above).
+CHANGE = "account.second_factor.change"
+
 # Configuration this feature adds (README, "Configuration"). Environment variables and
 # create_app() overrides win: these only fill what is unset.
 DEFAULTS: dict[str, Any] = {
@@ -81,9 +84,19 @@ def _authorize_for(action: str, user: User, page: str) -> None:
         raise ReauthenticationRequired(page, second_factor=second) from None
 
 
-def _wants_second(user: User, action: str = "account.second_factor.change") -> bool:
+def _wants_second(user: User, action: str) -> bool:
     """Whether fresh proof for ``action`` will have to include the second factor."""
     return can_in_template(action, user).requires_second_factor and has_second_factor(user)
+
+
+def _proof_page(action: str, user: User, page: str) -> str | None:
+    """None when this session may do ``action`` now; else the page that takes the proof it
+    needs, for a link or a script to go to instead of a request that would be refused."""
+    try:
+        _authorize_for(action, user, page)
+    except ReauthenticationRequired as needed:
+        return needed.location
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -145,7 +158,7 @@ def confirm_enrolment() -> ResponseReturnValue:
     """Enrolment completes only when a code proves the app really holds the secret."""
     db = get_db()
     user = require_principal().user
-    _authorize_for("account.second_factor.change", user, PAGE)
+    _authorize_for(CHANGE, user, PAGE)
     if user.totp_enabled_at is not None:
         flash("Two-factor sign-in is already on.", "info")
         return redirect(PAGE, code=303)
@@ -186,7 +199,7 @@ def restart_enrolment() -> ResponseReturnValue:
 def regenerate_recovery_codes() -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
-    _authorize_for("account.second_factor.change", user, PAGE)
+    _authorize_for(CHANGE, user, PAGE)
     if user.totp_enabled_at is None:
         return redirect(PAGE, code=303)
     codes = recovery_codes.replace_codes(db, user)
@@ -249,27 +262,18 @@ def passkeys_page() -> ResponseReturnValue:
     """Listing needs only a session; adding and removing need fresh proof (with the
     second factor once one is enrolled): the page links to the proof it will need."""
     principal = require_principal()
-    try:
-        authorize("account.second_factor.change", principal.user)
-        proof_needed_at = None
-    except ReauthenticationRequired as needed:
-        proof_needed_at = ReauthenticationRequired(
-            PASSKEYS, second_factor=needed.second_factor or _wants_second(principal.user)
-        ).location
     return render_template(
         "account/passkeys.html",
         passkeys=passkeys.passkeys_of(get_db(), principal.user),
-        proof_needed_at=proof_needed_at,
+        proof_needed_at=_proof_page(CHANGE, principal.user, PASSKEYS),
         passkeys_here=passkeys_work_here(),
         passkey_origin=current_app.config["WEBAUTHN_ORIGIN"],
         button=EmptyForm(formdata=None),
     )
 
 
-def _reauthenticate_first(user: User) -> ResponseReturnValue:
-    """For the JSON ceremony: the script sends the browser to the proof page named here
-    (with ``factor=second`` when the password alone will not do)."""
-    proof_page = ReauthenticationRequired(PASSKEYS, second_factor=_wants_second(user)).location
+def _reauthenticate_first(proof_page: str) -> ResponseReturnValue:
+    """For the JSON ceremony: the script sends the browser to ``proof_page``."""
     return json_error(
         401, "Confirm it's you first.", "reauthentication_required", location=proof_page
     )
@@ -280,10 +284,8 @@ def _reauthenticate_first(user: User) -> ResponseReturnValue:
 @limiter.limit(lambda: current_app.config["PASSKEY_OPTIONS_RATE_LIMIT"])
 def passkey_registration_options() -> ResponseReturnValue:
     user = require_principal().user
-    try:
-        authorize("account.second_factor.change", user)
-    except ReauthenticationRequired:
-        return _reauthenticate_first(user)
+    if proof_page := _proof_page(CHANGE, user, PASSKEYS):
+        return _reauthenticate_first(proof_page)
     options = passkeys.registration_options(get_db(), user)
     get_db().commit()
     return json_response(options)
@@ -294,10 +296,8 @@ def passkey_registration_options() -> ResponseReturnValue:
 def add_passkey() -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
-    try:
-        authorize("account.second_factor.change", user)
-    except ReauthenticationRequired:
-        return _reauthenticate_first(user)
+    if proof_page := _proof_page(CHANGE, user, PASSKEYS):
+        return _reauthenticate_first(proof_page)
     try:
         passkey = passkeys.register(
             db, user, request.form.get("credential", ""), request.form.get("name")
@@ -327,7 +327,7 @@ def add_passkey() -> ResponseReturnValue:
 def remove_passkey(public_id: str) -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
-    _authorize_for("account.second_factor.change", user, PASSKEYS)
+    _authorize_for(CHANGE, user, PASSKEYS)
     removed = db.execute(
         delete(Passkey)
         .where(Passkey.user_id == user.id, Passkey.public_id == public_id[:32])
