@@ -26,8 +26,9 @@ serve: install
 	$(BIN)/alembic upgrade head
 	$(BIN)/gunicorn --no-control-socket -c gunicorn.conf.py "invoiceapp:create_app()"
 
+# Every core runs tests (pytest-xdist); each test has its own database copy, ports and schema.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto
 
 # Measurements, not tests: each prints what it measured in one run, and its exit code
 # says whether its goals were met; all run, and make fails if any missed. Set
