@@ -21,9 +21,10 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from test_passkeys import SoftAuthenticator, add_passkey, options, passkey_sign_in, proofs
+from test_teaching import real_status, traces_of
 from test_two_factor import TESS, code, enrol, signed_in_tess
 
-from conftest import Clock
+from conftest import Clock, make_test_app
 from invoiceapp.authz.policy import POLICY, Rule
 from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import AccountToken, Organization, Passkey, TokenPurpose
@@ -161,6 +162,24 @@ def test_the_policy_table_and_its_printouts_name_the_email_change(app: Flask) ->
     assert "account.second_factor.remove_recent" in printed
     capabilities = signed_in_client(app, LINUS).get("/orgs/acme").get_data(as_text=True)
     assert "account.email.change" in capabilities
+
+
+def test_the_trace_on_the_account_page_predicts_the_email_change(
+    database_file: Path,
+) -> None:
+    """Demo mode: the account page's trace asks the same table, and the request agrees."""
+    demo = make_test_app(database_file, DEMO_MODE=True)
+    device = SoftAuthenticator(demo.config["WEBAUTHN_RP_ID"], demo.config["WEBAUTHN_ORIGIN"])
+    add_passkey(signed_in_client(demo, LINUS), device)
+    by_password = signed_in_client(demo, LINUS)
+    traces = traces_of(by_password.get("/account").get_data(as_text=True))
+    assert traces["account.email.change"] == "re-authenticate"
+    assert real_status(by_password.get("/account/email")) == "re-authenticate"
+    step_up_with_passkey(by_password, device, "/account")
+    traces = traces_of(by_password.get("/account").get_data(as_text=True))
+    assert traces["account.email.change"] == "200"
+    assert real_status(by_password.get("/account/email")) == "200"
+    demo.extensions["db_engine"].dispose()
 
 
 # --- Item 2: a factor planted with a stolen password ----------------------------------------
