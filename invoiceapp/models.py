@@ -106,6 +106,9 @@ class User(UserMixin, Base):
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # The last time step a code was accepted for: a code works once only.
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # The proof of the session that turned TOTP on ("password", "passkey", ...); None for
+    # factors older than this record (see invoiceapp.authn.second_factor).
+    totp_added_with: Mapped[str | None] = mapped_column(String(32), default=None)
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -602,6 +605,8 @@ class Passkey(Base):
     transports: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # The proof of the session that added it, as for User.totp_added_with.
+    added_with: Mapped[str | None] = mapped_column(String(32), default=None)
 
 
 class WebAuthnChallenge(Base):

@@ -42,7 +42,7 @@ ALLOWED, REAUTH, DENIED = "allowed", "reauth", "denied"
 
 # CONTRACT section 7, row by row, plus the three organization pages of section 5 that
 # have no row there (org.read, member.read, org.leave). account.password.change is about
-# a user, not an organization, and has tests of its own.
+# a user, not an organization: the account rows are checked at the end of this file.
 INVOICE_ACTIONS = (
     "invoice.read",
     "invoice.update",
@@ -282,3 +282,32 @@ def test_nobody_signed_in_is_refused_everything(app_context: None) -> None:
         decision = can(None, case.action, resource, **context)
         assert not decision.allowed
         assert decision.missing == "a signed-in user"
+
+
+# --- The account rows: about a user, not an organization --------------------------------------
+
+# Each account action, and whether its fresh proof must use the second factor (when one is
+# set up). The email address and the password are recovery credentials (issue 15): whoever
+# changes them owns the account, so they ask for the second factor like the factors do.
+ACCOUNT_ACTIONS = {
+    "account.password.change": True,
+    "account.email.change": True,
+    "account.second_factor.change": True,
+    "account.two_factor.disable": True,
+    "account.two_factor.manage": False,
+    "account.tokens.create": False,
+    # A factor added lately by a password-only session: the password removes it.
+    "account.second_factor.remove_recent": False,
+}
+
+
+def test_every_account_row_is_self_service_with_fresh_proof(app_context: None) -> None:
+    assert {action for action in POLICY if action.startswith("account.")} == set(ACCOUNT_ACTIONS)
+    for role, (action, strong) in itertools.product(ROLES, ACCOUNT_ACTIONS.items()):
+        me = principal(role, fake_session("fresh session"))
+        mine = can(me, action, me.user)
+        assert mine.allowed and mine.requires_elevation, action
+        assert mine.requires_second_factor is strong, action
+        someone_else = User(id=SOMEONE_ELSE, email="x@example.test", display_name="X")
+        theirs = can(me, action, someone_else)
+        assert not theirs.allowed and theirs.missing, action

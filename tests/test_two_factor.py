@@ -384,8 +384,9 @@ def signed_in_tess(app: Flask, clock: Clock) -> FlaskClient:
 def test_step_up_with_a_totp_code(app: Flask, db: Session, clock: Clock) -> None:
     client = signed_in_tess(app, clock)
     clock.advance(minutes=11)
+    # A password change wants the second factor (account.password.change): asked up front.
     assert client.get("/account/password").headers["Location"] == (
-        "/reauthenticate?next=/account/password"
+        "/reauthenticate?next=/account/password&factor=second"
     )
     page = client.get("/reauthenticate?next=/account/password").get_data(as_text=True)
     assert 'action="/reauthenticate/code"' in page and 'name="password"' in page

@@ -11,6 +11,10 @@ the resource. The policy still decides, and asks for fresh proof first:
 - ``account.two_factor.disable`` (self, elevated *with the second factor*): turning
   TOTP off needs a fresh code or passkey, so a stolen session plus a phished password
   cannot remove the factor that was meant to stop exactly that.
+- ``account.second_factor.remove_recent`` (self, elevated): the exception. A factor added
+  in the last few days by a session proven with a password only may be a thief's,
+  planted with a stolen password; its owner removes it with the password, since they do
+  not hold it (see second_factor.py). Every factor records the proof that added it.
 
 The sign-in side (the second step, passkey sign-in, step-up) is in views.py.
 """
@@ -22,7 +26,7 @@ from typing import Any
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request
 from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 
 from ..authz.enforce import ReauthenticationRequired, authorize, can_in_template
 from ..db import get_db, utcnow
@@ -34,13 +38,19 @@ from . import passkeys, recovery_codes, totp
 from .events import EventKind, record_event
 from .forms import EmptyForm
 from .gate import login_required
-from .second_factor import has_second_factor
+from .second_factor import (
+    DEFAULT_REMOVABLE_DAYS,
+    has_second_factor,
+    passkey_removable_with_password,
+    totp_removable_with_password,
+)
 from .views import CodeForm, json_error, json_response, passkeys_work_here
 
 bp = Blueprint("two_factor", __name__)
 
 # The policy action for changing the second factors themselves (see the docstring above).
 CHANGE = "account.second_factor.change"
+REMOVE_RECENT = "account.second_factor.remove_recent"
 
 # Configuration this feature adds (README, "Configuration"). Environment variables and
 # create_app() overrides win: these only fill what is unset.
@@ -61,6 +71,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBAUTHN_CHALLENGE_SECONDS": 300,
     # Challenges are database rows: anonymous clients may not ask for unlimited ones.
     "PASSKEY_OPTIONS_RATE_LIMIT": "30 per minute",
+    # A factor added by a session without a second factor stays removable with the
+    # password alone for this long (invoiceapp.authn.second_factor).
+    "FACTOR_REMOVABLE_WITH_PASSWORD_DAYS": DEFAULT_REMOVABLE_DAYS,
 }
 
 
@@ -148,6 +161,7 @@ def _render_manage(user: User) -> str:
         "account/two_factor.html",
         user=user,
         remaining=recovery_codes.remaining(get_db(), user),
+        removable_until=totp_removable_with_password(user),
         button=EmptyForm(formdata=None),
     )
 
@@ -174,6 +188,9 @@ def confirm_enrolment() -> ResponseReturnValue:
         )
         return _render_setup(user, secret, form), 422
     user.totp_enabled_at = utcnow()
+    # How this session was proven: a password-only session's factor is removable with
+    # the password for a few days (it may be a thief's).
+    user.totp_added_with = require_principal().proof
     codes = recovery_codes.replace_codes(db, user)
     record_event(db, user.id, EventKind.TWO_FACTOR_ENABLED)
     db.commit()
@@ -217,12 +234,14 @@ def regenerate_recovery_codes() -> ResponseReturnValue:
 @bp.post(PAGE + "/disable")
 @login_required
 def disable() -> ResponseReturnValue:
-    """Needs fresh proof *with the second factor* (account.two_factor.disable)."""
+    """Needs fresh proof *with the second factor* (account.two_factor.disable), unless the
+    app was set up lately by a password-only session: then the password will do."""
     db = get_db()
     user = require_principal().user
-    _authorize_for("account.two_factor.disable", user, PAGE)
     if user.totp_enabled_at is None:
         return redirect(PAGE, code=303)
+    recent = totp_removable_with_password(user) is not None
+    _authorize_for(REMOVE_RECENT if recent else "account.two_factor.disable", user, PAGE)
     totp.disable(user)
     recovery_codes.remove_codes(db, user)
     record_event(db, user.id, EventKind.TWO_FACTOR_DISABLED)
@@ -265,6 +284,7 @@ def passkeys_page() -> ResponseReturnValue:
     return render_template(
         "account/passkeys.html",
         passkeys=passkeys.passkeys_of(get_db(), principal.user),
+        removable_until=passkey_removable_with_password,
         proof_needed_at=_proof_page(CHANGE, principal.user, PASSKEYS),
         passkeys_here=passkeys_work_here(),
         passkey_origin=current_app.config["WEBAUTHN_ORIGIN"],
@@ -306,6 +326,7 @@ def add_passkey() -> ResponseReturnValue:
         db.commit()  # the challenge stays used
         current_app.logger.info("passkey registration refused: %s", rejected)
         return json_error(400, "That passkey could not be added. Nothing was saved.")
+    passkey.added_with = require_principal().proof  # see totp_added_with
     record_event(db, user.id, EventKind.PASSKEY_ADDED, passkey.name)
     db.commit()
     _notify(
@@ -327,14 +348,19 @@ def add_passkey() -> ResponseReturnValue:
 def remove_passkey(public_id: str) -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
-    _authorize_for(CHANGE, user, PASSKEYS)
+    # Scope first: another account's passkey looks exactly like one that never existed.
+    passkey = db.scalar(
+        select(Passkey).where(Passkey.user_id == user.id, Passkey.public_id == public_id[:32])
+    )
+    if passkey is None:
+        abort(404)
+    recent = passkey_removable_with_password(passkey) is not None
+    _authorize_for(REMOVE_RECENT if recent else CHANGE, user, PASSKEYS)
     removed = db.execute(
-        delete(Passkey)
-        .where(Passkey.user_id == user.id, Passkey.public_id == public_id[:32])
-        .execution_options(synchronize_session=False)
+        delete(Passkey).where(Passkey.id == passkey.id).execution_options(synchronize_session=False)
     )
     if removed.rowcount != 1:
-        abort(404)  # another account's passkey looks exactly like one that never existed
+        abort(404)  # removed by another request meanwhile
     record_event(db, user.id, EventKind.PASSKEY_REMOVED)
     db.commit()
     _notify(

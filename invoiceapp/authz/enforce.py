@@ -86,11 +86,18 @@ def authorize(action: str, resource: object, **context: Any) -> Decision:
         raise PermissionDenied(decision)
     if decision.requires_elevation:
         principal = current_principal()
-        if principal is None or not is_fresh(principal.session):
+        if principal is None:  # pragma: no cover - can() refuses nobody signed in
             raise ReauthenticationRequired(request.path)
-        if decision.requires_second_factor and not principal.two_factor_proven:
-            if has_second_factor(principal.user):
-                raise ReauthenticationRequired(request.path, second_factor=True)
+        fresh = is_fresh(principal.session)
+        # The fresh proof must include the second factor, when there is one. Asked for up
+        # front, so that a password is not taken first only to ask again.
+        needs_second = (
+            decision.requires_second_factor
+            and not (fresh and principal.two_factor_proven)
+            and has_second_factor(principal.user)
+        )
+        if needs_second or not fresh:
+            raise ReauthenticationRequired(request.path, second_factor=needs_second)
     return decision
 
 

@@ -65,8 +65,13 @@ POLICY: dict[str, dict[str, Rule]] = {
     "org.billing.update":       {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
     "org.transfer_ownership":   {OWNER: R.ELEVATED_STRONG, ADMIN: R.NO, MEMBER: R.NO},
     "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
-    "account.password.change":  {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
-                                 MEMBER: R.SELF_ELEVATED},
+    # The password and the email address are recovery credentials: whoever changes them
+    # owns the account. With a second factor enrolled, a stolen session (or a password
+    # sign-in) plus the password must not be enough, so both ask for the second factor.
+    "account.password.change":  {OWNER: R.SELF_ELEVATED_STRONG, ADMIN: R.SELF_ELEVATED_STRONG,
+                                 MEMBER: R.SELF_ELEVATED_STRONG},
+    "account.email.change":     {OWNER: R.SELF_ELEVATED_STRONG, ADMIN: R.SELF_ELEVATED_STRONG,
+                                 MEMBER: R.SELF_ELEVATED_STRONG},
     "account.two_factor.manage": {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
                                   MEMBER: R.SELF_ELEVATED},
     # A token is a new credential that outlives sessions: made only with fresh proof.
@@ -81,6 +86,11 @@ POLICY: dict[str, dict[str, Rule]] = {
     "account.two_factor.disable": {OWNER: R.SELF_ELEVATED_STRONG,
                                    ADMIN: R.SELF_ELEVATED_STRONG,
                                    MEMBER: R.SELF_ELEVATED_STRONG},
+    # Removing a factor added in the last few days by a session proven with a password only
+    # (invoiceapp.authn.second_factor): it may be a thief's, planted with a stolen password,
+    # so its owner may remove it with the password instead of a factor they do not hold.
+    "account.second_factor.remove_recent": {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
+                                            MEMBER: R.SELF_ELEVATED},
 }  # fmt: skip
 
 # What a personal access token with the "read" scope may do. Everything else needs

@@ -27,6 +27,7 @@ from ..authn.gate import login_required
 from ..authn.password_policy import StrongPassword
 from ..authn.passwords import MAX_PASSWORD_LENGTH, verify_password
 from ..authn.redirects import safe_next
+from ..authn.second_factor import factors_removable_with_password
 from ..authn.sessions import (
     _lifetimes,  # the one definition of "expired", shared with the cookie lookup
     end_session,
@@ -140,7 +141,11 @@ def _password_form(user: User) -> ChangePasswordForm:
 
 def _render_password(form: ChangePasswordForm, status: int = 200) -> ResponseReturnValue:
     min_length = current_app.config["PASSWORD_MIN_LENGTH"]
-    return render_template("account/password.html", form=form, min_length=min_length), status
+    recent = factors_removable_with_password(require_principal().user)
+    page = render_template(
+        "account/password.html", form=form, min_length=min_length, recent_factors=recent
+    )
+    return page, status
 
 
 @bp.get("/password")
@@ -193,6 +198,11 @@ def change_password() -> ResponseReturnValue:
         name=user.display_name,
         reset_url=absolute_url("/forgot-password"),
         sessions_url=absolute_url("/account/sessions"),
+        # Factors set up lately without a second factor may be a thief's: the mail names
+        # them, and the password alone can still remove them.
+        recent_factors=factors_removable_with_password(user),
+        two_factor_url=absolute_url("/account/two-factor"),
+        passkeys_url=absolute_url("/account/passkeys"),
     )
     flash("Your password was changed. Every other session was signed out.", "success")
     return redirect("/account", code=303)
@@ -378,9 +388,10 @@ def _request_accepted(response: object) -> bool:
 @bp.get("/email")
 @login_required
 def email_form() -> ResponseReturnValue:
-    # Changing the address decides where password resets go, so it is guarded exactly
-    # like a password change: the account holder, with a fresh password.
-    authorize("account.password.change", require_principal().user)
+    # Changing the address decides where password resets go, so it is guarded like a
+    # password change: the account holder, with fresh proof that includes the second
+    # factor when one is enrolled (account.email.change).
+    authorize("account.email.change", require_principal().user)
     user = require_principal().user
     return render_template("account/email.html", form=_email_form(user), user=user)
 
@@ -389,8 +400,8 @@ def email_form() -> ResponseReturnValue:
 @login_required
 @limiter.limit(_email_change_limit, key_func=_requesting_account, deduct_when=_request_accepted)
 def request_email_change() -> ResponseReturnValue:
-    # Same gate as the password: self, elevated (see email_form).
-    authorize("account.password.change", require_principal().user)
+    # Self, elevated, with the second factor when enrolled (see email_form).
+    authorize("account.email.change", require_principal().user)
     user = require_principal().user
     form = _email_form(user)
     if not form.validate_on_submit():

@@ -331,7 +331,9 @@ def _may_switch_two_factor_rule(organization: Organization, turning_on: bool) ->
         return False
     page = f"/orgs/{organization.slug}"  # after re-authenticating, back to the form (a GET)
     try:
-        authorize("account.password.change", principal.user)  # self, elevated: fresh proof
+        # Self, elevated: fresh proof. (Not account.password.change: that one also wants
+        # the second factor, which switching the rule off does not need.)
+        authorize("account.two_factor.manage", principal.user)
     except ReauthenticationRequired:
         raise ReauthenticationRequired(page, second_factor=turning_on) from None
     if turning_on and not principal.two_factor_proven:
