@@ -18,6 +18,7 @@ from itsdangerous import TimestampSigner
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
+from invoiceapp.mail import latest_mail_to
 from support import PASSWORD, csrf_token_from, invoice
 
 HOUR = 3600
@@ -139,6 +140,32 @@ def test_a_stale_invoice_edit_comes_back_filled_in_and_changes_nothing(
     sent = client.post("/invoices/inv_7/edit", data={**typed, "csrf_token": csrf_token_from(page)})
     assert sent.status_code == 303
     assert invoice(db, "inv_7").customer == "Wayne Enterprises"
+
+
+def test_a_stale_reset_form_keeps_the_link_working_and_the_old_password(
+    csrf_app: Flask, outbox: Path, signed_earlier: Earlier
+) -> None:
+    client = csrf_app.test_client()
+    token = csrf_token_from(client.get("/forgot-password").text)
+    asked = client.post("/forgot-password", data={"email": "ada@acme.test", "csrf_token": token})
+    asked.close()  # the mail leaves once the answer is sent
+    mail = latest_mail_to(outbox, "ada@acme.test")
+    assert mail is not None
+    (link,) = [link for link in mail.links if "/reset-password/" in link]
+    path = link.removeprefix(csrf_app.config["BASE_URL"])
+    with signed_earlier(HOUR):
+        old = csrf_token_from(client.get(path).text)
+    new = "tangerine-lighthouse-quietly-hums"
+    typed = {"new_password": new, "confirm_password": new}
+
+    response = client.post(path, data={**typed, "csrf_token": old})
+
+    assert response.status_code == 400
+    assert new not in response.text
+    assert "This form was open for more than 30 minutes" in response.text
+    assert signed_in(csrf_app).get("/dashboard").status_code == 200  # old password still works
+    done = client.post(path, data={**typed, "csrf_token": csrf_token_from(response.text)})
+    assert done.status_code == 303 and done.headers["Location"] == "/sign-in"
 
 
 def test_someone_elses_expired_token_gets_the_plain_400_and_no_echo(
