@@ -8,6 +8,7 @@ Where things are decided (see also invoiceapp/gates.py):
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,35 @@ def trust_proxies(app: Flask) -> None:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    log_how_https_is_recognised(app, hops)
+
+
+def log_how_https_is_recognised(app: Flask, hops: int) -> None:
+    """Say at start-up which requests count as HTTPS, and so get the CSRF Referer check.
+
+    Over HTTPS, Flask-WTF also wants a same-site Referer on every unsafe request. Behind a
+    TLS-terminating proxy the app sees HTTPS only through X-Forwarded-Proto, which it
+    believes only with TRUSTED_PROXY_HOPS set; with 0 that check is silently skipped.
+    """
+    if app.testing:
+        return
+    if hops > 0:
+        app.logger.info(
+            "TRUSTED_PROXY_HOPS=%d: the scheme and client address come from the nearest "
+            "proxies' X-Forwarded-Proto/-For; forms posted over HTTPS get the CSRF Referer check.",
+            hops,
+        )
+        return
+    # A warning where HTTPS is expected (Secure cookies, no debug or demo): the usual case
+    # is a TLS proxy in front whose X-Forwarded-Proto nobody believes.
+    deployed = app.config["SESSION_COOKIE_SECURE"] and not (app.debug or app.config["DEMO_MODE"])
+    app.logger.log(
+        logging.WARNING if deployed else logging.INFO,
+        "TRUSTED_PROXY_HOPS=0: X-Forwarded-Proto is ignored. Requests count as HTTPS, and get "
+        "the CSRF Referer check, only when they reach this server over TLS itself (gunicorn "
+        "--certfile); behind a TLS-terminating proxy the Referer check is skipped. Set "
+        "FLASK_TRUSTED_PROXY_HOPS to the number of proxies; /readyz shows how a request is seen.",
+    )
 
 
 def limit_chunked_bodies(app: Flask) -> None:

@@ -47,7 +47,8 @@ class Defaults:
 
     # Flask-WTF: the CSRF check is run by invoiceapp.gates, after the authentication gate.
     WTF_CSRF_CHECK_DEFAULT = False
-    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session that holds it
+    # WTF_CSRF_TIME_LIMIT: unset means SESSION_IDLE_SECONDS, so a form lives as long as an
+    # idle session (a stale one comes back filled in: invoiceapp/stale_forms.py).
 
     MAX_CONTENT_LENGTH = 256 * 1024
     INVOICES_PER_PAGE = 25
@@ -112,6 +113,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     if overrides:
         app.config.update(overrides)
 
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", app.config["SESSION_IDLE_SECONDS"])
     app.config.setdefault(
         "DATABASE_URL", f"sqlite:///{Path(app.instance_path) / 'invoiceapp.sqlite3'}"
     )

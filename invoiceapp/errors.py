@@ -24,6 +24,7 @@ from .authn.gate import (
 from .authz.enforce import ReauthenticationRequired
 from .db import is_database_unavailable
 from .extensions import limiter, login_manager
+from .stale_forms import EXPIRED, refilled_form_page, token_lifetime_in_words
 
 API_CODES = {
     400: "bad_request",
@@ -106,6 +107,11 @@ def _api_message(error: HTTPException, status: int) -> str:
         return "There is nothing here, or it is not yours to see."  # the same for both
     if status == 500:
         return "An unexpected error happened on our side. It has been logged."
+    if isinstance(error, CSRFError) and error.description == EXPIRED:
+        return (
+            f"The CSRF token has expired (tokens last {token_lifetime_in_words()}): "
+            "read a fresh one from a page and send it in the X-CSRFToken header."
+        )
     if isinstance(error, CSRFError):
         return "Send the CSRF token in the X-CSRFToken header (a bearer token needs none)."
     return error.description or TITLES.get(status, "")
@@ -195,8 +201,34 @@ def _message_for(error: HTTPException, status: int) -> str:
             "Nothing was changed; please try again in a few seconds."
         )
     if isinstance(error, CSRFError):
-        return "The form had expired or did not come from this site. Reload the page and try again."
+        return _csrf_message(error)
     return error.description or ""
+
+
+def _csrf_message(error: CSRFError) -> str:
+    """Why a page's form was refused, in words that say what to do next."""
+    if error.description == EXPIRED:
+        return (
+            f"This page was open for more than {token_lifetime_in_words()}, so for your "
+            "safety the form was not sent and nothing changed. Go back, reload the page "
+            "and try again."
+        )
+    if error.description == "The referrer header is missing.":
+        return (
+            "Your browser sent this form without saying which page it came from (the "
+            "Referer header), which this site needs over HTTPS to know the form is its own. "
+            "Allow it for this site, reload the page and try again."
+        )
+    return "The form had expired or did not come from this site. Reload the page and try again."
+
+
+def handle_csrf_error(error: CSRFError) -> Response:
+    """A page's stale form comes back filled in (stale_forms.py); anything else is the 400."""
+    if not wants_json():
+        refilled = refilled_form_page(error)
+        if refilled is not None:
+            return refilled
+    return handle_http_error(error)
 
 
 def _seconds_until_retry() -> int:
@@ -247,6 +279,7 @@ def handle_unexpected(error: Exception) -> Response:
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ReauthenticationRequired, handle_reauthentication)
+    app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(SQLAlchemyError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)

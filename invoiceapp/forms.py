@@ -14,6 +14,8 @@ from flask import request
 from flask_wtf import FlaskForm
 from wtforms.validators import ValidationError
 
+from .stale_forms import refilling, typed_values
+
 _SUBMIT_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
@@ -22,6 +24,8 @@ class Form(FlaskForm):
         def wrap_formdata(self, form: Any, formdata: Any) -> Any:
             if formdata is not None and hasattr(formdata, "getlist"):
                 return formdata  # given explicitly (tests, re-rendering)
+            if refilling():
+                return typed_values(form)  # a stale form's page, drawn again (stale_forms.py)
             if formdata is None:
                 return None
             # Flask-WTF's "_Auto": the request's form fields, only when one was submitted.

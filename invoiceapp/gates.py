@@ -10,6 +10,11 @@
 Gates 1 and 2 run here, before any view, followed by one check that is not about
 identity at all: pages take form posts only, so any other body (JSON, text) is a 415.
 
+A CSRF token lasts as long as an idle session (WTF_CSRF_TIME_LIMIT). A page's form that
+was open longer is still a 400 that changes nothing, but it comes back filled in with what
+was typed and a fresh token (invoiceapp/stale_forms.py). Over HTTPS, Flask-WTF also wants
+a same-site Referer; behind a TLS proxy the app sees HTTPS only with TRUSTED_PROXY_HOPS.
+
 Gates 3 to 5 need the resource, so the view runs them at the action boundary, every
 time. Rate limits sit on the sign-in and re-authentication forms, which have no
 resource to scope, and on the whole API (per token and per user, invoiceapp.api);

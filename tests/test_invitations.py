@@ -177,7 +177,7 @@ def test_invitation_end_to_end_new_person_signs_up_verifies_and_accepts(
     assert 'data-testid="invited-role">admin<' in body
     assert "Ada Lovelace" in body
     assert "Accept the invitation" in body
-    assert page.headers["Referrer-Policy"] == "no-referrer"
+    assert page.headers["Referrer-Policy"] == "same-origin"
     assert page.headers["Cache-Control"] == "no-store"
 
     accepted = newcomer.post(path)

@@ -31,7 +31,11 @@ def test_healthz_and_readyz_answer_json_without_a_session(app: Flask) -> None:
     assert health.status_code == 200 and health.get_json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.get_json() == {"status": "ok", "checks": {"database": True}}
+    assert ready.get_json() == {
+        "status": "ok",
+        "checks": {"database": True},
+        "request": {"scheme": "http", "csrf_referer_check": False},  # plain HTTP, CSRF off
+    }
     assert "gunicorn" not in str(ready.headers).lower()
 
 
@@ -46,7 +50,8 @@ def test_readyz_is_503_when_the_database_is_unreachable() -> None:
     )
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "unavailable", "checks": {"database": False}}
+    body = response.get_json()
+    assert (body["status"], body["checks"]) == ("unavailable", {"database": False})
     assert response.headers["Retry-After"]
     assert app.test_client().get("/healthz").status_code == 200  # the process itself is up
 

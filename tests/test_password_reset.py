@@ -236,7 +236,7 @@ def test_reset_link_changes_the_password_once(
     page = form.get_data(as_text=True)
     assert 'name="new_password"' in page and 'name="confirm_password"' in page
     assert form.headers["Cache-Control"] == "no-store"
-    assert form.headers["Referrer-Policy"] == "no-referrer"
+    assert form.headers["Referrer-Policy"] == "same-origin"
 
     response = choose(client, path)
     assert response.status_code == 303

@@ -381,7 +381,7 @@ def test_verify_link_marks_the_email_verified_once(app: Flask, db: Session, outb
     assert response.status_code == 200
     assert "Your email is verified" in response.get_data(as_text=True)
     assert response.headers["Cache-Control"] == "no-store"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     verified_at = user_by_email(db, NEW_EMAIL).email_verified_at
     assert verified_at is not None
     assert events(db, NEW_EMAIL, "email_verified") == 1

@@ -71,9 +71,13 @@ def link_invalid(kind: str) -> ResponseReturnValue:
 
 
 def no_store(response: Response) -> Response:
-    """Pages whose URL holds a live token: no cache keeps them, no Referer carries them."""
+    """Pages whose URL holds a live token: no cache keeps them, no Referer carries them away.
+
+    ``same-origin``, not ``no-referrer``: over HTTPS the CSRF check wants this site's own
+    Referer on the form post, and only this site ever sees it (issue 15, item 7).
+    """
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,12 +23,22 @@ def readyz() -> ResponseReturnValue:
     if current_app.config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://")):
         checks["redis"] = _redis_ok()
     ready = all(checks.values())
-    body = {"status": "ok" if ready else "unavailable", "checks": checks}
+    body = {"status": "ok" if ready else "unavailable", "checks": checks, "request": _as_seen()}
     response = jsonify(body)
     response.status_code = 200 if ready else 503
     if not ready:
         response.headers["Retry-After"] = str(current_app.config["DATABASE_RETRY_AFTER_SECONDS"])
     return response
+
+
+def _as_seen() -> dict[str, object]:
+    """How this request looks to the app: behind a TLS proxy, "http" here means that
+    TRUSTED_PROXY_HOPS is too low and forms are posted without the CSRF Referer check."""
+    config = current_app.config
+    referer_check = (
+        request.is_secure and config["WTF_CSRF_ENABLED"] and config["WTF_CSRF_SSL_STRICT"]
+    )
+    return {"scheme": request.scheme, "csrf_referer_check": referer_check}
 
 
 def _database_ok() -> bool:

@@ -129,7 +129,10 @@ def accept(token: str) -> ResponseReturnValue:
 
 @bp.after_request
 def _token_pages_are_not_kept(response: Response) -> Response:
-    """The URL holds a live token: no cache keeps the page, no Referer carries it away."""
+    """The URL holds a live token: no cache keeps the page, no Referer carries it away.
+
+    Referers go to this site only: over HTTPS the CSRF check needs one on the accept post.
+    """
     response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
