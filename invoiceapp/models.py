@@ -106,6 +106,9 @@ class User(UserMixin, Base):
     totp_enabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
     # The last time step a code was accepted for: a code works once only.
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Wrong second-step codes in a row (invoiceapp.authn.counters): at the limit, codes
+    # are refused until a password reset or a recovery code (NIST SP 800-63B).
+    second_factor_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -619,3 +622,19 @@ class WebAuthnChallenge(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class SecurityCounter(Base):
+    """Failed sign-ins per claimed account, for the growing delay (invoiceapp.authn.counters).
+
+    Keyed by a digest of the rate-limit key, never the address itself; unknown addresses
+    get rows too, so the delay cannot tell which accounts exist.
+    """
+
+    __tablename__ = "security_counters"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # No attempt is checked before this time (the delay); None: no wait.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
