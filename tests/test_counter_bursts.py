@@ -30,7 +30,7 @@ import redis
 from flask import Flask
 from sqlalchemy import func, select, update
 from test_two_instances import REDIS_SERVER, _free_port, _wait_until_up
-from test_two_instances import redis_url as redis_server  # noqa: F401  (a fixture)
+from test_two_instances import redis_url as shared_redis  # noqa: F401  (a fixture)
 
 import seed as seed_module
 from conftest import TEST_CONFIG
@@ -136,6 +136,12 @@ def _rounds(run: Callable[[int], Counter[int]]) -> list[Counter[int]]:
     results = [run(r) for r in range(ROUNDS)]
     print("\n" + "\n".join(f"round {i}: {dict(c)}" for i, c in enumerate(results)))
     return results
+
+
+@pytest.fixture(scope="module")
+def redis_server(shared_redis: str) -> str:  # noqa: F811
+    """One redis-server for this module's servers (test_two_instances starts it)."""
+    return shared_redis
 
 
 @pytest.fixture()
