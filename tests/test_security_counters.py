@@ -222,3 +222,35 @@ def test_a_right_code_starts_the_count_again(app: Flask, db: Session, clock: Clo
     _type_wrong_codes(client, clock, 60)
     assert client.post("/sign-in/two-factor", data={"code": code(clock)}).status_code == 303
     assert user(db, TESS).second_factor_failures == 0
+
+
+# --- Item 16: a limit counts only the attempts that were checked and failed ---------------
+
+
+def test_attempts_refused_by_one_limit_leave_no_trace_in_another(database_file: Path) -> None:
+    """Each attempt takes its place in every failure limit before it is checked; one that
+    another limit refused (429), or that succeeded, gives its places back."""
+    app = make_test_app(
+        database_file,
+        RATELIMIT_ENABLED=True,
+        SIGN_IN_RATE_LIMIT="3 per minute",
+        SIGN_IN_ACCOUNT_RATE_LIMIT="5 per hour",
+    )
+    guesser = app.test_client()
+    assert [_attempt(guesser, ADA, f"guess {n}") for n in range(3)] == [401] * 3
+    # The address is spent: ten more are refused before the password is looked at...
+    assert {_attempt(guesser, ADA, f"more {n}") for n in range(10)} == {429}
+    # ...so the account's shared count stands at three, not thirteen: two more checks.
+    elsewhere = app.test_client()
+    statuses = [_attempt(elsewhere, ADA, f"again {n}", f"198.51.100.{n}") for n in range(3)]
+    assert statuses == [401, 401, 429]
+    app.extensions["db_engine"].dispose()
+
+
+def test_right_passwords_do_not_use_up_the_addresss_budget(database_file: Path) -> None:
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True, SIGN_IN_RATE_LIMIT="2 per minute")
+    for _ in range(5):
+        assert _attempt(app.test_client(), ADA, PASSWORD) == 303
+    client = app.test_client()
+    assert [_attempt(client, ADA, f"guess {n}") for n in range(3)] == [401, 401, 429]
+    app.extensions["db_engine"].dispose()
