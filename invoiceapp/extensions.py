@@ -62,7 +62,9 @@ def outage_safe_key(key: Callable[[], str]) -> Callable[[], str]:
 # the budget, found by a burst against several workers). Here every attempt takes its
 # place first, with the storage's own atomic increment (Redis INCR, or a lock in
 # memory), and gives it back afterwards unless it failed. The check and the count are
-# then one step: the eleventh concurrent guess finds ten places taken.
+# then one step: the eleventh concurrent guess finds ten places taken. The price: attempts
+# still in flight hold their places, so only as many right passwords as the budget can be
+# checked at the very same instant (they give the places back as soon as they succeed).
 _COUNTS_WHEN: dict[str, Callable[[Response], bool]] = {}
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, case, delete, literal, not_, or_, select, update
@@ -208,7 +208,7 @@ def forget_sign_in_failures(db: Session, name: str) -> None:
     )
 
 
-def _insert_if_missing(db: Session, key: str, window_ends_at: object) -> None:
+def _insert_if_missing(db: Session, key: str, window_ends_at: datetime) -> None:
     """Create the row unless a concurrent request did; a new row also sweeps stale ones."""
     dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
     created = db.execute(
