@@ -94,7 +94,7 @@ def register_database(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from .authn.gate import init_authentication
     from .authn.sessions import init_sessions
-    from .extensions import csrf, limiter
+    from .extensions import csrf, limiter, refund_attempts_that_did_not_fail
     from .gates import register_gates
     from .security_headers import init_security_headers
 
@@ -104,6 +104,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     register_gates(app)  # authentication, then CSRF: before any view runs
     limiter.init_app(app)
+    app.after_request(refund_attempts_that_did_not_fail)  # failure-only limits
 
 
 def register_blueprints(app: Flask) -> None:

@@ -66,6 +66,12 @@ class Defaults:
     # guessing from one machine and credential stuffing from many.
     SIGN_IN_RATE_LIMIT = "10 per minute"
     SIGN_IN_ACCOUNT_RATE_LIMIT = "20 per hour"
+    # Before that hard limit, a growing delay (invoiceapp.authn.counters): from the 10th
+    # failure for an account in 15 minutes, each attempt waits 1, 2, 4 … seconds (at most
+    # 60). It slows guessing down and locks nobody out.
+    SIGN_IN_SLOWDOWN_AFTER = 10
+    SIGN_IN_SLOWDOWN_WINDOW_SECONDS = 15 * 60
+    SIGN_IN_SLOWDOWN_MAX_SECONDS = 60
     # How many reverse proxies in front of the app set X-Forwarded-For/-Proto. 0 trusts none.
     TRUSTED_PROXY_HOPS = 0
     # Re-authentication: wrong passwords per account (any session), and how many wrong

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
-from flask import current_app, g
+from flask import Response, current_app, g
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
@@ -50,3 +51,55 @@ def outage_safe_key(key: Callable[[], str]) -> Callable[[], str]:
             return "database-unavailable"
 
     return key_or_outage_bucket
+
+
+# ---------------------------------------------------------------------------
+# Limits that count only failed attempts, atomically
+# ---------------------------------------------------------------------------
+
+# Flask-Limiter's own ``deduct_when`` tests the count before the view and adds to it
+# after: a burst of wrong passwords all pass the test before any is counted (about twice
+# the budget, found by a burst against several workers). Here every attempt takes its
+# place first, with the storage's own atomic increment (Redis INCR, or a lock in
+# memory), and gives it back afterwards unless it failed. The check and the count are
+# then one step: the eleventh concurrent guess finds ten places taken. The price: attempts
+# still in flight hold their places, so only as many right passwords as the budget can be
+# checked at the very same instant (they give the places back as soon as they succeed).
+_COUNTS_WHEN: dict[str, Callable[[Response], bool]] = {}
+
+
+def failures_limit(
+    limit_value: Callable[[], str],
+    *,
+    name: str,
+    failed: Callable[[Response], bool],
+    key_func: Callable[[], str] | None = None,
+    shared: bool = False,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A rate limit on failed attempts only (``failed(response)`` says which), reserved
+    before the view runs so that concurrent attempts cannot outrun it.
+
+    ``name`` becomes the limit's scope (shared by every route when ``shared``).
+    """
+    _COUNTS_WHEN[name] = failed
+    if shared:
+        return limiter.shared_limit(limit_value, scope=name, key_func=key_func)
+    return limiter.limit(limit_value, key_func=key_func, scope=name)
+
+
+def refund_attempts_that_did_not_fail(response: Response) -> Response:
+    """After each request: give back the places of failure limits it did not fail.
+
+    A success, a form error, or a request another limit refused (429) was never a
+    guess that was checked, so it leaves no trace in these counts.
+    """
+    for spent in limiter.current_limits:
+        name = spent.request_args[-1].rsplit(":", 1)[-1]
+        failed = _COUNTS_WHEN.get(name)
+        if failed is None or failed(response):
+            continue
+        try:
+            spent.limiter.storage.incr(spent.key, spent.limit.get_expiry(), amount=-1)
+        except Exception as error:  # the storage is down: the count stays one too high
+            current_app.logger.warning("rate-limit refund failed: %s", type(error).__name__)
+    return response

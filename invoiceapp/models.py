@@ -109,6 +109,9 @@ class User(UserMixin, Base):
     # The proof of the session that turned TOTP on ("password", "passkey", ...); None for
     # factors older than this record (see invoiceapp.authn.second_factor).
     totp_added_with: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Wrong second-step codes in a row (invoiceapp.authn.counters): at the limit, codes
+    # are refused until a password reset or a recovery code (NIST SP 800-63B).
+    second_factor_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -624,3 +627,19 @@ class WebAuthnChallenge(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class SecurityCounter(Base):
+    """Failed sign-ins per claimed account, for the growing delay (invoiceapp.authn.counters).
+
+    Keyed by a digest of the rate-limit key, never the address itself; unknown addresses
+    get rows too, so the delay cannot tell which accounts exist.
+    """
+
+    __tablename__ = "security_counters"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    # No attempt is checked before this time (the delay); None: no wait.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)

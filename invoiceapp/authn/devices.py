@@ -60,3 +60,10 @@ def issue_device_cookie(response: Response, email: str) -> None:
         httponly=True,
         samesite="Lax",
     )
+
+
+def trust_browser_after_reset(response: Response, email: str) -> None:
+    """A completed password reset proves the mailbox, which is more than a password does:
+    the browser that did it becomes a known device for the account. Strangers who used up
+    the shared count of failures cannot then keep the owner out of their own account."""
+    issue_device_cookie(response, email)

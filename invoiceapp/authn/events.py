@@ -34,6 +34,7 @@ class EventKind(enum.StrEnum):
     TWO_FACTOR_ENABLED = "two_factor_enabled"
     TWO_FACTOR_DISABLED = "two_factor_disabled"
     TWO_FACTOR_FAILED = "two_factor_failed"
+    TWO_FACTOR_LOCKED = "two_factor_locked"
     RECOVERY_CODE_USED = "recovery_code_used"
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     PASSKEY_ADDED = "passkey_added"
@@ -61,6 +62,7 @@ DESCRIPTIONS = {
     EventKind.TWO_FACTOR_ENABLED: "Two-factor sign-in turned on (authenticator app)",
     EventKind.TWO_FACTOR_DISABLED: "Two-factor sign-in turned off",
     EventKind.TWO_FACTOR_FAILED: "Wrong two-factor code",
+    EventKind.TWO_FACTOR_LOCKED: "Authenticator codes locked after too many wrong ones",
     EventKind.RECOVERY_CODE_USED: "A recovery code was used",
     EventKind.RECOVERY_CODES_REGENERATED: "New recovery codes made (the old ones stopped working)",
     EventKind.PASSKEY_ADDED: "Passkey added",

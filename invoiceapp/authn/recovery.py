@@ -41,6 +41,8 @@ from ..forms import Form, no_control_characters
 from ..mail import absolute_url, send_mail
 from ..models import AccountToken, TokenPurpose, User
 from .accounts import set_password
+from .counters import clear_code_failures
+from .devices import trust_browser_after_reset
 from .emails import normalise_new_email
 from .events import EventKind, record_event
 from .forms import normalise_email
@@ -261,6 +263,7 @@ def reset_password(token: str) -> ResponseReturnValue:
         db.flush()
     set_password(db, user, form.new_password.data or "", keep=None)
     removed = _remove_passkeys(db, user)
+    clear_code_failures(db, user)  # codes locked by wrong guesses work again
     record_event(db, user.id, EventKind.RESET_USED)
     db.commit()
     send_mail(
@@ -277,4 +280,6 @@ def reset_password(token: str) -> ResponseReturnValue:
         "Sign in with your new password.",
         "success",
     )
-    return redirect("/sign-in", code=303)
+    response = redirect("/sign-in", code=303)
+    trust_browser_after_reset(response, user.email)
+    return response

@@ -63,6 +63,9 @@ DEFAULTS: dict[str, Any] = {
     # Wrong codes per account at the second step (whatever the address); the per-address
     # limit is SIGN_IN_RATE_LIMIT.
     "TWO_FACTOR_ACCOUNT_RATE_LIMIT": "10 per hour",
+    # Wrong codes in a row before the account's authenticator codes stop working, until
+    # a password reset or a recovery code (NIST SP 800-63B allows at most 100).
+    "TWO_FACTOR_MAX_FAILURES": 100,
     # WebAuthn: passkeys belong to a domain name (never an IP address). The demo is
     # served on 127.0.0.1:5000; passkeys work when it is opened as http://localhost:5000.
     "WEBAUTHN_RP_ID": "localhost",

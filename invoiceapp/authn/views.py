@@ -40,12 +40,12 @@ from wtforms import HiddenField, StringField
 from wtforms.validators import DataRequired, Length
 
 from ..db import get_db, utcnow
-from ..extensions import limiter, outage_safe_key
+from ..extensions import failures_limit, limiter, outage_safe_key
 from ..forms import Form
 from ..mail import absolute_url, send_mail
 from ..models import Membership, Organization, Passkey, User
 from ..principal import require_principal
-from . import passkeys, recovery_codes, totp
+from . import counters, passkeys, recovery_codes, totp
 from .devices import issue_device_cookie, trusted_device_for
 from .events import EventKind, record_event
 from .forms import EmptyForm, ReauthenticateForm, SignInForm, current_password, normalise_email
@@ -63,6 +63,10 @@ SIGN_IN_FAILED = "That email and password do not match an account."
 CODE_FAILED = (
     "That code did not work. Type the current code from your authenticator app, "
     "or one of your recovery codes."
+)
+CODES_LOCKED = (
+    "After too many wrong codes, codes from your authenticator app are no longer accepted "
+    "for this account. Use one of your recovery codes, or reset your password by email."
 )
 PASSKEY_FAILED = "That passkey was not accepted here. Try again, or sign in with your password."
 PENDING_KEY = "two_factor_pending"
@@ -105,14 +109,31 @@ def _account_limit() -> str:
 
 @outage_safe_key
 def _claimed_account() -> str:
-    """Failed sign-ins are counted per account and per kind of client (see devices.py)."""
-    email = normalise_email(request.form.get("email"))[:320]
-    device = trusted_device_for(email)
-    return f"account:{email}:" + (f"device:{device}" if device else "untrusted")
+    """Failed sign-ins are counted per account and per kind of client (see devices.py),
+    and per password: guesses at the old password say nothing about a new one, so a
+    reset (or a change) starts the account's count again."""
+    if "claimed_account" not in g:
+        email = normalise_email(request.form.get("email"))[:320]
+        device = trusted_device_for(email)
+        g.claimed_account = f"account:{email}:{_password_generation(email)}:" + (
+            f"device:{device}" if device else "untrusted"
+        )
+    return g.claimed_account
+
+
+def _password_generation(email: str) -> str:
+    """Changes whenever the account's password does ("none" for an unknown address)."""
+    user = get_db().scalar(select(User).where(User.email == email))
+    return _password_fingerprint(user) if user is not None else "none"
 
 
 def _failed(response: Response) -> bool:
     return response.status_code == 401
+
+
+# The limits below count failed attempts only, each taking its place before the view
+# runs (invoiceapp.extensions.failures_limit): a burst cannot outrun them.
+per_address_failures = failures_limit(_sign_in_limit, name="failed-attempts", failed=_failed)
 
 
 # A wrong password at /reauthenticate: the form is fine, the proof is not (422, like any
@@ -168,26 +189,38 @@ def sign_in_form() -> ResponseReturnValue:
 
 @bp.post("/sign-in")
 # Only failures count, per address: a classroom behind one address signs in freely.
-@limiter.limit(_sign_in_limit, deduct_when=_failed)
-@limiter.limit(_account_limit, key_func=_claimed_account, deduct_when=_failed)
+@per_address_failures
+@failures_limit(
+    _account_limit, name="failed-per-account", failed=_failed, key_func=_claimed_account
+)
 def sign_in() -> ResponseReturnValue:
     form = SignInForm()
     if not form.validate_on_submit():
         return _sign_in_page(form), 422
 
+    # Before the hard limit above, a growing delay: slowed down, not locked out.
+    db = get_db()
+    wait = counters.claim_sign_in_attempt(db, _claimed_account())
+    db.commit()
+    if wait:
+        return _slow_down(form, wait)
+
     # Identification: the email names a claimed account, nothing more.
-    user = get_db().scalar(select(User).where(User.email == form.email.data))
+    user = db.scalar(select(User).where(User.email == form.email.data))
     # Authentication: only the password turns the claim into a principal.
     # An unknown email still pays for one hash check (see verify_password).
     if not verify_password(user.password_hash if user else None, form.password.data or ""):
+        # Unknown addresses are counted too: the delay must not tell which exist.
+        counters.record_sign_in_failure(db, _claimed_account())
         if user is not None:
-            record_event(get_db(), user.id, EventKind.SIGN_IN_FAILED)
-            get_db().commit()
+            record_event(db, user.id, EventKind.SIGN_IN_FAILED)
+        db.commit()
         form.password.data = ""
         html = _sign_in_page(form, failure=SIGN_IN_FAILED)
         return html, 401, {"WWW-Authenticate": WWW_AUTHENTICATE}
     assert user is not None
 
+    counters.forget_sign_in_failures(db, _claimed_account())
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(form.password.data or "")
     if user.totp_enabled_at is not None:
@@ -199,6 +232,18 @@ def sign_in() -> ResponseReturnValue:
     return _signed_in(
         user, remember=bool(form.remember.data), proof="password", next_path=form.next.data
     )
+
+
+def _slow_down(form: SignInForm, seconds: int) -> ResponseReturnValue:
+    """429 with the form still there: wait a few seconds, then try again."""
+    form.password.data = ""
+    failure = (
+        "Many wrong passwords were tried for this account in the last few minutes, so "
+        f"sign-in is slowed down. Please wait {seconds} second{'' if seconds == 1 else 's'} "
+        "and try again."
+    )
+    html = _sign_in_page(form, failure=failure)
+    return html, 429, {"Retry-After": str(seconds)}
 
 
 def _signed_in(
@@ -306,8 +351,10 @@ def two_factor_form() -> ResponseReturnValue:
 
 
 @bp.post("/sign-in/two-factor")
-@limiter.limit(_sign_in_limit, deduct_when=_failed)
-@limiter.limit(_two_factor_account_limit, key_func=_pending_account, deduct_when=_failed)
+@per_address_failures
+@failures_limit(
+    _two_factor_account_limit, name="failed-codes", failed=_failed, key_func=_pending_account
+)
 def two_factor() -> ResponseReturnValue:
     """Something you have: the code finishes the sign-in the password started."""
     pending = _pending()
@@ -324,7 +371,8 @@ def two_factor() -> ResponseReturnValue:
         record_event(get_db(), user.id, EventKind.TWO_FACTOR_FAILED)
         get_db().commit()
         form.code.data = ""
-        html = render_template("authn/two_factor.html", form=form, failure=CODE_FAILED)
+        failure = CODES_LOCKED if counters.codes_locked(user) else CODE_FAILED
+        html = render_template("authn/two_factor.html", form=form, failure=failure)
         return html, 401, {"WWW-Authenticate": WWW_AUTHENTICATE}
     detail = "with a recovery code" if proof == "password+recovery_code" else "with a code"
     return _signed_in(
@@ -343,9 +391,18 @@ def _check_second_factor(user: User, code: str) -> str | None:
         # A secret still being enrolled proves nothing yet: it was shown to whoever had a
         # fresh password, and confirming it is itself a change that needs a second factor.
         return None
+    # Every code counts before it is checked (counters.py); at the limit, authenticator
+    # codes are refused unchecked, and a recovery code is the way back in.
+    count = counters.claim_code_attempt(db, user)
+    db.commit()
     if totp.CODE.fullmatch(totp.normalise_code(code)):
-        return "password+totp" if totp.verify_code(db, user, code) else None
+        if count is not None and totp.verify_code(db, user, code):
+            counters.clear_code_failures(db, user)
+            return "password+totp"
+        _wrong_code(user, count)
+        return None
     if recovery_codes.use_code(db, user, code):
+        counters.clear_code_failures(db, user)
         record_event(db, user.id, EventKind.RECOVERY_CODE_USED)
         left = recovery_codes.remaining(db, user)
         db.commit()
@@ -360,7 +417,25 @@ def _check_second_factor(user: User, code: str) -> str | None:
             reset_url=absolute_url("/forgot-password"),
         )
         return "password+recovery_code"
+    _wrong_code(user, count)
     return None
+
+
+def _wrong_code(user: User, count: int | None) -> None:
+    """The code that reaches the limit locks the account's codes and tells its owner."""
+    if count != counters.code_limit():
+        return
+    record_event(get_db(), user.id, EventKind.TWO_FACTOR_LOCKED)
+    get_db().commit()
+    send_mail(
+        user.email,
+        "Sign-in codes were locked on your InvoiceApp account",
+        "second_factor_locked",
+        name=user.display_name,
+        attempts=count,
+        reset_url=absolute_url("/forgot-password"),
+        security_url=absolute_url("/account/security"),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -401,7 +476,7 @@ def passkey_options() -> ResponseReturnValue:
 
 
 @bp.post("/sign-in/passkey")
-@limiter.limit(_sign_in_limit, deduct_when=_failed)
+@per_address_failures
 def passkey_sign_in() -> ResponseReturnValue:
     """The passkey alone signs in: possession plus the device's own PIN or biometric."""
     db = get_db()
@@ -515,11 +590,12 @@ def _reauthenticating_account() -> str:
 
 # One budget of wrong proofs per account for the password, code and passkey forms alike:
 # three routes must not mean three times the guesses.
-reauth_account_limit = limiter.shared_limit(
+reauth_account_limit = failures_limit(
     _reauth_account_limit,
-    scope="reauthenticate",
+    name="reauthenticate",
+    failed=_wrong_password,
     key_func=_reauthenticating_account,
-    deduct_when=_wrong_password,
+    shared=True,
 )
 
 
@@ -538,6 +614,8 @@ def reauthenticate() -> ResponseReturnValue:
     next_path = safe_next(form.next.data) or ""
     if not form.validate_on_submit():
         return _render_reauthenticate(password_form=form, next_path=next_path), 422
+    if not _claim_proof_attempt():
+        return _end_session_after_guessing()
     if not verify_password(principal.user.password_hash, form.password.data or ""):
         if _count_wrong_proof():
             return _end_session_after_guessing()
@@ -546,27 +624,37 @@ def reauthenticate() -> ResponseReturnValue:
     return _reauthenticated("password", form.next.data)
 
 
+def _claim_proof_attempt() -> bool:
+    """Take this attempt's place in the session's budget before the proof is checked
+    (counters.py): of ten guesses at once, only REAUTH_MAX_FAILURES are ever checked.
+    False when none is left: the session must end."""
+    auth_session = require_principal().session
+    if auth_session is None:
+        return True
+    count = counters.claim_reauthentication(get_db(), auth_session)
+    get_db().commit()
+    return count is not None
+
+
 def _count_wrong_proof() -> bool:
-    """Count a wrong password, code or passkey against this session (and, through the
-    limiter, this account). True when the session has guessed too often and must end."""
+    """A wrong password, code or passkey, already counted against this session by
+    _claim_proof_attempt (and, through the limiter, against this account). True when
+    it was the session's last attempt and the session must end."""
     principal = require_principal()
     g.wrong_password = True
     auth_session = principal.session
+    record_event(get_db(), principal.user.id, EventKind.REAUTHENTICATION_FAILED)
+    get_db().commit()
     if auth_session is None:
         return False
-    auth_session.failed_reauthentications += 1
-    record_event(get_db(), principal.user.id, EventKind.REAUTHENTICATION_FAILED)
-    if auth_session.failed_reauthentications >= current_app.config["REAUTH_MAX_FAILURES"]:
-        return True
-    get_db().commit()
-    return False
+    return auth_session.failed_reauthentications >= current_app.config["REAUTH_MAX_FAILURES"]
 
 
 def _reauthenticated(proof: str, next_path: str | None) -> Response:
     """Fresh proof accepted: elevate the session, recording how it was proven."""
     principal = require_principal()
     if principal.session is not None:
-        principal.session.failed_reauthentications = 0
+        counters.clear_reauthentication(get_db(), principal.session)
     mark_reauthenticated(proof)
     record_event(get_db(), principal.user.id, EventKind.ELEVATION_GRANTED, f"with {proof}")
     get_db().commit()
@@ -588,6 +676,8 @@ def reauthenticate_with_code() -> ResponseReturnValue:
     if not form.validate_on_submit():
         page = _render_reauthenticate(code_form=form, second_factor_only=True, next_path=next_path)
         return page, 422
+    if not _claim_proof_attempt():
+        return _end_session_after_guessing()
     right_password = verify_password(principal.user.password_hash, form.password.data or "")
     proof = _check_second_factor(principal.user, form.code.data or "") if right_password else None
     if proof is None:
@@ -595,7 +685,11 @@ def reauthenticate_with_code() -> ResponseReturnValue:
             return _end_session_after_guessing()
         form.code.data = ""
         # One message for either mistake: which one was wrong stays unsaid.
-        form.code.errors.append("That password and code did not work together.")
+        form.code.errors.append(
+            CODES_LOCKED
+            if right_password and counters.codes_locked(principal.user)
+            else "That password and code did not work together."
+        )
         page = _render_reauthenticate(code_form=form, second_factor_only=True, next_path=next_path)
         return page, WRONG_PASSWORD
     return _reauthenticated(proof, form.next.data)
@@ -618,6 +712,9 @@ def reauthenticate_passkey_options() -> ResponseReturnValue:
 def reauthenticate_with_passkey() -> ResponseReturnValue:
     principal = require_principal()
     db = get_db()
+    if not _claim_proof_attempt():
+        _end_session_after_guessing()
+        return json_error(401, "This session was ended. Please sign in again.")
     try:
         passkeys.authenticate(db, request.form.get("credential", ""), principal.user)
     except passkeys.PasskeyRejected as rejected:

@@ -1,0 +1,336 @@
+"""Bursts against a live server: no security counter gives a burst more than its budget.
+
+Each test starts gunicorn with three workers, rate limits in Redis and the seeded database
+on SQLite, then on PostgreSQL, fires a burst of concurrent wrong proofs, and counts how
+many were checked. Before the counters were atomic (issue 15, item 16), a burst of 30
+wrong passwords from one address with a budget of 5 had 8 to 13 checked; a burst of 10
+at /reauthenticate had all 10 checked and the session survived. Each race runs ROUNDS
+times. Needs redis-server (and INVOICEAPP_TEST_POSTGRES_URL for the PostgreSQL half).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pyotp
+import pytest
+import redis
+from flask import Flask
+from sqlalchemy import func, select, update
+from test_two_instances import REDIS_SERVER, _free_port, _wait_until_up
+from test_two_instances import redis_url as shared_redis  # noqa: F401  (a fixture)
+
+import seed as seed_module
+from conftest import TEST_CONFIG
+from invoiceapp.db import utcnow
+from invoiceapp.mail import read_outbox
+from invoiceapp.models import SecurityCounter, SecurityEvent, User, UserSession
+from support import PASSWORD, all_at_once
+
+ROOT = Path(__file__).resolve().parent.parent
+ROUNDS = 5
+BURST = 20
+
+pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")
+
+
+@contextmanager
+def gunicorn(app: Flask, redis_server: str, outbox: Path, **config: str) -> Iterator[str]:
+    """``app``'s database served by gunicorn with three workers sharing Redis limits."""
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
+        "FLASK_SECRET_KEY": TEST_CONFIG["SECRET_KEY"],  # Tess's TOTP secret was sealed with it
+        "FLASK_DATABASE_URL": app.config["DATABASE_URL"],
+        "FLASK_RATELIMIT_STORAGE_URI": redis_server,
+        "FLASK_RATELIMIT_KEY_PREFIX": uuid.uuid4().hex,
+        "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
+        "FLASK_TESTING": "true",
+        "FLASK_WTF_CSRF_ENABLED": "false",  # CSRF is not what these races are about
+        "FLASK_AUTH_COOKIE_SECURE": "false",
+        "FLASK_SESSION_COOKIE_SECURE": "false",
+        "FLASK_TRUSTED_PROXY_HOPS": "1",  # so a test can speak from many addresses
+        "FLASK_MAIL_OUTBOX_DIR": str(outbox),
+        # Budgets that a test does not set are out of the way.
+        "FLASK_SIGN_IN_RATE_LIMIT": "1000 per minute",
+        "FLASK_SIGN_IN_ACCOUNT_RATE_LIMIT": "1000 per hour",
+        "FLASK_SIGN_IN_SLOWDOWN_AFTER": "1000",
+        "FLASK_TWO_FACTOR_ACCOUNT_RATE_LIMIT": "1000 per hour",
+        "FLASK_REAUTH_ACCOUNT_RATE_LIMIT": "1000 per hour",
+        "FLASK_REAUTH_MAX_FAILURES": "1000",
+        **{f"FLASK_{key}": value for key, value in config.items()},
+        "WEB_CONCURRENCY": "3",
+    }
+    port = _free_port()
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
+         "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
+        cwd=ROOT, env={**environment, "BIND": f"127.0.0.1:{port}"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_up(url + "/readyz", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+class Browser:
+    """Cookies kept across requests; each request may claim its own client address."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cookies: dict[str, str] = {}
+
+    def post(self, path: str, data: dict[str, str], address: str = "192.0.2.1") -> int:
+        headers = {"X-Forwarded-For": address}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = urllib.parse.urlencode(data).encode()
+        request = urllib.request.Request(self.base + path, data=body, headers=headers)
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            response = opener.open(request, timeout=60)
+        except urllib.error.HTTPError as error:
+            response = error
+        for header in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            self.cookies[name] = rest.split(";", 1)[0]
+        response.read()
+        return response.status
+
+    def burst(self, path: str, forms: list[dict[str, str]], addresses: list[str]) -> Counter[int]:
+        """Post every form at once (same cookies); how many answers of each status."""
+        statuses = all_at_once(
+            [
+                lambda f=form, a=address: self.post(path, f, a)
+                for form, address in zip(forms, addresses, strict=True)
+            ]  # noqa: E501
+        )
+        return Counter(statuses)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def _many(prefix: str, n: int = BURST) -> list[str]:
+    return [f"{prefix}.{i}" for i in range(n)]
+
+
+def _rounds(run: Callable[[int], Counter[int]]) -> list[Counter[int]]:
+    results = [run(r) for r in range(ROUNDS)]
+    print("\n" + "\n".join(f"round {i}: {dict(c)}" for i, c in enumerate(results)))
+    return results
+
+
+@pytest.fixture(scope="module")
+def redis_server(shared_redis: str) -> str:  # noqa: F811
+    """One redis-server for this module's servers (test_two_instances starts it)."""
+    return shared_redis
+
+
+@pytest.fixture()
+def outbox(tmp_path: Path) -> Path:
+    return tmp_path / "live-outbox"
+
+
+# --- Failure-only rate limits (Flask-Limiter, in Redis) --------------------------------------
+
+
+def test_a_burst_of_wrong_passwords_from_one_address_gets_only_its_budget(
+    live_app: Flask,
+    redis_server: str,
+    outbox: Path,
+) -> None:
+    with gunicorn(live_app, redis_server, outbox, SIGN_IN_RATE_LIMIT="5 per minute") as url:
+
+        def run(r: int) -> Counter[int]:
+            forms = [{"email": f"nobody{i}@example.test", "password": "wrong"} for i in range(30)]
+            return Browser(url).burst("/sign-in", forms, [f"203.0.113.{r}"] * 30)
+
+        results = _rounds(run)
+    assert all(c == Counter({401: 5, 429: 25}) for c in results)
+
+
+def test_a_burst_of_wrong_passwords_for_one_account_gets_only_its_budget(
+    live_app: Flask,
+    redis_server: str,
+    outbox: Path,
+) -> None:
+    with gunicorn(live_app, redis_server, outbox, SIGN_IN_ACCOUNT_RATE_LIMIT="5 per hour") as url:
+        accounts = ["ada@acme.test", "linus@acme.test", "grace@acme.test", "hank@globex.test"]
+
+        def run(r: int) -> Counter[int]:
+            email = accounts[r] if r < len(accounts) else "nobody@example.test"
+            forms = [{"email": email, "password": f"guess {i}"} for i in range(BURST)]
+            return Browser(url).burst("/sign-in", forms, _many(f"198.51.{r}"))
+
+        results = _rounds(run)
+    assert all(c == Counter({401: 5, 429: BURST - 5}) for c in results)
+
+
+def test_a_burst_during_the_slow_down_gets_one_attempt_checked(
+    live_app: Flask,
+    redis_server: str,
+    outbox: Path,
+) -> None:
+    with gunicorn(live_app, redis_server, outbox, SIGN_IN_SLOWDOWN_AFTER="3") as url:
+
+        def run(r: int) -> Counter[int]:
+            email = f"victim{r}@example.test"
+            browser = Browser(url)
+            for i in range(3):
+                assert browser.post("/sign-in", {"email": email, "password": f"x{i}"}) == 401
+            _wait_is_over(live_app)
+            forms = [{"email": email, "password": f"guess {i}"} for i in range(BURST)]
+            return browser.burst("/sign-in", forms, _many(f"198.51.{r}"))
+
+        results = _rounds(run)
+    assert all(c == Counter({401: 1, 429: BURST - 1}) for c in results)
+
+
+def _wait_is_over(live_app: Flask) -> None:
+    """Move every delay into the past, as if the guesser had waited (no sleeping)."""
+    with live_app.extensions["db_sessionmaker"]() as db:
+        db.execute(update(SecurityCounter).values(next_attempt_at=utcnow() - timedelta(seconds=1)))
+        db.commit()
+
+
+# --- The second step ----------------------------------------------------------------------
+
+
+def _tess_at_the_second_step(url: str) -> Browser:
+    browser = Browser(url)
+    assert browser.post("/sign-in", {"email": "tess@acme.test", "password": PASSWORD}) == 303
+    return browser
+
+
+def _wrong_codes() -> list[dict[str, str]]:
+    totp = pyotp.TOTP(seed_module.DEMO_TOTP_SECRET)
+    now = time.time()
+    accepted = {totp.at(now + offset) for offset in (-60, -30, 0, 30, 60)}
+    wrong = [c for c in (f"{n:06d}" for n in range(100)) if c not in accepted and c != totp.now()]
+    return [{"code": code} for code in wrong[:BURST]]
+
+
+def test_a_burst_of_wrong_codes_gets_only_the_accounts_budget(
+    live_app: Flask,
+    redis_server: str,
+    outbox: Path,
+) -> None:
+    limit = {"TWO_FACTOR_ACCOUNT_RATE_LIMIT": "5 per hour"}
+    with gunicorn(live_app, redis_server, outbox, **limit) as url:
+
+        def run(r: int) -> Counter[int]:
+            redis.Redis.from_url(redis_server).flushdb()  # a new hour for Tess's account
+            browser = _tess_at_the_second_step(url)
+            return browser.burst("/sign-in/two-factor", _wrong_codes(), _many(f"198.51.{r}"))
+
+        results = _rounds(run)
+    assert all(c == Counter({401: 5, 429: BURST - 5}) for c in results)
+
+
+def test_a_burst_of_wrong_codes_locks_codes_at_the_limit_once(
+    live_app: Flask,
+    redis_server: str,
+    outbox: Path,
+) -> None:
+    sessions = live_app.extensions["db_sessionmaker"]
+    with gunicorn(live_app, redis_server, outbox, TWO_FACTOR_MAX_FAILURES="5") as url:
+
+        def run(r: int) -> Counter[int]:
+            with sessions() as db:
+                db.execute(update(User).values(second_factor_failures=0))
+                db.commit()
+            browser = _tess_at_the_second_step(url)
+            statuses = browser.burst("/sign-in/two-factor", _wrong_codes(), _many(f"198.51.{r}"))
+            with sessions() as db:
+                failures = db.scalar(
+                    select(User.second_factor_failures).where(User.email == "tess@acme.test")
+                )
+            locked = [m for m in read_outbox(outbox) if "locked" in m.subject]
+            return statuses + Counter({f"counter {failures}": 1, f"mails {len(locked)}": 1})
+
+        results = _rounds(run)
+    assert results == [
+        Counter({401: BURST, "counter 5": 1, f"mails {r + 1}": 1}) for r in range(ROUNDS)
+    ]
+
+
+# --- Re-authentication ----------------------------------------------------------------------
+
+
+def _signed_in_as_ada(url: str) -> Browser:
+    browser = Browser(url)
+    assert browser.post("/sign-in", {"email": "ada@acme.test", "password": PASSWORD}) == 303
+    return browser
+
+
+def _reauth_failures(live_app: Flask) -> int:
+    with live_app.extensions["db_sessionmaker"]() as db:
+        return db.scalar(
+            select(func.count()).where(SecurityEvent.kind == "reauthentication_failed")
+        )
+
+
+def _sessions(live_app: Flask) -> int:
+    with live_app.extensions["db_sessionmaker"]() as db:
+        return db.scalar(select(func.count()).select_from(UserSession))
+
+
+def test_a_burst_at_reauthentication_ends_the_session_after_five_checked(
+    live_app: Flask,
+    redis_server: str,
+    outbox: Path,
+) -> None:
+    with gunicorn(live_app, redis_server, outbox, REAUTH_MAX_FAILURES="5") as url:
+
+        def run(r: int) -> Counter[int]:
+            browser = _signed_in_as_ada(url)
+            before = _reauth_failures(live_app)
+            forms = [{"password": f"guess {i}", "next": "/dashboard"} for i in range(10)]
+            statuses = browser.burst("/reauthenticate", forms, _many(f"198.51.{r}", 10))
+            checked = _reauth_failures(live_app) - before
+            return statuses + Counter(
+                {f"checked {checked}": 1, f"sessions {_sessions(live_app)}": 1}
+            )
+
+        results = _rounds(run)
+    # Four wrong answers on the page, then the session ends: the fifth guess and those that
+    # found no attempt left are sent to sign in (303), and any that arrive after it ended
+    # are anonymous (401). Five were checked, and no session survives.
+    for result in results:
+        assert result[422] == 4 and result[303] + result[401] == 6
+        assert result["checked 5"] == 1 and result["sessions 0"] == 1
+
+
+def test_a_burst_at_reauthentication_gets_only_the_accounts_budget(
+    live_app: Flask,
+    redis_server: str,
+    outbox: Path,
+) -> None:
+    with gunicorn(live_app, redis_server, outbox, REAUTH_ACCOUNT_RATE_LIMIT="3 per hour") as url:
+
+        def run(r: int) -> Counter[int]:
+            redis.Redis.from_url(redis_server).flushdb()
+            browser = _signed_in_as_ada(url)
+            forms = [{"password": f"guess {i}", "next": "/dashboard"} for i in range(10)]
+            return browser.burst("/reauthenticate", forms, _many(f"198.51.{r}", 10))
+
+        results = _rounds(run)
+    assert all(c == Counter({422: 3, 429: 7}) for c in results)
