@@ -183,6 +183,7 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
         "recovery_codes": 0,
         "passkeys": 0,
         "webauthn_challenges": 0,
+        "security_counters": 0,
     }
     assert "users: 7 created, 0 already present" in first_output
     assert "users: 0 created, 7 already present" in second_output
