@@ -29,6 +29,7 @@ from ..db import get_db, utcnow
 from ..extensions import limiter
 from ..mail import absolute_url, send_mail
 from ..models import Passkey, User
+from ..path_ids import path_id_or_404
 from ..principal import require_principal
 from . import passkeys, recovery_codes, totp
 from .events import EventKind, record_event
@@ -328,9 +329,10 @@ def remove_passkey(public_id: str) -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
     _authorize_for(CHANGE, user, PASSKEYS)
+    path_id_or_404("passkey", public_id)  # a malformed id never reaches the database
     removed = db.execute(
         delete(Passkey)
-        .where(Passkey.user_id == user.id, Passkey.public_id == public_id[:32])
+        .where(Passkey.user_id == user.id, Passkey.public_id == public_id)
         .execution_options(synchronize_session=False)
     )
     if removed.rowcount != 1:
