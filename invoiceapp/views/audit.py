@@ -24,6 +24,7 @@ from ..authz.audit import ALLOWED, DENIED, repeats_of
 from ..authz.enforce import authorize
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db
+from ..errors import in_words
 from ..models import AuditCount, AuditEvent
 from .paging import page_number
 
@@ -64,7 +65,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
         organization=organization,
         events=events,
         repeats=repeats_of(db, events),  # refusals repeated in one window: one row, a count
-        window_minutes=current_app.config["AUDIT_REPEAT_WINDOW_SECONDS"] // 60,
+        window=in_words(current_app.config["AUDIT_REPEAT_WINDOW_SECONDS"]),
         filters=filters,
         known_actions=known_actions,
         decisions=DECISIONS,
