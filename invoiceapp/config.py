@@ -84,6 +84,9 @@ class Defaults:
     FORGOT_PASSWORD_EMAIL_RATE_LIMIT = "3 per hour"  # per address asked about
     VERIFY_RESEND_RATE_LIMIT = "3 per hour"  # per account
     EMAIL_CHANGE_RATE_LIMIT = "5 per hour"  # per account
+    # Audit log: repeated refusals of one actor, for one action, in one organization within
+    # this window are one record with a count (invoiceapp.authz.audit), not one each.
+    AUDIT_REPEAT_WINDOW_SECONDS = 10 * 60
 
     # SQLite waits this long for another writer's lock before the request gets a 503.
     SQLITE_BUSY_TIMEOUT_SECONDS = 5.0

@@ -71,11 +71,14 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 5.0) -> Engine:
     SQLite: write-ahead logging, so readers never wait for a writer, and a busy timeout,
     so writers queue for a while before giving up (invoiceapp.errors turns that into a 503).
     Servers: connections are checked before use, so the app recovers by itself after a
-    database restart.
+    database restart. Errors never quote a statement's parameters (hide_parameters): a
+    traceback in the log must not carry a password hash, a token or a customer's data.
     """
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
-        engine = create_engine(url, connect_args={"timeout": busy_timeout_seconds})
+        engine = create_engine(
+            url, connect_args={"timeout": busy_timeout_seconds}, hide_parameters=True
+        )
 
         @event.listens_for(engine, "connect")
         def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -87,7 +90,7 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 5.0) -> Engine:
 
         return engine
     connect_args = {"connect_timeout": 5} if backend == "postgresql" else {}
-    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, hide_parameters=True)
 
 
 def ensure_sqlite_directory(url: str) -> None:

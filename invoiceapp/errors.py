@@ -25,6 +25,7 @@ from .authz.enforce import ReauthenticationRequired
 from .db import is_database_unavailable
 from .extensions import limiter, login_manager
 from .stale_forms import EXPIRED, refilled_form_page, token_lifetime_in_words
+from .logs import init_logging, route_for_log
 
 API_CODES = {
     400: "bad_request",
@@ -265,19 +266,21 @@ class DatabaseUnavailable(ServiceUnavailable):
 def handle_database_error(error: SQLAlchemyError) -> Response:
     if not is_database_unavailable(error):
         return handle_unexpected(error)
-    # One line, no statement or parameters: those may hold personal data.
+    # One line, no statement or parameters: those may hold personal data. The route's rule,
+    # not the path: /reset-password/<token>'s path is a live token (invoiceapp.logs).
     current_app.logger.warning(
-        "database unavailable on %s %s: %s", request.method, request.path, type(error).__name__
+        "database unavailable on %s %s: %s", request.method, route_for_log(), type(error).__name__
     )
     return handle_http_error(DatabaseUnavailable())
 
 
 def handle_unexpected(error: Exception) -> Response:
-    current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
+    current_app.logger.exception("unhandled error on %s %s", request.method, route_for_log())
     return handle_http_error(InternalServerError())
 
 
 def register_error_handlers(app: Flask) -> None:
+    init_logging(app)
     app.register_error_handler(ReauthenticationRequired, handle_reauthentication)
     app.register_error_handler(CSRFError, handle_csrf_error)
     app.register_error_handler(HTTPException, handle_http_error)

@@ -545,6 +545,28 @@ for _statement in AUDIT_COUNT_TRIGGERS_POSTGRESQL:
     event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
+class AuditRepeat(Base):
+    """Refusals of one actor, for one action, in one organization's log, in one window.
+
+    The first refusal of a window is written to audit_events in full (the evidence); the
+    ones after it only add to ``refusals`` here, shown beside that record. Nobody outside
+    an organization can flood a log its owner cannot clean (it is append-only): a window
+    costs one record, however many requests it saw. Not append-only itself: a counter.
+    """
+
+    __tablename__ = "audit_repeats"
+    __table_args__ = (UniqueConstraint("bucket", "window_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Who was refused what, where: "org 3 · user 12 · invoice.delete" (invoiceapp.authz.audit).
+    bucket: Mapped[str] = mapped_column(String(200))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The record the window's first refusal wrote; set in the same transaction.
+    event_id: Mapped[int | None] = mapped_column(Integer, unique=True, default=None)
+    refusals: Mapped[int] = mapped_column(Integer, default=1)  # the first one included
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class TokenScope(enum.StrEnum):
     READ = "read"
     WRITE = "write"

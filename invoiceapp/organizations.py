@@ -35,8 +35,6 @@ SLUG_ATTEMPTS = 5
 INVITABLE_ROLES = frozenset({Role.MEMBER.value, Role.ADMIN.value})
 # secrets.token_urlsafe(32) is 43 URL-safe characters; anything else was never ours.
 INVITATION_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
-# secrets.token_hex(8): what revoke/resend URLs carry, unrelated to the mailed token.
-INVITATION_PUBLIC_ID_SHAPE = re.compile(r"[0-9a-f]{16}")
 
 
 # ---------------------------------------------------------------------------

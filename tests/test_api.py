@@ -717,14 +717,20 @@ def test_members_and_audit_pages_follow_their_cursors(app: Flask) -> None:
     assert rest["next_cursor"] is None
     assert "hank@globex.test" not in emails
     linus = make_token(app, "linus@acme.test", "acme")
-    for _ in range(3):  # each refusal is a record in Acme's log
+    for _ in range(3):  # one record in Acme's log, counting three refusals
         client.delete("/api/v1/invoices/inv_7", headers=bearer(linus, **{"If-Match": '"1"'}))
+    refused = client.patch(  # another action refused: a record of its own
+        "/api/v1/invoices/inv_7", json={"customer": "Changed"}, headers=bearer(linus)
+    )
+    assert refused.status_code == 403
     log = client.get("/api/v1/orgs/acme/audit?limit=1", headers=bearer(raw)).get_json()
     assert len(log["items"]) == 1 and log["next_cursor"]
     older = client.get(
         f"/api/v1/orgs/acme/audit?limit=1&cursor={log['next_cursor']}", headers=bearer(raw)
     ).get_json()
     assert older["items"][0] != log["items"][0]
+    assert [(i["action"], i["count"]) for i in log["items"] + older["items"]] == [
+        ("invoice.update", 1), ("invoice.delete", 3)]  # fmt: skip
 
 
 # --- Versions: ETag, If-Match (412), unconditional writes (409) ----------------------------

@@ -391,3 +391,81 @@ def test_the_log_shows_only_its_own_organizations_rows(
     # Grace is in both: each organization's page shows that organization's records only.
     grace = client_for(app, GRACE)
     assert "inv_globex" not in grace.get("/orgs/acme/audit").get_data(as_text=True)
+
+
+# --- Repeated refusals: one record with a count, so nobody can flood a log ----------------
+
+
+def repeats_of(db: Session, row: AuditEvent) -> int:
+    """How many refusals ``row`` stands for (1 when it was never repeated)."""
+    from invoiceapp.models import AuditRepeat
+
+    db.expire_all()
+    found = db.scalar(select(AuditRepeat.refusals).where(AuditRepeat.event_id == row.id))
+    return found or 1
+
+
+def test_an_outsiders_repeated_refusals_are_one_record_with_a_count(
+    app: Flask, db: Session
+) -> None:
+    """The review's flood: a member of Acme reaching for Globex's invoice again and again
+    used to add a record each time to a log Globex's owner cannot clean."""
+    linus = client_for(app, LINUS)
+    for _ in range(60):
+        assert linus.post("/invoices/inv_42/delete").status_code == 404
+    [row] = log_of(db, "globex")
+    assert (row.action, row.resource_id, row.status, row.actor_email) == (
+        "invoices.delete", "inv_42", 404, LINUS)  # fmt: skip
+    assert repeats_of(db, row) == 60
+
+    # The owner sees the one record and the count, on the page and in the API.
+    hank = client_for(app, HANK)
+    [shown] = listed(hank.get("/orgs/globex/audit"))
+    assert (shown["Actor"], shown["Action"], shown["Times"].split(",")[0]) == (
+        LINUS, "invoices.delete", "60")  # fmt: skip
+    api = hank.get("/api/v1/orgs/globex/audit").get_json()
+    [item] = api["items"]
+    assert (item["count"], item["action"], item["actor_email"]) == (60, "invoices.delete", LINUS)
+    assert item["last_at"] is not None
+
+
+def test_anonymous_refusals_from_one_address_are_one_record_with_a_count(
+    app: Flask, db: Session
+) -> None:
+    anonymous = app.test_client()
+    for _ in range(25):
+        assert anonymous.post("/invoices/inv_42/delete").status_code == 401
+    rows = db.scalars(select(AuditEvent).where(AuditEvent.status == 401)).all()
+    assert [(r.action, r.actor_email, r.ip_address) for r in rows] == [
+        ("invoices.delete", None, "127.0.0.1")
+    ]
+    assert repeats_of(db, rows[0]) == 25
+
+
+def test_each_actor_action_and_window_keeps_a_record_of_its_own(
+    app: Flask, db: Session, clock: Any
+) -> None:
+    """Different people, different actions, and the same one again after the window are
+    separate evidence; only the same refusal within one window is counted."""
+    linus, eve = client_for(app, LINUS), client_for(app, EVE)
+    for _ in range(3):
+        linus.get("/invoices/inv_42")
+        linus.post("/invoices/inv_42/delete")
+        eve.get("/invoices/inv_42")
+    clock.advance(seconds=app.config["AUDIT_REPEAT_WINDOW_SECONDS"])
+    linus.get("/invoices/inv_42")
+    rows = log_of(db, "globex")
+    assert [(r.actor_email, r.action, repeats_of(db, r)) for r in rows] == [
+        (LINUS, "invoices.show", 3),
+        (LINUS, "invoices.delete", 3),
+        (EVE, "invoices.show", 3),
+        (LINUS, "invoices.show", 1),  # a new window: a new record
+    ]
+    # Sensitive actions that were allowed are never folded into a count.
+    from invoiceapp.authz.audit import record_audit
+
+    with app.test_request_context():
+        for _ in range(2):
+            record_audit("org.billing.update", organization_id=org_id(db, "acme"), status=303)
+    allowed = [r for r in log_of(db, "acme") if r.action == "org.billing.update"]
+    assert [(r.decision, repeats_of(db, r)) for r in allowed] == [("allowed", 1)] * 2

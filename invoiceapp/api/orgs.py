@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import contains_eager
 
 from ..authn.gate import login_required
+from ..authz.audit import repeats_of
 from ..authz.enforce import authorize
 from ..authz.policy import can
 from ..db import get_db
@@ -115,6 +116,7 @@ def list_audit_events(slug: str) -> Response:
         limit=query.limit,
         cursor=query.cursor,
     )
+    repeats = repeats_of(get_db(), page)
     items = [
         AuditEventOut(
             created_at=event.created_at,
@@ -125,6 +127,8 @@ def list_audit_events(slug: str) -> Response:
             status=event.status,
             reason=event.reason,
             ip_address=event.ip_address,
+            count=repeats[event.id].refusals if event.id in repeats else 1,
+            last_at=repeats[event.id].last_at if event.id in repeats else None,
         )
         for event in page
     ]

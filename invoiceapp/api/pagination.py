@@ -55,7 +55,10 @@ def decode_cursor(kind: str, cursor: str, tie_type: type[str] | type[int]) -> tu
         if moment.tzinfo is None:
             raise ValueError("naive")
         moment = moment.astimezone(UTC)  # year 1 at +05:00 overflows here, not in the query
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError, OverflowError):
+    except (
+        ValueError, TypeError, binascii.Error, UnicodeDecodeError, OverflowError,
+        RecursionError,  # "[[[[…" nested thousands deep: malformed, not a server error
+    ):  # fmt: skip
         raise InvalidCursor() from None
     if found_kind != kind or type(tie) is not tie_type:
         raise InvalidCursor()

@@ -256,6 +256,14 @@ class AuditEventOut(BaseModel):
     status: int
     reason: str
     ip_address: str | None
+    count: int = Field(
+        default=1,
+        description="How many refusals this record stands for: the same actor refused the "
+        "same action again within the audit window is counted here, not recorded again.",
+    )
+    last_at: datetime | None = Field(
+        default=None, description="When the last of those refusals came (null for one)."
+    )
 
 
 class AuditPage(BaseModel):

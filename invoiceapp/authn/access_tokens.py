@@ -28,8 +28,6 @@ from ..models import Organization, PersonalAccessToken, TokenScope, User
 TOKEN_PREFIX = "ia_pat_"
 # secrets.token_urlsafe(32) is 43 characters; anything else was never issued here.
 TOKEN_SHAPE = re.compile(r"ia_pat_[A-Za-z0-9_-]{43}")
-# Shown in URLs (the revoke button); unrelated to the secret.
-PUBLIC_ID_SHAPE = re.compile(r"pat_[0-9a-f]{16}")
 MIN_EXPIRES_DAYS, MAX_EXPIRES_DAYS = 1, 90
 MAX_NAME_LENGTH = 100
 # last_used_at is written at most this often, so reads do not all turn into writes.

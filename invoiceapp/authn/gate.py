@@ -70,7 +70,7 @@ def unauthenticated() -> Response:
     from ..authz.audit import DENIED, record_audit  # authz builds on authn, not the reverse
 
     record_audit(
-        request.endpoint or request.path[:64],
+        request.endpoint or "unrouted",  # never the path: on some routes it holds a token
         organization_id=None,
         decision=DENIED,
         status=401,

@@ -159,7 +159,9 @@ def _parse_json(raw: str) -> dict[str, Any]:
         raise PasskeyRejected("missing or oversized credential")
     try:
         value = json.loads(raw)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
+        # RecursionError: a few thousand nested brackets ("[[[[…") fit in the size limit
+        # and exhaust the parser's stack; that is malformed input too, not a server error.
         raise PasskeyRejected("credential is not JSON") from error
     if not isinstance(value, dict):
         raise PasskeyRejected("credential is not a JSON object")

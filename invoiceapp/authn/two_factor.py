@@ -33,6 +33,7 @@ from ..db import get_db, utcnow
 from ..extensions import limiter
 from ..mail import absolute_url, send_mail
 from ..models import Passkey, User
+from ..path_ids import path_id_or_404
 from ..principal import require_principal
 from . import passkeys, recovery_codes, totp
 from .events import EventKind, record_event
@@ -351,9 +352,10 @@ def add_passkey() -> ResponseReturnValue:
 def remove_passkey(public_id: str) -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
+    path_id_or_404("passkey", public_id)  # a malformed id never reaches the database
     # Scope first: another account's passkey looks exactly like one that never existed.
     passkey = db.scalar(
-        select(Passkey).where(Passkey.user_id == user.id, Passkey.public_id == public_id[:32])
+        select(Passkey).where(Passkey.user_id == user.id, Passkey.public_id == public_id)
     )
     if passkey is None:
         abort(404)

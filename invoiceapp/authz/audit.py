@@ -3,19 +3,35 @@
 Records are written on a connection of their own and committed at once, so a refusal
 is kept even though the request that caused it changes nothing. The table is
 append-only in the database itself (triggers; see invoiceapp.models.AuditEvent).
+
+Refusals repeat: a script can be refused hundreds of times a minute, and an outsider
+who reaches for another organization's invoice writes into *that* organization's log,
+which its owner cannot clean. So the first refusal of one actor, for one action, in one
+organization, within AUDIT_REPEAT_WINDOW_SECONDS is recorded in full, and the ones after
+it add one to a count beside that record (invoiceapp.models.AuditRepeat). The evidence
+stays (who, what, from where, when first and last, how often); the flood does not.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
 from flask import current_app, has_request_context, request
-from sqlalchemy import insert
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..models import AuditEvent
+from ..models import AuditEvent, AuditRepeat
 from ..principal import current_principal
 
 ALLOWED, DENIED = "allowed", "denied"
+
+# INSERT … ON CONFLICT DO UPDATE, which both supported databases spell the same way.
+_UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def record_audit(
@@ -27,7 +43,8 @@ def record_audit(
     status: int = 200,
     reason: str = "",
 ) -> None:
-    """Append one record. A failure to write is logged, never turned into an error page."""
+    """Append one record (or count a repeated refusal). A failure to write is logged,
+    never turned into an error page."""
     principal = current_principal() if has_request_context() else None
     row = {
         "created_at": utcnow(),
@@ -43,6 +60,68 @@ def record_audit(
     }
     try:
         with current_app.extensions["db_engine"].begin() as connection:
-            connection.execute(insert(AuditEvent), row)
+            if decision == DENIED and connection.dialect.name in _UPSERT:
+                _record_refusal(connection, row)
+            else:
+                connection.execute(insert(AuditEvent), row)
     except SQLAlchemyError:
         current_app.logger.exception("could not write the audit record for %s", action)
+
+
+def _record_refusal(connection: Connection, row: dict[str, Any]) -> None:
+    """Count the refusal in its window; only the window's first writes a record.
+
+    The count goes first, in one statement that takes the row lock (PostgreSQL) or the
+    write lock (SQLite): of simultaneous refusals exactly one sees ``refusals == 1`` and
+    writes the record, and the others wait for it, then count. Nothing is lost or doubled.
+    """
+    now = row["created_at"]
+    upsert = _UPSERT[connection.dialect.name](AuditRepeat).values(
+        bucket=_bucket(row), window_start=_window_start(now), refusals=1, last_at=now
+    )
+    count = upsert.on_conflict_do_update(
+        index_elements=[AuditRepeat.bucket, AuditRepeat.window_start],
+        set_={"refusals": AuditRepeat.refusals + 1, "last_at": upsert.excluded.last_at},
+    ).returning(AuditRepeat.id, AuditRepeat.refusals)
+    repeat_id, refusals = connection.execute(count).one()
+    if refusals > 1:
+        return  # counted beside the record the window's first refusal wrote
+    event_id = connection.execute(insert(AuditEvent).returning(AuditEvent.id), row).scalar_one()
+    connection.execute(
+        update(AuditRepeat).where(AuditRepeat.id == repeat_id).values(event_id=event_id)
+    )
+
+
+def _bucket(row: dict[str, Any]) -> str:
+    """Whose refusals count together: one organization (or none), one actor, one action.
+    Someone signed in is their account; anyone else is their address."""
+    organization = row["organization_id"] if row["organization_id"] is not None else "none"
+    actor = f"user {row['actor_id']}" if row["actor_id"] else f"address {row['ip_address']}"
+    return f"org {organization} · {actor} · {row['action']}"[:200]
+
+
+def _window_start(now: datetime) -> datetime:
+    """The start of the fixed window ``now`` falls in (windows start on the epoch)."""
+    seconds = int(current_app.config["AUDIT_REPEAT_WINDOW_SECONDS"])
+    return datetime.fromtimestamp(int(now.timestamp()) // seconds * seconds, UTC)
+
+
+@dataclass(frozen=True)
+class Repeats:
+    """How many refusals one record stands for, and when the last of them came."""
+
+    refusals: int
+    last_at: datetime
+
+
+def repeats_of(db: Session, events: list[AuditEvent]) -> dict[int, Repeats]:
+    """For the records shown on a page: those that stand for more than one refusal."""
+    ids = [event.id for event in events if event.decision == DENIED]
+    if not ids:
+        return {}
+    rows = db.execute(
+        select(AuditRepeat.event_id, AuditRepeat.refusals, AuditRepeat.last_at).where(
+            AuditRepeat.event_id.in_(ids), AuditRepeat.refusals > 1
+        )
+    )
+    return {event_id: Repeats(refusals, last_at) for event_id, refusals, last_at in rows}

@@ -7,19 +7,14 @@ Answering 403 would confirm that the invoice exists, which leaks across tenants.
 
 from __future__ import annotations
 
-import re
-
 from flask import abort, g, request
 from sqlalchemy import Select, bindparam, inspect, select
 
 from ..db import get_db
 from ..models import Invoice, Organization, UserSession
+from ..path_ids import path_id_or_404
 from ..principal import Principal, require_principal
 from .audit import DENIED, record_audit
-
-PUBLIC_ID = re.compile(r"inv_[A-Za-z0-9]{1,32}")
-SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-
 
 # One invoice by its public id, if it is in one of the principal's organizations and not
 # deleted. The principal's organizations were read from the database for this request; for
@@ -45,8 +40,7 @@ NEWEST_FIRST = (Invoice.created_at.desc(), Invoice.id.desc())
 
 
 def invoice_in_my_orgs_or_404(public_id: str) -> Invoice:
-    if not PUBLIC_ID.fullmatch(public_id):
-        abort(404)
+    path_id_or_404("invoice", public_id)  # malformed: the same 404, and no query
     invoice = get_db().scalar(
         VISIBLE_INVOICE_BY_PUBLIC_ID,
         {"organization_ids": require_principal().organization_ids, "public_id": public_id},
@@ -79,8 +73,7 @@ def _record_hidden(public_id: str) -> None:
 
 
 def organization_in_my_orgs_or_404(slug: str) -> Organization:
-    if not SLUG.fullmatch(slug):
-        abort(404)
+    path_id_or_404("organization", slug)
     organization = get_db().scalar(
         select(Organization).where(
             Organization.id.in_(require_principal().organization_ids), Organization.slug == slug

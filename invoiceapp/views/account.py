@@ -42,6 +42,7 @@ from ..extensions import limiter, outage_safe_key
 from ..forms import Form
 from ..mail import absolute_url, send_mail
 from ..models import SecurityEvent, TokenPurpose, User, UserSession
+from ..path_ids import path_id_or_404
 from ..principal import Principal, require_principal
 from .paging import page_number
 
@@ -268,6 +269,7 @@ def sessions() -> ResponseReturnValue:
 
 def _own_session_or_404(principal: Principal, public_id: str) -> UserSession:
     """Only the principal's own sessions can be found: another user's id is a 404 too."""
+    path_id_or_404("session", public_id)
     found = get_db().scalar(
         select(UserSession).where(
             UserSession.public_id == public_id, UserSession.user_id == principal.user.id

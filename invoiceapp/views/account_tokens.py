@@ -23,7 +23,6 @@ from ..authn.access_tokens import (
     MAX_EXPIRES_DAYS,
     MAX_NAME_LENGTH,
     MIN_EXPIRES_DAYS,
-    PUBLIC_ID_SHAPE,
     issue_access_token,
     revoke_access_token,
 )
@@ -34,6 +33,7 @@ from ..authz.scope import my_organizations
 from ..db import get_db, utcnow
 from ..forms import Form, strip
 from ..models import Organization, PersonalAccessToken, TokenScope
+from ..path_ids import path_id_or_404
 from ..principal import Principal, require_principal
 
 bp = Blueprint("account_tokens", __name__, url_prefix="/account/tokens")
@@ -204,8 +204,7 @@ def revoke(public_id: str) -> ResponseReturnValue:
 
 def _own_token_or_404(principal: Principal, public_id: str) -> PersonalAccessToken:
     """Only the principal's own tokens can be found: another user's id is a 404 too."""
-    if not PUBLIC_ID_SHAPE.fullmatch(public_id):
-        abort(404)
+    path_id_or_404("access_token", public_id)
     token = get_db().scalar(
         select(PersonalAccessToken).where(
             PersonalAccessToken.public_id == public_id,

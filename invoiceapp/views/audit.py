@@ -14,16 +14,17 @@ import math
 import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, current_app, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from ..authn.gate import login_required
-from ..authz.audit import ALLOWED, DENIED
+from ..authz.audit import ALLOWED, DENIED, repeats_of
 from ..authz.enforce import authorize
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db
+from ..errors import in_words
 from ..models import AuditCount, AuditEvent
 from .paging import page_number
 
@@ -63,6 +64,8 @@ def audit_log(slug: str) -> ResponseReturnValue:
         "orgs/audit.html",
         organization=organization,
         events=events,
+        repeats=repeats_of(db, events),  # refusals repeated in one window: one row, a count
+        window=in_words(current_app.config["AUDIT_REPEAT_WINDOW_SECONDS"]),
         filters=filters,
         known_actions=known_actions,
         decisions=DECISIONS,

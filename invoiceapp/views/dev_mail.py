@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
 from ..mail import read_mail, read_outbox, text_to_html
+from ..path_ids import path_id_or_404
 
 bp = Blueprint("dev_mail", __name__, url_prefix="/dev/mail")
 
@@ -37,7 +38,7 @@ def outbox() -> ResponseReturnValue:
 
 @bp.get("/<mail_id>")
 def show(mail_id: str) -> ResponseReturnValue:
-    mail = read_mail(current_app.config["MAIL_OUTBOX_DIR"], mail_id)
+    mail = read_mail(current_app.config["MAIL_OUTBOX_DIR"], path_id_or_404("mail", mail_id))
     if mail is None:
         abort(404)
     # The plain text, escaped, with only its http(s) URLs made into links. The HTML part

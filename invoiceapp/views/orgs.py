@@ -36,7 +36,6 @@ from ..mail import absolute_url, send_mail
 from ..models import AuditEvent, Invitation, Membership, Organization, Plan, Role, User
 from ..organizations import (
     FREE_PLAN_MEMBER_LIMIT,
-    INVITATION_PUBLIC_ID_SHAPE,
     OwnershipChanged,
     create_organization,
     fits_free_plan,
@@ -51,6 +50,7 @@ from ..organizations import (
     seats_in_use,
     transfer_ownership,
 )
+from ..path_ids import path_id_or_404
 from ..principal import Principal, require_principal
 
 bp = Blueprint("orgs", __name__, url_prefix="/orgs")
@@ -136,8 +136,7 @@ def _member_or_404(organization: Organization, user_id: int) -> Membership:
 
 def _invitation_or_404(organization: Organization, public_id: str) -> Invitation:
     """A pending invitation of this organization (expired ones can still be resent)."""
-    if not INVITATION_PUBLIC_ID_SHAPE.fullmatch(public_id):
-        abort(404)
+    path_id_or_404("invitation", public_id)
     invitation = get_db().scalar(
         select(Invitation).where(
             Invitation.organization_id == organization.id,

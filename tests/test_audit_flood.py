@@ -1,0 +1,139 @@
+"""Simultaneous refusals against real gunicorn workers still make one record each window.
+
+The first refusal of one actor, for one action, in one organization within the window is
+recorded in full; the rest are counted beside it (invoiceapp.authz.audit). When many come
+at once, on several worker processes, exactly one of them must write the record and every
+one of them must be counted. Each round below sends PARALLEL refusals at the same moment
+for a bucket (actor, action) nobody used before, on SQLite and on PostgreSQL.
+
+Before the count existed every refusal was a record: 288 records for 18 rounds of 16, on
+each engine. Now: 18 records, each counting its 16.
+Needs redis-server (several workers share their rate-limit storage; see gunicorn.conf.py).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from test_concurrency import Browser, _signed_in
+from test_two_instances import REDIS_SERVER, _free_port, _wait_until_up, redis_url
+
+import seed
+from conftest import POSTGRES_URL, TEST_CONFIG
+from invoiceapp import create_app
+from invoiceapp.db import get_db, make_engine
+from invoiceapp.models import AuditEvent, AuditRepeat, Organization
+from support import all_at_once, postgres_schema
+
+__all__ = ["redis_url"]  # a fixture, used by name
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = 3
+PARALLEL = 16
+ACTORS = ["ada@acme.test", "linus@acme.test", "eve@acme.test"]
+# Globex's pages, each a different action to refuse an Acme member (a 404 from scope).
+REACHES = [
+    ("/invoices/inv_42", "invoices.show"),
+    ("/invoices/inv_42/edit", "invoices.edit"),
+    ("/invoices/inv_42/delete", "invoices.confirm_delete"),
+    ("/orgs/globex", "orgs.show"),
+    ("/orgs/globex/members", "orgs.members"),
+    ("/orgs/globex/billing", "orgs.billing"),
+]
+ROUNDS = len(ACTORS) * len(REACHES)
+
+pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")
+
+
+@contextmanager
+def _database_url(engine: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database on ``engine``, dropped afterwards."""
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'flood.sqlite3'}"
+        yield url
+        return
+    if not POSTGRES_URL:
+        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
+    with postgres_schema(POSTGRES_URL) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> Iterator[tuple[str, str]]:
+    """(base URL of a gunicorn with WORKERS workers, database URL)."""
+    with _database_url(request.param, tmp_path) as database_url:
+        seed.migrate(database_url)
+        app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
+        with app.app_context():
+            seed.seed(get_db())
+        app.extensions["db_engine"].dispose()
+        port = _free_port()
+        environment = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
+            "FLASK_SECRET_KEY": "flood-test-key-" + "k" * 24,
+            "FLASK_DATABASE_URL": database_url,
+            "FLASK_RATELIMIT_STORAGE_URI": redis_url,
+            "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
+            "FLASK_TESTING": "true",
+            "FLASK_AUTH_COOKIE_SECURE": "false",
+            "FLASK_SESSION_COOKIE_SECURE": "false",
+            "WEB_CONCURRENCY": str(WORKERS),
+            "BIND": f"127.0.0.1:{port}",
+        }
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
+             "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
+            cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_until_up(base + "/readyz", process)
+            yield base, database_url
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+
+
+def _globex_log(database_url: str) -> list[tuple[str, str, int]]:
+    """(actor, action, refusals counted) for each record in Globex's log."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            globex = connection.scalar(select(Organization.id).where(Organization.slug == "globex"))
+            rows = connection.execute(
+                select(AuditEvent.actor_email, AuditEvent.action, AuditRepeat.refusals)
+                .outerjoin(AuditRepeat, AuditRepeat.event_id == AuditEvent.id)
+                .where(AuditEvent.organization_id == globex)
+                .order_by(AuditEvent.id)
+            ).all()
+    finally:
+        engine.dispose()
+    return [(actor or "", action, refusals or 1) for actor, action, refusals in rows]
+
+
+def test_simultaneous_refusals_on_several_workers_make_one_record_with_every_one_counted(
+    served: tuple[str, str],
+) -> None:
+    base, database_url = served
+    browsers: dict[str, Browser] = {email: _signed_in(base, email) for email in ACTORS}
+    for email in ACTORS:
+        for path, _ in REACHES:
+            browser = browsers[email]
+            statuses = all_at_once([lambda b=browser, p=path: b.request(p)[0]] * PARALLEL)
+            assert statuses == [404] * PARALLEL, (email, path, statuses)
+
+    log = _globex_log(database_url)
+    expected = [(email, action, PARALLEL) for email in ACTORS for _, action in REACHES]
+    # Exactly one record per round, each counting every refusal of its round.
+    assert sorted(log) == sorted(expected), (
+        f"{len(log)} records for {ROUNDS} rounds of {PARALLEL}, counting {sum(n for *_, n in log)}"
+    )
