@@ -1,8 +1,10 @@
 """Organizations as a domain: slugs, the free plan's member cap, invitations, ownership.
 
 No HTTP and no policy here. Views decide *who* may act (authorize()); these helpers do
-the work so that it stays correct when two requests race: every change that depends
-on a row's current state is a conditional UPDATE, and the caller commits once.
+the work so that it stays correct when two requests race. A change to members, seats or
+the plan first takes the organization's lock (lock_organization), then reads again what
+the decision rested on (recheck_roles, the plan, the counts); the writes themselves are
+conditional too (still the role that was read), and the caller commits once.
 """
 
 from __future__ import annotations
