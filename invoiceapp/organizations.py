@@ -114,8 +114,10 @@ def lock_organization(db: Session, organization: Organization) -> Organization:
     write. So every membership, invitation and plan change calls this first, and re-reads
     what it decides on after it: the plan, the roles, the counts.
 
-    PostgreSQL: SELECT … FOR UPDATE on the organization's row. Writers to the same
+    PostgreSQL: SELECT … FOR NO KEY UPDATE on the organization's row. Writers to the same
     organization queue here; the re-read then sees whatever the one before them committed.
+    (NO KEY: rows that merely point at the organization, such as a new invoice, need not
+    wait for it.)
     SQLite: it allows one writer for the whole database, but an ordinary transaction takes
     that lock only at its first write, after the reads. BEGIN IMMEDIATE takes it now.
     """
@@ -124,7 +126,7 @@ def lock_organization(db: Session, organization: Organization) -> Organization:
     return db.scalars(
         select(Organization)
         .where(Organization.id == organization.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
         .execution_options(populate_existing=True)  # the plan may have changed meanwhile
     ).one()
 
