@@ -129,6 +129,15 @@ class Membership(Base):
     __table_args__ = (
         UniqueConstraint("user_id", "organization_id"),
         CheckConstraint(_in("role", tuple(r.value for r in Role)), name="role"),
+        # At most one owner per organization, whatever the code does. (At least one is
+        # checked at commit: invoiceapp.organizations, "Exactly one owner".)
+        Index(
+            "ix_memberships_one_owner",
+            "organization_id",
+            unique=True,
+            sqlite_where=text("role = 'owner'"),
+            postgresql_where=text("role = 'owner'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

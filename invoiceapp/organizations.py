@@ -1,8 +1,10 @@
 """Organizations as a domain: slugs, the free plan's member cap, invitations, ownership.
 
 No HTTP and no policy here. Views decide *who* may act (authorize()); these helpers do
-the work so that it stays correct when two requests race: every change that depends
-on a row's current state is a conditional UPDATE, and the caller commits once.
+the work so that it stays correct when two requests race. A change to members, seats or
+the plan first takes the organization's lock (lock_organization), then reads again what
+the decision rested on (recheck_roles, the plan, the counts); the writes themselves are
+conditional too (still the role that was read), and the caller commits once.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import secrets
 import unicodedata
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, delete, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from .authn.access_tokens import revoke_member_tokens
 from .db import utcnow
 from .models import Invitation, Membership, Organization, Plan, Role, User, UserSession
 
@@ -101,13 +104,38 @@ def create_organization(db: Session, name: str, owner: User) -> Organization:
 # ---------------------------------------------------------------------------
 
 
-def lock_organization(db: Session, organization_id: int) -> None:
-    """Serialise seat-counting changes to one organization (PostgreSQL: a row lock).
+def lock_organization(db: Session, organization: Organization) -> Organization:
+    """Take this organization's write lock for the rest of the transaction, then re-read it.
 
-    SQLite ignores FOR UPDATE; it allows one writer at a time anyway, and a stale
-    reader that tries to write gets "database is locked" (a 503), never a wrong count.
+    Seat counts and ownership are decided by reading first and writing after. Without a
+    lock, two requests both read "one seat left" (or "she is a plain member") and both
+    write. So every membership, invitation and plan change calls this first, and re-reads
+    what it decides on after it: the plan, the roles, the counts.
+
+    PostgreSQL: SELECT … FOR NO KEY UPDATE on the organization's row. Writers to the same
+    organization queue here; the re-read then sees whatever the one before them committed.
+    (NO KEY: rows that merely point at the organization, such as a new invoice, need not
+    wait for it.)
+    SQLite: it allows one writer for the whole database, but an ordinary transaction takes
+    that lock only at its first write, after the reads. BEGIN IMMEDIATE takes it now.
     """
-    db.execute(select(Organization.id).where(Organization.id == organization_id).with_for_update())
+    if db.get_bind().dialect.name == "sqlite":
+        _begin_immediate(db)
+    return db.scalars(
+        select(Organization)
+        .where(Organization.id == organization.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)  # the plan may have changed meanwhile
+    ).one()
+
+
+def _begin_immediate(db: Session) -> None:
+    """SQLite's write lock, now. Python's sqlite3 opens a transaction only before a write,
+    so none is open here unless this request already wrote (and so holds the lock)."""
+    connection = db.connection()
+    raw = connection.connection.dbapi_connection
+    if raw is not None and not raw.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def member_count(db: Session, organization_id: int) -> int:
@@ -195,8 +223,33 @@ def forget_active_organization(db: Session, user_id: int, organization_id: int) 
     )
 
 
-class OwnershipChanged(Exception):
+class MembershipChanged(Exception):
+    """Someone changed the roles or members this request decided on, after it read them.
+
+    The view rolls back and answers 409: nothing it meant to write has been written.
+    """
+
+
+class OwnershipChanged(MembershipChanged):
     """The owner or the chosen member changed while the transfer was being made."""
+
+
+def recheck_roles(db: Session, organization_id: int, expected: dict[int, str | None]) -> None:
+    """After lock_organization(): each user still has the role authorize() was given.
+
+    ``expected`` maps user ids to the role read before the lock (None: not a member). The
+    policy's answer was about those roles; if one moved, the answer may be wrong.
+    """
+    rows = db.execute(
+        select(Membership.user_id, Membership.role).where(
+            Membership.organization_id == organization_id,
+            Membership.user_id.in_(list(expected)),
+        )
+    )
+    now: dict[int, str] = {user_id: role for user_id, role in rows}
+    for user_id, role in expected.items():
+        if now.get(user_id) != role:
+            raise MembershipChanged(f"user {user_id}: role {role} became {now.get(user_id)}")
 
 
 def set_role(db: Session, membership: Membership, *, from_role: str, to_role: str) -> None:
@@ -210,6 +263,69 @@ def set_role(db: Session, membership: Membership, *, from_role: str, to_role: st
     if changed != 1:
         raise OwnershipChanged(f"membership {membership.id} no longer has role {from_role}")
     membership.role = to_role
+    _check_owner_at_commit(db, membership.organization_id)
+
+
+def remove_membership(db: Session, membership: Membership, *, role: str) -> None:
+    """Delete one membership, only if it still has ``role``; end its reach at once.
+
+    Their browsers stop working in the organization (roles are read again per request),
+    and their API tokens for it are revoked: a token must not come back to life if the
+    person is invited again later.
+    """
+    deleted = db.execute(
+        delete(Membership)
+        .where(Membership.id == membership.id, Membership.role == role)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if deleted != 1:
+        raise MembershipChanged(f"membership {membership.id} no longer has role {role}")
+    forget_active_organization(db, membership.user_id, membership.organization_id)
+    revoke_member_tokens(db, membership.user_id, membership.organization_id)
+    _check_owner_at_commit(db, membership.organization_id)
+
+
+# ---------------------------------------------------------------------------
+# Exactly one owner
+# ---------------------------------------------------------------------------
+#
+# At most one: the database refuses a second (a partial unique index on memberships,
+# ix_memberships_one_owner). At least one: checked here, at commit, for every
+# organization whose memberships this transaction changed. A check at commit and not
+# per statement, because a transfer passes through "no owner" between its two UPDATEs
+# (demote first, or the index would see two owners), and SQLite has no deferred
+# constraints. The conditional writes above already refuse every race we know of;
+# this check is what stops the one we have not thought of.
+
+_OWNER_CHECKS = "organizations_to_check_for_an_owner"
+
+
+def _check_owner_at_commit(db: Session, organization_id: int) -> None:
+    db.info.setdefault(_OWNER_CHECKS, set()).add(organization_id)
+
+
+@event.listens_for(Session, "before_commit")
+def _exactly_one_owner(db: Session) -> None:
+    organization_ids = db.info.pop(_OWNER_CHECKS, set())
+    if not organization_ids:
+        return
+    db.flush()
+    for organization_id in sorted(organization_ids):
+        owners = db.scalar(
+            select(func.count())
+            .select_from(Membership)
+            .where(
+                Membership.organization_id == organization_id,
+                Membership.role == Role.OWNER.value,
+            )
+        )
+        if owners != 1:
+            raise OwnershipChanged(f"organization {organization_id} would have {owners} owners")
+
+
+@event.listens_for(Session, "after_rollback")
+def _forget_owner_checks(db: Session) -> None:
+    db.info.pop(_OWNER_CHECKS, None)
 
 
 def transfer_ownership(db: Session, current_owner: Membership, new_owner: Membership) -> None:

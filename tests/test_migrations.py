@@ -29,7 +29,7 @@ from invoiceapp.db import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
-HEAD = "0010_audit_repeats"
+HEAD = "0010_one_owner"
 
 
 def alembic_config(url: str) -> Config:

@@ -18,7 +18,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -74,6 +74,24 @@ def revoke_access_token(token: PersonalAccessToken) -> None:
     """Stops working on the very next request: every request looks the token up again."""
     if token.revoked_at is None:
         token.revoked_at = utcnow()
+
+
+def revoke_member_tokens(db: Session, user_id: int, organization_id: int) -> int:
+    """Revoke every live token of ``user_id`` for one organization (they left or were removed).
+
+    A token whose user has no role in its organization already reaches nothing; revoking
+    it as well means it stays dead if they are invited back. Returns how many.
+    """
+    return db.execute(
+        update(PersonalAccessToken)
+        .where(
+            PersonalAccessToken.user_id == user_id,
+            PersonalAccessToken.organization_id == organization_id,
+            PersonalAccessToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    ).rowcount
 
 
 def is_usable(token: PersonalAccessToken) -> bool:

@@ -86,9 +86,9 @@ def accept(token: str) -> ResponseReturnValue:
         return _show(invitation, problem, 403)
 
     user = require_principal().user
-    organization = invitation.organization
+    # Lock, then re-read: the plan may have changed since the invitation was looked up.
+    organization = lock_organization(db, invitation.organization)
     slug = organization.slug
-    lock_organization(db, organization.id)
     if membership_of(db, organization.id, user.id) is not None:
         # Already in (another invitation, a moment ago): this one has nothing left to do.
         revoke_invitation(db, invitation)

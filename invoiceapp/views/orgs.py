@@ -22,6 +22,7 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
+from ..authn.access_tokens import PUBLIC_ID_SHAPE, revoke_access_token
 from ..authn.emails import MAX_EMAIL_LENGTH, valid_new_email
 from ..authn.gate import login_required
 from ..authn.redirects import safe_next
@@ -33,21 +34,32 @@ from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
 from ..forms import Form, no_control_characters, strip
 from ..mail import absolute_url, send_mail
-from ..models import AuditEvent, Invitation, Membership, Organization, Plan, Role, User
+from ..models import (
+    AuditEvent,
+    Invitation,
+    Membership,
+    Organization,
+    PersonalAccessToken,
+    Plan,
+    Role,
+    User,
+)
 from ..organizations import (
     FREE_PLAN_MEMBER_LIMIT,
-    OwnershipChanged,
+    MembershipChanged,
     create_organization,
     fits_free_plan,
-    forget_active_organization,
     has_room_for_invitation,
     is_member_by_email,
     issue_invitation_token,
     lock_organization,
     membership_of,
     new_invitation,
+    recheck_roles,
+    remove_membership,
     revoke_invitation,
     seats_in_use,
+    set_role,
     transfer_ownership,
 )
 from ..path_ids import path_id_or_404
@@ -64,6 +76,10 @@ PLANS = [Plan.FREE.value, Plan.PRO.value]
 FULL = (
     f"The free plan allows {FREE_PLAN_MEMBER_LIMIT} members, pending invitations included. "
     "Revoke an invitation, remove a member or upgrade to pro first."
+)
+CHANGED_MEANWHILE = (
+    "Someone changed this organization's members or roles while you were deciding, so "
+    "nothing was done. Here is the list as it is now; try again if it still makes sense."
 )
 
 
@@ -154,6 +170,29 @@ def _my_membership(organization: Organization) -> Membership:
     membership = membership_of(get_db(), organization.id, require_principal().user.id)
     assert membership is not None  # scope found the organization through it
     return membership
+
+
+def _lock_and_recheck(organization: Organization, *targets: Membership) -> Organization:
+    """Lock the organization, then check that what authorize() was told still holds.
+
+    authorize() answered about the roles read at the start of the request: yours, and
+    those of the ``targets`` you act on. Another request may have changed them since.
+    Inside the lock they can no longer change, so they are read again and compared;
+    MembershipChanged (a 409) if any moved. Returns the organization, re-read (its plan).
+    """
+    db = get_db()
+    locked = lock_organization(db, organization)
+    principal = require_principal()
+    expected = {principal.user.id: principal.role_in(organization.id)}
+    expected |= {target.user_id: target.role for target in targets}
+    recheck_roles(db, organization.id, expected)
+    return locked
+
+
+def _changed_meanwhile(organization: Organization) -> ResponseReturnValue:
+    """The 409 for a request that lost a race: rolled back, nothing half-written."""
+    get_db().rollback()
+    return _render_members(organization, problem=CHANGED_MEANWHILE, status=409)
 
 
 def _transfer_candidates(organization: Organization) -> list[SelectChoice]:
@@ -383,9 +422,12 @@ def leave(slug: str) -> ResponseReturnValue:
     db = get_db()
     membership = _my_membership(organization)
     user_id = membership.user_id
-    db.delete(membership)
-    forget_active_organization(db, user_id, organization.id)
-    db.commit()
+    try:
+        _lock_and_recheck(organization)  # still the role that was allowed to leave
+        remove_membership(db, membership, role=require_principal().role_in(organization.id) or "")
+        db.commit()
+    except MembershipChanged:
+        return _changed_meanwhile(organization)
     record_audit(
         "org.leave",
         organization_id=organization.id,
@@ -415,6 +457,7 @@ def _render_members(
         .where(Membership.organization_id == organization.id)
         .order_by(Membership.created_at, Membership.id)
     ).all()
+    tokens = _live_tokens(organization)
     invitations = db.scalars(
         select(Invitation)
         .where(
@@ -429,6 +472,7 @@ def _render_members(
         organization=organization,
         members=members,
         invitations=invitations,
+        tokens=tokens,
         invite_form=invite_form or InviteForm(formdata=None),
         transfer_form=_transfer_form(organization),
         assignable_roles=ASSIGNABLE_ROLES,
@@ -439,6 +483,24 @@ def _render_members(
         now=utcnow(),
     )
     return html, status
+
+
+def _live_tokens(organization: Organization) -> dict[int, list[PersonalAccessToken]]:
+    """Members' API tokens that still work here, by user id (the page shows only those
+    the viewer may revoke: the template asks can(), like every other button)."""
+    rows = get_db().scalars(
+        select(PersonalAccessToken)
+        .where(
+            PersonalAccessToken.organization_id == organization.id,
+            PersonalAccessToken.revoked_at.is_(None),
+            PersonalAccessToken.expires_at > utcnow(),
+        )
+        .order_by(PersonalAccessToken.created_at, PersonalAccessToken.id)
+    )
+    tokens: dict[int, list[PersonalAccessToken]] = {}
+    for token in rows:
+        tokens.setdefault(token.user_id, []).append(token)
+    return tokens
 
 
 @bp.get("/<slug>/members")
@@ -464,8 +526,13 @@ def change_role(slug: str, user_id: int) -> ResponseReturnValue:
     if old_role == new_role:
         flash("Nothing changed: that is already their role.", "info")
         return _page(f"/orgs/{organization.slug}/members")
-    membership.role = new_role
-    get_db().commit()
+    db = get_db()
+    try:
+        _lock_and_recheck(organization, membership)
+        set_role(db, membership, from_role=old_role, to_role=new_role)
+        db.commit()
+    except MembershipChanged:
+        return _changed_meanwhile(organization)
     record_audit(
         "member.change_role",
         organization_id=organization.id,
@@ -484,17 +551,58 @@ def remove_member(slug: str, user_id: int) -> ResponseReturnValue:
     authorize("member.remove", membership)  # admins: plain members only; never the owner
     db = get_db()
     role = membership.role
-    db.delete(membership)
-    # Their browsers stop working in this organization; roles are read again per request.
-    forget_active_organization(db, user_id, organization.id)
-    db.commit()
+    try:
+        _lock_and_recheck(organization, membership)
+        # Their browsers and their API tokens stop working in this organization at once.
+        remove_membership(db, membership, role=role)
+        db.commit()
+    except MembershipChanged:
+        return _changed_meanwhile(organization)
     record_audit(
         "member.remove",
         organization_id=organization.id,
         resource_id=f"membership:{user_id}",
         reason=f"removed a {role}",
     )
-    flash("Member removed. They lost access at once.", "success")
+    flash("Member removed. They lost access at once, API tokens included.", "success")
+    return _page(f"/orgs/{organization.slug}/members")
+
+
+def _member_token_or_404(membership: Membership, public_id: str) -> PersonalAccessToken:
+    """A live token of this member for this organization; anything else is a 404."""
+    token = None
+    if PUBLIC_ID_SHAPE.fullmatch(public_id):
+        token = get_db().scalar(
+            select(PersonalAccessToken).where(
+                PersonalAccessToken.public_id == public_id,
+                PersonalAccessToken.user_id == membership.user_id,
+                PersonalAccessToken.organization_id == membership.organization_id,
+                PersonalAccessToken.revoked_at.is_(None),
+            )
+        )
+    if token is None:
+        abort(404)
+    return token
+
+
+@bp.post("/<slug>/members/<int(max=2147483647):user_id>/tokens/<public_id>/revoke")
+@login_required
+def revoke_member_token(slug: str, user_id: int, public_id: str) -> ResponseReturnValue:
+    organization = organization_in_my_orgs_or_404(slug)
+    membership = _member_or_404(organization, user_id)
+    token = _member_token_or_404(membership, public_id)
+    # Whoever may remove this member may cut off their tokens, which removing them would
+    # do anyway: owners, and admins for plain members. Your own: /account/tokens.
+    authorize("member.remove", membership)
+    revoke_access_token(token)
+    get_db().commit()
+    record_audit(
+        "member.token.revoke",
+        organization_id=organization.id,
+        resource_id=f"token:{token.public_id}",
+        reason=f"revoked an API token of membership:{user_id}",
+    )
+    flash("Token revoked. It stops working on its very next request.", "success")
     return _page(f"/orgs/{organization.slug}/members")
 
 
@@ -515,11 +623,16 @@ def invite(slug: str) -> ResponseReturnValue:
     email, role = form.email.data or "", form.role.data or Role.MEMBER.value
 
     db = get_db()
-    lock_organization(db, organization.id)
+    try:
+        organization = _lock_and_recheck(organization)  # the plan as it is now, not as read
+    except MembershipChanged:
+        return _changed_meanwhile(organization)
     if is_member_by_email(db, organization.id, email):
+        db.rollback()
         form.email.errors = ["That address already belongs to a member of this organization."]
         return _render_members(organization, invite_form=form, status=409)
     if not has_room_for_invitation(db, organization, email):
+        db.rollback()
         return _render_members(organization, invite_form=form, problem=FULL, status=409)
     invitation, raw = new_invitation(
         db,
@@ -567,9 +680,13 @@ def resend(slug: str, public_id: str) -> ResponseReturnValue:
     invitation = _invitation_or_404(organization, public_id)
     authorize("member.invite", organization, role=invitation.role)
     db = get_db()
-    lock_organization(db, organization.id)
+    try:
+        organization = _lock_and_recheck(organization)
+    except MembershipChanged:
+        return _changed_meanwhile(organization)
     # An expired invitation gave up its seat; someone may have taken it since.
     if not has_room_for_invitation(db, organization, invitation.email):
+        db.rollback()
         return _render_members(organization, problem=FULL, status=409)
     # A new token: the old link stops working, the new one gets a new expiry.
     raw = issue_invitation_token(invitation, current_app.config["INVITATION_SECONDS"])
@@ -615,12 +732,11 @@ def transfer(slug: str) -> ResponseReturnValue:
     current = _my_membership(organization)
     target = _member_or_404(organization, form.user_id.data or 0)
     try:
+        _lock_and_recheck(organization, target)  # you are still the owner; they, as read
         transfer_ownership(db, current, target)
         db.commit()
-    except OwnershipChanged:
-        db.rollback()
-        flash("Ownership changed while you were deciding. Nothing was done.", "error")
-        return _page(f"/orgs/{organization.slug}/members")
+    except MembershipChanged:
+        return _changed_meanwhile(organization)
 
     old_owner, new_owner = require_principal().user, target.user
     for person, is_new_owner in ((old_owner, False), (new_owner, True)):
@@ -701,8 +817,13 @@ def change_plan(slug: str) -> ResponseReturnValue:
         flash("Nothing changed: that is already the plan.", "info")
         return _page(f"/orgs/{organization.slug}/billing")
     db = get_db()
-    lock_organization(db, organization.id)
+    try:
+        organization = _lock_and_recheck(organization)  # you are still the owner
+    except MembershipChanged:
+        return _changed_meanwhile(organization)
+    old_plan = organization.plan  # as it is now: another change may have landed meanwhile
     if new_plan == Plan.FREE and not fits_free_plan(db, organization.id):
+        db.rollback()
         problem = (
             f"The free plan allows {FREE_PLAN_MEMBER_LIMIT} members, pending invitations "
             "included. Remove members or revoke invitations before downgrading."

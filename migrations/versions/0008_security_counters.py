@@ -1,6 +1,6 @@
 """Security counters: wrong second-step codes per account, failed sign-ins per claim.
 
-Revision ID: 0009_security_counters
+Revision ID: 0008_security_counters
 Revises: 0007_factor_provenance
 Create Date: 2026-12-07
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009_security_counters"
+revision: str = "0008_security_counters"
 down_revision: str | Sequence[str] | None = "0007_factor_provenance"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None

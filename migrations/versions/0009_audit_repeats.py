@@ -1,7 +1,7 @@
 """Audit repeats: repeated refusals in a window are one audit record with a count.
 
-Revision ID: 0010_audit_repeats
-Revises: 0009_security_counters
+Revision ID: 0009_audit_repeats
+Revises: 0008_security_counters
 Create Date: 2026-12-07
 
 audit_repeats counts the refusals of one actor, for one action, in one organization,
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010_audit_repeats"
-down_revision: str | Sequence[str] | None = "0009_security_counters"
+revision: str = "0009_audit_repeats"
+down_revision: str | Sequence[str] | None = "0008_security_counters"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
