@@ -142,6 +142,7 @@ MISSING_PUBLIC_ID = {
     "/account/passkeys/": "0123456789abcdef",
     "/account/tokens/": "pat_0123456789abcdef",
     "/orgs/<slug>/invitations/": "0123456789abcdef",
+    "/orgs/<slug>/members/": "pat_0123456789abcdef",  # a member's token
 }
 MALFORMED = ["\x00", "0123456789abcde\x00", "x" * 5000, "\u202e", "..", "inv_7 ", "ÄCME", "-1"]
 

@@ -22,7 +22,7 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
-from ..authn.access_tokens import PUBLIC_ID_SHAPE, revoke_access_token
+from ..authn.access_tokens import revoke_access_token
 from ..authn.emails import MAX_EMAIL_LENGTH, valid_new_email
 from ..authn.gate import login_required
 from ..authn.redirects import safe_next
@@ -570,16 +570,15 @@ def remove_member(slug: str, user_id: int) -> ResponseReturnValue:
 
 def _member_token_or_404(membership: Membership, public_id: str) -> PersonalAccessToken:
     """A live token of this member for this organization; anything else is a 404."""
-    token = None
-    if PUBLIC_ID_SHAPE.fullmatch(public_id):
-        token = get_db().scalar(
-            select(PersonalAccessToken).where(
-                PersonalAccessToken.public_id == public_id,
-                PersonalAccessToken.user_id == membership.user_id,
-                PersonalAccessToken.organization_id == membership.organization_id,
-                PersonalAccessToken.revoked_at.is_(None),
-            )
+    path_id_or_404("access_token", public_id)  # a malformed id never reaches the database
+    token = get_db().scalar(
+        select(PersonalAccessToken).where(
+            PersonalAccessToken.public_id == public_id,
+            PersonalAccessToken.user_id == membership.user_id,
+            PersonalAccessToken.organization_id == membership.organization_id,
+            PersonalAccessToken.revoked_at.is_(None),
         )
+    )
     if token is None:
         abort(404)
     return token
