@@ -443,7 +443,7 @@ def test_forgot_password_is_limited_per_address_asked_about(
     assert int(third.headers["Retry-After"]) > 0
     assert len(read_outbox(outbox)) == 2
     assert events(db, "ada@acme.test", "reset_requested") == 2
-    assert reset_tokens(db) == 2
+    assert reset_tokens(db) == 1  # the second link replaced the first
     # Other addresses are not held up.
     assert ask("linus@acme.test", "198.51.100.3").status_code == 200
     app.extensions["db_engine"].dispose()
@@ -511,3 +511,73 @@ def test_signing_in_during_a_pending_reset_does_not_end_it(
     ask_for_reset(client, "ada@acme.test")
     sign_in(app.test_client(), "ada@acme.test")
     assert choose(client, reset_path(outbox)).status_code == 303
+
+
+# --- a newer link kills the older ones ----------------------------------------------------
+
+
+def test_a_second_reset_link_kills_the_first(
+    app: Flask, client: FlaskClient, db: Session, outbox: Path
+) -> None:
+    ask_for_reset(client, "ada@acme.test")
+    first = reset_path(outbox)
+    ask_for_reset(client, "ada@acme.test")
+    second = reset_path(outbox)
+    assert first != second
+
+    assert INVALID_PAGE in client.get(first).get_data(as_text=True)
+    assert choose(client, first).status_code == 400
+    assert not can_sign_in(app, "ada@acme.test", NEW_PASSWORD)
+    assert reset_tokens(db) == 1  # the older one is gone from the table, not just refused
+    assert choose(client, second).status_code == 303
+    assert can_sign_in(app, "ada@acme.test", NEW_PASSWORD)
+
+
+def test_an_older_reset_token_that_escaped_the_cleanup_is_refused_too(
+    app: Flask, client: FlaskClient, db: Session
+) -> None:
+    """Two requests at once can each issue a link before either sees the other's: the
+    check at use time is what guarantees that only the newest link ever works."""
+    with app.app_context():
+        ada = user_by_email(db, "ada@acme.test")
+        older = issue_token(db, ada, TokenPurpose.RESET_PASSWORD, 600, email=ada.email)
+        newer = issue_token(db, ada, TokenPurpose.RESET_PASSWORD, 600, email=ada.email)
+        db.commit()
+    assert choose(client, "/reset-password/" + older).status_code == 400
+    assert choose(client, "/reset-password/" + newer).status_code == 303
+
+
+# --- a reset removes every second factor ---------------------------------------------------
+
+
+def test_a_reset_removes_a_totp_and_recovery_codes_someone_else_enrolled(
+    app: Flask, client: FlaskClient, db: Session, outbox: Path
+) -> None:
+    """Whoever planted an authenticator app must not lock the mailbox owner out after the
+    reset: the reset removes TOTP and recovery codes as it removes passkeys."""
+    from invoiceapp.authn import recovery_codes
+    from invoiceapp.models import RecoveryCode
+
+    with app.app_context():
+        recovery_codes.replace_codes(db, user_by_email(db, "tess@acme.test"))
+        db.commit()
+    ask_for_reset(client, "tess@acme.test")
+    path = reset_path(outbox, "tess@acme.test")
+    page = client.get(path).get_data(as_text=True)
+    assert "authenticator app" in page and "recovery codes" in page
+
+    assert choose(client, path).status_code == 303
+    tess = user_by_email(db, "tess@acme.test")
+    assert tess.totp_secret_encrypted is None and tess.totp_enabled_at is None
+    assert db.scalar(select(func.count()).select_from(RecoveryCode)) == 0
+    assert events(db, "tess@acme.test", "two_factor_disabled") == 1
+    # The new password alone signs in: no second step is asked for.
+    response = app.test_client().post(
+        "/sign-in", data={"email": "tess@acme.test", "password": NEW_PASSWORD}
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/dashboard"
+    notice = latest_mail_to(outbox, "tess@acme.test")
+    assert notice is not None and notice.subject == "Your InvoiceApp password was changed"
+    assert "authenticator app" in notice.text and "recovery codes" in notice.text
+    assert "authenticator app" in notice.html
+    assert "http://127.0.0.1:5000/account/two-factor" in notice.links

@@ -40,6 +40,7 @@ from ..extensions import limiter
 from ..forms import Form, no_control_characters
 from ..mail import absolute_url, send_mail
 from ..models import AccountToken, TokenPurpose, User
+from . import recovery_codes, totp
 from .accounts import set_password
 from .emails import normalise_new_email
 from .events import EventKind, record_event
@@ -48,7 +49,7 @@ from .passkeys import passkeys_of
 from .password_policy import StrongPassword
 from .sessions import current_session, end_session
 from .signup import duration_in_words, link_invalid, no_store
-from .tokens import claim_token, find_usable_token, issue_token
+from .tokens import claim_token, find_usable_token, is_newest, issue_token, revoke_tokens
 
 bp = Blueprint("recovery", __name__)
 
@@ -184,6 +185,8 @@ def send_reset_link_if_verified(address: str) -> None:
         db.commit()
         return
     lifetime = current_app.config["RESET_TOKEN_SECONDS"]
+    # A new link kills the older ones: only the newest mail in the inbox works.
+    revoke_tokens(db, user.id, TokenPurpose.RESET_PASSWORD)
     raw = issue_token(db, user, TokenPurpose.RESET_PASSWORD, lifetime, email=user.email)
     db.commit()  # the token exists before the mail that names it leaves
     send_mail(
@@ -201,9 +204,10 @@ def send_reset_link_if_verified(address: str) -> None:
 
 
 def _usable_reset_token(db: Session, raw: str) -> AccountToken | None:
-    """The token if it can still reset a password: usable, and for the account's address."""
+    """The token if it can still reset a password: usable, the newest link mailed for the
+    account, and for the address the account still has."""
     token = find_usable_token(db, raw, TokenPurpose.RESET_PASSWORD)
-    if token is None or token.email != token.user.email:
+    if token is None or token.email != token.user.email or not is_newest(db, token):
         return None
     return token
 
@@ -238,6 +242,19 @@ def _remove_passkeys(db: Session, user: User) -> list[str]:
     return names
 
 
+def _remove_totp(db: Session, user: User) -> bool:
+    """The authenticator app and its recovery codes go too, for the same reasons as the
+    passkeys: one that someone else enrolled would still stand between the mailbox owner
+    and their account, and whoever lost their phone gets back in. True if there was one.
+    """
+    had_totp = user.totp_secret_encrypted is not None
+    totp.disable(user)
+    recovery_codes.remove_codes(db, user)
+    if had_totp:
+        record_event(db, user.id, EventKind.TWO_FACTOR_DISABLED, "by a password reset")
+    return had_totp
+
+
 @bp.post("/reset-password/<path:token>")
 def reset_password(token: str) -> ResponseReturnValue:
     db = get_db()
@@ -261,6 +278,7 @@ def reset_password(token: str) -> ResponseReturnValue:
         db.flush()
     set_password(db, user, form.new_password.data or "", keep=None)
     removed = _remove_passkeys(db, user)
+    removed_totp = _remove_totp(db, user)
     record_event(db, user.id, EventKind.RESET_USED)
     db.commit()
     send_mail(
@@ -270,6 +288,8 @@ def reset_password(token: str) -> ResponseReturnValue:
         reset_url=absolute_url("/forgot-password"),
         removed_passkeys=removed,
         passkeys_url=absolute_url("/account/passkeys"),
+        removed_totp=removed_totp,
+        two_factor_url=absolute_url("/account/two-factor"),
     )
     session.clear()
     flash(
