@@ -62,6 +62,7 @@ def register_database(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from . import background
     from .authn.gate import init_authentication
     from .authn.sessions import init_sessions
     from .extensions import csrf, limiter
@@ -74,6 +75,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     register_gates(app)  # authentication, then CSRF: before any view runs
     limiter.init_app(app)
+    background.init_app(app)  # forgot-password's look-up and mail, off the request worker
 
 
 def register_blueprints(app: Flask) -> None:

@@ -11,6 +11,8 @@ import re
 import threading
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,12 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from werkzeug.serving import make_server
 
 from conftest import Clock, make_test_app
 from invoiceapp.authn.accounts import set_password
 from invoiceapp.authn.tokens import claim_token, issue_token
+from invoiceapp.background import wait_for_jobs
 from invoiceapp.mail import latest_mail_to, read_outbox
 from invoiceapp.models import AccountToken, SecurityEvent, TokenPurpose, User, UserSession
 from support import AUTH_COOKIE, PASSWORD, csrf_token_from, live_server, sign_in, signed_in_client
@@ -172,6 +176,68 @@ def test_a_real_server_sends_the_answer_then_does_the_work(
             assert SENT in answer.read().decode()
         assert done.wait(timeout=10)
     assert latest_mail_to(outbox, "ada@acme.test") is not None
+    app.extensions["db_engine"].dispose()
+
+
+@contextmanager
+def one_worker_server(app: Flask) -> Iterator[str]:
+    """``app`` behind a server that handles one request at a time, like one sync worker."""
+    server = make_server("127.0.0.1", 0, app, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+
+
+def test_the_next_request_is_answered_while_the_reset_work_is_still_running(
+    database_file: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Work that holds the worker after the answer delays whatever that worker takes next,
+    and the delay told a verified account from an unknown address. On the pool it cannot:
+    here the work waits for a signal that comes only after the next answer has arrived."""
+    from invoiceapp.authn import recovery
+
+    app = make_test_app(database_file, MAIL_OUTBOX_DIR=str(outbox), BACKGROUND_JOBS="threads")
+    release = threading.Event()
+    real_work = recovery.send_reset_link_if_verified
+
+    def work_when_released(address: str) -> None:
+        assert release.wait(timeout=30)
+        real_work(address)
+
+    monkeypatch.setattr(recovery, "send_reset_link_if_verified", work_when_released)
+    with one_worker_server(app) as base:
+        body = urllib.parse.urlencode({"email": "ada@acme.test"}).encode()
+        with urllib.request.urlopen(base + "/forgot-password", data=body, timeout=10) as answer:
+            assert answer.status == 200 and SENT in answer.read().decode()
+        # Inline, this would wait for the work, which waits for us: a timeout, not a 200.
+        with urllib.request.urlopen(base + "/healthz", timeout=5) as next_answer:
+            assert next_answer.status == 200
+        assert read_outbox(outbox) == []  # the work has not even started
+        release.set()
+        assert wait_for_jobs(app)
+    assert latest_mail_to(outbox, "ada@acme.test") is not None
+    app.extensions["db_engine"].dispose()
+
+
+def test_a_job_that_fails_on_the_pool_is_logged_by_its_class_only(
+    database_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from invoiceapp.background import JobPool
+
+    app = make_test_app(database_file, BACKGROUND_JOBS="threads")
+    pool = JobPool(app)
+
+    def broken() -> None:
+        raise RuntimeError("token abc123 for ada@acme.test")
+
+    with caplog.at_level(logging.WARNING):
+        pool.submit(broken)
+        assert pool.wait(timeout=10)
+    assert "background job failed: RuntimeError" in caplog.text
+    assert "ada@acme.test" not in caplog.text and "abc123" not in caplog.text
     app.extensions["db_engine"].dispose()
 
 

@@ -5,9 +5,10 @@ Two rules shape this module:
 - /forgot-password never tells whether an address has an account, or whether it is
   verified. Every request gets the same page, status and flash, built before anything
   is looked up; the look-up, the token and the mail run after the response has been
-  sent (``call_on_close``), so neither the answer nor its timing depends on them. Only
-  a verified address is sent the link. (Flask's test client runs that work when the
-  test closes the response.)
+  sent, on a background thread (invoiceapp.background), so neither the answer, nor its
+  timing, nor how soon the worker takes the next request depends on them. Only a
+  verified address is sent the link. (The tests run that work inline, when the test
+  closes the response.)
 - A reset link works once and briefly. Using it replaces the password and ends every
   session of the account, so whoever knew the old password or held a cookie is out.
   It does not sign anyone in: the new password (and any second factor) still has to.
@@ -35,6 +36,7 @@ from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
 
+from ..background import after_response
 from ..db import get_db
 from ..extensions import limiter
 from ..forms import Form, no_control_characters
@@ -155,13 +157,13 @@ def forgot_password() -> ResponseReturnValue:
     html = render_template("authn/forgot_password.html", form=ForgotPasswordForm(formdata=None))
     response = make_response(html)
     # The look-up, the event, the token and the mail all happen once the answer has
-    # been sent, so its timing cannot depend on them.
-    response.call_on_close(_after_the_answer(asked_about(form.email.data)))
+    # been sent, off this worker, so no timing can depend on them.
+    after_response(response, _after_the_answer(asked_about(form.email.data)))
     return response
 
 
 def _after_the_answer(address: str) -> Callable[[], None]:
-    """The work of a reset request, to run when the server closes the response."""
+    """The work of a reset request, to run once the answer has been sent."""
 
     @copy_current_request_context
     def work() -> None:
