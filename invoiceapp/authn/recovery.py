@@ -42,12 +42,11 @@ from ..extensions import limiter
 from ..forms import Form, no_control_characters
 from ..mail import absolute_url, send_mail
 from ..models import AccountToken, TokenPurpose, User
-from . import recovery_codes, totp
 from .accounts import set_password
 from .emails import normalise_new_email
 from .events import EventKind, record_event
+from .factors import remove_second_factors
 from .forms import normalise_email
-from .passkeys import passkeys_of
 from .password_policy import StrongPassword
 from .sessions import current_session, end_session
 from .signup import duration_in_words, link_invalid, no_store
@@ -228,35 +227,6 @@ def reset_password_form(token: str) -> ResponseReturnValue:
     return render_template("authn/reset_password.html", form=ResetPasswordForm(), token=token)
 
 
-def _remove_passkeys(db: Session, user: User) -> list[str]:
-    """A reset starts the account's sign-in methods over: every passkey goes too.
-
-    A passkey signs in without the password, so one that someone else added would
-    survive the reset that was meant to shut them out. And it is the way back for whoever
-    lost their only passkey: changing second factors needs one, the mailbox proves enough
-    to start again. Returns the names, for the notice.
-    """
-    names = []
-    for passkey in passkeys_of(db, user):
-        names.append(passkey.name)
-        db.delete(passkey)
-        record_event(db, user.id, EventKind.PASSKEY_REMOVED, "by a password reset")
-    return names
-
-
-def _remove_totp(db: Session, user: User) -> bool:
-    """The authenticator app and its recovery codes go too, for the same reasons as the
-    passkeys: one that someone else enrolled would still stand between the mailbox owner
-    and their account, and whoever lost their phone gets back in. True if there was one.
-    """
-    had_totp = user.totp_secret_encrypted is not None
-    totp.disable(user)
-    recovery_codes.remove_codes(db, user)
-    if had_totp:
-        record_event(db, user.id, EventKind.TWO_FACTOR_DISABLED, "by a password reset")
-    return had_totp
-
-
 @bp.post("/reset-password/<path:token>")
 def reset_password(token: str) -> ResponseReturnValue:
     db = get_db()
@@ -279,8 +249,8 @@ def reset_password(token: str) -> ResponseReturnValue:
         end_session()  # and clear this browser's cookie too, not just the row
         db.flush()
     set_password(db, user, form.new_password.data or "", keep=None)
-    removed = _remove_passkeys(db, user)
-    removed_totp = _remove_totp(db, user)
+    # The reset starts the sign-in methods over (invoiceapp.authn.factors says why).
+    removed = remove_second_factors(db, user, "by a password reset")
     record_event(db, user.id, EventKind.RESET_USED)
     db.commit()
     send_mail(
@@ -288,9 +258,9 @@ def reset_password(token: str) -> ResponseReturnValue:
         "Your InvoiceApp password was changed",
         "password_was_reset",
         reset_url=absolute_url("/forgot-password"),
-        removed_passkeys=removed,
+        removed_passkeys=removed.passkeys,
         passkeys_url=absolute_url("/account/passkeys"),
-        removed_totp=removed_totp,
+        removed_totp=removed.totp,
         two_factor_url=absolute_url("/account/two-factor"),
     )
     session.clear()
