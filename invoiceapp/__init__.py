@@ -88,6 +88,7 @@ def register_blueprints(app: Flask) -> None:
     from .views.account import bp as account_bp
     from .views.account_tokens import bp as account_tokens_bp
     from .views.audit import bp as audit_bp
+    from .views.claim_address import bp as claim_address_bp
     from .views.demo import bp as demo_bp
     from .views.dev_mail import bp as dev_mail_bp
     from .views.health import bp as health_bp
@@ -102,6 +103,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(authn_bp)
     app.register_blueprint(signup_bp)
     app.register_blueprint(recovery_bp)
+    app.register_blueprint(claim_address_bp)
     app.register_blueprint(two_factor_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(account_tokens_bp)

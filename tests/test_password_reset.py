@@ -35,7 +35,7 @@ from support import user as user_by_email
 
 NEW_PASSWORD = "glacier kelp mesa indigo 42"
 INVALID_PAGE = "This link is no longer valid"
-SENT = "If an account with a verified email exists for that address, we have sent a link"
+SENT = "If that address belongs to an account, we have sent it a link to choose a new password"
 
 
 def finished(response: Any) -> Any:
@@ -123,15 +123,18 @@ def test_forgot_password_answers_alike_for_unknown_unverified_and_verified_addre
     assert status == 200
     assert SENT in body
     assert "acme.test" not in body  # the address typed is not echoed
-    # Mail only to the verified address.
-    assert [mail.to for mail in read_outbox(outbox)] == ["ada@acme.test"]
+    # A reset link to the verified address; the unverified one is offered a claim link.
+    assert sorted(mail.to for mail in read_outbox(outbox)) == ["ada@acme.test", "eve@acme.test"]
     mail = latest_mail_to(outbox, "ada@acme.test")
     assert mail is not None and "30 minutes" in mail.text
-    # Events for existing accounts only; a token only for the one that was mailed.
+    assert any("/reset-password/" in link for link in mail.links)
+    claim = latest_mail_to(outbox, "eve@acme.test")
+    assert claim is not None and not any("/reset-password/" in link for link in claim.links)
+    # Events for existing accounts only; a token for each that was mailed.
     assert events(db, "eve@acme.test", "reset_requested") == 1
     assert events(db, "ada@acme.test", "reset_requested") == 1
-    tokens = list(db.scalars(select(AccountToken)))
-    assert [(t.email, t.purpose) for t in tokens] == [("ada@acme.test", "reset_password")]
+    tokens = sorted((t.email, t.purpose) for t in db.scalars(select(AccountToken)))
+    assert tokens == [("ada@acme.test", "reset_password"), ("eve@acme.test", "claim_address")]
 
 
 def test_forgot_password_finds_the_account_whatever_the_case_and_spaces(
@@ -162,13 +165,13 @@ def test_a_real_server_sends_the_answer_then_does_the_work(
 
     app = make_test_app(database_file, MAIL_OUTBOX_DIR=str(outbox))
     done = threading.Event()
-    real_work = recovery.send_reset_link_if_verified
+    real_work = recovery.send_recovery_link
 
     def work_then_signal(address: str) -> None:
         real_work(address)
         done.set()
 
-    monkeypatch.setattr(recovery, "send_reset_link_if_verified", work_then_signal)
+    monkeypatch.setattr(recovery, "send_recovery_link", work_then_signal)
     with live_server(app) as base:
         body = urllib.parse.urlencode({"email": "ada@acme.test"}).encode()
         with urllib.request.urlopen(base + "/forgot-password", data=body, timeout=10) as answer:
@@ -201,13 +204,13 @@ def test_the_next_request_is_answered_while_the_reset_work_is_still_running(
 
     app = make_test_app(database_file, MAIL_OUTBOX_DIR=str(outbox), BACKGROUND_JOBS="threads")
     release = threading.Event()
-    real_work = recovery.send_reset_link_if_verified
+    real_work = recovery.send_recovery_link
 
     def work_when_released(address: str) -> None:
         assert release.wait(timeout=30)
         real_work(address)
 
-    monkeypatch.setattr(recovery, "send_reset_link_if_verified", work_when_released)
+    monkeypatch.setattr(recovery, "send_recovery_link", work_when_released)
     with one_worker_server(app) as base:
         body = urllib.parse.urlencode({"email": "ada@acme.test"}).encode()
         with urllib.request.urlopen(base + "/forgot-password", data=body, timeout=10) as answer:
@@ -249,7 +252,7 @@ def test_a_failure_after_the_answer_is_logged_without_the_address(
     def broken(address: str) -> None:
         raise RuntimeError(f"database trouble with {address}")
 
-    monkeypatch.setattr(recovery, "send_reset_link_if_verified", broken)
+    monkeypatch.setattr(recovery, "send_recovery_link", broken)
     with caplog.at_level(logging.WARNING):
         response = ask_for_reset(client, "ada@acme.test")
     assert response.status_code == 200

@@ -6,9 +6,9 @@ Two rules shape this module:
   verified. Every request gets the same page, status and flash, built before anything
   is looked up; the look-up, the token and the mail run after the response has been
   sent, on a background thread (invoiceapp.background), so neither the answer, nor its
-  timing, nor how soon the worker takes the next request depends on them. Only a
-  verified address is sent the link. (The tests run that work inline, when the test
-  closes the response.)
+  timing, nor how soon the worker takes the next request depends on them. A verified
+  address is sent a reset link; an unverified one a claim link (invoiceapp.authn.claims).
+  (The tests run that work inline, when the test closes the response.)
 - A reset link works once and briefly. Using it replaces the password and ends every
   session of the account, so whoever knew the old password or held a cookie is out.
   It does not sign anyone in: the new password (and any second factor) still has to.
@@ -43,6 +43,7 @@ from ..forms import Form, no_control_characters
 from ..mail import absolute_url, send_mail
 from ..models import AccountToken, TokenPurpose, User
 from .accounts import set_password
+from .claims import send_claim_link
 from .emails import normalise_new_email
 from .events import EventKind, record_event
 from .factors import remove_second_factors
@@ -61,8 +62,8 @@ def reset_requested_message() -> str:
     """The one answer to every forgot-password request, whatever the address."""
     lifetime = duration_in_words(current_app.config["RESET_TOKEN_SECONDS"])
     return (
-        "If an account with a verified email exists for that address, we have sent a link "
-        f"to reset its password. The link works once, for {lifetime}."
+        "If that address belongs to an account, we have sent it a link to choose a new "
+        f"password. The link works once, for {lifetime}."
     )
 
 
@@ -167,7 +168,7 @@ def _after_the_answer(address: str) -> Callable[[], None]:
     @copy_current_request_context
     def work() -> None:
         try:
-            send_reset_link_if_verified(address)
+            send_recovery_link(address)
         except Exception as error:  # nobody is waiting for an answer any more
             # The class only: database errors quote their parameters, the address among them.
             current_app.logger.warning("password reset request failed: %s", type(error).__name__)
@@ -175,15 +176,17 @@ def _after_the_answer(address: str) -> Callable[[], None]:
     return work
 
 
-def send_reset_link_if_verified(address: str) -> None:
-    """Record the request for an existing account; mail a link only to a verified address."""
+def send_recovery_link(address: str) -> None:
+    """Record the request for an existing account and mail its address a link: a reset
+    link when the address is verified, else a claim link (invoiceapp.authn.claims), so
+    whoever reads the mailbox can take the address back from whoever signed up with it."""
     db = get_db()
     user = db.scalar(select(User).where(User.email == address))
     if user is None:
         return
     record_event(db, user.id, EventKind.RESET_REQUESTED)
     if not user.email_verified:
-        db.commit()
+        send_claim_link(db, user)
         return
     lifetime = current_app.config["RESET_TOKEN_SECONDS"]
     # A new link kills the older ones: only the newest mail in the inbox works.
