@@ -268,6 +268,11 @@ def test_an_unverified_account_may_not_enrol_a_second_factor_or_create_tokens(
         assert re.search(r"verified email address", response.get_data(as_text=True))
     assert count(db, PersonalAccessToken) == 0
     assert user_by_email(db, EVE).totp_secret_encrypted is None
+    # The passkeys list needs only a session: it explains instead of refusing.
+    listing = eve.get("/account/passkeys")
+    assert listing.status_code == 200
+    assert "Verify your email address first" in listing.get_data(as_text=True)
+    assert 'data-passkey="register"' not in listing.get_data(as_text=True)
 
     with app.app_context():
         user_by_email(db, EVE).email_verified_at = utcnow()
