@@ -278,3 +278,21 @@ def test_an_unverified_account_may_not_enrol_a_second_factor_or_create_tokens(
         user_by_email(db, EVE).email_verified_at = utcnow()
         db.commit()
     assert eve.get("/account/two-factor").status_code == 200
+
+
+def test_the_policy_refuses_new_credentials_to_an_unverified_address_and_nothing_else(
+    app: Flask, db: Session
+) -> None:
+    from invoiceapp.authz.policy import NEEDS_VERIFIED_EMAIL, can
+    from invoiceapp.principal import Principal
+
+    with app.test_request_context():
+        eve = user_by_email(db, EVE)
+        me = Principal(user=eve, session=None, roles={})
+        for action in NEEDS_VERIFIED_EMAIL:
+            decision = can(me, action, eve)
+            assert not decision.allowed and decision.missing == "a verified email address"
+            assert decision.rule == "verified email"
+        assert can(me, "account.password.change", eve).allowed  # still theirs to change
+        eve.email_verified_at = utcnow()
+        assert all(can(me, action, eve).allowed for action in NEEDS_VERIFIED_EMAIL)
