@@ -2,8 +2,8 @@
 
 Signing up must not tell anyone which addresses already have accounts. So an address
 that is taken gets exactly the answer a new one gets (same status, same redirect, same
-flash, same cookies) and costs about the same work; the account holder is told by mail
-instead. That is also why sign-up signs nobody in: a session cookie for new addresses
+flash, same cookies) and costs about the same work; the address is told by mail
+instead (a notice, or a claim link when its account never verified it: see claims.py). That is also why sign-up signs nobody in: a session cookie for new addresses
 only would give the answer away. The new account holder signs in as usual.
 
 Verification is a single-use link mailed to the address. It is valid only for the
