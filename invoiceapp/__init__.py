@@ -92,6 +92,7 @@ def register_database(app: Flask) -> None:
 
 
 def register_extensions(app: Flask) -> None:
+    from . import background
     from .authn.gate import init_authentication
     from .authn.sessions import init_sessions
     from .extensions import csrf, limiter, refund_attempts_that_did_not_fail
@@ -105,6 +106,7 @@ def register_extensions(app: Flask) -> None:
     register_gates(app)  # authentication, then CSRF: before any view runs
     limiter.init_app(app)
     app.after_request(refund_attempts_that_did_not_fail)  # failure-only limits
+    background.init_app(app)  # forgot-password's look-up and mail, off the request worker
 
 
 def register_blueprints(app: Flask) -> None:
@@ -117,6 +119,7 @@ def register_blueprints(app: Flask) -> None:
     from .views.account import bp as account_bp
     from .views.account_tokens import bp as account_tokens_bp
     from .views.audit import bp as audit_bp
+    from .views.claim_address import bp as claim_address_bp
     from .views.demo import bp as demo_bp
     from .views.dev_mail import bp as dev_mail_bp
     from .views.health import bp as health_bp
@@ -131,6 +134,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(authn_bp)
     app.register_blueprint(signup_bp)
     app.register_blueprint(recovery_bp)
+    app.register_blueprint(claim_address_bp)
     app.register_blueprint(two_factor_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(account_tokens_bp)

@@ -113,6 +113,12 @@ class Defaults:
     EMAIL_CHANGE_SECONDS = 24 * 60 * 60
     INVITATION_SECONDS = 7 * 24 * 60 * 60
 
+    # Work done after the answer is sent (invoiceapp.background): "threads", a small pool
+    # per process, so the request worker is free at once; "inline" runs it in the worker
+    # as the response closes (the tests, which then know it is done).
+    BACKGROUND_JOBS = "threads"
+    BACKGROUND_THREADS = 2
+
 
 def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     """Defaults, then ``FLASK_*`` environment variables, then explicit overrides (tests)."""

@@ -56,6 +56,15 @@ def absolute_url(path: str) -> str:
     return current_app.config["BASE_URL"].rstrip("/") + path
 
 
+def duration_in_words(seconds: int) -> str:
+    """ "2 days", "30 minutes": how long a mailed link works, as people say it."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds} seconds"
+
+
 def send_mail(to: str, subject: str, template: str, **context: Any) -> bool:
     """Render ``templates/mail/<template>.txt`` (and ``.html`` if present) and send it.
 

@@ -376,6 +376,8 @@ class TokenPurpose(enum.StrEnum):
     VERIFY_EMAIL = "verify_email"
     RESET_PASSWORD = "reset_password"
     CHANGE_EMAIL = "change_email"
+    # The mailbox owner takes back an address that an unverified account holds.
+    CLAIM_ADDRESS = "claim_address"
 
 
 class AccountToken(Base):

@@ -49,7 +49,7 @@ STEPS: tuple[Step, ...] = (
          frozenset({"404_hidden"})),
     Step("elevated", "The elevated action: a fresh password for a sensitive change",
          "ada@acme.test", frozenset({"elevated_action"})),
-    Step("reset", "The reset mail that never goes to an unverified address", "",
+    Step("reset", "The reset link that never goes to an unverified address", "",
          frozenset({"reset_unverified"})),
     Step("plan", "The plan that does not make a member an admin", "linus@acme.test",
          frozenset({"member_export", "member_billing_403"})),

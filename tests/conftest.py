@@ -31,6 +31,8 @@ TEST_CONFIG: dict[str, Any] = {
     "WTF_CSRF_ENABLED": False,  # tests that prove CSRF switch it back on
     "RATELIMIT_ENABLED": False,  # tests that prove rate limits switch it back on
     "DEMO_MODE": False,
+    # Work after the answer runs as the test closes the response (invoiceapp.background).
+    "BACKGROUND_JOBS": "inline",
 }
 
 

@@ -132,6 +132,8 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "recovery.forgot_password",
         "recovery.reset_password_form",
         "recovery.reset_password",
+        "claim_address.claim_form",
+        "claim_address.claim",
         "api.openapi_json",
         "api.docs",
         # The tour and the demo's switches are for anyone (the switches: demo mode only).

@@ -158,7 +158,9 @@ def organization(organization_id: int, plan: str, flag: bool) -> Organization:
 
 
 def principal(role: str | None, session: Any) -> Principal:
-    me = User(id=ME, email="me@example.test", display_name="Me", password_hash="x")
+    # Verified: an unverified address has rules of its own (test_claims.py).
+    me = User(id=ME, email="me@example.test", display_name="Me", password_hash="x",
+              email_verified_at=utcnow())  # fmt: skip
     return Principal(user=me, session=session, roles={HOME: role} if role else {})
 
 

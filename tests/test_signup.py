@@ -172,11 +172,16 @@ def test_verification_links_come_from_base_url_never_the_host_header(
 # --- an address that is taken -------------------------------------------------------------
 
 
+def verify(app: Flask, outbox: Path, address: str = NEW_EMAIL) -> None:
+    assert app.test_client().get(path_of(verify_link(outbox, address))).status_code == 200
+
+
 def test_sign_up_with_a_taken_email_answers_alike_mails_the_owner_and_signs_nobody_in(
     app: Flask, db: Session, outbox: Path
 ) -> None:
     first = app.test_client()
     new = sign_up(first)
+    verify(app, outbox)  # an unverified holder is mailed a claim link instead (test_claims)
     before = counts(db)
     original_hash = user_by_email(db, NEW_EMAIL).password_hash
 
@@ -222,6 +227,7 @@ def test_taken_email_in_another_case_is_the_same_account(
     app: Flask, db: Session, outbox: Path
 ) -> None:
     sign_up(app.test_client())
+    verify(app, outbox)
     before = counts(db)
     response = sign_up(app.test_client(), email="NEW.Person@Example.COM")
     assert response.status_code == 303
@@ -263,8 +269,8 @@ def test_sign_up_that_loses_a_race_for_the_address_is_the_taken_branch(
     assert counts(db) == (before[0] + 1, before[1], before[2])  # only the racer's row
     assert user_by_email(db, NEW_EMAIL).display_name == "Racer"
     assert client.get_cookie(AUTH_COOKIE) is None
-    notice = latest_mail_to(outbox, NEW_EMAIL)
-    assert notice is not None and notice.subject.startswith("Someone tried to sign up")
+    notice = latest_mail_to(outbox, NEW_EMAIL)  # the racer never verified: a claim link
+    assert notice is not None and notice.subject == "Claim your email address on InvoiceApp"
 
 
 # --- bad input ----------------------------------------------------------------------------

@@ -41,6 +41,7 @@ class EventKind(enum.StrEnum):
     PASSKEY_REMOVED = "passkey_removed"
     API_TOKEN_CREATED = "api_token_created"
     API_TOKEN_REVOKED = "api_token_revoked"
+    ADDRESS_CLAIMED = "address_claimed"
 
 
 # What /account/security says for each kind.
@@ -69,6 +70,10 @@ DESCRIPTIONS = {
     EventKind.PASSKEY_REMOVED: "Passkey removed",
     EventKind.API_TOKEN_CREATED: "API token created",
     EventKind.API_TOKEN_REVOKED: "API token revoked",
+    EventKind.ADDRESS_CLAIMED: (
+        "Email address claimed through a mailed link: verified, new password, second "
+        "factors removed, every session and API token ended"
+    ),
 }
 
 

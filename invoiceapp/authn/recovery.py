@@ -5,9 +5,10 @@ Two rules shape this module:
 - /forgot-password never tells whether an address has an account, or whether it is
   verified. Every request gets the same page, status and flash, built before anything
   is looked up; the look-up, the token and the mail run after the response has been
-  sent (``call_on_close``), so neither the answer nor its timing depends on them. Only
-  a verified address is sent the link. (Flask's test client runs that work when the
-  test closes the response.)
+  sent, on a background thread (invoiceapp.background), so neither the answer, nor its
+  timing, nor how soon the worker takes the next request depends on them. A verified
+  address is sent a reset link; an unverified one a claim link (invoiceapp.authn.claims).
+  (The tests run that work inline, when the test closes the response.)
 - A reset link works once and briefly. Using it replaces the password and ends every
   session of the account, so whoever knew the old password or held a cookie is out.
   It does not sign anyone in: the new password (and any second factor) still has to.
@@ -35,6 +36,7 @@ from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
 
+from ..background import after_response
 from ..db import get_db
 from ..extensions import limiter
 from ..forms import Form, no_control_characters
@@ -43,14 +45,15 @@ from ..models import AccountToken, TokenPurpose, User
 from .accounts import set_password
 from .counters import clear_code_failures
 from .devices import trust_browser_after_reset
+from .claims import send_claim_link
 from .emails import normalise_new_email
 from .events import EventKind, record_event
+from .factors import remove_second_factors
 from .forms import normalise_email
-from .passkeys import passkeys_of
 from .password_policy import StrongPassword
 from .sessions import current_session, end_session
 from .signup import duration_in_words, link_invalid, no_store
-from .tokens import claim_token, find_usable_token, issue_token
+from .tokens import claim_token, find_usable_token, is_newest, issue_token, revoke_tokens
 
 bp = Blueprint("recovery", __name__)
 
@@ -61,8 +64,8 @@ def reset_requested_message() -> str:
     """The one answer to every forgot-password request, whatever the address."""
     lifetime = duration_in_words(current_app.config["RESET_TOKEN_SECONDS"])
     return (
-        "If an account with a verified email exists for that address, we have sent a link "
-        f"to reset its password. The link works once, for {lifetime}."
+        "If that address belongs to an account, we have sent it a link to choose a new "
+        f"password. The link works once, for {lifetime}."
     )
 
 
@@ -156,18 +159,18 @@ def forgot_password() -> ResponseReturnValue:
     html = render_template("authn/forgot_password.html", form=ForgotPasswordForm(formdata=None))
     response = make_response(html)
     # The look-up, the event, the token and the mail all happen once the answer has
-    # been sent, so its timing cannot depend on them.
-    response.call_on_close(_after_the_answer(asked_about(form.email.data)))
+    # been sent, off this worker, so no timing can depend on them.
+    after_response(response, _after_the_answer(asked_about(form.email.data)))
     return response
 
 
 def _after_the_answer(address: str) -> Callable[[], None]:
-    """The work of a reset request, to run when the server closes the response."""
+    """The work of a reset request, to run once the answer has been sent."""
 
     @copy_current_request_context
     def work() -> None:
         try:
-            send_reset_link_if_verified(address)
+            send_recovery_link(address)
         except Exception as error:  # nobody is waiting for an answer any more
             # The class only: database errors quote their parameters, the address among them.
             current_app.logger.warning("password reset request failed: %s", type(error).__name__)
@@ -175,17 +178,21 @@ def _after_the_answer(address: str) -> Callable[[], None]:
     return work
 
 
-def send_reset_link_if_verified(address: str) -> None:
-    """Record the request for an existing account; mail a link only to a verified address."""
+def send_recovery_link(address: str) -> None:
+    """Record the request for an existing account and mail its address a link: a reset
+    link when the address is verified, else a claim link (invoiceapp.authn.claims), so
+    whoever reads the mailbox can take the address back from whoever signed up with it."""
     db = get_db()
     user = db.scalar(select(User).where(User.email == address))
     if user is None:
         return
     record_event(db, user.id, EventKind.RESET_REQUESTED)
     if not user.email_verified:
-        db.commit()
+        send_claim_link(db, user)
         return
     lifetime = current_app.config["RESET_TOKEN_SECONDS"]
+    # A new link kills the older ones: only the newest mail in the inbox works.
+    revoke_tokens(db, user.id, TokenPurpose.RESET_PASSWORD)
     raw = issue_token(db, user, TokenPurpose.RESET_PASSWORD, lifetime, email=user.email)
     db.commit()  # the token exists before the mail that names it leaves
     send_mail(
@@ -203,9 +210,10 @@ def send_reset_link_if_verified(address: str) -> None:
 
 
 def _usable_reset_token(db: Session, raw: str) -> AccountToken | None:
-    """The token if it can still reset a password: usable, and for the account's address."""
+    """The token if it can still reset a password: usable, the newest link mailed for the
+    account, and for the address the account still has."""
     token = find_usable_token(db, raw, TokenPurpose.RESET_PASSWORD)
-    if token is None or token.email != token.user.email:
+    if token is None or token.email != token.user.email or not is_newest(db, token):
         return None
     return token
 
@@ -222,22 +230,6 @@ def reset_password_form(token: str) -> ResponseReturnValue:
     if _usable_reset_token(get_db(), token) is None:
         return link_invalid("reset")
     return render_template("authn/reset_password.html", form=ResetPasswordForm(), token=token)
-
-
-def _remove_passkeys(db: Session, user: User) -> list[str]:
-    """A reset starts the account's sign-in methods over: every passkey goes too.
-
-    A passkey signs in without the password, so one that someone else added would
-    survive the reset that was meant to shut them out. And it is the way back for whoever
-    lost their only passkey: changing second factors needs one, the mailbox proves enough
-    to start again. Returns the names, for the notice.
-    """
-    names = []
-    for passkey in passkeys_of(db, user):
-        names.append(passkey.name)
-        db.delete(passkey)
-        record_event(db, user.id, EventKind.PASSKEY_REMOVED, "by a password reset")
-    return names
 
 
 @bp.post("/reset-password/<path:token>")
@@ -262,7 +254,8 @@ def reset_password(token: str) -> ResponseReturnValue:
         end_session()  # and clear this browser's cookie too, not just the row
         db.flush()
     set_password(db, user, form.new_password.data or "", keep=None)
-    removed = _remove_passkeys(db, user)
+    # The reset starts the sign-in methods over (invoiceapp.authn.factors says why).
+    removed = remove_second_factors(db, user, "by a password reset")
     clear_code_failures(db, user)  # codes locked by wrong guesses work again
     record_event(db, user.id, EventKind.RESET_USED)
     db.commit()
@@ -271,8 +264,10 @@ def reset_password(token: str) -> ResponseReturnValue:
         "Your InvoiceApp password was changed",
         "password_was_reset",
         reset_url=absolute_url("/forgot-password"),
-        removed_passkeys=removed,
+        removed_passkeys=removed.passkeys,
         passkeys_url=absolute_url("/account/passkeys"),
+        removed_totp=removed.totp,
+        two_factor_url=absolute_url("/account/two-factor"),
     )
     session.clear()
     flash(

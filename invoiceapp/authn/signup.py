@@ -2,8 +2,8 @@
 
 Signing up must not tell anyone which addresses already have accounts. So an address
 that is taken gets exactly the answer a new one gets (same status, same redirect, same
-flash, same cookies) and costs about the same work; the account holder is told by mail
-instead. That is also why sign-up signs nobody in: a session cookie for new addresses
+flash, same cookies) and costs about the same work; the address is told by mail
+instead (a notice, or a claim link when its account never verified it: see claims.py). That is also why sign-up signs nobody in: a session cookie for new addresses
 only would give the answer away. The new account holder signs in as usual.
 
 Verification is a single-use link mailed to the address. It is valid only for the
@@ -25,10 +25,11 @@ from wtforms.validators import DataRequired, InputRequired, Length
 from ..db import get_db, utcnow
 from ..extensions import limiter, outage_safe_key
 from ..forms import Form, no_control_characters, strip
-from ..mail import absolute_url, send_mail
+from ..mail import absolute_url, duration_in_words, send_mail
 from ..models import Membership, Organization, Plan, Role, TokenPurpose, User
 from ..organizations import SLUG_ATTEMPTS, unique_slug
 from ..principal import require_principal
+from .claims import send_claim_link
 from .emails import valid_new_email
 from .events import EventKind, record_event
 from .gate import login_required
@@ -51,15 +52,6 @@ MAX_NAME_LENGTH = 100
 # ---------------------------------------------------------------------------
 # Helpers other account pages share (recovery.py uses them too)
 # ---------------------------------------------------------------------------
-
-
-def duration_in_words(seconds: int) -> str:
-    """ "2 days", "30 minutes": how long a mailed link works, as people say it."""
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
-        if seconds >= size and seconds % size == 0:
-            count = seconds // size
-            return f"{count} {unit}{'' if count == 1 else 's'}"
-    return f"{seconds} seconds"
 
 
 def link_invalid(kind: str) -> ResponseReturnValue:
@@ -172,7 +164,7 @@ def sign_up() -> ResponseReturnValue:
     # The same fresh Flask session in both branches (a new CSRF token, no old flashes).
     session.clear()
     if user is None:
-        _tell_the_account_holder(form.email.data or "")
+        _tell_the_address(db, form.email.data or "")
     else:
         send_verification_mail(db, user)
         db.commit()
@@ -211,11 +203,17 @@ def _create_account(db: Session, form: SignUpForm, password_hash: str) -> User |
     raise RuntimeError("could not find a free organization slug")  # pragma: no cover
 
 
-def _tell_the_account_holder(email: str) -> None:
+def _tell_the_address(db: Session, email: str) -> None:
     """Someone signed up with an address that has an account: tell its owner, sign nobody in.
 
+    An account that never verified the address may not be its owner's at all: then the
+    mail is a claim link (invoiceapp.authn.claims), so the mailbox owner can take it back.
     Nothing the form carried goes into the mail: whoever typed it may not be the owner.
     """
+    holder = db.scalar(select(User).where(User.email == email))
+    if holder is not None and not holder.email_verified:
+        send_claim_link(db, holder)
+        return
     send_mail(
         email,
         "Someone tried to sign up with your email address",

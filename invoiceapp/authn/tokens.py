@@ -80,6 +80,25 @@ def claim_token(db: Session, raw: str, purpose: TokenPurpose) -> AccountToken | 
     return token
 
 
+def is_newest(db: Session, token: AccountToken) -> bool:
+    """Whether no link of the same kind was issued to the account after this one.
+
+    Issuing a link deletes the older ones, but two requests at the same moment can each
+    issue one before either sees the other's. Asking this when a link is used is what
+    makes "a new link kills the older ones" hold even then.
+    """
+    newer = db.scalar(
+        select(AccountToken.id)
+        .where(
+            AccountToken.user_id == token.user_id,
+            AccountToken.purpose == token.purpose,
+            AccountToken.id > token.id,
+        )
+        .limit(1)
+    )
+    return newer is None
+
+
 def revoke_tokens(db: Session, user_id: int, *purposes: TokenPurpose) -> None:
     """Pending links of these kinds stop working (after a password change, say)."""
     db.execute(

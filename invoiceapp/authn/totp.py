@@ -103,6 +103,7 @@ def start_enrolment(user: User) -> str:
     user.totp_secret_encrypted = encrypt_secret(secret, user.id)
     user.totp_enabled_at = None
     user.totp_last_step = None
+    user.totp_added_with = None  # the next app records its own proof
     return secret
 
 

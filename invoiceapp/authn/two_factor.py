@@ -285,11 +285,15 @@ def passkeys_page() -> ResponseReturnValue:
     """Listing needs only a session; adding and removing need fresh proof (with the
     second factor once one is enrolled): the page links to the proof it will need."""
     principal = require_principal()
+    # A refusal that fresh proof cannot cure (an unverified address) is shown, not a 403:
+    # the list itself needs only a session.
+    refused = can_in_template(CHANGE, principal.user)
     return render_template(
         "account/passkeys.html",
         passkeys=passkeys.passkeys_of(get_db(), principal.user),
         removable_until=passkey_removable_with_password,
-        proof_needed_at=_proof_page(CHANGE, principal.user, PASSKEYS),
+        refusal=None if refused.allowed else refused.reason,
+        proof_needed_at=_proof_page(CHANGE, principal.user, PASSKEYS) if refused else None,
         passkeys_here=passkeys_work_here(),
         passkey_origin=current_app.config["WEBAUTHN_ORIGIN"],
         button=EmptyForm(formdata=None),

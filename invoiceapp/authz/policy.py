@@ -355,11 +355,24 @@ def _resource_organization(resource: object) -> Organization | None:
     return None
 
 
+# New credentials need a verified address: an account that never proved its address may
+# be a squatter's, and the mailbox owner's claim (invoiceapp.authn.claims) must find
+# nothing of theirs that could still sign in afterwards, or that was made in their name.
+NEEDS_VERIFIED_EMAIL = frozenset(
+    {"account.two_factor.manage", "account.second_factor.change", "account.tokens.create"}
+)
+
+
 def _self_service(principal: Principal, action: str, resource: object) -> Decision:
     if not (isinstance(resource, User) and resource.id == principal.user.id):
         return Decision(
             False, action, "Only the account holder may do this", missing="being this user"
         )
+    if action in NEEDS_VERIFIED_EMAIL and not principal.user.email_verified:
+        return Decision(
+            False, action, "Verify your email address first",
+            missing="a verified email address", rule="verified email",
+        )  # fmt: skip
     if principal.token_scope is not None:
         return Decision(
             False, action, "Account settings are not available to API tokens",

@@ -1,0 +1,209 @@
+"""Recovery links under races, against real gunicorn with several workers, on SQLite and
+on PostgreSQL (the forgot-password work runs on each worker's thread pool, as deployed).
+
+- Several forgot-password requests for one address at once: of the links mailed, exactly
+  one works (a new link kills the older ones, even when they are issued together).
+- One claim link posted several times at once: exactly one claim wins, and exactly one
+  of the passwords sent signs in.
+
+Needs redis-server (several workers share their rate-limit storage) and, for the
+PostgreSQL variant, INVOICEAPP_TEST_POSTGRES_URL.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, func, pool, select
+from sqlalchemy.engine import Engine
+
+import seed
+from bench.common import free_port, gunicorn
+from conftest import POSTGRES_URL, TEST_CONFIG
+from invoiceapp import create_app
+from invoiceapp.db import get_db
+from invoiceapp.mail import read_outbox
+from invoiceapp.models import SecurityEvent, User
+from support import all_at_once, postgres_schema
+
+REDIS_SERVER = shutil.which("redis-server")
+WORKERS = 3
+AT_ONCE = 4
+ROUNDS = 15
+NEW_PASSWORD = "glacier kelp mesa indigo {n}"
+
+pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    assert REDIS_SERVER
+    port = free_port()
+    process = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def seeded_database(engine_name: str, folder: Path) -> Iterator[str]:
+    """A URL of a database that the migrations built and the seed filled."""
+    if engine_name == "postgresql":
+        if not POSTGRES_URL:
+            pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
+        with postgres_schema(POSTGRES_URL) as url:
+            _migrate_and_seed(url)
+            yield url
+        return
+    url = f"sqlite:///{folder / 'races.sqlite3'}"
+    _migrate_and_seed(url)
+    yield url
+
+
+def _migrate_and_seed(url: str) -> None:
+    seed.migrate(url)
+    app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
+    with app.app_context():
+        seed.seed(get_db())
+    app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(
+    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+) -> Iterator[tuple[str, Path, Engine]]:
+    """gunicorn with several workers; yields its URL, its outbox and the database."""
+    outbox = tmp_path / "outbox"
+    with seeded_database(request.param, tmp_path) as url:
+        environment = {
+            "FLASK_TESTING": "true",  # the cheap hash profile is allowed only in tests
+            "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
+            "FLASK_WTF_CSRF_ENABLED": "false",
+            "FLASK_RATELIMIT_ENABLED": "false",
+            "FLASK_RATELIMIT_STORAGE_URI": redis_url,
+            "FLASK_MAIL_OUTBOX_DIR": str(outbox),
+            "FLASK_BACKGROUND_JOBS": "threads",
+        }
+        engine = create_engine(url, poolclass=pool.NullPool)
+        try:
+            with gunicorn(url, workers=WORKERS, **environment) as base:
+                yield base, outbox, engine
+        finally:
+            engine.dispose()
+
+
+def post(base: str, path: str, data: dict[str, str]) -> int:
+    body = urllib.parse.urlencode(data).encode()
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(base + path, data=body, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def get(base: str, path: str) -> int:
+    try:
+        with urllib.request.urlopen(base + path, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def links_to(outbox: Path, address: str, kind: str, expected: int) -> list[str]:
+    """The paths of ``kind`` mailed to ``address``, once ``expected`` of them have arrived
+    (the mail leaves on the workers' background threads, after the answers)."""
+    deadline = time.monotonic() + 30
+    while True:
+        links = [
+            link.split("://", 1)[1].split("/", 1)[1]
+            for mail in read_outbox(outbox)
+            if mail.to == address
+            for link in mail.links
+            if f"/{kind}/" in link
+        ]
+        if len(links) >= expected or time.monotonic() > deadline:
+            return ["/" + link for link in links]
+        time.sleep(0.05)
+
+
+def test_reset_requests_at_once_leave_exactly_one_working_link(
+    server: tuple[str, Path, Engine],
+) -> None:
+    base, outbox, _ = server
+    working_per_round = []
+    for n in range(ROUNDS):
+        before = len(links_to(outbox, "ada@acme.test", "reset-password", 0))
+        statuses = all_at_once(
+            [lambda: post(base, "/forgot-password", {"email": "ada@acme.test"})] * AT_ONCE
+        )
+        assert statuses == [200] * AT_ONCE
+        mailed = links_to(outbox, "ada@acme.test", "reset-password", before + AT_ONCE)
+        assert len(mailed) == before + AT_ONCE, f"round {n}: not every mail arrived"
+        new_links = mailed[:AT_ONCE]  # read_outbox is newest first
+        working_per_round.append(sum(get(base, link) == 200 for link in new_links))
+    assert working_per_round == [1] * ROUNDS
+
+
+def test_one_claim_link_posted_at_once_is_claimed_exactly_once(
+    server: tuple[str, Path, Engine],
+) -> None:
+    base, outbox, engine = server
+    for n in range(ROUNDS):
+        address = f"victim{n}@example.test"
+        signed_up = post(base, "/sign-up", {
+            "name": "Squatter", "email": address, "organization_name": f"Squat {n}",
+            "password": "lagoon heron juniper fjord 7",
+        })  # fmt: skip
+        assert signed_up == 303
+        assert post(base, "/forgot-password", {"email": address}) == 200
+        (claim,) = links_to(outbox, address, "claim-address", 1)
+
+        def claim_with(password: str, path: str = claim) -> int:
+            return post(base, path, {"new_password": password, "confirm_password": password})
+
+        passwords = [NEW_PASSWORD.format(n=f"{n}{i}") for i in range(AT_ONCE)]
+        statuses = all_at_once([lambda p=p: claim_with(p) for p in passwords])  # type: ignore[misc]
+        assert sorted(statuses) == [303] + [400] * (AT_ONCE - 1), f"round {n}: {statuses}"
+        sign_ins = [post(base, "/sign-in", {"email": address, "password": p}) for p in passwords]
+        assert sign_ins.count(303) == 1
+        assert sign_ins[statuses.index(303)] == 303  # the winner's password
+        with engine.connect() as connection:
+            claims = connection.scalar(
+                select(func.count())
+                .select_from(SecurityEvent)
+                .join(User, User.id == SecurityEvent.user_id)
+                .where(User.email == address, SecurityEvent.kind == "address_claimed")
+            )
+            verified = connection.scalar(
+                select(User.email_verified_at).where(User.email == address)
+            )
+        assert claims == 1 and verified is not None
