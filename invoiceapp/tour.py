@@ -40,6 +40,8 @@ class Step:
     needs_any: frozenset[str] = frozenset()
 
 
+# The same six scenarios, in the same order and with the same accounts, as README's walk
+# ("Walking through the lesson"); tests/test_readme_walk.py checks that they agree.
 STEPS: tuple[Step, ...] = (
     Step("401", "The 401: nobody is signed in", "", frozenset(),
          frozenset({"401", "sign_in_redirect"})),
@@ -47,12 +49,12 @@ STEPS: tuple[Step, ...] = (
          frozenset({"403"})),
     Step("404", "The 404: another organization's invoice", "linus@acme.test",
          frozenset({"404_hidden"})),
+    Step("plan", "The plan that does not make a member an admin", "linus@acme.test",
+         frozenset({"member_export", "member_billing_403"})),
     Step("elevated", "The elevated action: a fresh password for a sensitive change",
          "ada@acme.test", frozenset({"elevated_action"})),
     Step("reset", "The reset mail that never goes to an unverified address", "",
          frozenset({"reset_unverified"})),
-    Step("plan", "The plan that does not make a member an admin", "linus@acme.test",
-         frozenset({"member_export", "member_billing_403"})),
 )  # fmt: skip
 
 
