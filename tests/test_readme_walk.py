@@ -24,8 +24,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import make_test_app
+from invoiceapp.cli import policy_markdown
 from invoiceapp.tour import STEPS
 from seed import DEMO_PASSWORD
+from support import sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -362,3 +365,39 @@ def test_make_demo_port_moves_the_server_mail_links_and_passkeys() -> None:
     for line in (seed_line, serve_line):
         assert "FLASK_BASE_URL=${FLASK_BASE_URL:-http://127.0.0.1:5001}" in line
         assert "FLASK_WEBAUTHN_ORIGIN=${FLASK_WEBAUTHN_ORIGIN:-http://localhost:5001}" in line
+
+
+# ---------------------------------------------------------------------------
+# README sentences that state what the code does
+# ---------------------------------------------------------------------------
+
+
+def test_the_readme_policy_table_is_what_flask_policy_prints() -> None:
+    assert policy_markdown() in README.read_text(encoding="utf-8")
+
+
+def test_the_readme_names_as_many_throughput_rounds_as_the_bench_runs() -> None:
+    source = (ROOT / "bench" / "throughput.py").read_text(encoding="utf-8")
+    found = re.search(r"^ROUNDS = (\d+)$", source, re.M)
+    assert found
+    assert f"median of {found.group(1)} back-to-back pairs" in README.read_text(encoding="utf-8")
+
+
+def test_the_api_reference_says_if_match_is_optional_as_the_api_does() -> None:
+    page = (ROOT / "static" / "api-docs.html").read_text(encoding="utf-8")
+    assert "<code>If-Match</code> is optional" in page
+    assert "needs the version you read" not in page
+
+
+def test_in_demo_mode_the_first_of_the_two_404_bodies_differs_as_the_readme_says(
+    database_file: Path,
+) -> None:
+    assert "In demo mode the first one differs" in readme_section("### With curl")
+    app = make_test_app(database_file, DEMO_MODE=True)
+    client = app.test_client()
+    sign_in(client, "linus@acme.test")
+    hidden, missing = client.get("/invoices/inv_42"), client.get("/invoices/inv_999999")
+    assert hidden.status_code == missing.status_code == 404
+    assert "hidden" in hidden.get_data(as_text=True)
+    assert "hidden" not in missing.get_data(as_text=True)
+    app.extensions["db_engine"].dispose()
