@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask, current_app, g, request, session
+from flask import Flask, current_app, flash, g, request, session
 from werkzeug.wrappers import Response
 
 from .authz.scope import active_organization
@@ -23,6 +23,11 @@ from .principal import current_principal
 TOUR_KEY = "tour"
 LAB_KEY = "demo_lab"
 CARRIED_KEYS = (TOUR_KEY, LAB_KEY)
+
+LAB_STILL_ON = (
+    "“Show actions hidden from me” is still on from before: you see the buttons the policy "
+    "hides from this account too, marked “hidden from you”. Switch it off in the demo bar."
+)
 
 # The demo's account with an unverified address (CONTRACT section 3).
 UNVERIFIED_DEMO_EMAIL = "eve@acme.test"
@@ -118,7 +123,11 @@ def _record_progress(response: Response) -> Response:
     if response.status_code >= 500:
         return response  # the database may be what failed; teach nothing from a crash
     for key, value in g.get("demo_carried", {}).items():
-        session.setdefault(key, value)  # a sign-in or sign-out cleared it
+        if key not in session:  # a sign-in or sign-out cleared it
+            session[key] = value
+            if key == LAB_KEY and value:
+                # The new identity would otherwise meet buttons marked "hidden" unawares.
+                flash(LAB_STILL_ON, "info")
     learned = _learned(response)
     known = facts()
     if not learned <= known:

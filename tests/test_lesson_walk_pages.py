@@ -77,3 +77,64 @@ def test_a_reset_for_a_verified_address_is_mailed_not_listed_as_held_back(demo: 
     page = text(client.get("/dev/mail"))
     assert "Nothing held back yet" in page
     assert [mail.to for mail in read_outbox(demo.config["MAIL_OUTBOX_DIR"])] == ["ada@acme.test"]
+
+
+# --- Polish found on the walk -------------------------------------------------------------
+
+
+def test_the_favicon_is_an_svg_not_a_404_on_every_page(demo: Flask) -> None:
+    client = demo.test_client()
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
+    assert b"<svg" in icon.data
+    assert 'rel="icon" href="/static/favicon.svg"' in text(client.get("/"))
+
+
+def test_reset_the_demo_asks_before_it_wipes_anything(demo: Flask) -> None:
+    ada = signed_in_client(demo, "ada@acme.test")
+    assert ada.post("/invoices/inv_7/delete").status_code == 303
+    tour = text(ada.get("/tour"))
+    assert 'href="/demo/reset"' in tour and 'action="/demo/reset"' not in tour
+
+    page = text(ada.get("/demo/reset"))
+    assert "everyone is signed out" in page and "Yes, reset everything" in page
+    stray = ada.post("/demo/reset")  # no confirmation: an old tab, a stray form
+    assert (stray.status_code, stray.headers["Location"]) == (303, "/demo/reset")
+    assert ada.get("/invoices/inv_7").status_code == 404  # nothing was reset
+    assert ada.get("/dashboard").status_code == 200  # nobody was signed out
+
+    confirmed = ada.post("/demo/reset", data={"confirm": "yes"})
+    assert (confirmed.status_code, confirmed.headers["Location"]) == (303, "/")
+    assert ada.get("/dashboard").status_code == 302
+
+
+def test_the_lab_says_it_is_still_on_after_a_change_of_account(demo: Flask) -> None:
+    client = signed_in_client(demo, "linus@acme.test")
+    client.post("/demo/lab", data={"show": "on", "next": "/dashboard"})
+    client.post("/sign-out")
+    signed = client.post(
+        "/sign-in", data={"email": "ada@acme.test", "password": "correct-horse-battery-staple"}
+    )
+    assert signed.status_code == 303
+    page = text(client.get(signed.headers["Location"]))
+    assert "is still on from before" in page
+    assert 'aria-pressed="true"' in page  # and it is on, as it says
+    assert "is still on from before" not in text(client.get("/dashboard"))  # said once
+
+
+def test_the_lab_switched_off_says_nothing_at_sign_in(demo: Flask) -> None:
+    client = signed_in_client(demo, "linus@acme.test")
+    client.post("/demo/lab", data={"show": "off", "next": "/dashboard"})
+    client.post("/sign-out")
+    client.post(
+        "/sign-in", data={"email": "ada@acme.test", "password": "correct-horse-battery-staple"}
+    )
+    assert "is still on from before" not in text(client.get("/dashboard"))
+
+
+def test_the_trace_counts_elevation_down_like_the_demo_bar(demo: Flask) -> None:
+    page = text(signed_in_client(demo, "ada@acme.test").get("/orgs/acme/billing"))
+    seconds = re.findall(r'data-countdown="(\d+)"', page)
+    shown = re.findall(r"<span (?:class=\"countdown\" )?data-countdown-left>([^<]+)</span>", page)
+    assert len(seconds) == 2 and len(set(seconds)) == 1  # the bar and the trace, one clock
+    assert shown == ["10 min", "10 min"]
