@@ -22,7 +22,8 @@ from .principal import current_principal
 
 TOUR_KEY = "tour"
 LAB_KEY = "demo_lab"
-CARRIED_KEYS = (TOUR_KEY, LAB_KEY)
+EXERCISES_KEY = "exercises"  # the exercises answered right (invoiceapp.views.exercises)
+CARRIED_KEYS = (TOUR_KEY, LAB_KEY, EXERCISES_KEY)
 
 LAB_STILL_ON = (
     "“Show actions hidden from me” is still on from before: you see the buttons the policy "
