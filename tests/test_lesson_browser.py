@@ -76,3 +76,20 @@ def test_the_trace_and_the_demo_bar_tick_the_same_countdown(
         "[...document.querySelectorAll('[data-countdown-left]')].map(node => node.textContent)"
     )
     assert len(shown) == 2 and shown[0] == shown[1], shown
+
+
+def test_the_exercises_swap_in_their_answers_with_javascript_and_pass_axe(
+    pages: Callable[..., Any], live_server: tuple[str, Session]  # noqa: F811
+) -> None:
+    from test_accessibility import serious_violations
+
+    base, _db = live_server
+    page = pages(viewport={"width": 375, "height": 900})
+    page.goto(base + "/exercises")
+    page.check("input[name=anonymous_delete][value='401']")
+    page.click("#status button[type=submit]")
+    page.wait_for_selector("#status [data-testid=real-status]")
+    assert page.url == base + "/exercises"  # swapped in place: no page load
+    assert page.inner_text("#status [data-testid=real-status]") == "401"
+    assert page.evaluate("document.activeElement.id") == "status-heading"
+    assert serious_violations(page) == [] and not too_wide(page)
