@@ -33,8 +33,9 @@ def text(response: Any) -> str:
 
 def test_the_invoice_list_shows_each_reference_beside_its_number(demo: Flask) -> None:
     page = text(signed_in_client(demo, "linus@acme.test").get("/invoices"))
-    assert re.search(r'>#0005</a> <code class="ref">inv_7</code>', page)
-    assert '#0007</a> <code class="ref">inv_7</code>' not in page
+    assert re.search(
+        r'>#0005</a></td>\s*<td data-label="Reference"><code class="ref">inv_7</code>', page
+    )
 
 
 def test_a_signed_out_visit_sent_to_sign_in_is_told_why_in_demo_mode(demo: Flask) -> None:

@@ -253,7 +253,9 @@ def walk_the_browser_steps(base: str, outbox: Path) -> Browser:
     assert browser.sign_in("linus@acme.test", "/invoices").headers["Location"] == "/invoices"
     # 3. The list names inv_7 as the README does; its page offers no delete.
     listing = browser.get("/invoices").text
-    assert re.search(r'>#0005</a> <code class="ref">inv_7</code>', listing)
+    assert re.search(
+        r'>#0005</a></td>\s*<td data-label="Reference"><code class="ref">inv_7</code>', listing
+    )
     assert "Delete this invoice" not in browser.get("/invoices/inv_7").text
     # 4. The lab shows the hidden delete; pressing it is a 403 naming the action.
     browser.submit("/invoices/inv_7", "/demo/lab", show="on")
