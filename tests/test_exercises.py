@@ -168,3 +168,11 @@ def test_the_claims_table_lists_each_claim_with_its_link_and_test(demo: Flask) -
     for claim in CLAIMS:
         assert f"<code>{claim.test}</code>" in page
         assert f'<a href="{claim.see}">' in page
+
+
+@pytest.mark.parametrize(("path", "anchor"), [("sort", "sort"), ("true-false", "truefalse")])
+def test_a_checked_page_reloaded_as_a_get_goes_back_to_its_exercise(
+    demo: Flask, path: str, anchor: str
+) -> None:
+    response = demo.test_client().get(f"/exercises/{path}")
+    assert (response.status_code, response.headers["Location"]) == (303, f"/exercises#{anchor}")

@@ -144,6 +144,7 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "exercises.check_sort",
         "exercises.check_status",
         "exercises.check_true_false",
+        "exercises.back_to_the_exercise",
         "pages.favicon",
     }
     for rule in app.url_map.iter_rules():

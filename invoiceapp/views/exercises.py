@@ -11,7 +11,7 @@ and the page says that `make demo` shows the real requests too.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template, request, session
+from flask import Blueprint, current_app, redirect, render_template, request, session
 from flask.typing import ResponseReturnValue
 
 from ..db import get_db
@@ -67,6 +67,12 @@ def _evidence(groups: list[Group]) -> list[list[Observed]] | str:
 @bp.get("/exercises")
 def exercises() -> ResponseReturnValue:
     return _page()
+
+
+@bp.get("/exercises/<any(sort, status, 'true-false'):part>")
+def back_to_the_exercise(part: str) -> ResponseReturnValue:
+    """A checked page reloaded or bookmarked (its address is the form's): back to the list."""
+    return redirect("/exercises#" + part.replace("-", ""), code=303)
 
 
 @bp.post("/exercises/sort")
