@@ -346,6 +346,21 @@ def test_the_readme_walk_runs_as_written_twice_in_a_row(demo: Demo) -> None:
                     f"walk {walk}: {command.text!r} printed {output!r}, "
                     f"README promises {command.expected}"
                 )
+    assert_links_follow_the_port(demo)
+
+
+def assert_links_follow_the_port(demo: Demo) -> None:
+    """`make demo PORT=…`: mail links and the passkeys' origin name the port served."""
+    port = demo.base.rsplit(":", 1)[1]
+    browser = Browser(demo.base)
+    assert f"http://localhost:{port}" in browser.get("/sign-in").text  # passkeys live there
+    browser.submit("/forgot-password", "/forgot-password", email="ada@acme.test")
+    wait_for(lambda: any("ada@acme.test" in p.read_text() for p in demo.outbox.glob("*.eml")),
+             "no reset mail for ada")  # fmt: skip
+    mail = next(
+        p.read_text() for p in demo.outbox.glob("*.eml") if "ada@acme.test" in p.read_text()
+    )
+    assert f"{demo.base}/reset-password/" in mail
 
 
 def test_the_readme_walk_names_the_tour_steps_in_the_tour_order() -> None:
