@@ -127,9 +127,14 @@ def run_block(block: str, base: str, token: str = "") -> list[tuple[Command, str
 
 def demo_recipe(port: int) -> list[str]:
     """The seed and serve lines of `make demo PORT=port`, with this interpreter's tools."""
+    # Under `make test` the outer make's flags (jobserver and all) are no business of this one.
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+    }
     printed = subprocess.run(
-        ["make", "-n", "demo", f"PORT={port}"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
+        ["make", "-n", "demo", f"PORT={port}"],
+        cwd=ROOT, env=environment, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
     bin_dir = Path(sys.executable).parent
     lines = [line for line in printed.splitlines() if "FLASK_DEMO_MODE=true" in line]
     assert len(lines) == 2, printed  # seed.py, then flask run
