@@ -15,9 +15,15 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
 
+# `make demo PORT=5001` serves elsewhere; mail links (BASE_URL) and passkeys (their
+# origin, on localhost) follow the port unless FLASK_BASE_URL / FLASK_WEBAUTHN_ORIGIN are set.
+PORT ?= 5000
+DEMO_ENV = FLASK_DEMO_MODE=true FLASK_BASE_URL=$${FLASK_BASE_URL:-http://127.0.0.1:$(PORT)} \
+	FLASK_WEBAUTHN_ORIGIN=$${FLASK_WEBAUTHN_ORIGIN:-http://localhost:$(PORT)}
+
 demo: install
-	FLASK_DEMO_MODE=true $(BIN)/python seed.py
-	FLASK_DEMO_MODE=true $(BIN)/flask --app invoiceapp run --host 127.0.0.1 --port 5000
+	$(DEMO_ENV) $(BIN)/python seed.py
+	$(DEMO_ENV) $(BIN)/flask --app invoiceapp run --host 127.0.0.1 --port $(PORT)
 
 # Production-style: gunicorn with gunicorn.conf.py. Needs FLASK_SECRET_KEY (and, with more
 # than one worker, FLASK_RATELIMIT_STORAGE_URI=redis://...).

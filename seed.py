@@ -804,6 +804,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("nothing to do: the demo data was already there")
     print(f"sign in as any seeded user (e.g. ada@acme.test) with password {DEMO_PASSWORD}")
     print(f"tess@acme.test also needs a TOTP code for the demo secret {DEMO_TOTP_SECRET}")
+    if app.config["DEMO_MODE"]:
+        print(f"the guided tour: {app.config['BASE_URL']}/tour")
     return 0
 
 

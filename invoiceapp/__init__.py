@@ -122,6 +122,7 @@ def register_blueprints(app: Flask) -> None:
     from .views.claim_address import bp as claim_address_bp
     from .views.demo import bp as demo_bp
     from .views.dev_mail import bp as dev_mail_bp
+    from .views.exercises import bp as exercises_bp
     from .views.health import bp as health_bp
     from .views.invitations import bp as invitations_bp
     from .views.invoices import bp as invoices_bp
@@ -144,6 +145,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(audit_bp)
     app.register_blueprint(dev_mail_bp)
     app.register_blueprint(tour_bp)
+    app.register_blueprint(exercises_bp)
     app.register_blueprint(demo_bp)
     init_tour(app)  # the tour's check marks, read off real responses (demo mode only)
     app.register_blueprint(api_bp)

@@ -15,15 +15,29 @@ from .models import Role, UserSession
 
 
 @click.command("policy")
-def print_policy() -> None:
+@click.option("--markdown", is_flag=True, help="As the Markdown table in README.md.")
+def print_policy(markdown: bool) -> None:
     """Print the permission table every view and template asks."""
     roles = [role.value for role in Role]
+    if markdown:
+        click.echo(policy_markdown())
+        return
     width = max(len(action) for action in POLICY) + 2
     column = max(len(rule.value) for rules in POLICY.values() for rule in rules.values()) + 2
     click.echo("action".ljust(width) + "".join(role.ljust(column) for role in roles).rstrip())
     for action, rules in POLICY.items():
         cells = "".join(rules[role].value.ljust(column) for role in roles)
         click.echo(action.ljust(width) + cells.rstrip())
+
+
+def policy_markdown() -> str:
+    """The policy as README.md shows it: one source, so the two cannot drift apart
+    (tests/test_readme_walk.py compares them)."""
+    roles = [role.value for role in Role]
+    lines = ["| action | " + " | ".join(roles) + " |", "|---" * (len(roles) + 1) + "|"]
+    for action, rules in POLICY.items():
+        lines.append(f"| {action} | " + " | ".join(rules[role].value for role in roles) + " |")
+    return "\n".join(lines)
 
 
 @click.command("prune-sessions")

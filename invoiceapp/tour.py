@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask, current_app, g, request, session
+from flask import Flask, current_app, flash, g, request, session
 from werkzeug.wrappers import Response
 
 from .authz.scope import active_organization
@@ -22,7 +22,13 @@ from .principal import current_principal
 
 TOUR_KEY = "tour"
 LAB_KEY = "demo_lab"
-CARRIED_KEYS = (TOUR_KEY, LAB_KEY)
+EXERCISES_KEY = "exercises"  # the exercises answered right (invoiceapp.views.exercises)
+CARRIED_KEYS = (TOUR_KEY, LAB_KEY, EXERCISES_KEY)
+
+LAB_STILL_ON = (
+    "“Show actions hidden from me” is still on from before: you see the buttons the policy "
+    "hides from this account too, marked “hidden from you”. Switch it off in the demo bar."
+)
 
 # The demo's account with an unverified address (CONTRACT section 3).
 UNVERIFIED_DEMO_EMAIL = "eve@acme.test"
@@ -40,6 +46,8 @@ class Step:
     needs_any: frozenset[str] = frozenset()
 
 
+# The same six scenarios, in the same order and with the same accounts, as README's walk
+# ("Walking through the lesson"); tests/test_readme_walk.py checks that they agree.
 STEPS: tuple[Step, ...] = (
     Step("401", "The 401: nobody is signed in", "", frozenset(),
          frozenset({"401", "sign_in_redirect"})),
@@ -47,12 +55,12 @@ STEPS: tuple[Step, ...] = (
          frozenset({"403"})),
     Step("404", "The 404: another organization's invoice", "linus@acme.test",
          frozenset({"404_hidden"})),
+    Step("plan", "The plan that does not make a member an admin", "linus@acme.test",
+         frozenset({"member_export", "member_billing_403"})),
     Step("elevated", "The elevated action: a fresh password for a sensitive change",
          "ada@acme.test", frozenset({"elevated_action"})),
     Step("reset", "The reset link that never goes to an unverified address", "",
          frozenset({"reset_unverified"})),
-    Step("plan", "The plan that does not make a member an admin", "linus@acme.test",
-         frozenset({"member_export", "member_billing_403"})),
 )  # fmt: skip
 
 
@@ -116,7 +124,11 @@ def _record_progress(response: Response) -> Response:
     if response.status_code >= 500:
         return response  # the database may be what failed; teach nothing from a crash
     for key, value in g.get("demo_carried", {}).items():
-        session.setdefault(key, value)  # a sign-in or sign-out cleared it
+        if key not in session:  # a sign-in or sign-out cleared it
+            session[key] = value
+            if key == LAB_KEY and value:
+                # The new identity would otherwise meet buttons marked "hidden" unawares.
+                flash(LAB_STILL_ON, "info")
     learned = _learned(response)
     known = facts()
     if not learned <= known:

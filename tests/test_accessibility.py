@@ -33,7 +33,7 @@ pages = test_browser.pages
 LONG_CUSTOMER = "Consolidated" + "Holdings" * 20  # no spaces: it must wrap anyway
 RTL_CUSTOMER = "شركة الأمل للتجارة"
 
-ANONYMOUS_PAGES = ["/", "/sign-in", "/tour", "/forgot-password", "/invoices/inv_7?x"]
+ANONYMOUS_PAGES = ["/", "/sign-in", "/tour", "/forgot-password", "/invoices/inv_7?x", "/exercises"]
 # Grace: admin in Acme, member in Globex (so the organization switcher shows).
 GRACE_PAGES = [
     "/dashboard",

@@ -182,7 +182,8 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
 
     # Reset the demo from the tour: inv_7 is back, everyone signed out, marks kept.
     page.goto(base + "/tour")
-    page.click("button:has-text('Reset the demo')")
+    page.click("a:has-text('Reset the demo')")  # it asks first
+    page.click("button:has-text('Yes, reset everything')")
     page.wait_for_url(base + "/")
     assert "The demo was reset" in page.inner_text(".flashes")
     assert invoice(db, "inv_7").deleted_at is None
@@ -228,7 +229,7 @@ def test_elevation_counts_down_ends_and_comes_back_with_the_password(
 
     # Signed in a moment ago: elevated, and the script ticks the server's "10 min" down.
     assert "elevated" in principal_state(page)
-    countdown = page.locator("[data-countdown-left]")
+    countdown = page.locator("[data-testid=principal-state] [data-countdown-left]")
     first = countdown.inner_text()
     assert re.fullmatch(r"\d+:\d\d", first), first
     time.sleep(1.1)

@@ -379,7 +379,7 @@ def test_demo_reset_brings_back_inv_7_after_ada_deleted_it(demo: Flask, demo_db:
     assert invoice(demo_db, "inv_7").deleted_at is not None
 
     visitor = demo.test_client()
-    response = visitor.post("/demo/reset")
+    response = visitor.post("/demo/reset", data={"confirm": "yes"})
     assert (response.status_code, response.headers["Location"]) == (303, "/")
     assert "The demo was reset" in html(visitor.get("/"))
     restored = invoice(demo_db, "inv_7")

@@ -15,7 +15,16 @@ import importlib.util
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from flask import Blueprint, abort, current_app, flash, redirect, request, session
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+)
 from flask.typing import ResponseReturnValue
 
 from .. import ROOT
@@ -48,9 +57,22 @@ def lab() -> ResponseReturnValue:
     return redirect(safe_next(request.form.get("next")) or "/tour", code=303)
 
 
+@bp.get("/reset")
+def reset_form() -> ResponseReturnValue:
+    """Say what a reset throws away before anyone presses the button that does it."""
+    return render_template("pages/demo_reset.html")
+
+
 @bp.post("/reset")
 def reset() -> ResponseReturnValue:
-    """Put every demo row back as seed.py makes it; every session ends with the rest."""
+    """Put every demo row back as seed.py makes it; every session ends with the rest.
+
+    Only the confirmation page's button says ``confirm=yes``; any other post (an old tab,
+    a stray form) is sent to that page instead of wiping the demo.
+    """
+    if request.form.get("confirm") != "yes":
+        flash("Nothing was reset. Read what a reset does, then confirm it here.", "info")
+        return redirect("/demo/reset", code=303)
     seed = _seed_module()
     db = get_db()
     seed.reset(db)

@@ -1,13 +1,24 @@
 """/dev/mail: the demo's outbox, so a reset or verification link can be followed
-without a real mail server. Demo mode only; everywhere else it does not exist (404)."""
+without a real mail server. Demo mode only; everywhere else it does not exist (404).
+
+It also lists the reset links that were asked for and never sent, because the address
+was not verified: in the lesson, that missing mail is the point, so the outbox says so.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from flask import Blueprint, abort, current_app, render_template
 from flask.typing import ResponseReturnValue
+from sqlalchemy import select
 from werkzeug.wrappers import Response
 
+from ..authn.events import EventKind
+from ..db import get_db
 from ..mail import read_mail, read_outbox, text_to_html
+from ..models import SecurityEvent, User
 from ..path_ids import path_id_or_404
 
 bp = Blueprint("dev_mail", __name__, url_prefix="/dev/mail")
@@ -30,10 +41,38 @@ def not_cached(response: Response) -> Response:
     return response
 
 
+@dataclass(frozen=True)
+class HeldBack:
+    """A mail the app was asked for and did not send."""
+
+    to: str
+    asked_at: datetime
+
+
+def held_back_resets() -> list[HeldBack]:
+    """Password resets asked for an unverified address, newest first.
+
+    The reset request is recorded as a security event for any existing account; only a
+    verified address gets the link (invoiceapp.authn.recovery). An unverified address is
+    a claim nobody proved, so the link is held back, and here the demo shows it as such.
+    """
+    rows = get_db().execute(
+        select(User.email, SecurityEvent.created_at)
+        .join(User, User.id == SecurityEvent.user_id)
+        .where(
+            SecurityEvent.kind == EventKind.RESET_REQUESTED.value,
+            User.email_verified_at.is_(None),
+        )
+        .order_by(SecurityEvent.created_at.desc(), SecurityEvent.id.desc())
+        .limit(SHOWN)
+    )
+    return [HeldBack(email, asked_at) for email, asked_at in rows]
+
+
 @bp.get("")
 def outbox() -> ResponseReturnValue:
     mails = read_outbox(current_app.config["MAIL_OUTBOX_DIR"], limit=SHOWN)
-    return render_template("dev/mail_outbox.html", mails=mails)
+    return render_template("dev/mail_outbox.html", mails=mails, held_back=held_back_resets())
 
 
 @bp.get("/<mail_id>")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import flask_login
-from flask import Blueprint, render_template
+from flask import Blueprint, current_app, render_template, send_from_directory
 from flask.typing import ResponseReturnValue
 
 from ..authn.gate import login_required
@@ -22,6 +22,16 @@ def landing() -> ResponseReturnValue:
     return render_template(
         "pages/landing.html", signed_in=flask_login.current_user.is_authenticated
     )
+
+
+@bp.get("/favicon.ico")
+def favicon() -> ResponseReturnValue:
+    """Browsers ask for /favicon.ico on their own (the API reference page too); an SVG
+    answers, instead of a 404 in every page's log."""
+    return send_from_directory(
+        current_app.static_folder or "static", "favicon.svg", mimetype="image/svg+xml",
+        max_age=86400,
+    )  # fmt: skip
 
 
 @bp.get("/dashboard")

@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, render_template
 from flask.typing import ResponseReturnValue
 
 from ..tour import STEPS, achieved_steps
+from .exercises import EXERCISES, exercises_done
 
 bp = Blueprint("tour", __name__)
 
@@ -21,4 +22,7 @@ bp = Blueprint("tour", __name__)
 def tour() -> ResponseReturnValue:
     demo = bool(current_app.config["DEMO_MODE"])
     done = achieved_steps() if demo else set()
-    return render_template("pages/tour.html", steps=STEPS, done=done, guided=demo)
+    return render_template(
+        "pages/tour.html", steps=STEPS, done=done, guided=demo,
+        exercises=EXERCISES, exercises_done=exercises_done(),
+    )  # fmt: skip
