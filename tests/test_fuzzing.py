@@ -136,6 +136,7 @@ MISSING = {
     "user_id": "999999",
     "token": "A" * 43,
     "mail_id": "nothing-here",
+    "part": "no-such-part",  # /exercises/<part>: the router itself answers 404
 }
 MISSING_PUBLIC_ID = {
     "/account/sessions/": "0123456789abcdef",

@@ -67,7 +67,10 @@ def test_the_outbox_shows_a_reset_held_back_for_an_unverified_address(demo: Flas
         r"<td><strong>held back</strong>: the address was never verified</td>",
         page,
     )
-    assert read_outbox(demo.config["MAIL_OUTBOX_DIR"]) == []  # shown, never sent
+    # The reset is shown, never sent; the mailbox gets a claim link instead (never a reset).
+    mails = read_outbox(demo.config["MAIL_OUTBOX_DIR"])
+    assert [mail.subject for mail in mails] == ["Claim your email address on InvoiceApp"]
+    assert "/reset-password/" not in mails[0].text and "/claim-address/" in mails[0].text
 
 
 def test_a_reset_for_a_verified_address_is_mailed_not_listed_as_held_back(demo: Flask) -> None:

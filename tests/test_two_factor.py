@@ -599,7 +599,7 @@ def test_no_page_shows_such_an_organization_s_invoices_to_a_password_only_sessio
         acme.requires_two_factor = True
         db.commit()
     grace = signed_in_client(app, "grace@acme.test")  # admin in acme, by password only
-    values = {"invoice_id": "inv_7", "slug": "acme"}
+    values = {"invoice_id": "inv_7", "slug": "acme", "part": "status"}
     visited = []
     for rule in app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.arguments & NOT_ORGANIZATION_PAGES:
