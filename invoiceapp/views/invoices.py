@@ -371,9 +371,13 @@ def confirm_delete(invoice_id: str) -> ResponseReturnValue:
 def delete(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)  # scope: 404, never 403
     decision = authorize("invoice.delete", invoice)  # authorization gate: 403
-    soft_delete(invoice)
-    invoice.version = Invoice.version + 1  # every change gets a new version (the API's ETag)
-    get_db().commit()
+    db = get_db()
+    if not soft_delete(db, invoice):
+        # Marked paid (or changed otherwise) between our read and our write: the yes was
+        # for a status that no longer holds, and a paid invoice is voided, not deleted.
+        db.rollback()
+        abort(409, "This invoice was changed by someone else just now. Reload it and try again.")
+    db.commit()
     _record_done("invoice.delete", invoice, decision.reason)
     flash(f"Invoice {invoice.label} was deleted.", "success")
     return redirect("/invoices", code=303)
