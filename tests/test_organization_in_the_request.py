@@ -10,12 +10,14 @@ not one of yours, 404 (the same bytes as a slug that never existed); not allowed
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from conftest import make_test_app
 from invoiceapp.models import AuditEvent, Invoice, Organization, UserSession
 from support import NEW_INVOICE_LOCATION, VALID_INVOICE_FORM, csrf_token_from, invoice, user
 from support import sign_in as sign_in_with_form
@@ -276,3 +278,20 @@ def test_switching_from_a_page_pinned_to_one_organization_lands_on_the_new_one(
     assert went == "/invoices?status=paid&page=2"
     assert "Invoices <small>Globex Corporation</small>" in grace.get(went).get_data(as_text=True)
     assert switch(grace, "acme", next_path="/invoices/inv_7") == "/invoices/inv_7"
+
+
+def test_the_tour_counts_an_export_by_the_role_in_the_organization_it_named(
+    database_file: Path,
+) -> None:
+    """Grace exports Acme's invoices (admin there) while Globex (member there) is active:
+    that is no member exporting, so the plan lesson is not done by it."""
+    demo = make_test_app(database_file, DEMO_MODE=True)
+    try:
+        grace = browser_for(demo, GRACE)
+        switch(grace, "globex")
+        assert grace.get("/invoices/export.csv?organization=acme").status_code == 200
+        assert grace.get("/orgs/globex/billing").status_code == 403  # a member's billing 403
+        tour = grace.get("/tour").get_data(as_text=True)
+        assert 'data-testid="mark-plan">not yet' in tour
+    finally:
+        demo.extensions["db_engine"].dispose()
