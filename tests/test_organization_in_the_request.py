@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from conftest import make_test_app
 from invoiceapp.models import AuditEvent, Invoice, Organization, UserSession
+from seed import demo_invoice_id
 from support import NEW_INVOICE_LOCATION, VALID_INVOICE_FORM, csrf_token_from, invoice, user
 from support import sign_in as sign_in_with_form
 
@@ -268,6 +269,22 @@ def test_the_export_link_exports_the_organization_it_names(app: Flask, db: Sessi
         refused = grace.get(path)
         assert refused.status_code == 403
         assert "the pro plan" in refused.get_data(as_text=True)
+
+
+def test_an_invoice_of_another_organization_leads_back_to_its_own_list(
+    app: Flask, db: Session
+) -> None:
+    grace = browser_for(app, GRACE)
+    switch(grace, "globex")
+    draft = demo_invoice_id(db, "acme", 7)  # Grace's Acme draft
+    page = grace.get(f"/invoices/{draft}").get_data(as_text=True)
+    assert '<a href="/invoices?organization=acme">← All invoices</a>' in page
+    deleted = grace.post(f"/invoices/{draft}/delete")
+    assert deleted.status_code == 303
+    assert deleted.headers["Location"] == "/invoices?organization=acme"
+    listing = grace.get(deleted.headers["Location"]).get_data(as_text=True)
+    assert "Invoice #0007 was deleted." in listing
+    assert "Invoices <small>Acme Inc</small>" in listing
 
 
 def test_switching_from_a_page_pinned_to_one_organization_lands_on_the_new_one(

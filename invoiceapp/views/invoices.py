@@ -415,7 +415,8 @@ def delete(invoice_id: str) -> ResponseReturnValue:
     db.commit()
     _record_done("invoice.delete", invoice, decision.reason)
     flash(f"Invoice {invoice.label} was deleted.", "success")
-    return redirect("/invoices", code=303)
+    # Back to the list it was in, whichever organization another tab made active since.
+    return redirect(f"/invoices?organization={invoice.organization.slug}", code=303)
 
 
 # --- Status changes and copies: one POST per action, each asked of the policy ----------
