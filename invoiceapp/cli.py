@@ -9,7 +9,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, or_
 
-from .authz.policy import POLICY
+from .authz.policy import INVOICE_STATES, POLICY
 from .db import get_db, utcnow
 from .models import Role, UserSession
 
@@ -28,6 +28,9 @@ def print_policy(markdown: bool) -> None:
     for action, rules in POLICY.items():
         cells = "".join(rules[role].value.ljust(column) for role in roles)
         click.echo(action.ljust(width) + cells.rstrip())
+    click.echo("\nWhatever the role, an invoice action starts only from these states:")
+    for action, states in INVOICE_STATES.items():
+        click.echo(f"  {action.ljust(width)}{', '.join(sorted(states))}")
 
 
 def policy_markdown() -> str:

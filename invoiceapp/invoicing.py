@@ -76,9 +76,30 @@ def live_invoice_counts(db: Session, organization_id: int) -> dict[str, int]:
     return {status: count for status, count in rows if count}
 
 
-def soft_delete(invoice: Invoice) -> None:
-    """The row stays for the record; every lookup treats it as gone (404)."""
-    invoice.deleted_at = utcnow()
+def soft_delete(db: Session, invoice: Invoice) -> bool:
+    """Mark ``invoice`` deleted, if its status is still the one this request read.
+
+    The row stays for the record; every lookup treats it as gone (404). The policy was
+    asked about the status as read (a paid invoice is never deleted), so ``UPDATE … WHERE
+    status = <that status>`` refuses to delete an invoice that was marked paid in between.
+    Returns False when the row had moved on (the caller answers 409); the caller commits.
+    A new version too: an edit form or API client holding the old one cannot save over it.
+    """
+    now = utcnow()
+    deleted = db.execute(
+        update(Invoice)
+        .where(
+            Invoice.id == invoice.id,
+            Invoice.status == invoice.status,
+            Invoice.deleted_at.is_(None),
+        )
+        .values(deleted_at=now, updated_at=now, version=Invoice.version + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if deleted != 1:
+        return False
+    db.expire(invoice, ["deleted_at", "updated_at", "version"])
+    return True
 
 
 # The status each status-changing action leads to. Which statuses it may start from is a

@@ -106,7 +106,13 @@ def _learned(response: Response) -> set[str]:
     if endpoint == "invoices.export_csv" and status == 200:
         principal = current_principal()
         assert principal is not None  # the export is behind the authentication gate
-        organization = active_organization(principal)
+        # The organization the export named (its link says which), else the active one.
+        named = request.args.get("organization")
+        organization = (
+            next((o for o in principal.organizations.values() if o.slug == named), None)
+            if named is not None
+            else active_organization(principal)
+        )
         if organization is not None and principal.role_in(organization.id) == "member":
             learned.add("member_export")
     return learned

@@ -162,7 +162,7 @@ def test_access_matrix(app: Flask, db: Session, who: str, action: str, expected:
         assert (saved.issue_date, saved.due_date) == (date(2024, 3, 1), date(2024, 3, 31))
         assert saved.deleted_at is None
     else:
-        assert response.headers["Location"] == "/invoices"
+        assert response.headers["Location"] == "/invoices?organization=acme"
         deleted = invoice(db, "inv_7")
         assert deleted.deleted_at is not None  # soft: the row stays
         assert deleted.customer == "Wayne Enterprises"
@@ -265,6 +265,10 @@ CAN_CASES = [
     (GRACE, "invoice.delete", "inv_42", False, "grace-as-globex-member-deletes"),
     (HANK, "invoice.delete", "inv_42", True, "globex-owner-deletes"),
     (HANK, "invoice.delete", "inv_7", False, "globex-owner-deletes-in-acme"),
+    # ...and only drafts and sent invoices: a paid one is voided, a void one stays
+    (ADA, "invoice.delete", "acme#1", False, "owner-deletes-paid"),
+    (GRACE, "invoice.delete", "acme#3", False, "admin-deletes-void"),
+    (GRACE, "invoice.delete", "acme#7", True, "admin-deletes-draft"),
     # export: the plan decides among members; acme is pro, globex is free
     *[(email, "invoice.export", "acme", True, f"acme-pro-{role}-exports")
       for role, email in ACME_ROLES.items()],

@@ -162,6 +162,6 @@ def test_keyboard_reaches_the_content_first_and_sees_where_focus_is(
 
     # The organization switcher and every action work without a mouse: submit with Enter.
     page.keyboard.press("Enter")
-    page.wait_for_url(base + "/invoices/new")
+    page.wait_for_url(base + "/invoices/new?organization=acme")
     described = page.get_attribute("#amount", "aria-describedby")
     assert described and "amount-hint" in described.split()

@@ -31,6 +31,7 @@ from invoiceapp.models import (
     TokenScope,
     User,
 )
+from seed import demo_invoice_id
 from support import PASSWORD, csrf_token_from, invoice, signed_in_client, user
 
 NEW_INVOICE = {
@@ -807,13 +808,28 @@ def test_a_status_change_on_the_pages_makes_an_api_etag_stale(
     app: Flask, client: FlaskClient, db: Session
 ) -> None:
     raw = make_token(app, "ada@acme.test", "acme")
-    etag = client.get("/api/v1/invoices/inv_7", headers=bearer(raw)).headers["ETag"]
+    draft = demo_invoice_id(db, "acme", 7)  # sent, it may still be deleted: the version decides
+    etag = client.get(f"/api/v1/invoices/{draft}", headers=bearer(raw)).headers["ETag"]
     ada = signed_in_client(app, "ada@acme.test")
-    assert ada.post("/invoices/inv_7/mark-paid").status_code == 303
-    assert invoice(db, "inv_7").version == 2
-    response = client.delete("/api/v1/invoices/inv_7", headers=bearer(raw, **{"If-Match": etag}))
+    assert ada.post(f"/invoices/{draft}/send").status_code == 303
+    assert invoice(db, draft).version == 2
+    response = client.delete(f"/api/v1/invoices/{draft}", headers=bearer(raw, **{"If-Match": etag}))
     assert response.status_code == 412
-    assert invoice(db, "inv_7").deleted_at is None
+    assert invoice(db, draft).deleted_at is None
+
+
+def test_a_paid_invoice_is_voided_not_deleted_through_the_api_too(
+    app: Flask, client: FlaskClient, db: Session
+) -> None:
+    raw = make_token(app, "ada@acme.test", "acme")  # the owner, with a write token
+    paid = demo_invoice_id(db, "acme", 1)
+    response = client.delete(f"/api/v1/invoices/{paid}", headers=bearer(raw, **{"If-Match": "*"}))
+    assert response.status_code == 403
+    error = error_of(response)
+    assert error["code"] == "forbidden"
+    assert error["message"].startswith("invoice.delete refused: The invoice state rule:")
+    assert "a paid invoice cannot be deleted. Void it instead" in error["message"]
+    assert invoice(db, paid).deleted_at is None
 
 
 def test_delete_is_soft_recorded_and_then_404(app: Flask, client: FlaskClient, db: Session) -> None:

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
+from invoiceapp.models import Invoice
 from support import PASSWORD, invoice
 from support import live_server as serve
 
@@ -176,7 +178,7 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
     page.click(".actions a:has-text('Delete this invoice')")
     page.wait_for_url(base + "/invoices/inv_7/delete")
     page.click("main button:has-text('Delete this invoice')")
-    page.wait_for_url(base + "/invoices")
+    page.wait_for_url(base + "/invoices?organization=acme")
     assert "was deleted" in page.inner_text(".flashes")
     assert invoice(db, "inv_7").deleted_at is not None
 
@@ -218,6 +220,58 @@ def test_switching_organization_changes_grace_s_role_and_buttons(
     assert "not your active organization" not in page.inner_text("[data-testid=context-line]")
     # Nothing on a phone-sized screen is wider than the screen.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+
+
+def test_two_tabs_a_form_opened_for_acme_lands_in_acme_after_the_other_tab_switched(
+    browser: Any, live_server: tuple[str, Session]
+) -> None:
+    """Issue 15: one browser, one session, two tabs. The form names its organization."""
+    base, db = live_server
+    context = browser.new_context()  # two tabs of one browser share its cookies
+    problems: list[str] = []
+    context.on("weberror", lambda error: problems.append(f"script error: {error.error}"))
+    context.on(
+        "console",
+        lambda message: (
+            problems.append(f"CSP: {message.text}")
+            if "Content Security Policy" in message.text
+            else None
+        ),
+    )
+    try:
+        first = context.new_page()
+        sign_in(first, base, "grace@acme.test")
+        first.goto(base + "/invoices/new")  # Acme is active: the form is Acme's
+        assert "New invoice Acme Inc" in " ".join(first.inner_text("main h1").split())
+        first.fill("#customer", "Two Tabs Trading")
+        first.fill("#amount", "99.50")
+
+        second = context.new_page()
+        second.goto(base + "/dashboard")
+        second.select_option("#org-switch", "globex")
+        second.click("header button:has-text('Switch')")
+        second.wait_for_url(base + "/dashboard")
+        assert "Globex Corporation" in second.inner_text("main .lead")
+
+        # Back in the first tab, the form still says Acme, and Acme is where it lands.
+        first.click("main button:has-text('Create invoice')")
+        first.wait_for_url(re.compile(re.escape(base) + r"/invoices/inv_[a-z0-9]{16}$"))
+        notes = " ".join(first.inner_text(".flashes").split())
+        assert "It was created in Acme Inc, the organization this form was opened for." in notes
+        assert "Your active organization is still Globex Corporation." in notes
+        line = " ".join(first.inner_text("[data-testid=context-line]").split())
+        assert line.startswith("Acme Inc · you are admin here")
+        db.expire_all()
+        made = db.scalar(select(Invoice).where(Invoice.customer == "Two Tabs Trading"))
+        assert made is not None
+        assert made.organization.slug == "acme"
+
+        # The second tab's choice stands: its next page is Globex's.
+        second.goto(base + "/invoices")
+        assert "Invoices Globex Corporation" in " ".join(second.inner_text("main h1").split())
+    finally:
+        context.close()
+    assert problems == [], problems
 
 
 def test_elevation_counts_down_ends_and_comes_back_with_the_password(

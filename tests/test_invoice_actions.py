@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 import seed
 from conftest import app_on_postgres, make_test_app
 from invoiceapp.db import Base, get_db
-from invoiceapp.invoicing import change_status
+from invoiceapp.invoicing import change_status, soft_delete
 from invoiceapp.models import AuditEvent, Invoice, Organization
 from seed import demo_invoice_id
 from support import (
@@ -219,9 +219,7 @@ def test_admin_marks_a_sent_invoice_paid_and_then_nobody_can_edit_it(
         assert snapshot(db, "inv_7") == before
 
 
-def test_owner_voids_an_invoice_and_nothing_but_delete_and_copy_remains(
-    app: Flask, db: Session
-) -> None:
+def test_owner_voids_an_invoice_and_nothing_but_a_copy_remains(app: Flask, db: Session) -> None:
     ada = client_for(app, ADA)
     response = ada.post("/invoices/inv_7/void")
     assert response.status_code == 303
@@ -231,10 +229,76 @@ def test_owner_voids_an_invoice_and_nothing_but_delete_and_copy_remains(
     for route in ("send", "mark-paid", "void"):
         assert button("inv_7", route) not in page
     assert 'href="/invoices/inv_7/edit"' not in page
-    assert "Delete this invoice" in page
+    assert "Delete this invoice" not in page  # a void invoice stays as the record
     edit = ada.post("/invoices/inv_7/edit", data=VALID_INVOICE_FORM)
     assert edit.status_code == 403
     assert "A void invoice cannot be edited" in edit.get_data(as_text=True)
+
+
+PAID_REFUSAL = (
+    "The invoice state rule: a paid invoice cannot be deleted. "
+    "Void it instead: a voided invoice stays on the books, marked void."
+)
+VOID_REFUSAL = (
+    "The invoice state rule: a void invoice cannot be deleted. "
+    "It stays on the books as the record of what was voided."
+)
+
+
+@pytest.mark.parametrize("email", [ADA, GRACE], ids=["owner", "admin"])
+def test_a_paid_invoice_is_voided_not_deleted(app: Flask, db: Session, email: str) -> None:
+    paid = demo_invoice_id(db, "acme", 1)  # Initech, paid
+    client = client_for(app, email)
+    page = show(client, paid)
+    assert f'href="/invoices/{paid}/delete"' not in page  # the button the policy hides
+    assert button(paid, "void") in page  # and the one it offers instead
+
+    # Even asked directly, the server says no, names the rule and the way out.
+    for response in (
+        client.get(f"/invoices/{paid}/delete"),
+        client.post(f"/invoices/{paid}/delete"),
+    ):
+        assert response.status_code == 403
+        body = response.get_data(as_text=True)
+        assert "invoice.delete" in body and PAID_REFUSAL in body
+        assert "Initech" not in body  # never the invoice's data
+    assert invoice(db, paid).deleted_at is None
+    refusals = audit_rows(db, action="invoice.delete")
+    assert [(r.decision, r.status, r.reason) for r in refusals] == [
+        ("denied", 403, PAID_REFUSAL)
+    ] * 2
+
+    # Voiding is the way: it stays in the list, marked void, and still cannot be deleted.
+    assert client.post(f"/invoices/{paid}/void").status_code == 303
+    refused = client.post(f"/invoices/{paid}/delete")
+    assert refused.status_code == 403
+    assert VOID_REFUSAL in refused.get_data(as_text=True)
+    voided = invoice(db, paid)
+    assert (voided.status, voided.deleted_at) == ("void", None)
+    assert paid in client.get("/invoices?status=void").get_data(as_text=True)
+
+
+def test_drafts_and_sent_invoices_are_still_deleted_by_an_admin(app: Flask, db: Session) -> None:
+    grace = client_for(app, GRACE)
+    draft = demo_invoice_id(db, "acme", 7)
+    for public_id in (draft, "inv_7"):  # a draft, and a sent one
+        assert f'href="/invoices/{public_id}/delete"' in show(grace, public_id)
+        assert grace.post(f"/invoices/{public_id}/delete").status_code == 303
+        assert invoice(db, public_id).deleted_at is not None
+
+
+def test_a_delete_that_lost_the_race_to_mark_paid_deletes_nothing(app: Flask, db: Session) -> None:
+    """The policy said yes to a sent invoice; it was paid before the delete was written."""
+    with app.app_context():
+        request_db = get_db()
+        seen = request_db.scalar(select(Invoice).where(Invoice.public_id == "inv_7"))
+        assert seen is not None and seen.status == "sent"  # deletable, as far as it knows
+        db.execute(update(Invoice).where(Invoice.public_id == "inv_7").values(status="paid"))
+        db.commit()
+        assert soft_delete(request_db, seen) is False
+        request_db.rollback()
+    after = invoice(db, "inv_7")
+    assert (after.status, after.deleted_at) == ("paid", None)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from urllib.parse import quote
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from werkzeug.test import TestResponse
 
@@ -93,7 +93,7 @@ def test_list_shows_25_newest_first(ada: FlaskClient, thirty_newer_invoices: lis
     assert listed(response) == list(reversed(thirty_newer_invoices))[:25]
     body = response.get_data(as_text=True)
     assert "Page 1 of 2 · 39 invoices" in body
-    assert 'href="/invoices?page=2" rel="next"' in body
+    assert 'href="/invoices?organization=acme&amp;page=2" rel="next"' in body
     assert 'rel="prev"' not in body
 
 
@@ -104,7 +104,7 @@ def test_second_page_holds_the_rest_in_order(
     assert listed(response) == ["0104", "0103", "0102", "0101", "0100", *SEEDED_ACME_NEWEST_FIRST]
     body = response.get_data(as_text=True)
     assert "Page 2 of 2 · 39 invoices" in body
-    assert 'href="/invoices?page=1" rel="prev"' in body
+    assert 'href="/invoices?organization=acme&amp;page=1" rel="prev"' in body
     assert 'rel="next"' not in body
 
 
@@ -159,24 +159,28 @@ def test_status_filter_shows_only_that_status(ada: FlaskClient) -> None:
     assert sorted(listed(response)) == ["0001", "0002", "0004"]
     body = response.get_data(as_text=True)
     assert set(re.findall(r'class="badge badge-(\w+)"', body)) == {"paid"}
-    assert '<a href="/invoices?status=paid" aria-current="page">' in body
+    assert '<a href="/invoices?organization=acme&amp;status=paid" aria-current="page">' in body
 
 
 @pytest.mark.parametrize("status", ["archived", "PAID", "' OR '1'='1", "paid%00"])
 def test_unknown_status_is_ignored(ada: FlaskClient, status: str) -> None:
     response = ada.get(f"/invoices?status={quote(status)}")
     assert listed(response) == SEEDED_ACME_NEWEST_FIRST
-    assert '<a href="/invoices" aria-current="page">All</a>' in response.get_data(as_text=True)
+    body = response.get_data(as_text=True)
+    assert '<a href="/invoices?organization=acme" aria-current="page">All</a>' in body
 
 
 def test_status_filter_with_no_matches_shows_empty_state(ada: FlaskClient, db: Session) -> None:
     omega_labs = seed_module.demo_invoice_id(db, "acme", 3)  # the only void one
-    assert ada.post(f"/invoices/{omega_labs}/delete").status_code == 303
+    # A void invoice is never deleted through the app (it stays as the record), so the
+    # row is marked deleted directly, as an old version of the app could have done.
+    db.execute(update(Invoice).where(Invoice.public_id == omega_labs).values(deleted_at=utcnow()))
+    db.commit()
     response = ada.get("/invoices?status=void")
     assert listed(response) == []
     body = response.get_data(as_text=True)
     assert "No void invoices." in body
-    assert '<a href="/invoices">Show all</a>' in body
+    assert '<a href="/invoices?organization=acme">Show all</a>' in body
     assert "<table" not in body
 
 
@@ -193,7 +197,7 @@ def test_new_organization_shows_no_invoices_yet(app: Flask, db: Session) -> None
     body = response.get_data(as_text=True)
     assert listed(response) == []
     assert "No invoices yet." in body
-    assert '<a href="/invoices/new">Create the first one.</a>' in body
+    assert '<a href="/invoices/new?organization=initech">Create the first one.</a>' in body
     assert "Initech" in body
 
 

@@ -99,7 +99,8 @@ def contract(case: Case) -> tuple[bool, bool]:
             return case.status in ("draft", "sent"), False
         return bool(case.own) and case.status == "draft", False
     if action == "invoice.delete":
-        return manager, False
+        # A paid invoice is voided, not deleted; a void one stays as the record (issue 15).
+        return manager and case.status in ("draft", "sent"), False
     if action == "invoice.send":
         # Only a draft can be sent; a member only their own.
         return case.status == "draft" and (manager or bool(case.own)), False
@@ -277,6 +278,25 @@ def test_every_combination_matches_the_contract(app_context: None) -> None:
     assert seen_actions == CONTRACT_ACTIONS
     assert count > 5_000
     assert all(outcomes.values()), outcomes  # every outcome occurs: the matrix is not vacuous
+
+
+def test_a_paid_or_void_invoice_is_never_deleted_and_the_refusal_names_the_rule(
+    app_context: None,
+) -> None:
+    """The state row of the table, for every role and session: the way out is named."""
+    refusals = 0
+    for case, who, _elevation, resource, context, home in every_case():
+        if case.action != "invoice.delete" or case.status not in ("paid", "void"):
+            continue
+        decision = can(who, case.action, resource, **context)
+        assert not decision.allowed, case
+        if home and case.role in (OWNER, ADMIN):  # the role would allow it: the state decides
+            refusals += 1
+            assert decision.rule == "invoice state"
+            assert decision.reason.startswith("The invoice state rule:")
+            if case.status == "paid":
+                assert "Void it instead" in decision.reason
+    assert refusals > 0
 
 
 def test_nobody_signed_in_is_refused_everything(app_context: None) -> None:

@@ -154,7 +154,7 @@ def test_owner_delete_is_303_and_sets_deleted_at_in_utc(app: Flask, db: Session)
     before = utcnow()
     response = client.post("/invoices/inv_7/delete")
     assert response.status_code == 303
-    assert response.headers["Location"] == "/invoices"
+    assert response.headers["Location"] == "/invoices?organization=acme"
     deleted_at = invoice(db, "inv_7").deleted_at  # the row stays: deletes are soft
     assert deleted_at is not None
     assert deleted_at.utcoffset() == timedelta(0)

@@ -159,8 +159,9 @@ def update_invoice(invoice_id: str) -> Response:
 def delete_invoice(invoice_id: str) -> Response:
     """Delete an invoice (softly: the row stays for the record).
 
-    If-Match as for PATCH; with or without it, an invoice that changed under you is not
-    deleted.
+    Only a draft or a sent invoice: a paid one is voided instead, and a void one stays as
+    the record (403 naming the invoice state rule). If-Match as for PATCH; with or without
+    it, an invoice that changed under you (marked paid meanwhile, say) is not deleted.
     """
     invoice = invoice_or_404(invoice_id)
     decision = authorize("invoice.delete", invoice)

@@ -101,8 +101,11 @@ READ_ONLY_ACTIONS = frozenset(
 
 # The invoice's state is a rule input too: which states each invoice action starts from.
 # A paid or void invoice is no longer editable by anyone; it can only be voided.
+# Nor deleted: a paid invoice is voided instead, and a void one stays as the record
+# (were it deletable, "void, then delete" would erase a paid invoice in two clicks).
 INVOICE_STATES: dict[str, frozenset[str]] = {
     "invoice.update": frozenset({InvoiceStatus.DRAFT, InvoiceStatus.SENT}),
+    "invoice.delete": frozenset({InvoiceStatus.DRAFT, InvoiceStatus.SENT}),
     "invoice.send": frozenset({InvoiceStatus.DRAFT}),
     "invoice.mark_paid": frozenset({InvoiceStatus.SENT}),
     "invoice.void": frozenset({InvoiceStatus.DRAFT, InvoiceStatus.SENT, InvoiceStatus.PAID}),
@@ -312,10 +315,7 @@ def _invariants(
 
     if isinstance(resource, Invoice) and action in INVOICE_STATES:
         if resource.status not in INVOICE_STATES[action]:
-            return deny(
-                f"{_a(resource.status).capitalize()} invoice cannot be {_past(action)}",
-                "invoice state",
-            )
+            return deny(_state_refusal(action, resource.status), "invoice state")
     if action == "member.invite" and context.get("role") == OWNER:
         return deny(
             "An organization has one owner; ownership moves only by a transfer", "one owner"
@@ -333,10 +333,29 @@ def _invariants(
 _VERBS = {"invoice.update": "edit", "invoice.send": "send"}
 _PAST = {
     "invoice.update": "edited",
+    "invoice.delete": "deleted",
     "invoice.send": "sent",
     "invoice.mark_paid": "marked paid",
     "invoice.void": "voided",
 }
+
+
+# What to do instead, or why not, where an invoice's state refuses an action.
+_INSTEAD = {
+    ("invoice.delete", InvoiceStatus.PAID): "Void it instead: a voided invoice stays on the "
+    "books, marked void.",
+    ("invoice.delete", InvoiceStatus.VOID): "It stays on the books as the record of what was "
+    "voided.",
+}
+
+
+def _state_refusal(action: str, status: str) -> str:
+    """Why an invoice's state refuses ``action``, and the way out when there is one."""
+    refusal = f"{_a(status)} invoice cannot be {_past(action)}"
+    instead = _INSTEAD.get((action, status))
+    if instead is None:
+        return refusal[0].upper() + refusal[1:]
+    return f"The invoice state rule: {refusal}. {instead}"
 
 
 def _verb(action: str) -> str:

@@ -4,7 +4,10 @@ It has no ``status`` field on purpose. The status is an input to the policy (a m
 edit only drafts, nobody edits a paid invoice), so letting a form set it would let a
 member create an invoice directly as ``paid``. Status changes are actions of their own
 (send, mark paid, void), each asked of the policy. Nor does it have organization, author
-or number: the view sets those, and a posted value for them is simply never read.
+or number: the view sets those, and a posted value for them is simply never read. The one
+exception is the new-invoice form's hidden ``organization`` (a slug): the organization the
+form was rendered for, which the view looks up among the principal's own (404 otherwise)
+and asks the policy about, like any other input (views.invoices).
 """
 
 from __future__ import annotations

@@ -4,8 +4,14 @@
     authorize("invoice.delete", invoice)              # policy: 403
     ...the work...
 
-The list, the new-invoice form and the export work in the active organization
-instead, and ask the policy about that organization.
+The list, the new-invoice form and the export work in one organization instead, and
+ask the policy about that organization. Which one is part of the request: every link
+carries ``?organization=<slug>`` and the new-invoice form a hidden ``organization`` field,
+naming the organization the page was rendered for. A form opened for Acme is answered for
+Acme even if another tab switched to Globex meanwhile (what the person saw is what they
+get); the server checks that name like any other input: not one of yours, 404; not
+allowed there, 403. Only a request that names none (the "Invoices" link in the header, a
+script) works in the active organization, the one kept on the server-side session.
 
 The status is never a form field: it is an input to the policy, so it changes only
 through actions the policy is asked about one by one (send, mark paid, void), and every
@@ -39,6 +45,7 @@ from ..authz.scope import (
     active_organization,
     invoice_in_my_orgs_or_404,
     live_invoices_of,
+    organization_in_my_orgs_or_404,
 )
 from ..db import get_db, utcnow
 from ..invoicing import (
@@ -58,23 +65,38 @@ from .paging import page_number
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
 
 
-def _active_organization_allowing(action: str) -> Organization:
-    """The organization the list and the new-invoice form work in, checked for ``action``.
+def _organization_allowing(action: str, named: str | None) -> Organization:
+    """The organization this request works in, checked for ``action``.
 
-    Someone without any membership is sent to the dashboard, which explains why.
+    ``named`` is the slug the request carries (a link's ``?organization=``, a form's hidden
+    field): one of the principal's organizations, or a 404 like a slug that never existed.
+    Without one, the active organization. Someone without any membership is sent to the
+    dashboard, which explains why.
     """
-    organization = active_organization(require_principal())
-    if organization is None:
-        flash("You are not a member of any organization yet.", "info")
-        abort(redirect("/dashboard", code=303))
-    authorize(action, organization)
+    if named is not None:
+        organization = organization_in_my_orgs_or_404(named)  # scope: 404, never 403
+    else:
+        found = active_organization(require_principal())
+        if found is None:
+            flash("You are not a member of any organization yet.", "info")
+            abort(redirect("/dashboard", code=303))
+        organization = found
+    authorize(action, organization)  # policy: 403, asked about that organization
     return organization
+
+
+def _named_in_link() -> str | None:
+    return request.args.get("organization")
+
+
+def _named_in_form() -> str | None:
+    return request.form.get("organization")
 
 
 @bp.get("")
 @login_required
 def index() -> ResponseReturnValue:
-    organization = _active_organization_allowing("invoice.read")
+    organization = _organization_allowing("invoice.read", _named_in_link())
 
     status = request.args.get("status", "")
     if status not in STATUSES:
@@ -130,7 +152,7 @@ def _page_of(query: Select[tuple[Invoice]], total: int, start: int, size: int) -
 @bp.get("/new")
 @login_required
 def new() -> ResponseReturnValue:
-    organization = _active_organization_allowing("invoice.create")
+    organization = _organization_allowing("invoice.create", _named_in_link())
     today = date.today()
     form = InvoiceForm(
         formdata=None,
@@ -145,7 +167,8 @@ def new() -> ResponseReturnValue:
 @bp.post("/new")
 @login_required
 def create() -> ResponseReturnValue:
-    organization = _active_organization_allowing("invoice.create")
+    # The organization the form was rendered for, not whichever is active now.
+    organization = _organization_allowing("invoice.create", _named_in_form())
     form = InvoiceForm()
     if not form.validate_on_submit():
         return render_template("invoices/form.html", form=form, organization=organization), 422
@@ -175,7 +198,19 @@ def create() -> ResponseReturnValue:
         return redirect(f"/invoices/{earlier.public_id}", code=303)
     # Flashed text travels in a signed, readable cookie: no customer data in it.
     flash(f"Invoice {invoice.label} was created.", "success")
+    _say_if_not_active(organization)
     return redirect(f"/invoices/{invoice.public_id}", code=303)
+
+
+def _say_if_not_active(organization: Organization) -> None:
+    """A form answered for another organization than the active one says where it went."""
+    active = active_organization(require_principal())
+    if active is not None and active.id != organization.id:
+        flash(
+            f"It was created in {organization.name}, the organization this form was opened "
+            f"for. Your active organization is still {active.name}.",
+            "info",
+        )
 
 
 def _created_with(organization_id: int, creation_key: str) -> Invoice | None:
@@ -190,7 +225,7 @@ def _created_with(organization_id: int, creation_key: str) -> Invoice | None:
 @login_required
 def export_csv() -> ResponseReturnValue:
     # The plan is one input: a pro plan without a membership still gets nothing.
-    organization = _active_organization_allowing("invoice.export")
+    organization = _organization_allowing("invoice.export", _named_in_link())
     invoices = get_db().scalars(live_invoices_of(organization.id).order_by(Invoice.number))
     buffer = io.StringIO()
     # A byte-order mark tells spreadsheets the file is UTF-8, so accents survive.
@@ -371,12 +406,17 @@ def confirm_delete(invoice_id: str) -> ResponseReturnValue:
 def delete(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)  # scope: 404, never 403
     decision = authorize("invoice.delete", invoice)  # authorization gate: 403
-    soft_delete(invoice)
-    invoice.version = Invoice.version + 1  # every change gets a new version (the API's ETag)
-    get_db().commit()
+    db = get_db()
+    if not soft_delete(db, invoice):
+        # Marked paid (or changed otherwise) between our read and our write: the yes was
+        # for a status that no longer holds, and a paid invoice is voided, not deleted.
+        db.rollback()
+        abort(409, "This invoice was changed by someone else just now. Reload it and try again.")
+    db.commit()
     _record_done("invoice.delete", invoice, decision.reason)
     flash(f"Invoice {invoice.label} was deleted.", "success")
-    return redirect("/invoices", code=303)
+    # Back to the list it was in, whichever organization another tab made active since.
+    return redirect(f"/invoices?organization={invoice.organization.slug}", code=303)
 
 
 # --- Status changes and copies: one POST per action, each asked of the policy ----------

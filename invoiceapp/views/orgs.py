@@ -14,6 +14,7 @@ no organizations: they travel in a readable cookie.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request
 from flask.typing import ResponseReturnValue
@@ -256,7 +257,20 @@ def switch() -> ResponseReturnValue:
     auth_session.active_organization_id = organization.id
     get_db().commit()
     flash(f"Now working in {organization.name}.", "info")
-    return redirect(safe_next(request.form.get("next")) or "/invoices", code=303)
+    back = safe_next(request.form.get("next"))
+    return redirect(_unpinned(back) if back else "/invoices", code=303)
+
+
+def _unpinned(path: str) -> str:
+    """``path`` without its ``?organization=``: after a switch the page shows the new one.
+
+    The invoice list's links name their organization (so another tab's switch cannot
+    change what they mean); the switch itself is the one place where that is the point.
+    """
+    parts = urlsplit(path)
+    query = [(key, value) for key, value in parse_qsl(parts.query, keep_blank_values=True)
+             if key != "organization"]  # fmt: skip
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 @bp.get("/new")
