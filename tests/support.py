@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
+import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +24,36 @@ from werkzeug.serving import make_server
 from invoiceapp.models import Invoice, User
 
 PASSWORD = "correct-horse-battery-staple"
+
+# Several gunicorn workers share rate limits through Redis (the redis_url fixture).
+REDIS_SERVER = shutil.which("redis-server")
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_up(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout: float = 30,
+    context: ssl.SSLContext | None = None,
+) -> None:
+    """Poll ``url`` until it answers 200; fail at once if the server process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2, context=context) as response:
+                if response.status == 200:
+                    return
+        except OSError:  # refused, reset or timed out while booting
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
 
 
 def sign_in(client: FlaskClient, email: str, password: str = PASSWORD, **extra: Any) -> Any:

@@ -23,16 +23,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from test_concurrency import Browser, _signed_in
-from test_two_instances import REDIS_SERVER, _free_port, _wait_until_up, redis_url
 
 import seed
 from conftest import POSTGRES_URL, TEST_CONFIG
 from invoiceapp import create_app
 from invoiceapp.db import get_db, make_engine
 from invoiceapp.models import AuditEvent, AuditRepeat, Organization
-from support import all_at_once, postgres_schema
-
-__all__ = ["redis_url"]  # a fixture, used by name
+from support import REDIS_SERVER, all_at_once, free_port, postgres_schema, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3
@@ -76,7 +73,7 @@ def served(
         with app.app_context():
             seed.seed(get_db())
         app.extensions["db_engine"].dispose()
-        port = _free_port()
+        port = free_port()
         environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
             "FLASK_SECRET_KEY": "flood-test-key-" + "k" * 24,
@@ -96,7 +93,7 @@ def served(
         )  # fmt: skip
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_until_up(base + "/readyz", process)
+            wait_until_up(base + "/readyz", process)
             yield base, database_url
         finally:
             process.terminate()

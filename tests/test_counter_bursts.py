@@ -29,15 +29,13 @@ import pytest
 import redis
 from flask import Flask
 from sqlalchemy import func, select, update
-from test_two_instances import REDIS_SERVER, _free_port, _wait_until_up
-from test_two_instances import redis_url as shared_redis  # noqa: F401  (a fixture)
 
 import seed as seed_module
 from conftest import TEST_CONFIG
 from invoiceapp.db import utcnow
 from invoiceapp.mail import read_outbox
 from invoiceapp.models import SecurityCounter, SecurityEvent, User, UserSession
-from support import PASSWORD, all_at_once
+from support import PASSWORD, REDIS_SERVER, all_at_once, free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 5
@@ -47,13 +45,13 @@ pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")
 
 
 @contextmanager
-def gunicorn(app: Flask, redis_server: str, outbox: Path, **config: str) -> Iterator[str]:
+def gunicorn(app: Flask, redis_url: str, outbox: Path, **config: str) -> Iterator[str]:
     """``app``'s database served by gunicorn with three workers sharing Redis limits."""
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
         "FLASK_SECRET_KEY": TEST_CONFIG["SECRET_KEY"],  # Tess's TOTP secret was sealed with it
         "FLASK_DATABASE_URL": app.config["DATABASE_URL"],
-        "FLASK_RATELIMIT_STORAGE_URI": redis_server,
+        "FLASK_RATELIMIT_STORAGE_URI": redis_url,
         "FLASK_RATELIMIT_KEY_PREFIX": uuid.uuid4().hex,
         "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
         "FLASK_TESTING": "true",
@@ -72,7 +70,7 @@ def gunicorn(app: Flask, redis_server: str, outbox: Path, **config: str) -> Iter
         **{f"FLASK_{key}": value for key, value in config.items()},
         "WEB_CONCURRENCY": "3",
     }
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
          "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
@@ -81,7 +79,7 @@ def gunicorn(app: Flask, redis_server: str, outbox: Path, **config: str) -> Iter
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(url + "/readyz", process)
+        wait_until_up(url + "/readyz", process)
         yield url
     finally:
         process.terminate()
@@ -138,12 +136,6 @@ def _rounds(run: Callable[[int], Counter[int]]) -> list[Counter[int]]:
     return results
 
 
-@pytest.fixture(scope="module")
-def redis_server(shared_redis: str) -> str:  # noqa: F811
-    """One redis-server for this module's servers (test_two_instances starts it)."""
-    return shared_redis
-
-
 @pytest.fixture()
 def outbox(tmp_path: Path) -> Path:
     return tmp_path / "live-outbox"
@@ -154,10 +146,10 @@ def outbox(tmp_path: Path) -> Path:
 
 def test_a_burst_of_wrong_passwords_from_one_address_gets_only_its_budget(
     live_app: Flask,
-    redis_server: str,
+    redis_url: str,
     outbox: Path,
 ) -> None:
-    with gunicorn(live_app, redis_server, outbox, SIGN_IN_RATE_LIMIT="5 per minute") as url:
+    with gunicorn(live_app, redis_url, outbox, SIGN_IN_RATE_LIMIT="5 per minute") as url:
 
         def run(r: int) -> Counter[int]:
             forms = [{"email": f"nobody{i}@example.test", "password": "wrong"} for i in range(30)]
@@ -169,10 +161,10 @@ def test_a_burst_of_wrong_passwords_from_one_address_gets_only_its_budget(
 
 def test_a_burst_of_wrong_passwords_for_one_account_gets_only_its_budget(
     live_app: Flask,
-    redis_server: str,
+    redis_url: str,
     outbox: Path,
 ) -> None:
-    with gunicorn(live_app, redis_server, outbox, SIGN_IN_ACCOUNT_RATE_LIMIT="5 per hour") as url:
+    with gunicorn(live_app, redis_url, outbox, SIGN_IN_ACCOUNT_RATE_LIMIT="5 per hour") as url:
         accounts = ["ada@acme.test", "linus@acme.test", "grace@acme.test", "hank@globex.test"]
 
         def run(r: int) -> Counter[int]:
@@ -186,10 +178,10 @@ def test_a_burst_of_wrong_passwords_for_one_account_gets_only_its_budget(
 
 def test_a_burst_during_the_slow_down_gets_one_attempt_checked(
     live_app: Flask,
-    redis_server: str,
+    redis_url: str,
     outbox: Path,
 ) -> None:
-    with gunicorn(live_app, redis_server, outbox, SIGN_IN_SLOWDOWN_AFTER="3") as url:
+    with gunicorn(live_app, redis_url, outbox, SIGN_IN_SLOWDOWN_AFTER="3") as url:
 
         def run(r: int) -> Counter[int]:
             email = f"victim{r}@example.test"
@@ -230,14 +222,14 @@ def _wrong_codes() -> list[dict[str, str]]:
 
 def test_a_burst_of_wrong_codes_gets_only_the_accounts_budget(
     live_app: Flask,
-    redis_server: str,
+    redis_url: str,
     outbox: Path,
 ) -> None:
     limit = {"TWO_FACTOR_ACCOUNT_RATE_LIMIT": "5 per hour"}
-    with gunicorn(live_app, redis_server, outbox, **limit) as url:
+    with gunicorn(live_app, redis_url, outbox, **limit) as url:
 
         def run(r: int) -> Counter[int]:
-            redis.Redis.from_url(redis_server).flushdb()  # a new hour for Tess's account
+            redis.Redis.from_url(redis_url).flushdb()  # a new hour for Tess's account
             browser = _tess_at_the_second_step(url)
             return browser.burst("/sign-in/two-factor", _wrong_codes(), _many(f"198.51.{r}"))
 
@@ -247,11 +239,11 @@ def test_a_burst_of_wrong_codes_gets_only_the_accounts_budget(
 
 def test_a_burst_of_wrong_codes_locks_codes_at_the_limit_once(
     live_app: Flask,
-    redis_server: str,
+    redis_url: str,
     outbox: Path,
 ) -> None:
     sessions = live_app.extensions["db_sessionmaker"]
-    with gunicorn(live_app, redis_server, outbox, TWO_FACTOR_MAX_FAILURES="5") as url:
+    with gunicorn(live_app, redis_url, outbox, TWO_FACTOR_MAX_FAILURES="5") as url:
 
         def run(r: int) -> Counter[int]:
             with sessions() as db:
@@ -295,10 +287,10 @@ def _sessions(live_app: Flask) -> int:
 
 def test_a_burst_at_reauthentication_ends_the_session_after_five_checked(
     live_app: Flask,
-    redis_server: str,
+    redis_url: str,
     outbox: Path,
 ) -> None:
-    with gunicorn(live_app, redis_server, outbox, REAUTH_MAX_FAILURES="5") as url:
+    with gunicorn(live_app, redis_url, outbox, REAUTH_MAX_FAILURES="5") as url:
 
         def run(r: int) -> Counter[int]:
             browser = _signed_in_as_ada(url)
@@ -321,13 +313,13 @@ def test_a_burst_at_reauthentication_ends_the_session_after_five_checked(
 
 def test_a_burst_at_reauthentication_gets_only_the_accounts_budget(
     live_app: Flask,
-    redis_server: str,
+    redis_url: str,
     outbox: Path,
 ) -> None:
-    with gunicorn(live_app, redis_server, outbox, REAUTH_ACCOUNT_RATE_LIMIT="3 per hour") as url:
+    with gunicorn(live_app, redis_url, outbox, REAUTH_ACCOUNT_RATE_LIMIT="3 per hour") as url:
 
         def run(r: int) -> Counter[int]:
-            redis.Redis.from_url(redis_server).flushdb()
+            redis.Redis.from_url(redis_url).flushdb()
             browser = _signed_in_as_ada(url)
             forms = [{"password": f"guess {i}", "next": "/dashboard"} for i in range(10)]
             return browser.burst("/reauthenticate", forms, _many(f"198.51.{r}", 10))

@@ -24,7 +24,6 @@ import pytest
 import requests
 from flask import Flask
 from sqlalchemy import select
-from test_two_instances import REDIS_SERVER, ROOT, _free_port, _wait_until_up, redis_url
 
 import seed
 from conftest import POSTGRES_URL, TEST_CONFIG
@@ -32,10 +31,17 @@ from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
 from invoiceapp.invoicing import allocate_invoice_number, new_public_id
 from invoiceapp.models import Invoice, InvoiceStatus, Organization, User
-from support import PASSWORD, all_at_once, invoice, postgres_schema
+from support import (
+    PASSWORD,
+    REDIS_SERVER,
+    all_at_once,
+    free_port,
+    invoice,
+    postgres_schema,
+    wait_until_up,
+)
 
-__all__ = ["redis_url"]  # the Redis fixture, shared with the two-instances tests
-
+ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 30
 WORKERS = 3
 
@@ -88,7 +94,7 @@ def served(
             "FLASK_SESSION_COOKIE_SECURE": "false",
             "WEB_CONCURRENCY": str(WORKERS),
         }
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
              "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
@@ -98,7 +104,7 @@ def served(
         app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_until_up(base + "/readyz", process)
+            wait_until_up(base + "/readyz", process)
             yield base, app
         finally:
             process.terminate()

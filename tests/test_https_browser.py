@@ -18,12 +18,10 @@ import datetime
 import ipaddress
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ from invoiceapp.db import make_engine
 from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import Membership, Organization, User
 from invoiceapp.organizations import new_invitation
-from support import PASSWORD
+from support import PASSWORD, free_port, wait_until_up
 
 pytestmark = pytest.mark.browser
 
@@ -92,27 +90,11 @@ def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     return cert_file, key_file
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+def _trusting_our_certificate() -> ssl.SSLContext:
     unverified = ssl.create_default_context()
     unverified.check_hostname = False
     unverified.verify_mode = ssl.CERT_NONE  # our own throwaway certificate
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2, context=unverified) as response:
-                if response.status == 200:
-                    return
-        except OSError:  # refused or reset while booting
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
+    return unverified
 
 
 class Served:
@@ -136,7 +118,7 @@ def https_server(
     database = folder / "app.sqlite3"
     shutil.copyfile(seeded_database, database)
     cert_file, key_file = _self_signed_certificate(folder)
-    port = _free_port()
+    port = free_port()
     base = f"https://localhost:{port}"
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
@@ -155,7 +137,7 @@ def https_server(
     )  # fmt: skip
     served = Served(base, f"sqlite:///{database}", folder / "outbox")
     try:
-        _wait_until_up(base + "/healthz", process)
+        wait_until_up(base + "/healthz", process, context=_trusting_our_certificate())
         yield served
     finally:
         served.engine.dispose()

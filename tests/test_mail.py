@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import email.policy
 import logging
-import socket
 import stat
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -22,6 +21,7 @@ from jinja2 import ChoiceLoader, DictLoader
 
 from conftest import make_test_app
 from invoiceapp.mail import absolute_url, latest_mail_to, read_mail, read_outbox, send_mail
+from support import free_port
 
 TOKEN = "tok_3fJ9xQ2mVbL8"
 
@@ -61,12 +61,6 @@ def outbox_files(app: Flask) -> list[Path]:
 
 def parse(path: Path) -> EmailMessage:
     return BytesParser(policy=email.policy.default).parsebytes(path.read_bytes())
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # --- the file backend -------------------------------------------------------------

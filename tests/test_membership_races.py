@@ -28,11 +28,8 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -52,7 +49,7 @@ from invoiceapp import create_app
 from invoiceapp.db import get_db, utcnow
 from invoiceapp.models import Invitation, Membership, Organization, Plan, Role, User
 from invoiceapp.organizations import FREE_PLAN_MEMBER_LIMIT, pending_invitations
-from support import PASSWORD, all_at_once, postgres_schema
+from support import PASSWORD, all_at_once, free_port, postgres_schema, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 RACE_RUNS = int(os.environ.get("INVOICEAPP_RACE_RUNS", "8"))
@@ -62,26 +59,6 @@ WORKERS, THREADS = 3, 2
 # ---------------------------------------------------------------------------
 # A live server: gunicorn, several workers, on the engine of the parameter
 # ---------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:  # still booting
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
 
 
 @dataclass
@@ -96,7 +73,7 @@ class Live:
 @contextmanager
 def gunicorn(database_url: str, folder: Path) -> Iterator[str]:
     """The app under gunicorn, WORKERS processes of THREADS threads; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     config = folder / "gunicorn_races.conf.py"
     # Its own config file: the project's refuses several workers with in-memory rate
     # limits, and these runs switch rate limits off.
@@ -120,7 +97,7 @@ def gunicorn(database_url: str, folder: Path) -> Iterator[str]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_until_up(base + "/readyz", process)
+        wait_until_up(base + "/readyz", process)
         yield base
     finally:
         process.terminate()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from conftest import make_test_app
 from invoiceapp.cli import policy_markdown
 from invoiceapp.tour import STEPS
 from seed import DEMO_PASSWORD
-from support import sign_in
+from support import free_port, sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -139,12 +138,6 @@ def demo_recipe(port: int) -> list[str]:
     lines = [line for line in printed.splitlines() if "FLASK_DEMO_MODE=true" in line]
     assert len(lines) == 2, printed  # seed.py, then flask run
     return [line.replace(".venv/bin/", f"{bin_dir}/") for line in lines]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass(frozen=True)

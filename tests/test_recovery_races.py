@@ -12,9 +12,6 @@ PostgreSQL variant, INVOICEAPP_TEST_POSTGRES_URL.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -28,44 +25,20 @@ from sqlalchemy import create_engine, func, pool, select
 from sqlalchemy.engine import Engine
 
 import seed
-from bench.common import free_port, gunicorn
+from bench.common import gunicorn
 from conftest import POSTGRES_URL, TEST_CONFIG
 from invoiceapp import create_app
 from invoiceapp.db import get_db
 from invoiceapp.mail import read_outbox
 from invoiceapp.models import SecurityEvent, User
-from support import all_at_once, postgres_schema
+from support import REDIS_SERVER, all_at_once, postgres_schema
 
-REDIS_SERVER = shutil.which("redis-server")
 WORKERS = 3
 AT_ONCE = 4
 ROUNDS = 15
 NEW_PASSWORD = "glacier kelp mesa indigo {n}"
 
 pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert REDIS_SERVER
-    port = free_port()
-    process = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path_factory.mktemp("redis"))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @contextmanager

@@ -10,13 +10,8 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,60 +22,15 @@ import seed
 from conftest import TEST_CONFIG
 from invoiceapp import create_app
 from invoiceapp.db import get_db
-from support import PASSWORD, postgres_schema
+from support import PASSWORD, REDIS_SERVER, free_port, postgres_schema, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
-REDIS_SERVER = shutil.which("redis-server")
 
 pytestmark = pytest.mark.skipif(
     not (POSTGRES_URL and REDIS_SERVER),
     reason="needs INVOICEAPP_TEST_POSTGRES_URL and redis-server (.ci/run provides both)",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:  # refused, reset or timed out while booting
-            time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    assert REDIS_SERVER
-    port = _free_port()
-    folder = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +59,7 @@ def instances(redis_url: str) -> Iterator[tuple[str, str]]:
         processes, urls = [], []
         try:
             for _ in range(2):
-                port = _free_port()
+                port = free_port()
                 process = subprocess.Popen(
                     [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
                      "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
@@ -119,7 +69,7 @@ def instances(redis_url: str) -> Iterator[tuple[str, str]]:
                 processes.append(process)
                 urls.append(f"http://127.0.0.1:{port}")
             for url, process in zip(urls, processes, strict=True):
-                _wait_until_up(url + "/readyz", process)
+                wait_until_up(url + "/readyz", process)
             yield urls[0], urls[1]
         finally:
             for process in processes:
