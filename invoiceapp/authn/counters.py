@@ -48,30 +48,12 @@ def claim_reauthentication(db: Session, auth_session: UserSession) -> int | None
     None when the session has no attempts left (or is gone): it must end unchecked.
     """
     maximum = current_app.config["REAUTH_MAX_FAILURES"]
-    count = db.scalar(
-        update(UserSession)
-        .where(
-            UserSession.id == auth_session.id,
-            UserSession.failed_reauthentications < maximum,
-        )
-        .values(failed_reauthentications=UserSession.failed_reauthentications + 1)
-        .returning(UserSession.failed_reauthentications)
-        .execution_options(synchronize_session=False)
-    )
-    if count is not None:
-        set_committed_value(auth_session, "failed_reauthentications", count)
-    return count
+    return _count_one_more(db, UserSession, auth_session, "failed_reauthentications", maximum)
 
 
 def clear_reauthentication(db: Session, auth_session: UserSession) -> None:
     """Right proof: the session starts counting afresh."""
-    db.execute(
-        update(UserSession)
-        .where(UserSession.id == auth_session.id)
-        .values(failed_reauthentications=0)
-        .execution_options(synchronize_session=False)
-    )
-    set_committed_value(auth_session, "failed_reauthentications", 0)
+    _start_again(db, UserSession, auth_session, "failed_reauthentications")
 
 
 # ---------------------------------------------------------------------------
@@ -86,27 +68,12 @@ def code_limit() -> int:
 def claim_code_attempt(db: Session, user: User) -> int | None:
     """Count one more code for this account; the count including it, or None when the
     account already reached the limit (its authenticator codes are locked)."""
-    count = db.scalar(
-        update(User)
-        .where(User.id == user.id, User.second_factor_failures < code_limit())
-        .values(second_factor_failures=User.second_factor_failures + 1)
-        .returning(User.second_factor_failures)
-        .execution_options(synchronize_session=False)
-    )
-    if count is not None:
-        set_committed_value(user, "second_factor_failures", count)
-    return count
+    return _count_one_more(db, User, user, "second_factor_failures", code_limit())
 
 
 def clear_code_failures(db: Session, user: User) -> None:
     """A right code, a recovery code or a password reset: counting starts again."""
-    db.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(second_factor_failures=0)
-        .execution_options(synchronize_session=False)
-    )
-    set_committed_value(user, "second_factor_failures", 0)
+    _start_again(db, User, user, "second_factor_failures")
 
 
 def codes_locked(user: User) -> bool:
@@ -223,3 +190,42 @@ def _insert_if_missing(db: Session, key: str, window_ends_at: datetime) -> None:
             .where(SecurityCounter.window_ends_at < stale)
             .execution_options(synchronize_session=False)
         )
+
+
+# ---------------------------------------------------------------------------
+# The two statements every per-row counter above is made of
+# ---------------------------------------------------------------------------
+
+
+def _count_one_more(
+    db: Session, model: type[UserSession | User], row: UserSession | User, column: str, maximum: int
+) -> int | None:
+    """One conditional ``UPDATE … SET column = column + 1 WHERE column < maximum RETURNING``.
+
+    The database adds and compares in one step, so a burst on several workers cannot all
+    read the same count; None when the count had already reached ``maximum``. (``model``
+    is given, not read off ``row``: the row may be Flask-Login's proxy of the user.)
+    """
+    counter = getattr(model, column)
+    count: int | None = db.scalar(
+        update(model)
+        .where(model.id == row.id, counter < maximum)
+        .values({column: counter + 1})
+        .returning(counter)
+        .execution_options(synchronize_session=False)
+    )
+    if count is not None:
+        set_committed_value(row, column, count)
+    return count
+
+
+def _start_again(
+    db: Session, model: type[UserSession | User], row: UserSession | User, column: str
+) -> None:
+    db.execute(
+        update(model)
+        .where(model.id == row.id)
+        .values({column: 0})
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(row, column, 0)
