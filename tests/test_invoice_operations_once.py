@@ -315,3 +315,13 @@ def test_a_delete_racing_an_edit_never_deletes_what_the_deleter_did_not_see(
     assert edited_and_deleted == 0
     for pair in outcomes:  # one won; the other was told (409, or 404 for a deleted one)
         assert sorted(pair)[0] == 303 and sorted(pair)[1] in (404, 409), dict(outcomes)
+
+
+def test_the_openapi_document_names_the_idempotency_key(app: Flask) -> None:
+    document = app.test_client().get("/api/v1/openapi.json").get_json()
+    create = document["paths"]["/api/v1/invoices"]["post"]
+    headers = {p["name"]: p for p in create["parameters"] if p["in"] == "header"}
+    assert headers["Idempotency-Key"]["required"] is False
+    assert "409" in create["responses"]
+    patch = document["paths"]["/api/v1/invoices/{invoice_id}"]["patch"]
+    assert "Idempotency-Key" not in {p["name"] for p in patch["parameters"]}

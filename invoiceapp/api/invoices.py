@@ -81,15 +81,17 @@ def list_invoices() -> Response:
     body=NewInvoice,
     response=InvoiceOut,
     status=201,
-    errors=(403, 404),
+    errors=(403, 404, 409),
     headers=("ETag", "Location"),
+    idempotency_key=True,
 )
 @login_required
 def create_invoice() -> Response:
     """Create a draft invoice.
 
     In ?organization=<slug>, or else the active organization (a token's own). Its author
-    is the caller; its status is draft.
+    is the caller; its status is draft. Send an Idempotency-Key to make a retry safe: the
+    same key again answers the invoice it made (Idempotent-Replayed: true), never a second.
     """
     organization = chosen_organization_or_404(read_query(OrganizationQuery).organization)
     authorize("invoice.create", organization)
