@@ -1,20 +1,36 @@
-"""Invoice bookkeeping that views share: ids, numbering, status changes, copies, soft deletion.
+"""Invoice operations, once, for the pages and the API alike.
 
-Nothing here decides who may do what: the views ask the policy first (authorize), and
-these functions only do the work once the answer was yes.
+Create (with its idempotency key), save changes (a compare-and-set on the version), soft
+delete (the same version check, and the status the policy was asked about), status
+changes (each a new version), copies, and the CSV export with its formula guard. The
+pages (views.invoices) and the JSON API (api.invoices) both call these, so a rule of
+the work cannot hold on one and not on the other.
+
+Nothing here decides who may do what: the views run scope (404) and the policy (403)
+first, and these functions only do the work once the answer was yes. Nor do they speak
+HTTP: they answer True/False (or raise CreationKeyTaken), and each view words its own 409.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 import secrets
 import string
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .db import utcnow
 from .models import Invoice, InvoiceCount, InvoiceStatus, Organization
+from .money import minor_to_text
 
 _ALPHABET = string.ascii_lowercase + string.digits
 # Random bytes become characters in one C-level pass (bytes.translate), not sixteen
@@ -76,21 +92,127 @@ def live_invoice_counts(db: Session, organization_id: int) -> dict[str, int]:
     return {status: count for status, count in rows if count}
 
 
-def soft_delete(db: Session, invoice: Invoice) -> bool:
-    """Mark ``invoice`` deleted, if its status is still the one this request read.
+# --- Create: one invoice per key ----------------------------------------------------------
 
-    The row stays for the record; every lookup treats it as gone (404). The policy was
-    asked about the status as read (a paid invoice is never deleted), so ``UPDATE … WHERE
-    status = <that status>`` refuses to delete an invoice that was marked paid in between.
-    Returns False when the row had moved on (the caller answers 409); the caller commits.
-    A new version too: an edit form or API client holding the old one cannot save over it.
+# A creation key: the new-invoice form's hidden field, or the API's Idempotency-Key header.
+CREATION_KEY = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+class CreationKeyTaken(Exception):
+    """The key already made an invoice for someone else: nothing was made (the view's 409)."""
+
+
+@dataclass(frozen=True)
+class Created:
+    invoice: Invoice
+    replayed: bool  # True: the key had made this invoice before, and nothing new was made
+
+
+def create_invoice(
+    db: Session,
+    organization_id: int,
+    created_by_id: int,
+    values: Mapping[str, Any],
+    creation_key: str | None = None,
+) -> Created:
+    """A new draft with the next number, or the one an earlier request with the key made.
+
+    The key makes a create safe to repeat (a double click, a retry after a timeout): the
+    same key from the same person finds the invoice the first request made. Two requests
+    with one key at once cannot both insert (a unique index), and the loser finds the
+    winner's invoice. ``values`` are columns the caller validated (customer, amount_minor,
+    currency, dates); status, number and author are set here, never taken from input.
+    This one commits: whether the key was free is known only once the row is written.
     """
+    if creation_key and (earlier := _made_with(db, organization_id, creation_key)) is not None:
+        return _replay(earlier, created_by_id)
+    invoice = Invoice(
+        **values,
+        public_id=new_public_id(),
+        organization_id=organization_id,
+        number=allocate_invoice_number(db, organization_id),
+        created_by_id=created_by_id,
+        status=InvoiceStatus.DRAFT.value,  # every invoice starts as a draft
+        creation_key=creation_key,
+    )
+    db.add(invoice)
+    try:
+        db.commit()
+    except IntegrityError:
+        db.rollback()  # the same key, sent twice at once: the other request made it
+        earlier = _made_with(db, organization_id, creation_key) if creation_key else None
+        if earlier is None:
+            raise
+        return _replay(earlier, created_by_id)
+    return Created(invoice, replayed=False)
+
+
+def _made_with(db: Session, organization_id: int, creation_key: str) -> Invoice | None:
+    return db.scalar(
+        select(Invoice).where(
+            Invoice.organization_id == organization_id, Invoice.creation_key == creation_key
+        )
+    )
+
+
+def _replay(earlier: Invoice, created_by_id: int) -> Created:
+    """Only its author gets an invoice back by key: someone else's key answers nothing."""
+    if earlier.created_by_id != created_by_id:
+        raise CreationKeyTaken()
+    return Created(earlier, replayed=True)
+
+
+# --- Changes, deletion and status: compare-and-set --------------------------------------
+
+
+def save_changes(db: Session, invoice: Invoice, seen: int, values: Mapping[str, Any]) -> bool:
+    """Write ``values`` only if the invoice is still at version ``seen``; a new version.
+
+    ``seen`` is the version the change is based on: the edit form's hidden field, the
+    API's If-Match, or else the version this request read. The policy said yes to the
+    invoice as read; ``UPDATE … WHERE version = seen`` makes sure it is still that invoice
+    (status, author, fields) when the write lands, so of two saves based on one version
+    exactly one wins. A save that changes nothing writes nothing (the version stays).
+    Returns False when the invoice had moved on (the caller answers 409 or 412, and
+    rolls back); the caller commits.
+    """
+    if seen != invoice.version:
+        return False
+    if all(getattr(invoice, name) == value for name, value in values.items()):
+        return True
+    changed = db.execute(
+        update(Invoice)
+        .where(Invoice.id == invoice.id, Invoice.version == seen, Invoice.deleted_at.is_(None))
+        .values(**values, version=Invoice.version + 1, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if changed != 1:
+        return False
+    db.expire(invoice, [*values, "version", "updated_at"])
+    return True
+
+
+def soft_delete(db: Session, invoice: Invoice, seen: int | None = None) -> bool:
+    """Mark ``invoice`` deleted, if it is still the invoice the person decided about.
+
+    The row stays for the record; every lookup treats it as gone (404). Two checks, in
+    one ``UPDATE … WHERE``: the status is the one the policy was asked about (a paid
+    invoice is never deleted, so a delete racing "Mark paid" loses), and the version is
+    ``seen`` (the one the confirmation page or If-Match showed; by default the one read),
+    so an invoice edited after it was looked at is not deleted unseen. Returns False when
+    the row had moved on (the caller answers 409 or 412); the caller commits. A new
+    version too: an edit form or API client holding the old one cannot save over it.
+    """
+    seen = invoice.version if seen is None else seen
+    if seen != invoice.version:
+        return False
     now = utcnow()
     deleted = db.execute(
         update(Invoice)
         .where(
             Invoice.id == invoice.id,
             Invoice.status == invoice.status,
+            Invoice.version == seen,
             Invoice.deleted_at.is_(None),
         )
         .values(deleted_at=now, updated_at=now, version=Invoice.version + 1)
@@ -116,20 +238,22 @@ def change_status(db: Session, invoice: Invoice, action: str) -> bool:
 
     The policy was asked about the status this request read. ``UPDATE … WHERE status =
     <that status>`` makes the change only if it still holds, so two people pressing "Mark
-    paid" and "Void" at once cannot both succeed on the same starting state. Returns False
-    when the row had moved on (the caller answers 409); the caller commits.
+    paid" and "Void" at once cannot both succeed on the same starting state. It is a new
+    version as well, so an edit form or API client holding the old one can no longer save
+    over the new status. Returns False when the row had moved on (the caller answers
+    409); the caller commits.
     """
     target = TARGET_STATUS[action]
     seen = invoice.status
     changed = db.execute(
         update(Invoice)
         .where(Invoice.id == invoice.id, Invoice.status == seen, Invoice.deleted_at.is_(None))
-        .values(status=target.value, updated_at=utcnow())
+        .values(status=target.value, updated_at=utcnow(), version=Invoice.version + 1)
         .execution_options(synchronize_session=False)
     ).rowcount
     if changed != 1:
         return False
-    db.expire(invoice, ["status", "updated_at"])
+    db.expire(invoice, ["status", "updated_at", "version"])
     return True
 
 
@@ -155,3 +279,54 @@ def duplicate_invoice(db: Session, original: Invoice, created_by_id: int) -> Inv
     )
     db.add(copy)
     return copy
+
+
+# --- CSV export --------------------------------------------------------------------------
+
+CSV_COLUMNS = ["id", "number", "customer", "amount", "currency", "status", "issued", "due"]
+
+
+def invoices_csv(invoices: Iterable[Invoice]) -> str:
+    """The invoices as CSV text that spreadsheets open safely.
+
+    A byte-order mark tells spreadsheets the file is UTF-8, so accents survive; every
+    field is quoted, so a separator inside a name never starts a new cell; and the
+    customer's name, the one free text, goes through csv_safe().
+    """
+    buffer = io.StringIO()
+    buffer.write("\ufeff")
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
+    writer.writerow(CSV_COLUMNS)
+    for invoice in invoices:
+        writer.writerow([
+            invoice.public_id, invoice.number, csv_safe(invoice.customer),
+            minor_to_text(invoice.amount_minor), invoice.currency, invoice.status,
+            invoice.issue_date.isoformat(), invoice.due_date.isoformat(),
+        ])  # fmt: skip
+    return buffer.getvalue()
+
+
+# A spreadsheet may split a line on any of these, whatever the file's own separator.
+_SEPARATORS = re.compile(r"([,;\t\r\n|])")
+_FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def csv_safe(text: str) -> str:
+    """Text that no spreadsheet runs as a formula (CSV injection), however it splits cells.
+
+    Spreadsheets run a cell that starts with = + - @ as a formula, and a German or French
+    one splits ``Acme;=cmd…`` at the ``;``. So every piece between possible separators is
+    checked, and one that would start a formula gets a leading apostrophe. Invisible
+    characters and spaces in front (a zero-width space, a byte-order mark) do not hide one.
+    """
+    pieces = _SEPARATORS.split(text)
+    for index in range(0, len(pieces), 2):  # even indexes are text, odd ones separators
+        piece = pieces[index]
+        visible = piece.lstrip("".join(c for c in set(piece) if _is_blank(c)))
+        if visible.startswith(_FORMULA_STARTS):
+            pieces[index] = "'" + piece
+    return "".join(pieces)
+
+
+def _is_blank(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in ("Cf", "Zs")

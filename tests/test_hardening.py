@@ -27,7 +27,7 @@ from invoiceapp import principal as principal_module
 from invoiceapp.extensions import limiter
 from invoiceapp.models import Invoice, UserSession
 from invoiceapp.views.invoice_forms import InvoiceForm
-from invoiceapp.views.invoices import csv_safe
+from invoiceapp.invoicing import csv_safe
 from support import (
     AUTH_COOKIE,
     PASSWORD,

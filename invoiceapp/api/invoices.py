@@ -7,21 +7,26 @@
 Lists and creation work in one organization: ``?organization=<slug>`` or the active one
 (a token's own organization). The status never comes from a body; it changes only by
 the invoice's actions on the pages, each asked of the policy.
+
+The work itself is invoiceapp.invoicing's, the same functions the pages call: a create
+with an ``Idempotency-Key`` header is the new-invoice form's creation key, and a write
+is the same compare-and-set on the version as the edit form's and the delete button's.
 """
 
 from __future__ import annotations
 
-from flask import Response
-from sqlalchemy import select, update
+from flask import Response, request
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
+from werkzeug.exceptions import BadRequest, Conflict
 
+from .. import invoicing  # the work, shared with the pages (its names match these views')
 from ..authn.gate import login_required
 from ..authz.audit import record_audit
 from ..authz.enforce import authorize
 from ..authz.scope import live_invoices_of
-from ..db import get_db, utcnow
-from ..invoicing import allocate_invoice_number, new_public_id
-from ..models import Invoice, InvoiceStatus
+from ..db import get_db
+from ..models import Invoice
 from ..money import minor_to_text
 from ..principal import require_principal
 from .blueprint import operation
@@ -76,39 +81,52 @@ def list_invoices() -> Response:
     body=NewInvoice,
     response=InvoiceOut,
     status=201,
-    errors=(403, 404),
+    errors=(403, 404, 409),
     headers=("ETag", "Location"),
+    idempotency_key=True,
 )
 @login_required
 def create_invoice() -> Response:
     """Create a draft invoice.
 
     In ?organization=<slug>, or else the active organization (a token's own). Its author
-    is the caller; its status is draft.
+    is the caller; its status is draft. Send an Idempotency-Key to make a retry safe: the
+    same key again answers the invoice it made (Idempotent-Replayed: true), never a second.
     """
     organization = chosen_organization_or_404(read_query(OrganizationQuery).organization)
     authorize("invoice.create", organization)
     new = read_body(NewInvoice)
-    db = get_db()
-    invoice = Invoice(
-        public_id=new_public_id(),
-        organization_id=organization.id,
-        number=allocate_invoice_number(db, organization.id),
-        created_by_id=require_principal().user.id,
-        status=InvoiceStatus.DRAFT.value,  # every invoice starts as a draft
-        customer=new.customer,
-        amount_minor=new.amount_minor,
-        currency=new.currency,
-        issue_date=new.issue_date,
-        due_date=new.due_date,
-    )
-    db.add(invoice)
-    db.commit()
-    return respond(
-        _out(invoice),
-        status=201,
-        headers={"ETag": etag_of(invoice), "Location": f"/api/v1/invoices/{invoice.public_id}"},
-    )
+    try:
+        created = invoicing.create_invoice(
+            get_db(),
+            organization.id,
+            require_principal().user.id,
+            new.column_values(),
+            creation_key=_idempotency_key(),
+        )
+    except invoicing.CreationKeyTaken:
+        raise Conflict("This Idempotency-Key was already used. Send a new one.") from None
+    invoice = created.invoice
+    headers = {"ETag": etag_of(invoice), "Location": f"/api/v1/invoices/{invoice.public_id}"}
+    if created.replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return respond(_out(invoice), status=201, headers=headers)
+
+
+def _idempotency_key() -> str | None:
+    """The request's Idempotency-Key header: 16 to 64 letters, digits, ``-`` or ``_``.
+
+    A structured-field string in quotes (the IETF draft's form) is read as the same key.
+    """
+    raw = request.headers.get("Idempotency-Key")
+    if raw is None:
+        return None
+    key = raw.strip()
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if not invoicing.CREATION_KEY.match(key):
+        raise BadRequest("Idempotency-Key must be 16 to 64 letters, digits, '-' or '_'.")
+    return key
 
 
 @operation(
@@ -147,8 +165,8 @@ def update_invoice(invoice_id: str) -> Response:
     issue_date = values.get("issue_date", invoice.issue_date)
     if values.get("due_date", invoice.due_date) < issue_date:
         raise ValidationFailed({"due_date": ["The due date cannot be before the issue date."]})
-    if any(getattr(invoice, name) != value for name, value in values.items()):
-        _save_if_unchanged(invoice, seen, values)
+    _commit_or_lost_race(invoicing.save_changes(get_db(), invoice, seen, values))
+    get_db().refresh(invoice)
     return respond(_out(invoice), headers={"ETag": etag_of(invoice)})
 
 
@@ -165,8 +183,8 @@ def delete_invoice(invoice_id: str) -> Response:
     """
     invoice = invoice_or_404(invoice_id)
     decision = authorize("invoice.delete", invoice)
-    seen = version_seen(invoice)
-    _save_if_unchanged(invoice, seen, {"deleted_at": utcnow()})
+    seen = version_seen(invoice)  # 412
+    _commit_or_lost_race(invoicing.soft_delete(get_db(), invoice, seen))
     record_audit(
         "invoice.delete",
         organization_id=invoice.organization_id,
@@ -189,25 +207,13 @@ def _row_number(organization_id: int, public_id: str) -> int:
     return row
 
 
-def _save_if_unchanged(invoice: Invoice, seen: int, values: dict[str, object]) -> None:
-    """Write ``values`` only if the row is still at version ``seen``; bump the version.
-
-    The policy said yes to the invoice as read; ``WHERE version = seen`` makes sure it is
-    still that invoice (status, author, fields) when the write lands. Otherwise: 412 or
-    409 (see lost_race).
-    """
+def _commit_or_lost_race(written: bool) -> None:
+    """Commit a compare-and-set that won; one that found a newer version is 412 or 409."""
     db = get_db()
-    changed = db.execute(
-        update(Invoice)
-        .where(Invoice.id == invoice.id, Invoice.version == seen, Invoice.deleted_at.is_(None))
-        .values(**values, version=Invoice.version + 1, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    if changed != 1:
+    if not written:
         db.rollback()
         raise lost_race()
     db.commit()
-    db.refresh(invoice)
 
 
 def _out(invoice: Invoice) -> InvoiceOut:

@@ -32,8 +32,8 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 
 # What each status means in this API; every operation lists the ones it can answer.
 ERROR_DESCRIPTIONS = {
-    400: "bad_request: malformed JSON (reason malformed_json), or for cookie requests no "
-    "CSRF token in X-CSRFToken (reason csrf).",
+    400: "bad_request: malformed JSON (reason malformed_json), a malformed Idempotency-Key, "
+    "or for cookie requests no CSRF token in X-CSRFToken (reason csrf).",
     401: "unauthorized: no valid session or token (WWW-Authenticate: Bearer, with "
     'error="invalid_token" for a refused token), or reason reauthentication_required.',
     403: "forbidden: the policy said no; the message names the action and what was missing. "
@@ -41,7 +41,8 @@ ERROR_DESCRIPTIONS = {
     404: "not_found: missing, or not in an organization this request reaches (the same body).",
     405: "method_not_allowed.",
     409: "conflict: without If-Match (or with *), the invoice changed between this "
-    "request's read and its write; nothing was changed.",
+    "request's read and its write; or, creating, someone else already used the "
+    "Idempotency-Key. Nothing was changed.",
     412: "precondition_failed: If-Match names a version that is no longer current.",
     413: "too_large: the body exceeds MAX_CONTENT_LENGTH.",
     415: "unsupported_media_type: the body is not application/json.",
@@ -152,6 +153,19 @@ def _parameters(operation: Operation) -> list[dict[str, Any]]:
             prop.pop("title", None)
             parameter["schema"] = _without_null(prop)
             parameters.append(parameter)
+    if operation.idempotency_key:
+        parameters.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "A key you choose, 16 to 64 letters, digits, - or _. Sending "
+                "the same key again (a retry) answers the invoice the first request made, "
+                "with Idempotent-Replayed: true, and makes no second one. 409 if another "
+                "person already used the key.",
+                "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,64}$"},
+            }
+        )
     if operation.if_match:
         parameters.append(
             {

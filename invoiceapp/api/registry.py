@@ -45,6 +45,7 @@ class Operation:
     requires_principal: bool
     if_match: bool
     headers: tuple[str, ...] = field(default=())  # response headers on success
+    idempotency_key: bool = False  # takes an Idempotency-Key request header
 
     @property
     def openapi_path(self) -> str:
@@ -70,6 +71,7 @@ def api_operation(
     errors: tuple[int, ...] = (),
     if_match: bool = False,
     headers: tuple[str, ...] = (),
+    idempotency_key: bool = False,
 ) -> Callable[[F], F]:
     """Register ``view`` as ``method path`` on ``bp`` and in the document."""
 
@@ -91,6 +93,7 @@ def api_operation(
             requires_principal=getattr(view, "requires_principal", False),
             if_match=if_match,
             headers=headers,
+            idempotency_key=idempotency_key,
         )
         bp.add_url_rule(path, endpoint=endpoint, view_func=view, methods=[method])
         return view

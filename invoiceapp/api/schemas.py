@@ -111,6 +111,16 @@ class NewInvoice(RequestModel):
     def amount_minor(self) -> int:
         return parse_amount(self.amount)
 
+    def column_values(self) -> dict[str, Any]:
+        """The invoice's columns (amount -> amount_minor), as invoicing.create_invoice takes."""
+        return {
+            "customer": self.customer,
+            "amount_minor": self.amount_minor,
+            "currency": self.currency,
+            "issue_date": self.issue_date,
+            "due_date": self.due_date,
+        }
+
 
 class InvoiceChanges(RequestModel):
     """PATCH /api/v1/invoices/{id}: only the fields sent change. null is refused."""

@@ -26,7 +26,8 @@ from wtforms.validators import (
 )
 
 from ..forms import Form, strip
-from ..models import CURRENCIES, Invoice, InvoiceStatus
+from ..invoicing import CREATION_KEY
+from ..models import CURRENCIES, InvoiceStatus
 from ..money import AmountError, parse_amount
 
 STATUSES = [status.value for status in InvoiceStatus]
@@ -78,7 +79,7 @@ class InvoiceForm(Form):
     creation_key = HiddenField(
         validators=[
             Optional(),
-            Regexp(r"^[A-Za-z0-9_-]{16,64}$", message="This form is damaged. Reload the page."),
+            Regexp(CREATION_KEY, message="This form is damaged. Reload the page."),
         ]
     )
 
@@ -104,19 +105,40 @@ class InvoiceForm(Form):
         except AmountError as error:
             raise ValidationError(str(error)) from None
 
-    def apply_to(self, invoice: Invoice) -> None:
-        """Copy the validated values onto an invoice (new or existing); the view commits.
+    def column_values(self) -> dict[str, Any]:
+        """The validated values as invoice columns, for invoicing.create_invoice/save_changes.
 
         Only the fields declared above: whatever else was posted (status, organization_id,
-        created_by_id, number…) is never copied, so it cannot be mass-assigned.
+        created_by_id, number…) is never read, so it cannot be mass-assigned.
         """
-        assert self.amount_minor is not None, "apply_to() before validate()"
-        invoice.customer = self.customer.data
-        invoice.amount_minor = self.amount_minor
-        invoice.currency = self.currency.data
-        invoice.issue_date = self.issue_date.data
-        invoice.due_date = self.due_date.data
+        assert self.amount_minor is not None, "column_values() before validate()"
+        return {
+            "customer": self.customer.data,
+            "amount_minor": self.amount_minor,
+            "currency": self.currency.data,
+            "issue_date": self.issue_date.data,
+            "due_date": self.due_date.data,
+        }
 
     def validate_due_date(self, field: Any) -> None:
         if self.issue_date.data and field.data and field.data < self.issue_date.data:
             raise ValidationError("The due date cannot be before the issue date.")
+
+
+class DeleteInvoiceForm(Form):
+    """The delete button's form: the version of the invoice the confirmation page showed.
+
+    Deleting checks it is still the current one (invoicing.soft_delete), as saving an
+    edit does, so an invoice changed after the page was opened is not deleted unseen.
+    """
+
+    version = HiddenField(
+        validators=[
+            Optional(),
+            Regexp(r"^[0-9]{1,9}$", message="This form is damaged. Reload the page."),
+        ]
+    )
+
+    def version_seen(self) -> int | None:
+        """The version the page showed; None when a post had no version field."""
+        return int(self.version.data) if self.version.data else None

@@ -20,22 +20,15 @@ change is written to the organization's audit log.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import re
 import secrets
-import unicodedata
 from dataclasses import dataclass
 from datetime import date, timedelta
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
-from sqlalchemy import update as update_rows  # the view below is named update
-from sqlalchemy.exc import IntegrityError
 
-from ..authn.forms import EmptyForm
 from ..authn.gate import login_required
 from ..authz.audit import record_audit
 from ..authz.enforce import authorize
@@ -47,19 +40,21 @@ from ..authz.scope import (
     live_invoices_of,
     organization_in_my_orgs_or_404,
 )
-from ..db import get_db, utcnow
+from ..db import get_db
 from ..invoicing import (
-    allocate_invoice_number,
+    CreationKeyTaken,
     change_status,
+    create_invoice,
     duplicate_invoice,
+    invoices_csv,
     live_invoice_counts,
-    new_public_id,
+    save_changes,
     soft_delete,
 )
 from ..models import Invoice, InvoiceStatus, Organization
 from ..money import minor_to_text
 from ..principal import Principal, require_principal
-from .invoice_forms import STATUSES, InvoiceForm
+from .invoice_forms import STATUSES, DeleteInvoiceForm, InvoiceForm
 from .paging import page_number
 
 bp = Blueprint("invoices", __name__, url_prefix="/invoices")
@@ -173,29 +168,19 @@ def create() -> ResponseReturnValue:
     if not form.validate_on_submit():
         return render_template("invoices/form.html", form=form, organization=organization), 422
 
-    db = get_db()
-    key = form.creation_key.data or None
-    if key and (earlier := _created_with(organization.id, key)) is not None:
-        return redirect(f"/invoices/{earlier.public_id}", code=303)  # a double submit
-    invoice = Invoice(
-        public_id=new_public_id(),
-        organization_id=organization.id,
-        number=allocate_invoice_number(db, organization.id),
-        created_by_id=require_principal().user.id,
-        status=InvoiceStatus.DRAFT.value,  # every invoice starts as a draft
-        creation_key=key,
-    )
-    form.apply_to(invoice)
-    db.add(invoice)
     try:
-        db.commit()
-    except IntegrityError:
-        # The same form, posted twice at once: the other request made the invoice.
-        db.rollback()
-        earlier = _created_with(organization.id, key) if key else None
-        if earlier is None:
-            raise
-        return redirect(f"/invoices/{earlier.public_id}", code=303)
+        created = create_invoice(
+            get_db(),
+            organization.id,
+            require_principal().user.id,
+            form.column_values(),
+            creation_key=form.creation_key.data or None,
+        )
+    except CreationKeyTaken:
+        abort(409, "This form was already used by someone else. Open a new one and try again.")
+    invoice = created.invoice
+    if created.replayed:
+        return redirect(f"/invoices/{invoice.public_id}", code=303)  # a double submit
     # Flashed text travels in a signed, readable cookie: no customer data in it.
     flash(f"Invoice {invoice.label} was created.", "success")
     _say_if_not_active(organization)
@@ -213,64 +198,18 @@ def _say_if_not_active(organization: Organization) -> None:
         )
 
 
-def _created_with(organization_id: int, creation_key: str) -> Invoice | None:
-    return get_db().scalar(
-        select(Invoice).where(
-            Invoice.organization_id == organization_id, Invoice.creation_key == creation_key
-        )
-    )
-
-
 @bp.get("/export.csv")
 @login_required
 def export_csv() -> ResponseReturnValue:
     # The plan is one input: a pro plan without a membership still gets nothing.
     organization = _organization_allowing("invoice.export", _named_in_link())
     invoices = get_db().scalars(live_invoices_of(organization.id).order_by(Invoice.number))
-    buffer = io.StringIO()
-    # A byte-order mark tells spreadsheets the file is UTF-8, so accents survive.
-    buffer.write("\ufeff")
-    # Every field quoted, so a separator inside a name never starts a new cell.
-    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
-    writer.writerow(["id", "number", "customer", "amount", "currency", "status", "issued", "due"])
-    for invoice in invoices:
-        writer.writerow([
-            invoice.public_id, invoice.number, csv_safe(invoice.customer),
-            minor_to_text(invoice.amount_minor), invoice.currency, invoice.status,
-            invoice.issue_date.isoformat(), invoice.due_date.isoformat(),
-        ])  # fmt: skip
     filename = f"{organization.slug}-invoices.csv"
     return Response(
-        buffer.getvalue(),
+        invoices_csv(invoices),
         mimetype="text/csv",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
-
-
-# A spreadsheet may split a line on any of these, whatever the file's own separator.
-_SEPARATORS = re.compile(r"([,;\t\r\n|])")
-_FORMULA_STARTS = ("=", "+", "-", "@")
-
-
-def csv_safe(text: str) -> str:
-    """Text that no spreadsheet runs as a formula (CSV injection), however it splits cells.
-
-    Spreadsheets run a cell that starts with = + - @ as a formula, and a German or French
-    one splits ``Acme;=cmd…`` at the ``;``. So every piece between possible separators is
-    checked, and one that would start a formula gets a leading apostrophe. Invisible
-    characters and spaces in front (a zero-width space, a byte-order mark) do not hide one.
-    """
-    pieces = _SEPARATORS.split(text)
-    for index in range(0, len(pieces), 2):  # even indexes are text, odd ones separators
-        piece = pieces[index]
-        visible = piece.lstrip("".join(c for c in set(piece) if _is_blank(c)))
-        if visible.startswith(_FORMULA_STARTS):
-            pieces[index] = "'" + piece
-    return "".join(pieces)
-
-
-def _is_blank(char: str) -> bool:
-    return char.isspace() or unicodedata.category(char) in ("Cf", "Zs")
 
 
 @bp.get("/<invoice_id>")
@@ -325,29 +264,12 @@ def update(invoice_id: str) -> ResponseReturnValue:
     if seen is None:
         seen = invoice.version
     db = get_db()
-    if seen != invoice.version or not _claim_version(invoice, seen):
+    if not save_changes(db, invoice, seen, form.column_values()):
         db.rollback()
         return _edit_conflict(invoice, form)
-    form.apply_to(invoice)
     db.commit()
     flash(f"Invoice {invoice.label} was saved.", "success")
     return redirect(f"/invoices/{invoice.public_id}", code=303)
-
-
-def _claim_version(invoice: Invoice, seen: int) -> bool:
-    """Move the invoice from version ``seen`` to the next, if nobody did it first.
-
-    ``UPDATE … WHERE version = seen`` is a compare-and-set: of two saves based on the same
-    version, exactly one matches the row; the other changes nothing and gets a conflict.
-    The row stays locked until the caller commits its field changes.
-    """
-    claim = (
-        update_rows(Invoice)
-        .where(Invoice.id == invoice.id, Invoice.version == seen, Invoice.deleted_at.is_(None))
-        .values(version=Invoice.version + 1, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    )
-    return get_db().execute(claim).rowcount == 1
 
 
 @dataclass(frozen=True)
@@ -398,7 +320,8 @@ def _iso(value: date | None) -> str:
 def confirm_delete(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)
     authorize("invoice.delete", invoice)
-    return render_template("invoices/delete.html", invoice=invoice, form=EmptyForm())
+    form = DeleteInvoiceForm(formdata=None, version=invoice.version)
+    return render_template("invoices/delete.html", invoice=invoice, form=form)
 
 
 @bp.post("/<invoice_id>/delete")
@@ -406,12 +329,21 @@ def confirm_delete(invoice_id: str) -> ResponseReturnValue:
 def delete(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)  # scope: 404, never 403
     decision = authorize("invoice.delete", invoice)  # authorization gate: 403
+    form = DeleteInvoiceForm()
+    if not form.validate():
+        abort(422, "This form is damaged. Reload the page.")
     db = get_db()
-    if not soft_delete(db, invoice):
-        # Marked paid (or changed otherwise) between our read and our write: the yes was
-        # for a status that no longer holds, and a paid invoice is voided, not deleted.
+    # The version the confirmation page showed; a post without one (a script, the tour's
+    # button) is checked against the version this request read, as an API DELETE is.
+    if not soft_delete(db, invoice, form.version_seen()):
+        # Edited, marked paid or deleted since the page was opened: the person decided
+        # about an invoice that is no longer there as they saw it. Nothing is deleted.
         db.rollback()
-        abort(409, "This invoice was changed by someone else just now. Reload it and try again.")
+        abort(
+            409,
+            "This invoice was changed by someone else after you opened this page, so it "
+            "was not deleted. Open it again to see what changed, then decide.",
+        )
     db.commit()
     _record_done("invoice.delete", invoice, decision.reason)
     flash(f"Invoice {invoice.label} was deleted.", "success")
@@ -467,15 +399,6 @@ def _change_status(invoice: Invoice, decision: Decision, done: str) -> ResponseR
         # that no longer holds. Nothing was changed; a reload shows what is there now.
         db.rollback()
         abort(409, "This invoice was changed by someone else just now. Reload it and try again.")
-    # A new version, in the same transaction: an edit form or API client holding the old
-    # one can no longer save over the new status.
-    db.execute(
-        update_rows(Invoice)
-        .where(Invoice.id == invoice.id)
-        .values(version=Invoice.version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    db.expire(invoice, ["version"])
     db.commit()
     _record_done(decision.action, invoice, decision.reason)
     flash(f"Invoice {invoice.label} was {done}.", "success")
