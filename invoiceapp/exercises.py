@@ -54,13 +54,13 @@ SORT_ITEMS: tuple[SortItem, ...] = (
     SortItem(
         "email", "Typing your email into the sign-in form", "identification",
         "An email names an account. Anyone can type anyone's; nothing is proven yet.",
-        "invoiceapp/authn/views.py", "sign_in()", "/sign-in", "The sign-in form",
+        "invoiceapp/views/account/sign_in.py", "sign_in()", "/sign-in", "The sign-in form",
     ),
     SortItem(
         "url", "A username sitting in a URL, like /u/ada", "identification",
         "A name in an address is a claim too. Here the demo panel puts one in the URL "
         "(?email=…): it fills in the form and signs nobody in.",
-        "invoiceapp/authn/views.py", "sign_in_form()",
+        "invoiceapp/views/account/sign_in.py", "sign_in_form()",
         "/sign-in?email=ada%40acme.test", "/sign-in?email=ada@acme.test",
     ),
     SortItem(
