@@ -15,8 +15,8 @@ from flask import Response
 from sqlalchemy import select, update
 from sqlalchemy.orm import selectinload
 
+from ..audit import record_audit
 from ..authn.gate import login_required
-from ..authz.audit import record_audit
 from ..authz.enforce import authorize
 from ..authz.scope import live_invoices_of
 from ..db import get_db, utcnow

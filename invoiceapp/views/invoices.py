@@ -35,9 +35,9 @@ from sqlalchemy import Select, select
 from sqlalchemy import update as update_rows  # the view below is named update
 from sqlalchemy.exc import IntegrityError
 
+from ..audit import record_audit
 from ..authn.forms import EmptyForm
 from ..authn.gate import login_required
-from ..authz.audit import record_audit
 from ..authz.enforce import authorize
 from ..authz.policy import Decision, can
 from ..authz.scope import (
