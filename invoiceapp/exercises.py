@@ -22,10 +22,11 @@ from flask import Flask, current_app
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from .demo_data import DEMO_PASSWORD  # published in the README
+
 Layer = Literal["identification", "authentication", "authorization"]
 LAYERS: tuple[Layer, ...] = ("identification", "authentication", "authorization")
 
-DEMO_PASSWORD = "correct-horse-battery-staple"  # seed.py's, published in the README
 MEMBER = "linus@acme.test"  # a member of Acme (CONTRACT section 3)
 SANDBOX_AGENT = "InvoiceApp exercises sandbox"
 
