@@ -177,3 +177,14 @@ def test_only_the_factory_imports_the_pages() -> None:
         if there == "views" and part != "views"
     }
     assert importers == {}
+
+
+def test_authn_is_mechanisms_only_and_serves_no_page() -> None:
+    """Every page, /account and sign-in alike, is a blueprint under views/."""
+    serving = [
+        module_name(path)
+        for path in sorted((PACKAGE / "authn").rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Blueprint"
+    ]
+    assert serving == []
