@@ -291,6 +291,7 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def json_response(body: Any, status: int = 200) -> Response:
+    """A JSON body for the few page endpoints a script calls (passkeys)."""
     text = body if isinstance(body, str) else json.dumps(body)
     return Response(text, status=status, mimetype="application/json")
 
@@ -298,8 +299,7 @@ def json_response(body: Any, status: int = 200) -> Response:
 def json_error(status: int, message: str, reason: str | None = None, **extra: str) -> Response:
     """The API's error shape (CONTRACT §6), for the few JSON endpoints pages use; ``extra``
     adds keys for the page's script (where to send the browser)."""
-    codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found"}
-    error: dict[str, str] = {"code": codes.get(status, "bad_request"), "message": message}
+    error: dict[str, str] = {"code": API_CODES.get(status, "bad_request"), "message": message}
     if reason:
         error["reason"] = reason
     error.update(extra)

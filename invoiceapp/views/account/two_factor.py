@@ -16,7 +16,7 @@ the resource. The policy still decides, and asks for fresh proof first:
   planted with a stolen password; its owner removes it with the password, since they do
   not hold it (see second_factor.py). Every factor records the proof that added it.
 
-The sign-in side (the second step, passkey sign-in, step-up) is in views.py.
+The sign-in side (the second step, passkey sign-in, step-up) is in sign_in.py.
 """
 
 from __future__ import annotations
