@@ -111,13 +111,13 @@ def register_extensions(app: Flask) -> None:
 
 def register_blueprints(app: Flask) -> None:
     from .api import bp as api_bp
-    from .authn.recovery import bp as recovery_bp
-    from .authn.signup import bp as signup_bp
-    from .authn.two_factor import bp as two_factor_bp
-    from .authn.views import bp as authn_bp
     from .tour import init_tour
-    from .views.account import bp as account_bp
-    from .views.account_tokens import bp as account_tokens_bp
+    from .views.account.recovery import bp as recovery_bp
+    from .views.account.settings import bp as account_bp
+    from .views.account.sign_in import bp as authn_bp
+    from .views.account.signup import bp as signup_bp
+    from .views.account.tokens import bp as account_tokens_bp
+    from .views.account.two_factor import bp as two_factor_bp
     from .views.audit import bp as audit_bp
     from .views.claim_address import bp as claim_address_bp
     from .views.demo import bp as demo_bp

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import click
 from flask import Flask
 
-from .authn.passwords import check_profile_strength
+from .authn.passwords import profile_too_weak
 
 
 class Defaults:
@@ -85,7 +85,7 @@ class Defaults:
     VERIFY_RESEND_RATE_LIMIT = "3 per hour"  # per account
     EMAIL_CHANGE_RATE_LIMIT = "5 per hour"  # per account
     # Audit log: repeated refusals of one actor, for one action, in one organization within
-    # this window are one record with a count (invoiceapp.authz.audit), not one each.
+    # this window are one record with a count (invoiceapp.audit), not one each.
     AUDIT_REPEAT_WINDOW_SECONDS = 10 * 60
 
     # SQLite waits this long for another writer's lock before the request gets a 503.
@@ -158,7 +158,9 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
                 "or run with FLASK_DEBUG=1 / FLASK_DEMO_MODE=true for a generated development key."
             )
         app.config["SECRET_KEY"] = _development_secret_key(Path(app.instance_path))
-    check_profile_strength(app.config["PASSWORD_HASH_PROFILE"], testing=app.testing)
+    weak = profile_too_weak(app.config["PASSWORD_HASH_PROFILE"], testing=app.testing)
+    if weak:
+        raise ConfigurationError(weak)
 
 
 def _under_flask_run() -> bool:

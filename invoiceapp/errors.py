@@ -6,7 +6,9 @@ organization's id give the same bytes. The 500 shows no trace.
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 from flask import Flask, current_app, g, jsonify, redirect, render_template, request
 from flask.globals import request_ctx
@@ -24,8 +26,8 @@ from .authn.gate import (
 from .authz.enforce import ReauthenticationRequired
 from .db import is_database_unavailable
 from .extensions import limiter, login_manager
-from .stale_forms import EXPIRED, refilled_form_page, token_lifetime_in_words
 from .logs import init_logging, route_for_log
+from .stale_forms import EXPIRED, refilled_form_page, token_lifetime_in_words
 
 API_CODES = {
     400: "bad_request",
@@ -286,3 +288,22 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(SQLAlchemyError, handle_database_error)
     app.register_error_handler(Exception, handle_unexpected)
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """A JSON body for the few page endpoints a script calls (passkeys)."""
+    text = body if isinstance(body, str) else json.dumps(body)
+    return Response(text, status=status, mimetype="application/json")
+
+
+def json_error(status: int, message: str, reason: str | None = None, **extra: str) -> Response:
+    """The API's error shape (CONTRACT §6), for the few JSON endpoints pages use; ``extra``
+    adds keys for the page's script (where to send the browser)."""
+    error: dict[str, str] = {"code": API_CODES.get(status, "bad_request"), "message": message}
+    if reason:
+        error["reason"] = reason
+    error.update(extra)
+    response = json_response({"error": error}, status)
+    if status == 401:
+        response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+    return response

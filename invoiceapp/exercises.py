@@ -22,10 +22,11 @@ from flask import Flask, current_app
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from .demo_data import DEMO_PASSWORD  # published in the README
+
 Layer = Literal["identification", "authentication", "authorization"]
 LAYERS: tuple[Layer, ...] = ("identification", "authentication", "authorization")
 
-DEMO_PASSWORD = "correct-horse-battery-staple"  # seed.py's, published in the README
 MEMBER = "linus@acme.test"  # a member of Acme (CONTRACT section 3)
 SANDBOX_AGENT = "InvoiceApp exercises sandbox"
 
@@ -54,13 +55,13 @@ SORT_ITEMS: tuple[SortItem, ...] = (
     SortItem(
         "email", "Typing your email into the sign-in form", "identification",
         "An email names an account. Anyone can type anyone's; nothing is proven yet.",
-        "invoiceapp/authn/views.py", "sign_in()", "/sign-in", "The sign-in form",
+        "invoiceapp/views/account/sign_in.py", "sign_in()", "/sign-in", "The sign-in form",
     ),
     SortItem(
         "url", "A username sitting in a URL, like /u/ada", "identification",
         "A name in an address is a claim too. Here the demo panel puts one in the URL "
         "(?email=…): it fills in the form and signs nobody in.",
-        "invoiceapp/authn/views.py", "sign_in_form()",
+        "invoiceapp/views/account/sign_in.py", "sign_in_form()",
         "/sign-in?email=ada%40acme.test", "/sign-in?email=ada@acme.test",
     ),
     SortItem(

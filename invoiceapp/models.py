@@ -569,7 +569,7 @@ class AuditRepeat(Base):
     __table_args__ = (UniqueConstraint("bucket", "window_start"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # Who was refused what, where: "org 3 · user 12 · invoice.delete" (invoiceapp.authz.audit).
+    # Who was refused what, where: "org 3 · user 12 · invoice.delete" (invoiceapp.audit).
     bucket: Mapped[str] = mapped_column(String(200))
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     # The record the window's first refusal wrote; set in the same transaction.

@@ -10,12 +10,9 @@ from flask import g
 from sqlalchemy import bindparam, select
 
 from .authn.access_tokens import current_access_token
-from .authn.sessions import current_session
+from .authn.sessions import TWO_FACTOR_PROOFS, current_session
 from .db import get_db
 from .models import Membership, Organization, PersonalAccessToken, User, UserSession
-
-# Session proofs that include a second factor (UserSession.proof).
-TWO_FACTOR_PROOFS = frozenset({"password+totp", "password+recovery_code", "passkey"})
 
 
 @dataclass(frozen=True)

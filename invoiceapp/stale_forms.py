@@ -27,6 +27,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response
 from wtforms import Form, PasswordField
 
+from .mail import duration_in_words
+
 # Flask-WTF's reason when the signature is good and only the age is wrong.
 EXPIRED = "The CSRF token has expired."
 
@@ -36,8 +38,6 @@ _NEVER_REFILLED = re.compile(r"password|code|csrf|token|secret", re.IGNORECASE)
 
 def token_lifetime_in_words() -> str:
     """ "30 minutes": how long a form may stay open, as the messages say it."""
-    from .authn.signup import duration_in_words  # signup's forms import this module
-
     return duration_in_words(int(current_app.config["WTF_CSRF_TIME_LIMIT"]))
 
 

@@ -18,7 +18,7 @@ from .authz.explain import explain, explain_each, explain_many, gate_report, pri
 from .authz.scope import active_organization, my_organizations
 from .money import format_money
 from .principal import current_principal
-from .views.demo import lab_is_on
+from .tour import lab_is_on
 
 MINIMAL_LAYOUT: dict[str, Any] = {
     "principal": None,

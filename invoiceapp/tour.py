@@ -37,6 +37,11 @@ UNVERIFIED_DEMO_EMAIL = "eve@acme.test"
 ELEVATED_ENDPOINTS = frozenset({"orgs.change_plan", "orgs.transfer", "account.change_password"})
 
 
+def lab_is_on() -> bool:
+    """The demo's hidden-button lab: the layout's switch and the lab's buttons both ask."""
+    return bool(current_app.config["DEMO_MODE"] and session.get(LAB_KEY))
+
+
 @dataclass(frozen=True)
 class Step:
     id: str

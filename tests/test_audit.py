@@ -462,7 +462,7 @@ def test_each_actor_action_and_window_keeps_a_record_of_its_own(
         (LINUS, "invoices.show", 1),  # a new window: a new record
     ]
     # Sensitive actions that were allowed are never folded into a count.
-    from invoiceapp.authz.audit import record_audit
+    from invoiceapp.audit import record_audit
 
     with app.test_request_context():
         for _ in range(2):

@@ -1,7 +1,7 @@
 """Simultaneous refusals against real gunicorn workers still make one record each window.
 
 The first refusal of one actor, for one action, in one organization within the window is
-recorded in full; the rest are counted beside it (invoiceapp.authz.audit). When many come
+recorded in full; the rest are counted beside it (invoiceapp.audit). When many come
 at once, on several worker processes, exactly one of them must write the record and every
 one of them must be counted. Each round below sends PARALLEL refusals at the same moment
 for a bucket (actor, action) nobody used before, on SQLite and on PostgreSQL.

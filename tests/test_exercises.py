@@ -67,7 +67,7 @@ def test_sorting_marks_each_step_and_names_where_the_app_does_it(demo: Flask) ->
     page = text(answer(client, "/exercises/sort", wrong))
     email = answer_block(page, "email")
     assert "✗ not this time" in email and "It is <strong>identification</strong>" in email
-    assert "<code>invoiceapp/authn/views.py</code>, <code>sign_in()</code>" in email
+    assert "<code>invoiceapp/views/account/sign_in.py</code>, <code>sign_in()</code>" in email
     role = answer_block(page, "role")
     assert "✓ right" in role and "<code>authorize()</code>" in role
     assert "0 of 3 exercises done" in page  # one wrong: not done yet

@@ -161,7 +161,7 @@ def test_the_answer_is_complete_before_the_address_is_even_looked_up(
 def test_a_real_server_sends_the_answer_then_does_the_work(
     database_file: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from invoiceapp.authn import recovery
+    from invoiceapp.views.account import recovery
 
     app = make_test_app(database_file, MAIL_OUTBOX_DIR=str(outbox))
     done = threading.Event()
@@ -200,7 +200,7 @@ def test_the_next_request_is_answered_while_the_reset_work_is_still_running(
     """Work that holds the worker after the answer delays whatever that worker takes next,
     and the delay told a verified account from an unknown address. On the pool it cannot:
     here the work waits for a signal that comes only after the next answer has arrived."""
-    from invoiceapp.authn import recovery
+    from invoiceapp.views.account import recovery
 
     app = make_test_app(database_file, MAIL_OUTBOX_DIR=str(outbox), BACKGROUND_JOBS="threads")
     release = threading.Event()
@@ -247,7 +247,7 @@ def test_a_job_that_fails_on_the_pool_is_logged_by_its_class_only(
 def test_a_failure_after_the_answer_is_logged_without_the_address(
     client: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from invoiceapp.authn import recovery
+    from invoiceapp.views.account import recovery
 
     def broken(address: str) -> None:
         raise RuntimeError(f"database trouble with {address}")

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine, func, make_url, pool, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from invoiceapp import demo_data
 from invoiceapp.db import Base, make_engine
 from invoiceapp.invoicing import new_public_id
 from invoiceapp.models import (
@@ -56,7 +57,7 @@ CONTRACT_ORGANIZATIONS = {"acme": ("Acme Inc", "pro"), "globex": ("Globex Corpor
 
 
 def _load_seed_module() -> ModuleType:
-    """seed.py is a script at the repository root, not part of the package."""
+    """seed.py is a script at the repository root (the command); the data is demo_data."""
     if "seed" in sys.modules:
         return sys.modules["seed"]
     spec = importlib.util.spec_from_file_location("seed", ROOT / "seed.py")
@@ -346,13 +347,13 @@ def test_demo_public_ids_are_random_per_install(tmp_path: Path) -> None:
             engine.dispose()
     one, two = found
     assert one.keys() == two.keys()
-    assert len(one) == sum(len(specs) for specs in seed_script.DEMO_INVOICES.values()) - 2
+    assert len(one) == sum(len(specs) for specs in demo_data.DEMO_INVOICES.values()) - 2
     for ids in (one, two):
         assert all(PUBLIC_ID.fullmatch(public_id) for public_id in ids.values())
         assert len(set(ids.values())) == len(ids)
     assert not set(one.values()) & set(two.values())
-    assert not hasattr(seed_script, "demo_public_id")
-    assert not hasattr(seed_script, "generated_public_id")
+    assert not hasattr(demo_data, "demo_public_id")
+    assert not hasattr(demo_data, "generated_public_id")
 
 
 def test_demo_invoice_id_looks_the_id_up_in_the_database(seeded: Engine) -> None:
@@ -395,7 +396,7 @@ def test_random_ids_never_start_with_a_contract_id(
         calls.append(next(unlucky, None) or f"inv_{len(calls):016d}")
         return calls[-1]
 
-    monkeypatch.setattr(seed_script, "new_public_id", new_public_id)
+    monkeypatch.setattr(demo_data, "new_public_id", new_public_id)
     seed_script.run(app, progress=False, invoices=20)
 
     with Session(engine) as db:
@@ -404,7 +405,7 @@ def test_random_ids_never_start_with_a_contract_id(
     for public_id in ids:
         assert public_id in FIXED_IDS or (
             PUBLIC_ID.fullmatch(public_id)
-            and not public_id.startswith(seed_script.CONTRACT_PUBLIC_IDS)
+            and not public_id.startswith(demo_data.CONTRACT_PUBLIC_IDS)
         )
 
 

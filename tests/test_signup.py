@@ -18,8 +18,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from conftest import Clock, make_test_app
-from invoiceapp.authn import signup
-from invoiceapp.authn.signup import CHECK_YOUR_INBOX
 from invoiceapp.mail import latest_mail_to, read_outbox
 from invoiceapp.models import (
     AccountToken,
@@ -32,6 +30,8 @@ from invoiceapp.models import (
 )
 from invoiceapp.organizations import SLUG_SHAPE, slug_base
 from invoiceapp.organizations import unique_slug as free_slug
+from invoiceapp.views.account import signup
+from invoiceapp.views.account.signup import CHECK_YOUR_INBOX
 from support import AUTH_COOKIE, csrf_token_from, signed_in_client
 from support import user as user_by_email
 

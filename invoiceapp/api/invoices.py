@@ -21,8 +21,8 @@ from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import BadRequest, Conflict
 
 from .. import invoicing  # the work, shared with the pages (its names match these views')
+from ..audit import record_audit
 from ..authn.gate import login_required
-from ..authz.audit import record_audit
 from ..authz.enforce import authorize
 from ..authz.scope import live_invoices_of
 from ..db import get_db

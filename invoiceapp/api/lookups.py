@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import abort, request
 
-from ..authz.audit import DENIED, record_audit
+from ..audit import DENIED, record_audit
 from ..authz.scope import (
     active_organization,
     invoice_in_my_orgs_or_404,

@@ -11,8 +11,8 @@ from flask import Response
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager
 
+from ..audit import repeats_of
 from ..authn.gate import login_required
-from ..authz.audit import repeats_of
 from ..authz.enforce import authorize
 from ..authz.policy import can
 from ..db import get_db

@@ -10,7 +10,6 @@ fields follow the same rules as the HTML form (invoiceapp.views.invoice_forms).
 from __future__ import annotations
 
 from datetime import date, datetime
-from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,11 +22,10 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import PydanticCustomError
-from wtforms.validators import ValidationError as FormValidationError
 
 from ..models import CURRENCIES, InvoiceStatus, Role, TokenScope
 from ..money import AmountError, parse_amount
-from ..views.invoice_forms import plain_visible_text
+from ..text import visible_text_problem
 
 STATUSES = tuple(status.value for status in InvoiceStatus)
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -47,10 +45,9 @@ def _no_default(schema: dict[str, Any]) -> None:
 
 def _form_text_rule(value: str) -> str:
     """The invoice form's own check (control codes, direction overrides, invisible names)."""
-    try:
-        plain_visible_text(None, SimpleNamespace(data=value))
-    except FormValidationError as error:
-        raise PydanticCustomError("invoice_text", str(error)) from None
+    problem = visible_text_problem(value)
+    if problem:
+        raise PydanticCustomError("invoice_text", problem)
     return value
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length, ValidationError
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
 from ..forms import Form
+from .password_policy import StrongPassword
 from .passwords import MAX_PASSWORD_LENGTH
 
 
@@ -52,3 +53,54 @@ class ReauthenticateForm(Form):
 
 class EmptyForm(Form):
     """Only a CSRF token: for one-button posts such as sign-out and delete."""
+
+
+class CodeForm(Form):
+    """The second step: a six-digit code from the app, or a recovery code (CONTRACT §8)."""
+
+    code = StringField(
+        "Authentication code",
+        validators=[DataRequired("Enter the code from your authenticator app."), Length(max=32)],
+        render_kw={
+            "autocomplete": "one-time-code",
+            "autocapitalize": "none",
+            "spellcheck": "false",
+            "autofocus": True,
+        },
+    )
+    next = HiddenField()
+
+
+class PasswordAndCodeForm(CodeForm):
+    """Step-up with the second factor: the password *and* a code, as the proof's name
+    ("password+totp") says. A code alone is only something you have; with a stolen cookie
+    and a phished code it would unlock every sensitive change."""
+
+    # Its own id: the password-only form may be on the same page.
+    password = current_password(
+        id="code-password", render_kw={"autocomplete": "current-password", "autofocus": True}
+    )
+
+
+class ResetPasswordForm(Form):
+    # The account is known from the token; StrongPassword reads these (the form has no
+    # email or name fields of its own).
+    user_email: str | None = None
+    user_name: str | None = None
+
+    new_password = PasswordField(
+        "New password",
+        validators=[
+            InputRequired("Choose a new password."),
+            StrongPassword(email_field=None, name_field=None),
+        ],
+        render_kw={"autocomplete": "new-password", "autofocus": True},
+    )
+    confirm_password = PasswordField(
+        "Type the new password again",
+        validators=[
+            InputRequired("Type the new password again."),
+            EqualTo("new_password", "The two passwords do not match."),
+        ],
+        render_kw={"autocomplete": "new-password"},
+    )

@@ -20,6 +20,7 @@ from flask import Flask, current_app, redirect, request
 from werkzeug.exceptions import Unauthorized
 from werkzeug.wrappers import Response
 
+from ..audit import DENIED, record_audit
 from ..extensions import login_manager
 from ..models import User
 from .access_tokens import bearer_credentials, load_access_token
@@ -67,8 +68,6 @@ def unauthenticated() -> Response:
     """The one place an anonymous request to a protected route is answered."""
     if is_page_visit():
         return redirect(_sign_in_url_for_this_page(), code=302)
-    from ..authz.audit import DENIED, record_audit  # authz builds on authn, not the reverse
-
     record_audit(
         request.endpoint or "unrouted",  # never the path: on some routes it holds a token
         organization_id=None,

@@ -24,19 +24,20 @@ def _profile(profile_name: str) -> profiles.Parameters:
     return profile
 
 
-def check_profile_strength(profile_name: str, *, testing: bool) -> None:
-    """Refuse hashing too cheap for real passwords; the tests alone may use CHEAPEST."""
+def profile_too_weak(profile_name: str, *, testing: bool) -> str | None:
+    """Why this hashing is too cheap for real passwords, or None; the tests alone may use
+    CHEAPEST. It says why rather than raising, so config.py (which imports this module)
+    decides how a bad setting stops the app."""
     profile = _profile(profile_name)
     if testing:
-        return
-    if not any(profile.memory_cost >= m and profile.time_cost >= t for m, t in OWASP_MINIMUMS):
-        from ..config import ConfigurationError
-
-        raise ConfigurationError(
-            f"PASSWORD_HASH_PROFILE {profile_name!r} is below OWASP's Argon2id minimum "
-            "(19 MiB and 2 passes, or an equivalent pair); it is allowed only in the tests. "
-            "Use RFC_9106_LOW_MEMORY (the default)."
-        )
+        return None
+    if any(profile.memory_cost >= m and profile.time_cost >= t for m, t in OWASP_MINIMUMS):
+        return None
+    return (
+        f"PASSWORD_HASH_PROFILE {profile_name!r} is below OWASP's Argon2id minimum "
+        "(19 MiB and 2 passes, or an equivalent pair); it is allowed only in the tests. "
+        "Use RFC_9106_LOW_MEMORY (the default)."
+    )
 
 
 @lru_cache(maxsize=8)

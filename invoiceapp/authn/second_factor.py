@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from ..db import get_db, utcnow
 from ..models import Passkey, User
-from ..principal import TWO_FACTOR_PROOFS
+from .sessions import TWO_FACTOR_PROOFS
 
 # How long a factor added without a second factor stays removable with the password.
 DEFAULT_REMOVABLE_DAYS = 7

@@ -19,6 +19,10 @@ from sqlalchemy.orm import joinedload
 from ..db import get_db, utcnow
 from ..models import User, UserSession
 
+# Session proofs that include a second factor (UserSession.proof); the principal and the
+# guards on removing a factor both read it.
+TWO_FACTOR_PROOFS = frozenset({"password+totp", "password+recovery_code", "passkey"})
+
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

@@ -12,11 +12,11 @@ from urllib.parse import urlencode
 from flask import request
 from werkzeug.exceptions import Forbidden, HTTPException
 
+from ..audit import DENIED, record_audit
 from ..authn.second_factor import has_second_factor
 from ..authn.sessions import is_fresh
 from ..models import Invoice, Membership, Organization
 from ..principal import current_principal
-from .audit import DENIED, record_audit
 from .policy import Decision, can
 
 

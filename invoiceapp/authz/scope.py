@@ -10,11 +10,11 @@ from __future__ import annotations
 from flask import abort, g, request
 from sqlalchemy import Select, bindparam, inspect, select
 
+from ..audit import DENIED, record_audit
 from ..db import get_db
 from ..models import Invoice, Organization, UserSession
 from ..path_ids import path_id_or_404
 from ..principal import Principal, require_principal
-from .audit import DENIED, record_audit
 
 # One invoice by its public id, if it is in one of the principal's organizations and not
 # deleted. The principal's organizations were read from the database for this request; for

@@ -19,8 +19,8 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from ..audit import ALLOWED, DENIED, repeats_of
 from ..authn.gate import login_required
-from ..authz.audit import ALLOWED, DENIED, repeats_of
 from ..authz.enforce import authorize
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db

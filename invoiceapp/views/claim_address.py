@@ -11,11 +11,11 @@ from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
 from ..authn.claims import CLAIM_PATH, claim_address, usable_claim
-from ..authn.recovery import ResetPasswordForm
+from ..authn.forms import ResetPasswordForm
 from ..authn.sessions import current_session, end_session
-from ..authn.signup import link_invalid, no_store
 from ..db import get_db
 from ..mail import absolute_url, send_mail
+from .account.links import link_invalid, no_store
 
 bp = Blueprint("claim_address", __name__)
 

@@ -10,10 +10,7 @@ prompt): hiding a button is courtesy, the action boundary is where the decision 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import dataclass, field
-from types import ModuleType
 
 from flask import (
     Blueprint,
@@ -27,12 +24,12 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 
-from .. import ROOT
+from .. import demo_data
 from ..authn.redirects import safe_next
 from ..authz.explain import Trace, explain
 from ..db import get_db
 from ..models import Invoice, Membership, Organization
-from ..tour import LAB_KEY
+from ..tour import LAB_KEY, lab_is_on
 
 bp = Blueprint("demo", __name__, url_prefix="/demo")
 
@@ -65,7 +62,8 @@ def reset_form() -> ResponseReturnValue:
 
 @bp.post("/reset")
 def reset() -> ResponseReturnValue:
-    """Put every demo row back as seed.py makes it; every session ends with the rest.
+    """Put every demo row back as seed.py makes it (both run invoiceapp.demo_data); every
+    session ends with the rest.
 
     Only the confirmation page's button says ``confirm=yes``; any other post (an old tab,
     a stray form) is sent to that page instead of wiping the demo.
@@ -73,29 +71,12 @@ def reset() -> ResponseReturnValue:
     if request.form.get("confirm") != "yes":
         flash("Nothing was reset. Read what a reset does, then confirm it here.", "info")
         return redirect("/demo/reset", code=303)
-    seed = _seed_module()
     db = get_db()
-    seed.reset(db)
-    seed.seed(db)
+    demo_data.reset(db)
+    demo_data.seed(db)
     flash("The demo was reset: every account, organization and invoice is as new. "
           "Everyone was signed out.", "success")  # fmt: skip
     return redirect("/", code=303)
-
-
-def _seed_module() -> ModuleType:
-    """seed.py lives beside the package, not in it (it is also a command)."""
-    try:
-        return importlib.import_module("seed")
-    except ModuleNotFoundError:
-        spec = importlib.util.spec_from_file_location("seed", ROOT / "seed.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-
-def lab_is_on() -> bool:
-    return bool(current_app.config["DEMO_MODE"] and session.get(LAB_KEY))
 
 
 # ---------------------------------------------------------------------------

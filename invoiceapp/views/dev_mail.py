@@ -53,7 +53,7 @@ def held_back_resets() -> list[HeldBack]:
     """Password resets asked for an unverified address, newest first.
 
     The reset request is recorded as a security event for any existing account; only a
-    verified address gets the link (invoiceapp.authn.recovery). An unverified address is
+    verified address gets the link (invoiceapp.views.account.recovery). An unverified address is
     a claim nobody proved, so the link is held back, and here the demo shows it as such.
     """
     rows = get_db().execute(

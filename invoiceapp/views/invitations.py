@@ -16,8 +16,8 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
 
+from ..audit import DENIED, record_audit
 from ..authn.gate import login_required
-from ..authz.audit import DENIED, record_audit
 from ..db import get_db
 from ..models import Invitation, Membership
 from ..organizations import (

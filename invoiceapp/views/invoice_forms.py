@@ -12,7 +12,6 @@ and asks the policy about, like any other input (views.invoices).
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from wtforms import DateField, HiddenField, SelectField, StringField
@@ -29,25 +28,16 @@ from ..forms import Form, strip
 from ..invoicing import CREATION_KEY
 from ..models import CURRENCIES, InvoiceStatus
 from ..money import AmountError, parse_amount
+from ..text import visible_text_problem
 
 STATUSES = [status.value for status in InvoiceStatus]
 
 
-# Embedding/override/isolate marks can make text display in another order than it is
-# stored (a "Trojan source" for invoice names and CSV exports).
-_BIDI_CONTROLS = frozenset(chr(c) for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)])
-
-
 def plain_visible_text(_form: Any, field: Any) -> None:
-    """Any script, emoji or combining mark is fine. Control codes (NUL is refused by
-    PostgreSQL), direction overrides and names with nothing visible are not."""
-    text = field.data or ""
-    if any(unicodedata.category(char) == "Cc" for char in text):
-        raise ValidationError("Remove the control characters from this field.")
-    if any(char in _BIDI_CONTROLS for char in text):
-        raise ValidationError("Remove the invisible text-direction characters from this field.")
-    if text and not any(unicodedata.category(char)[0] in "LNPS" for char in text):
-        raise ValidationError("Enter a name with at least one visible character.")
+    """The form's side of invoiceapp.text: the API's schema asks the same question."""
+    problem = visible_text_problem(field.data or "")
+    if problem:
+        raise ValidationError(problem)
 
 
 class InvoiceForm(Form):

@@ -29,8 +29,8 @@ from flask import Blueprint, Response, abort, current_app, flash, redirect, rend
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
 
+from ..audit import record_audit
 from ..authn.gate import login_required
-from ..authz.audit import record_audit
 from ..authz.enforce import authorize
 from ..authz.policy import Decision, can
 from ..authz.scope import (

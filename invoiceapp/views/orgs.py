@@ -23,12 +23,12 @@ from wtforms import BooleanField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length
 
+from ..audit import record_audit
 from ..authn.access_tokens import revoke_access_token
 from ..authn.emails import MAX_EMAIL_LENGTH, valid_new_email
 from ..authn.gate import login_required
 from ..authn.redirects import safe_next
 from ..authn.second_factor import has_second_factor
-from ..authz.audit import record_audit
 from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.policy import POLICY, Rule, can
 from ..authz.scope import organization_in_my_orgs_or_404

@@ -16,7 +16,7 @@ the resource. The policy still decides, and asks for fresh proof first:
   planted with a stolen password; its owner removes it with the password, since they do
   not hold it (see second_factor.py). Every factor records the proof that added it.
 
-The sign-in side (the second step, passkey sign-in, step-up) is in views.py.
+The sign-in side (the second step, passkey sign-in, step-up) is in sign_in.py.
 """
 
 from __future__ import annotations
@@ -28,24 +28,25 @@ from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from sqlalchemy import delete, select
 
-from ..authz.enforce import ReauthenticationRequired, authorize, can_in_template
-from ..db import get_db, utcnow
-from ..extensions import limiter
-from ..mail import absolute_url, send_mail
-from ..models import Passkey, User
-from ..path_ids import path_id_or_404
-from ..principal import require_principal
-from . import passkeys, recovery_codes, totp
-from .events import EventKind, record_event
-from .forms import EmptyForm
-from .gate import login_required
-from .second_factor import (
+from ...authn import passkeys, recovery_codes, totp
+from ...authn.events import EventKind, record_event
+from ...authn.forms import CodeForm, EmptyForm
+from ...authn.gate import login_required
+from ...authn.second_factor import (
     DEFAULT_REMOVABLE_DAYS,
     has_second_factor,
     passkey_removable_with_password,
     totp_removable_with_password,
 )
-from .views import CodeForm, json_error, json_response, passkeys_work_here
+from ...authz.enforce import ReauthenticationRequired, authorize, can_in_template
+from ...db import get_db, utcnow
+from ...errors import json_error, json_response
+from ...extensions import limiter
+from ...mail import absolute_url, send_mail
+from ...models import Passkey, User
+from ...path_ids import path_id_or_404
+from ...principal import require_principal
+from .sign_in import passkeys_work_here
 
 bp = Blueprint("two_factor", __name__)
 

@@ -20,31 +20,31 @@ from werkzeug.exceptions import NotFound
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
-from ..authn.accounts import revoke_sessions, set_password
-from ..authn.emails import MAX_EMAIL_LENGTH, valid_new_email
-from ..authn.events import DESCRIPTIONS, EventKind, record_event
-from ..authn.gate import login_required
-from ..authn.password_policy import StrongPassword
-from ..authn.passwords import MAX_PASSWORD_LENGTH, verify_password
-from ..authn.redirects import safe_next
-from ..authn.second_factor import factors_removable_with_password
-from ..authn.sessions import (
+from ...authn.accounts import revoke_sessions, set_password
+from ...authn.emails import MAX_EMAIL_LENGTH, valid_new_email
+from ...authn.events import DESCRIPTIONS, EventKind, record_event
+from ...authn.gate import login_required
+from ...authn.password_policy import StrongPassword
+from ...authn.passwords import MAX_PASSWORD_LENGTH, verify_password
+from ...authn.redirects import safe_next
+from ...authn.second_factor import factors_removable_with_password
+from ...authn.sessions import (
     _lifetimes,  # the one definition of "expired", shared with the cookie lookup
     end_session,
     is_fresh,
     mark_reauthenticated,
 )
-from ..authn.tokens import claim_token, issue_token, revoke_tokens
-from ..authz.enforce import authorize
-from ..db import get_db, utcnow
-from ..devices import describe_user_agent
-from ..extensions import limiter, outage_safe_key
-from ..forms import Form
-from ..mail import absolute_url, send_mail
-from ..models import SecurityEvent, TokenPurpose, User, UserSession
-from ..path_ids import path_id_or_404
-from ..principal import Principal, require_principal
-from .paging import page_number
+from ...authn.tokens import claim_token, issue_token, revoke_tokens
+from ...authz.enforce import authorize
+from ...db import get_db, utcnow
+from ...devices import describe_user_agent
+from ...extensions import limiter, outage_safe_key
+from ...forms import Form
+from ...mail import absolute_url, send_mail
+from ...models import SecurityEvent, TokenPurpose, User, UserSession
+from ...path_ids import path_id_or_404
+from ...principal import Principal, require_principal
+from ..paging import page_number
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 

@@ -19,22 +19,22 @@ from wtforms import IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 
-from ..authn.access_tokens import (
+from ...authn.access_tokens import (
     MAX_EXPIRES_DAYS,
     MAX_NAME_LENGTH,
     MIN_EXPIRES_DAYS,
     issue_access_token,
     revoke_access_token,
 )
-from ..authn.events import EventKind, record_event
-from ..authn.gate import login_required
-from ..authz.enforce import ReauthenticationRequired, authorize
-from ..authz.scope import my_organizations
-from ..db import get_db, utcnow
-from ..forms import Form, strip
-from ..models import Organization, PersonalAccessToken, TokenScope
-from ..path_ids import path_id_or_404
-from ..principal import Principal, require_principal
+from ...authn.events import EventKind, record_event
+from ...authn.gate import login_required
+from ...authz.enforce import ReauthenticationRequired, authorize
+from ...authz.scope import my_organizations
+from ...db import get_db, utcnow
+from ...forms import Form, strip
+from ...models import Organization, PersonalAccessToken, TokenScope
+from ...path_ids import path_id_or_404
+from ...principal import Principal, require_principal
 
 bp = Blueprint("account_tokens", __name__, url_prefix="/account/tokens")
 

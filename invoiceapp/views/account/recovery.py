@@ -33,27 +33,26 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, InputRequired, Length
+from wtforms import StringField
+from wtforms.validators import DataRequired, Length
 
-from ..background import after_response
-from ..db import get_db
-from ..extensions import limiter
-from ..forms import Form, no_control_characters
-from ..mail import absolute_url, send_mail
-from ..models import AccountToken, TokenPurpose, User
-from .accounts import set_password
-from .counters import clear_code_failures
-from .devices import trust_browser_after_reset
-from .claims import send_claim_link
-from .emails import normalise_new_email
-from .events import EventKind, record_event
-from .factors import remove_second_factors
-from .forms import normalise_email
-from .password_policy import StrongPassword
-from .sessions import current_session, end_session
-from .signup import duration_in_words, link_invalid, no_store
-from .tokens import claim_token, find_usable_token, is_newest, issue_token, revoke_tokens
+from ...authn.accounts import set_password
+from ...authn.claims import send_claim_link
+from ...authn.counters import clear_code_failures
+from ...authn.devices import trust_browser_after_reset
+from ...authn.emails import normalise_new_email
+from ...authn.events import EventKind, record_event
+from ...authn.factors import remove_second_factors
+from ...authn.forms import ResetPasswordForm, normalise_email
+from ...authn.sessions import current_session, end_session
+from ...authn.tokens import claim_token, find_usable_token, is_newest, issue_token, revoke_tokens
+from ...background import after_response
+from ...db import get_db
+from ...extensions import limiter
+from ...forms import Form, no_control_characters
+from ...mail import absolute_url, duration_in_words, send_mail
+from ...models import AccountToken, TokenPurpose, User
+from .links import link_invalid, no_store
 
 bp = Blueprint("recovery", __name__)
 
@@ -96,30 +95,6 @@ class ForgotPasswordForm(Form):
             no_control_characters,
         ],
         render_kw={"autocomplete": "email", "type": "email", "autofocus": True},
-    )
-
-
-class ResetPasswordForm(Form):
-    # The account is known from the token; StrongPassword reads these (the form has no
-    # email or name fields of its own).
-    user_email: str | None = None
-    user_name: str | None = None
-
-    new_password = PasswordField(
-        "New password",
-        validators=[
-            InputRequired("Choose a new password."),
-            StrongPassword(email_field=None, name_field=None),
-        ],
-        render_kw={"autocomplete": "new-password", "autofocus": True},
-    )
-    confirm_password = PasswordField(
-        "Type the new password again",
-        validators=[
-            InputRequired("Type the new password again."),
-            EqualTo("new_password", "The two passwords do not match."),
-        ],
-        render_kw={"autocomplete": "new-password"},
     )
 
 

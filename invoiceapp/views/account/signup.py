@@ -3,8 +3,9 @@
 Signing up must not tell anyone which addresses already have accounts. So an address
 that is taken gets exactly the answer a new one gets (same status, same redirect, same
 flash, same cookies) and costs about the same work; the address is told by mail
-instead (a notice, or a claim link when its account never verified it: see claims.py). That is also why sign-up signs nobody in: a session cookie for new addresses
-only would give the answer away. The new account holder signs in as usual.
+instead (a notice, or a claim link when its account never verified it: see claims.py).
+That is also why sign-up signs nobody in: a session cookie for new addresses only would
+give the answer away. The new account holder signs in as usual.
 
 Verification is a single-use link mailed to the address. It is valid only for the
 address the account still has: a link mailed before an email change verifies nothing.
@@ -22,20 +23,21 @@ from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, InputRequired, Length
 
-from ..db import get_db, utcnow
-from ..extensions import limiter, outage_safe_key
-from ..forms import Form, no_control_characters, strip
-from ..mail import absolute_url, duration_in_words, send_mail
-from ..models import Membership, Organization, Plan, Role, TokenPurpose, User
-from ..organizations import SLUG_ATTEMPTS, unique_slug
-from ..principal import require_principal
-from .claims import send_claim_link
-from .emails import valid_new_email
-from .events import EventKind, record_event
-from .gate import login_required
-from .password_policy import StrongPassword
-from .passwords import hash_password
-from .tokens import claim_token, issue_token, revoke_tokens
+from ...authn.claims import send_claim_link
+from ...authn.emails import valid_new_email
+from ...authn.events import EventKind, record_event
+from ...authn.gate import login_required
+from ...authn.password_policy import StrongPassword
+from ...authn.passwords import hash_password
+from ...authn.tokens import claim_token, issue_token, revoke_tokens
+from ...db import get_db, utcnow
+from ...extensions import limiter, outage_safe_key
+from ...forms import Form, no_control_characters, strip
+from ...mail import absolute_url, duration_in_words, send_mail
+from ...models import Membership, Organization, Plan, Role, TokenPurpose, User
+from ...organizations import SLUG_ATTEMPTS, unique_slug
+from ...principal import require_principal
+from .links import link_invalid, no_store
 
 bp = Blueprint("signup", __name__)
 
@@ -47,30 +49,6 @@ CHECK_YOUR_INBOX = (
 )
 
 MAX_NAME_LENGTH = 100
-
-
-# ---------------------------------------------------------------------------
-# Helpers other account pages share (recovery.py uses them too)
-# ---------------------------------------------------------------------------
-
-
-def link_invalid(kind: str) -> ResponseReturnValue:
-    """The one page for every unusable link: unknown, used, expired, mangled or foreign.
-
-    It never says which, so the page is no oracle for which tokens once existed.
-    """
-    return render_template("authn/link_invalid.html", kind=kind), 400
-
-
-def no_store(response: Response) -> Response:
-    """Pages whose URL holds a live token: no cache keeps them, no Referer carries them away.
-
-    ``same-origin``, not ``no-referrer``: over HTTPS the CSRF check wants this site's own
-    Referer on the form post, and only this site ever sees it (issue 15, item 7).
-    """
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "same-origin"
-    return response
 
 
 def send_verification_mail(db: Session, user: User) -> None:

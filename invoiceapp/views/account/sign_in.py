@@ -18,7 +18,6 @@ proven (UserSession.proof), which authorization later reads.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,23 +35,28 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
-from wtforms import HiddenField, StringField
-from wtforms.validators import DataRequired, Length
 
-from ..db import get_db, utcnow
-from ..extensions import failures_limit, limiter, outage_safe_key
-from ..forms import Form
-from ..mail import absolute_url, send_mail
-from ..models import Membership, Organization, Passkey, User
-from ..principal import require_principal
-from . import counters, passkeys, recovery_codes, totp
-from .devices import issue_device_cookie, trusted_device_for
-from .events import EventKind, record_event
-from .forms import EmptyForm, ReauthenticateForm, SignInForm, current_password, normalise_email
-from .gate import WWW_AUTHENTICATE, login_required
-from .passwords import hash_password, needs_rehash, verify_password
-from .redirects import next_or_default, safe_next
-from .sessions import current_session, end_session, mark_reauthenticated, start_session
+from ...authn import counters, passkeys, recovery_codes, totp
+from ...authn.devices import issue_device_cookie, trusted_device_for
+from ...authn.events import EventKind, record_event
+from ...authn.forms import (
+    CodeForm,
+    EmptyForm,
+    PasswordAndCodeForm,
+    ReauthenticateForm,
+    SignInForm,
+    normalise_email,
+)
+from ...authn.gate import WWW_AUTHENTICATE, login_required
+from ...authn.passwords import hash_password, needs_rehash, verify_password
+from ...authn.redirects import next_or_default, safe_next
+from ...authn.sessions import current_session, end_session, mark_reauthenticated, start_session
+from ...db import get_db, utcnow
+from ...errors import json_error, json_response
+from ...extensions import failures_limit, limiter, outage_safe_key
+from ...mail import absolute_url, send_mail
+from ...models import Membership, Organization, Passkey, User
+from ...principal import require_principal
 
 bp = Blueprint("authn", __name__)
 
@@ -70,33 +74,6 @@ CODES_LOCKED = (
 )
 PASSKEY_FAILED = "That passkey was not accepted here. Try again, or sign in with your password."
 PENDING_KEY = "two_factor_pending"
-
-
-class CodeForm(Form):
-    """The second step: a six-digit code from the app, or a recovery code (CONTRACT §8)."""
-
-    code = StringField(
-        "Authentication code",
-        validators=[DataRequired("Enter the code from your authenticator app."), Length(max=32)],
-        render_kw={
-            "autocomplete": "one-time-code",
-            "autocapitalize": "none",
-            "spellcheck": "false",
-            "autofocus": True,
-        },
-    )
-    next = HiddenField()
-
-
-class PasswordAndCodeForm(CodeForm):
-    """Step-up with the second factor: the password *and* a code, as the proof's name
-    ("password+totp") says. A code alone is only something you have; with a stolen cookie
-    and a phished code it would unlock every sensitive change."""
-
-    # Its own id: the password-only form may be on the same page.
-    password = current_password(
-        id="code-password", render_kw={"autocomplete": "current-password", "autofocus": True}
-    )
 
 
 def _sign_in_limit() -> str:
@@ -445,25 +422,6 @@ def _wrong_code(user: User, count: int | None) -> None:
 
 def _passkey_options_limit() -> str:
     return current_app.config["PASSKEY_OPTIONS_RATE_LIMIT"]
-
-
-def json_response(body: Any, status: int = 200) -> Response:
-    text = body if isinstance(body, str) else json.dumps(body)
-    return Response(text, status=status, mimetype="application/json")
-
-
-def json_error(status: int, message: str, reason: str | None = None, **extra: str) -> Response:
-    """The API's error shape (CONTRACT §6), for the few JSON endpoints pages use; ``extra``
-    adds keys for the page's script (where to send the browser)."""
-    codes = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found"}
-    error: dict[str, str] = {"code": codes.get(status, "bad_request"), "message": message}
-    if reason:
-        error["reason"] = reason
-    error.update(extra)
-    response = json_response({"error": error}, status)
-    if status == 401:
-        response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
-    return response
 
 
 @bp.post("/sign-in/passkey/options")

@@ -10,6 +10,10 @@ which its owner cannot clean. So the first refusal of one actor, for one action,
 organization, within AUDIT_REPEAT_WINDOW_SECONDS is recorded in full, and the ones after
 it add one to a count beside that record (invoiceapp.models.AuditRepeat). The evidence
 stays (who, what, from where, when first and last, how often); the flood does not.
+
+This module sits below both authn and authz: the authentication gate records its 401s
+here and authorization its 403s and 404s. So the actor is read from Flask-Login, the
+user authentication proved, not from the principal (which is built on top of authn).
 """
 
 from __future__ import annotations
@@ -18,15 +22,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import flask_login
 from flask import current_app, has_request_context, request
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
-from ..models import AuditEvent, AuditRepeat
-from ..principal import current_principal
+from .db import utcnow
+from .models import AuditEvent, AuditRepeat
 
 ALLOWED, DENIED = "allowed", "denied"
 
@@ -45,11 +49,11 @@ def record_audit(
 ) -> None:
     """Append one record (or count a repeated refusal). A failure to write is logged,
     never turned into an error page."""
-    principal = current_principal() if has_request_context() else None
+    actor = _proven_user()
     row = {
         "created_at": utcnow(),
-        "actor_id": principal.user.id if principal else None,
-        "actor_email": principal.user.email if principal else None,
+        "actor_id": actor.id if actor else None,
+        "actor_email": actor.email if actor else None,
         "organization_id": organization_id,
         "action": action[:64],
         "resource_id": (resource_id or "")[:64] or None,
@@ -66,6 +70,14 @@ def record_audit(
                 connection.execute(insert(AuditEvent), row)
     except SQLAlchemyError:
         current_app.logger.exception("could not write the audit record for %s", action)
+
+
+def _proven_user() -> Any:
+    """The signed-in user (session or API token), or None: anonymous, or no request."""
+    if not has_request_context():
+        return None
+    user = flask_login.current_user
+    return user if user.is_authenticated else None
 
 
 def _record_refusal(connection: Connection, row: dict[str, Any]) -> None:
