@@ -25,9 +25,9 @@ from conftest import make_test_app
 from invoiceapp import create_app
 from invoiceapp import principal as principal_module
 from invoiceapp.extensions import limiter
+from invoiceapp.invoicing import csv_safe
 from invoiceapp.models import Invoice, UserSession
 from invoiceapp.views.invoice_forms import InvoiceForm
-from invoiceapp.invoicing import csv_safe
 from support import (
     AUTH_COOKIE,
     PASSWORD,

@@ -24,7 +24,7 @@ from flask import Flask
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from test_api import bearer, make_token
-from test_delete_races import ROUNDS, _sent_invoice, _signed_in, redis_url, served
+from test_delete_races import ROUNDS, _sent_invoice, _signed_in, served
 
 import seed
 from conftest import app_on_postgres, make_test_app
@@ -33,7 +33,7 @@ from invoiceapp.invoicing import soft_delete
 from invoiceapp.models import Invoice
 from support import VALID_INVOICE_FORM, all_at_once, invoice, signed_in_client
 
-__all__ = ["redis_url", "served"]  # fixtures, shared with the delete races
+__all__ = ["served"]  # a fixture, shared with the delete races
 
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 DOORS = ["page", "api"]
