@@ -317,9 +317,8 @@ ACCOUNT_ACTIONS = {
     "account.second_factor.change": True,
     "account.two_factor.disable": True,
     "account.two_factor.manage": False,
-    "account.tokens.create": False,
-    # A factor added lately by a password-only session: the password removes it.
-    "account.second_factor.remove_recent": False,
+    # A token outlives the session: a password alone must not mint one (issue 15 review).
+    "account.tokens.create": True,
 }
 
 

@@ -5,10 +5,11 @@ and a factor planted with a stolen password must not outlive its owner's attenti
    proof *with* it (account.email.change, account.password.change). A password sign-in
    of an account whose only second factor is a passkey is a password-only session
    wherever the rule matters (the decision documented in the README).
-2. A factor added in the last FACTOR_REMOVABLE_WITH_PASSWORD_DAYS by a session proven
-   with a password only may be a thief's: its owner removes it with the password
-   (account.second_factor.remove_recent), then changes the password, which ends every
-   other session. Older factors, and factors added with a second factor, still need one.
+2. A factor added by a session proven with a password only may be a thief's. The password
+   alone never removes it (the thief has the password too, and could strip the owner's own
+   new factor that way); the pages and the password-change mail flag it for
+   NEW_FACTOR_NOTICE_DAYS and point to the way out: a password reset, which proves the
+   mailbox, removes every second factor and ends every session.
 """
 
 from __future__ import annotations
@@ -21,14 +22,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from test_passkeys import SoftAuthenticator, add_passkey, options, passkey_sign_in, proofs
+from test_password_reset import ask_for_reset, choose, reset_path
 from test_teaching import real_status, traces_of
 from test_two_factor import TESS, code, enrol, signed_in_tess
 
 from conftest import Clock, make_test_app
 from invoiceapp.authz.policy import POLICY, Rule
 from invoiceapp.mail import latest_mail_to
-from invoiceapp.models import AccountToken, Organization, Passkey, TokenPurpose
-from support import PASSWORD, sign_in, signed_in_client, user
+from invoiceapp.models import AccountToken, Organization, Passkey, PersonalAccessToken, TokenPurpose
+from support import PASSWORD, signed_in_client, user
 
 LINUS = "linus@acme.test"
 THIEF_ADDRESS = "mallory@evil.example"
@@ -156,10 +158,9 @@ def test_the_policy_table_and_its_printouts_name_the_email_change(app: Flask) ->
     strong = Rule.SELF_ELEVATED_STRONG
     assert set(POLICY["account.email.change"].values()) == {strong}
     assert set(POLICY["account.password.change"].values()) == {strong}
-    assert set(POLICY["account.second_factor.remove_recent"].values()) == {Rule.SELF_ELEVATED}
+    assert "account.second_factor.remove_recent" not in POLICY  # the password never removes one
     printed = app.test_cli_runner().invoke(args=["policy"]).output
     assert "account.email.change" in printed
-    assert "account.second_factor.remove_recent" in printed
     capabilities = signed_in_client(app, LINUS).get("/orgs/acme").get_data(as_text=True)
     assert "account.email.change" in capabilities
 
@@ -185,7 +186,7 @@ def test_the_trace_on_the_account_page_predicts_the_email_change(
 # --- Item 2: a factor planted with a stolen password ----------------------------------------
 
 
-def test_a_totp_planted_with_a_stolen_password_is_removed_by_its_owner_with_the_password(
+def test_a_totp_planted_with_a_stolen_password_is_flagged_and_a_reset_removes_it(
     app: Flask, db: Session, clock: Clock, outbox: Path
 ) -> None:
     owner = signed_in_client(app, LINUS)
@@ -193,51 +194,77 @@ def test_a_totp_planted_with_a_stolen_password_is_removed_by_its_owner_with_the_
     enrol(thief, clock)  # the thief's authenticator app
     assert user(db, LINUS).totp_added_with == "password"
 
+    # The password alone does not turn it off: the thief could do the same to the owner.
     clock.advance(minutes=11)
-    # Turning it off asks for the password, not for the factor the owner does not hold.
-    refused = owner.post("/account/two-factor/disable")
-    assert refused.headers["Location"] == "/reauthenticate?next=/account/two-factor"
     step_up_with_password(owner, "/account/two-factor")
+    refused = owner.post("/account/two-factor/disable")
+    assert refused.headers["Location"] == "/reauthenticate?next=/account/two-factor" + SECOND
     page = owner.get("/account/two-factor").get_data(as_text=True)
-    assert 'data-testid="removable-with-password"' in page
-    assert owner.post("/account/two-factor/disable").status_code == 303
+    assert 'data-testid="added-without-second-factor"' in page and "/forgot-password" in page
+    assert user(db, LINUS).totp_enabled_at is not None
+
+    # The mailbox is what the thief lacks: a reset removes the app and ends their session.
+    ask_for_reset(app.test_client(), LINUS)
+    assert choose(app.test_client(), reset_path(outbox, LINUS)).status_code == 303
     linus = user(db, LINUS)
     assert linus.totp_enabled_at is None and linus.totp_secret_encrypted is None
-    notice = latest_mail_to(outbox, LINUS)
-    assert notice is not None and "turned off" in notice.subject
-
-    # With no second factor left, the password changes with the password, and the thief's
-    # session ends with it.
-    assert change_password(owner).status_code == 303
     assert thief.get("/dashboard").status_code == 302
-    sign_in(app.test_client(), LINUS, NEW_PASSWORD)
 
 
-def test_a_passkey_planted_with_a_stolen_password_is_removed_by_its_owner_with_the_password(
+def test_a_thief_with_the_password_cannot_strip_the_owners_new_passkey(
     app: Flask, db: Session, clock: Clock
+) -> None:
+    """The owner's very first passkey is also "added by a password-only session"."""
+    device = new_authenticator(app)
+    add_passkey(signed_in_client(app, LINUS), device, name="Linus's laptop")
+    passkey = db.scalars(select(Passkey)).one()
+    assert passkey.added_with == "password"
+
+    clock.advance(minutes=11)
+    thief = signed_in_client(app, LINUS)  # the password, nothing else
+    remove = f"/account/passkeys/{passkey.public_id}/remove"
+    assert thief.post(remove).headers["Location"].endswith(SECOND)
+    step_up_with_password(thief, "/account/passkeys")
+    assert (
+        thief.post(remove).headers["Location"] == "/reauthenticate?next=/account/passkeys" + SECOND
+    )
+    assert (
+        thief.post("/account/email", data={"email": THIEF_ADDRESS})
+        .headers["Location"]
+        .endswith(SECOND)
+    )
+    db.expire_all()
+    assert len(db.scalars(select(Passkey)).all()) == 1
+    assert email_tokens(db) == []
+    assert passkey_sign_in(app.test_client(), device).status_code == 200
+
+
+def test_a_passkey_planted_with_a_stolen_password_is_flagged_and_a_reset_removes_it(
+    app: Flask, db: Session, clock: Clock, outbox: Path
 ) -> None:
     owner = signed_in_client(app, LINUS)
     device = new_authenticator(app)
     add_passkey(signed_in_client(app, LINUS), device, name="Not Linus's")
     planted = db.scalars(select(Passkey)).one()
-    assert planted.added_with == "password"
 
-    # The owner is asked for the passkey to change the password; the pages say the way out.
     clock.advance(minutes=11)
     assert owner.get("/account/password").headers["Location"].endswith(SECOND)
     asked = owner.get("/reauthenticate?next=/account/password&factor=second")
-    assert "can be removed with your password alone" in asked.get_data(as_text=True)
+    assert 'data-testid="way-out"' in asked.get_data(as_text=True)
     listed = owner.get("/account/passkeys").get_data(as_text=True)
-    assert 'data-testid="removable-with-password"' in listed
+    assert 'data-testid="added-without-second-factor"' in listed
 
-    remove = f"/account/passkeys/{planted.public_id}/remove"
-    assert owner.post(remove).headers["Location"] == "/reauthenticate?next=/account/passkeys"
     step_up_with_password(owner, "/account/passkeys")
-    assert owner.post(remove).status_code == 303
+    assert (
+        owner.post(f"/account/passkeys/{planted.public_id}/remove")
+        .headers["Location"]
+        .endswith(SECOND)
+    )
+    ask_for_reset(app.test_client(), LINUS)
+    assert choose(app.test_client(), reset_path(outbox, LINUS)).status_code == 303
     db.expire_all()
     assert db.scalars(select(Passkey)).all() == []
     assert passkey_sign_in(app.test_client(), device).status_code == 401
-    assert change_password(owner).status_code == 303
 
 
 def test_a_factor_added_with_a_second_factor_still_needs_one_to_remove(
@@ -259,19 +286,15 @@ def test_a_factor_added_with_a_second_factor_still_needs_one_to_remove(
     assert len(db.scalars(select(Passkey)).all()) == 1
 
 
-def test_a_week_later_a_factor_added_with_the_password_needs_a_second_factor_to_remove(
+def test_a_week_later_a_factor_added_with_the_password_is_no_longer_flagged(
     app: Flask, db: Session, clock: Clock
 ) -> None:
     add_passkey(signed_in_client(app, LINUS), new_authenticator(app))
-    passkey = db.scalars(select(Passkey)).one()
-    clock.advance(days=7, seconds=1)
     owner = signed_in_client(app, LINUS)
-    refused = owner.post(f"/account/passkeys/{passkey.public_id}/remove")
-    assert refused.headers["Location"] == "/reauthenticate?next=/account/passkeys" + SECOND
-    assert 'data-testid="removable-with-password"' not in owner.get("/account/passkeys").get_data(
-        as_text=True
-    )
-    assert len(db.scalars(select(Passkey)).all()) == 1
+    flag = 'data-testid="added-without-second-factor"'
+    assert flag in owner.get("/account/passkeys").get_data(as_text=True)
+    clock.advance(days=7, seconds=1)
+    assert flag not in owner.get("/account/passkeys").get_data(as_text=True)
 
 
 def test_the_password_change_mail_names_factors_added_lately_with_the_password_only(
@@ -285,4 +308,27 @@ def test_the_password_change_mail_names_factors_added_lately_with_the_password_o
     notice = latest_mail_to(outbox, LINUS)
     assert notice is not None and notice.subject == "Your InvoiceApp password was changed"
     assert "Unknown key" in notice.text and "Unknown key" in notice.html
-    assert "http://127.0.0.1:5000/account/passkeys" in notice.links
+    assert "A password reset does" in notice.text
+    assert "http://127.0.0.1:5000/forgot-password" in notice.links
+
+
+def test_a_password_only_session_of_a_passkey_account_cannot_mint_an_api_token(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    """A token outlives the session and works without the passkey: with a factor set up,
+    making one needs fresh proof with it (account.tokens.create), as the review showed."""
+    device = new_authenticator(app)
+    add_passkey(signed_in_client(app, LINUS), device)
+    clock.advance(minutes=11)
+    thief = signed_in_client(app, LINUS)
+    step_up_with_password(thief, "/account/tokens")
+    form = {"name": "mine now", "organization": "acme", "scope": "write", "expires_days": "90"}
+    refused = thief.post("/account/tokens", data=form)
+    assert refused.headers["Location"] == "/reauthenticate?next=/account/tokens" + SECOND
+    page = thief.get("/account/tokens").get_data(as_text=True)
+    assert 'action="/account/tokens"' not in page  # the proof it needs, not a form to lose
+    assert db.scalars(select(PersonalAccessToken)).all() == []
+
+    step_up_with_passkey(thief, device, "/account/tokens")  # the owner, with the passkey
+    assert thief.post("/account/tokens", data=form).status_code == 201
+    assert len(db.scalars(select(PersonalAccessToken)).all()) == 1

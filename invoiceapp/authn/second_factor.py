@@ -3,11 +3,12 @@ each one came from.
 
 Provenance matters because a factor can be planted: whoever has the password alone may
 set up the *first* second factor of an account (someone has to, and at that point the
-password is all the account has). Such a factor, added in the last
-FACTOR_REMOVABLE_WITH_PASSWORD_DAYS by a session proven with a password only, is not yet
-vouched for: its owner may remove it with a fresh password, and does not need the factor
-a thief may be holding. A factor added with a second factor, or one older than that, can
-only be removed with a second factor. A password reset removes every factor anyway.
+password is all the account has). Such a factor, added in the last NEW_FACTOR_NOTICE_DAYS
+by a session proven with a password only, is flagged on the security pages and in the
+password-change mail. It is never removable with the password alone: a thief holds the
+password too, and could strip the owner's own new factor that way and then move the
+email address. What tells the owner from the thief is the mailbox: a password reset
+removes every second factor (invoiceapp.authn.factors), so that is the way out.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from ..db import get_db, utcnow
 from ..models import Passkey, User
 from .sessions import TWO_FACTOR_PROOFS
 
-# How long a factor added without a second factor stays removable with the password.
-DEFAULT_REMOVABLE_DAYS = 7
+# How long a factor added without a second factor is flagged as possibly someone else's.
+DEFAULT_NOTICE_DAYS = 7
 
 
 def has_second_factor(user: User) -> bool:
@@ -34,46 +35,44 @@ def has_second_factor(user: User) -> bool:
     )
 
 
-def removable_with_password_until(
-    added_with: str | None, added_at: datetime | None
-) -> datetime | None:
-    """Until when a fresh password alone may remove this factor; None: it needs a second
-    factor. Factors from before provenance was kept (``added_with`` None) are vouched for."""
+def flagged_until(added_with: str | None, added_at: datetime | None) -> datetime | None:
+    """Until when this factor is flagged as added by a password-only session; None when it
+    is not (added with a second factor, long ago, or before provenance was kept)."""
     if added_with is None or added_at is None or added_with in TWO_FACTOR_PROOFS:
         return None
-    days = current_app.config.get("FACTOR_REMOVABLE_WITH_PASSWORD_DAYS", DEFAULT_REMOVABLE_DAYS)
+    days = current_app.config.get("NEW_FACTOR_NOTICE_DAYS", DEFAULT_NOTICE_DAYS)
     until = added_at + timedelta(days=days)
     return until if utcnow() < until else None
 
 
-def totp_removable_with_password(user: User) -> datetime | None:
+def totp_flagged_until(user: User) -> datetime | None:
     if user.totp_enabled_at is None:
         return None
-    return removable_with_password_until(user.totp_added_with, user.totp_enabled_at)
+    return flagged_until(user.totp_added_with, user.totp_enabled_at)
 
 
-def passkey_removable_with_password(passkey: Passkey) -> datetime | None:
-    return removable_with_password_until(passkey.added_with, passkey.created_at)
+def passkey_flagged_until(passkey: Passkey) -> datetime | None:
+    return flagged_until(passkey.added_with, passkey.created_at)
 
 
 @dataclass(frozen=True)
 class RecentFactor:
-    """A factor its owner may still remove with the password, for pages and mail."""
+    """A factor added lately by a password-only session, for pages and mail."""
 
     description: str
     added_at: datetime
-    removable_until: datetime
+    flagged_until: datetime
 
 
-def factors_removable_with_password(user: User) -> list[RecentFactor]:
-    """Every factor of ``user`` that a fresh password alone may remove right now."""
+def factors_added_without_second_factor(user: User) -> list[RecentFactor]:
+    """Every factor of ``user`` flagged right now (see flagged_until)."""
     found = []
-    if until := totp_removable_with_password(user):
+    if until := totp_flagged_until(user):
         assert user.totp_enabled_at is not None
         found.append(RecentFactor("the authenticator app", user.totp_enabled_at, until))
     passkeys = get_db().scalars(select(Passkey).where(Passkey.user_id == user.id))
     for passkey in passkeys:
-        if until := passkey_removable_with_password(passkey):
+        if until := passkey_flagged_until(passkey):
             # The name is whatever the adder typed: quoted and shortened.
             found.append(
                 RecentFactor(f"the passkey “{passkey.name[:40]}”", passkey.created_at, until)

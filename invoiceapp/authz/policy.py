@@ -74,9 +74,10 @@ POLICY: dict[str, dict[str, Rule]] = {
                                  MEMBER: R.SELF_ELEVATED_STRONG},
     "account.two_factor.manage": {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
                                   MEMBER: R.SELF_ELEVATED},
-    # A token is a new credential that outlives sessions: made only with fresh proof.
-    "account.tokens.create":    {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
-                                 MEMBER: R.SELF_ELEVATED},
+    # A token is a new credential that outlives sessions: made only with fresh proof, and
+    # with the second factor once one is set up (else a password alone mints lasting access).
+    "account.tokens.create":    {OWNER: R.SELF_ELEVATED_STRONG, ADMIN: R.SELF_ELEVATED_STRONG,
+                                 MEMBER: R.SELF_ELEVATED_STRONG},
     # Adding a passkey, new recovery codes, removing a passkey, a TOTP app beside a passkey:
     # with a second factor enrolled, a stolen session plus a phished password must not be
     # able to plant one of their own (or mint codes that count as one).
@@ -86,11 +87,6 @@ POLICY: dict[str, dict[str, Rule]] = {
     "account.two_factor.disable": {OWNER: R.SELF_ELEVATED_STRONG,
                                    ADMIN: R.SELF_ELEVATED_STRONG,
                                    MEMBER: R.SELF_ELEVATED_STRONG},
-    # Removing a factor added in the last few days by a session proven with a password only
-    # (invoiceapp.authn.second_factor): it may be a thief's, planted with a stolen password,
-    # so its owner may remove it with the password instead of a factor they do not hold.
-    "account.second_factor.remove_recent": {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
-                                            MEMBER: R.SELF_ELEVATED},
 }  # fmt: skip
 
 # What a personal access token with the "read" scope may do. Everything else needs

@@ -27,7 +27,7 @@ from ...authn.gate import login_required
 from ...authn.password_policy import StrongPassword
 from ...authn.passwords import MAX_PASSWORD_LENGTH, verify_password
 from ...authn.redirects import safe_next
-from ...authn.second_factor import factors_removable_with_password
+from ...authn.second_factor import factors_added_without_second_factor
 from ...authn.sessions import (
     _lifetimes,  # the one definition of "expired", shared with the cookie lookup
     end_session,
@@ -142,7 +142,7 @@ def _password_form(user: User) -> ChangePasswordForm:
 
 def _render_password(form: ChangePasswordForm, status: int = 200) -> ResponseReturnValue:
     min_length = current_app.config["PASSWORD_MIN_LENGTH"]
-    recent = factors_removable_with_password(require_principal().user)
+    recent = factors_added_without_second_factor(require_principal().user)
     page = render_template(
         "account/password.html", form=form, min_length=min_length, recent_factors=recent
     )
@@ -200,10 +200,8 @@ def change_password() -> ResponseReturnValue:
         reset_url=absolute_url("/forgot-password"),
         sessions_url=absolute_url("/account/sessions"),
         # Factors set up lately without a second factor may be a thief's: the mail names
-        # them, and the password alone can still remove them.
-        recent_factors=factors_removable_with_password(user),
-        two_factor_url=absolute_url("/account/two-factor"),
-        passkeys_url=absolute_url("/account/passkeys"),
+        # them, and a password reset removes them.
+        recent_factors=factors_added_without_second_factor(user),
     )
     flash("Your password was changed. Every other session was signed out.", "success")
     return redirect("/account", code=303)

@@ -11,10 +11,10 @@ the resource. The policy still decides, and asks for fresh proof first:
 - ``account.two_factor.disable`` (self, elevated *with the second factor*): turning
   TOTP off needs a fresh code or passkey, so a stolen session plus a phished password
   cannot remove the factor that was meant to stop exactly that.
-- ``account.second_factor.remove_recent`` (self, elevated): the exception. A factor added
-  in the last few days by a session proven with a password only may be a thief's,
-  planted with a stolen password; its owner removes it with the password, since they do
-  not hold it (see second_factor.py). Every factor records the proof that added it.
+- No exception for a factor that may be a thief's: a password-only session can never
+  remove a factor, because a thief holds the password too. A factor added lately by a
+  password-only session is flagged on these pages and in mail; its owner gets rid of it
+  with a password reset, which proves the mailbox (see second_factor.py).
 
 The sign-in side (the second step, passkey sign-in, step-up) is in sign_in.py.
 """
@@ -33,10 +33,10 @@ from ...authn.events import EventKind, record_event
 from ...authn.forms import CodeForm, EmptyForm
 from ...authn.gate import login_required
 from ...authn.second_factor import (
-    DEFAULT_REMOVABLE_DAYS,
+    DEFAULT_NOTICE_DAYS,
     has_second_factor,
-    passkey_removable_with_password,
-    totp_removable_with_password,
+    passkey_flagged_until,
+    totp_flagged_until,
 )
 from ...authz.enforce import ReauthenticationRequired, authorize, can_in_template
 from ...db import get_db, utcnow
@@ -52,7 +52,6 @@ bp = Blueprint("two_factor", __name__)
 
 # The policy action for changing the second factors themselves (see the docstring above).
 CHANGE = "account.second_factor.change"
-REMOVE_RECENT = "account.second_factor.remove_recent"
 
 # Configuration this feature adds (README, "Configuration"). Environment variables and
 # create_app() overrides win: these only fill what is unset.
@@ -76,9 +75,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBAUTHN_CHALLENGE_SECONDS": 300,
     # Challenges are database rows: anonymous clients may not ask for unlimited ones.
     "PASSKEY_OPTIONS_RATE_LIMIT": "30 per minute",
-    # A factor added by a session without a second factor stays removable with the
-    # password alone for this long (invoiceapp.authn.second_factor).
-    "FACTOR_REMOVABLE_WITH_PASSWORD_DAYS": DEFAULT_REMOVABLE_DAYS,
+    # A factor added by a session without a second factor is flagged on the security pages
+    # and in the password-change mail for this long (invoiceapp.authn.second_factor).
+    "NEW_FACTOR_NOTICE_DAYS": DEFAULT_NOTICE_DAYS,
 }
 
 
@@ -166,7 +165,7 @@ def _render_manage(user: User) -> str:
         "account/two_factor.html",
         user=user,
         remaining=recovery_codes.remaining(get_db(), user),
-        removable_until=totp_removable_with_password(user),
+        flagged_until=totp_flagged_until(user),
         button=EmptyForm(formdata=None),
     )
 
@@ -193,8 +192,8 @@ def confirm_enrolment() -> ResponseReturnValue:
         )
         return _render_setup(user, secret, form), 422
     user.totp_enabled_at = utcnow()
-    # How this session was proven: a password-only session's factor is removable with
-    # the password for a few days (it may be a thief's).
+    # How this session was proven: a factor added by a password-only session is flagged
+    # for a few days (it may be a thief's; a reset removes it).
     user.totp_added_with = require_principal().proof
     codes = recovery_codes.replace_codes(db, user)
     record_event(db, user.id, EventKind.TWO_FACTOR_ENABLED)
@@ -245,8 +244,7 @@ def disable() -> ResponseReturnValue:
     user = require_principal().user
     if user.totp_enabled_at is None:
         return redirect(PAGE, code=303)
-    recent = totp_removable_with_password(user) is not None
-    _authorize_for(REMOVE_RECENT if recent else "account.two_factor.disable", user, PAGE)
+    _authorize_for("account.two_factor.disable", user, PAGE)
     totp.disable(user)
     recovery_codes.remove_codes(db, user)
     record_event(db, user.id, EventKind.TWO_FACTOR_DISABLED)
@@ -292,7 +290,7 @@ def passkeys_page() -> ResponseReturnValue:
     return render_template(
         "account/passkeys.html",
         passkeys=passkeys.passkeys_of(get_db(), principal.user),
-        removable_until=passkey_removable_with_password,
+        flagged_until=passkey_flagged_until,
         refusal=None if refused.allowed else refused.reason,
         proof_needed_at=_proof_page(CHANGE, principal.user, PASSKEYS) if refused else None,
         passkeys_here=passkeys_work_here(),
@@ -364,8 +362,7 @@ def remove_passkey(public_id: str) -> ResponseReturnValue:
     )
     if passkey is None:
         abort(404)
-    recent = passkey_removable_with_password(passkey) is not None
-    _authorize_for(REMOVE_RECENT if recent else CHANGE, user, PASSKEYS)
+    _authorize_for(CHANGE, user, PASSKEYS)
     removed = db.execute(
         delete(Passkey).where(Passkey.id == passkey.id).execution_options(synchronize_session=False)
     )
