@@ -24,7 +24,7 @@ from ..authn.sessions import is_fresh
 from ..db import utcnow
 from ..models import Invoice, Membership, Organization, User, UserSession
 from ..principal import Principal, current_principal
-from .policy import Decision, can
+from .policy import PER_RESOURCE_RULES, POLICY, SELF_SERVICE, Decision, can
 
 # What a request would get, in the words the panels use.
 STATUS_TEXT = {
@@ -176,6 +176,35 @@ def elevation_seconds_left(auth_session: UserSession | None) -> int:
     fresh_for = timedelta(seconds=current_app.config["FRESH_AGE_SECONDS"])
     left = fresh_for - (utcnow() - auth_session.authenticated_at)
     return max(1, math.ceil(left.total_seconds()))
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One row of "what your role allows here": the policy's answer and its reason."""
+
+    action: str
+    allowed: bool | None  # None: the answer depends on which invoice or member
+    reason: str
+    needs_fresh_password: bool = False
+
+
+def capabilities(principal: Principal, organization: Organization) -> list[Capability]:
+    """Every action of both tables, answered by can() for this organization where the
+    answer does not depend on one invoice, one member or one's own account."""
+    role = principal.role_in(organization.id)
+    rows = []
+    for action, rules in POLICY.items():
+        rule = rules.get(role or "")
+        if rule in PER_RESOURCE_RULES:
+            rows.append(Capability(action, None, f"Depends on which one: {rule.value}"))
+            continue
+        decision = can(principal, action, organization)
+        rows.append(
+            Capability(action, decision.allowed, decision.reason, decision.requires_elevation)
+        )
+    for action, self_rule in SELF_SERVICE.items():
+        rows.append(Capability(action, None, f"Depends on your own account: {self_rule.value}"))
+    return rows
 
 
 # ---------------------------------------------------------------------------

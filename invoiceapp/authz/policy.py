@@ -34,8 +34,13 @@ class Rule(enum.StrEnum):
     ELEVATED = "yes, elevated"
     # The most sensitive actions: fresh proof that used the second factor, when enrolled.
     ELEVATED_STRONG = "yes, elevated with the second factor when enrolled"
+    # Self-service (the SELF_SERVICE table below): the account holder, in a browser session.
     SELF_ELEVATED = "self, elevated"
-    SELF_ELEVATED_STRONG = "self, elevated with the second factor"
+    SELF_ELEVATED_STRONG = "self, elevated with the second factor when enrolled"
+    SELF_VERIFIED_ELEVATED = "self, verified email, elevated"
+    SELF_VERIFIED_ELEVATED_STRONG = (
+        "self, verified email, elevated with the second factor when enrolled"
+    )
     FLAG_ON = "yes, when the organization's flag is on"
     TRANSFER_FIRST = "no, transfer ownership first"
 
@@ -65,33 +70,51 @@ POLICY: dict[str, dict[str, Rule]] = {
     "org.billing.update":       {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
     "org.transfer_ownership":   {OWNER: R.ELEVATED_STRONG, ADMIN: R.NO, MEMBER: R.NO},
     "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+}  # fmt: skip
+
+# One's own account: no organization, so no role column. Each cell is exactly what can()
+# enforces: the account holder only (never someone else's account, never through an API
+# token), with fresh proof, and where it says so a verified email and the second factor.
+SELF_SERVICE: dict[str, Rule] = {
     # The password and the email address are recovery credentials: whoever changes them
     # owns the account. With a second factor enrolled, a stolen session (or a password
     # sign-in) plus the password must not be enough, so both ask for the second factor.
-    "account.password.change":  {OWNER: R.SELF_ELEVATED_STRONG, ADMIN: R.SELF_ELEVATED_STRONG,
-                                 MEMBER: R.SELF_ELEVATED_STRONG},
-    "account.email.change":     {OWNER: R.SELF_ELEVATED_STRONG, ADMIN: R.SELF_ELEVATED_STRONG,
-                                 MEMBER: R.SELF_ELEVATED_STRONG},
-    "account.two_factor.manage": {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
-                                  MEMBER: R.SELF_ELEVATED},
+    "account.password.change":      R.SELF_ELEVATED_STRONG,
+    "account.email.change":         R.SELF_ELEVATED_STRONG,
+    # New credentials need a verified address: an account that never proved its address
+    # may be a squatter's, and the mailbox owner's claim (invoiceapp.authn.claims) must
+    # find nothing of theirs that could still sign in afterwards, or was made in their name.
+    "account.two_factor.manage":    R.SELF_VERIFIED_ELEVATED,
     # A token is a new credential that outlives sessions: made only with fresh proof.
-    "account.tokens.create":    {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
-                                 MEMBER: R.SELF_ELEVATED},
+    "account.tokens.create":        R.SELF_VERIFIED_ELEVATED,
     # Adding a passkey, new recovery codes, removing a passkey, a TOTP app beside a passkey:
     # with a second factor enrolled, a stolen session plus a phished password must not be
     # able to plant one of their own (or mint codes that count as one).
-    "account.second_factor.change": {OWNER: R.SELF_ELEVATED_STRONG,
-                                     ADMIN: R.SELF_ELEVATED_STRONG,
-                                     MEMBER: R.SELF_ELEVATED_STRONG},
-    "account.two_factor.disable": {OWNER: R.SELF_ELEVATED_STRONG,
-                                   ADMIN: R.SELF_ELEVATED_STRONG,
-                                   MEMBER: R.SELF_ELEVATED_STRONG},
+    "account.second_factor.change": R.SELF_VERIFIED_ELEVATED_STRONG,
+    "account.two_factor.disable":   R.SELF_ELEVATED_STRONG,
     # Removing a factor added in the last few days by a session proven with a password only
     # (invoiceapp.authn.second_factor): it may be a thief's, planted with a stolen password,
     # so its owner may remove it with the password instead of a factor they do not hold.
-    "account.second_factor.remove_recent": {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
-                                            MEMBER: R.SELF_ELEVATED},
+    "account.second_factor.remove_recent": R.SELF_ELEVATED,
 }  # fmt: skip
+
+# What each self-service rule asks for besides fresh proof: (a verified email, the second
+# factor when one is enrolled). The only place those cells are interpreted.
+_SELF_RULE_NEEDS: dict[Rule, tuple[bool, bool]] = {
+    Rule.SELF_ELEVATED: (False, False),
+    Rule.SELF_ELEVATED_STRONG: (False, True),
+    Rule.SELF_VERIFIED_ELEVATED: (True, False),
+    Rule.SELF_VERIFIED_ELEVATED_STRONG: (True, True),
+}
+
+# Self-service actions that make a new credential, which an unverified address may not:
+# read off the table's cells, not listed a second time.
+NEEDS_VERIFIED_EMAIL = frozenset(
+    action for action, rule in SELF_SERVICE.items() if _SELF_RULE_NEEDS[rule][0]
+)
+
+# Rules whose answer needs one particular invoice or member, not just the organization.
+PER_RESOURCE_RULES = frozenset({Rule.OWN_DRAFTS, Rule.MEMBERS_ONLY})
 
 # What a personal access token with the "read" scope may do. Everything else needs
 # "write" — and the user's role as well: a scope narrows a role, never widens it.
@@ -150,12 +173,12 @@ def _organization_of(resource: object) -> Organization | int | None:
 
 def can(principal: Principal | None, action: str, resource: object, **context: Any) -> Decision:
     """May ``principal`` do ``action`` to ``resource``? Evaluated fresh on every call."""
-    if action not in POLICY:
+    if action not in POLICY and action not in SELF_SERVICE:
         raise KeyError(f"unknown action {action!r}; the policy table is in {__name__}")
     if principal is None:
         return Decision(False, action, "Nobody is signed in", missing="a signed-in user")
 
-    if action.startswith("account."):
+    if action in SELF_SERVICE:
         return _narrowed(principal, _self_service(principal, action, resource))
 
     organization = _organization_of(resource)
@@ -374,20 +397,15 @@ def _resource_organization(resource: object) -> Organization | None:
     return None
 
 
-# New credentials need a verified address: an account that never proved its address may
-# be a squatter's, and the mailbox owner's claim (invoiceapp.authn.claims) must find
-# nothing of theirs that could still sign in afterwards, or that was made in their name.
-NEEDS_VERIFIED_EMAIL = frozenset(
-    {"account.two_factor.manage", "account.second_factor.change", "account.tokens.create"}
-)
-
-
 def _self_service(principal: Principal, action: str, resource: object) -> Decision:
+    """The SELF_SERVICE cell for ``action``, enforced as written."""
+    rule = SELF_SERVICE[action]
+    verified_email, second_factor = _SELF_RULE_NEEDS[rule]
     if not (isinstance(resource, User) and resource.id == principal.user.id):
         return Decision(
             False, action, "Only the account holder may do this", missing="being this user"
         )
-    if action in NEEDS_VERIFIED_EMAIL and not principal.user.email_verified:
+    if verified_email and not principal.user.email_verified:
         return Decision(
             False, action, "Verify your email address first",
             missing="a verified email address", rule="verified email",
@@ -398,13 +416,12 @@ def _self_service(principal: Principal, action: str, resource: object) -> Decisi
             missing="a signed-in browser session", rule="token scope",
             details={"api_reason": "insufficient_scope"},
         )  # fmt: skip
-    strong = POLICY[action][OWNER] is Rule.SELF_ELEVATED_STRONG
     return Decision(
         True,
         action,
         "People may change their own account after a fresh check"
-        + (" that uses their second factor" if strong else ""),
-        rule=POLICY[action][OWNER].value,
+        + (" that uses their second factor" if second_factor else ""),
+        rule=rule.value,
         requires_elevation=True,
-        requires_second_factor=strong,
+        requires_second_factor=second_factor,
     )
