@@ -161,13 +161,13 @@ def roles_granted(action: str) -> list[str]:
     return [role for role, rule in POLICY[action].items() if rule is not Rule.NO]
 
 
-def _organization_of(resource: object) -> Organization | int | None:
+def organization_of(resource: object) -> Organization | None:
+    """The organization a resource belongs to; None for one's own account. The one place
+    that knows: the role, the plan, the flags and the two-factor rule are all read off it."""
     if isinstance(resource, Organization):
         return resource
-    if isinstance(resource, Invoice):
-        return resource.organization_id
-    if isinstance(resource, Membership):
-        return resource.organization_id
+    if isinstance(resource, Invoice | Membership):
+        return resource.organization
     return None
 
 
@@ -181,9 +181,8 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     if action in SELF_SERVICE:
         return _narrowed(principal, _self_service(principal, action, resource))
 
-    organization = _organization_of(resource)
-    organization_id = organization.id if isinstance(organization, Organization) else organization
-    role = principal.role_in(organization_id) if organization_id is not None else None
+    organization = organization_of(resource)
+    role = principal.role_in(organization.id) if organization is not None else None
     needed = " or ".join(roles_granted(action))
     if role is None:
         return Decision(
@@ -205,7 +204,7 @@ TWO_FACTOR_RULE = "organization requires two-factor"
 
 def _two_factor_rule(principal: Principal, resource: object, decision: Decision) -> Decision:
     """An organization that requires two-factor refuses sessions proven by password alone."""
-    organization = _resource_organization(resource)
+    organization = organization_of(resource)
     if organization is None or not organization.requires_two_factor:
         return decision
     if principal.two_factor_proven:
@@ -297,12 +296,12 @@ def _role_rule(
             )
         return allow(f"Members may {_verb(action)} their own drafts")
     if rule is Rule.PRO_PLAN:
-        organization = _resource_organization(resource)
+        organization = organization_of(resource)
         if organization is None or organization.plan != Plan.PRO:
             return deny(f"Exporting ({action}) is part of the pro plan", "the pro plan")
         return allow(f"The pro plan includes {action} for {_a(role)}")
     if rule is Rule.FLAG_ON:
-        organization = _resource_organization(resource)
+        organization = organization_of(resource)
         if organization is None or not organization.invoice_duplication_enabled:
             return deny(
                 "The organization's flag “invoice duplication” is off",
@@ -387,14 +386,6 @@ def _verb(action: str) -> str:
 
 def _past(action: str) -> str:
     return _PAST.get(action, action)
-
-
-def _resource_organization(resource: object) -> Organization | None:
-    if isinstance(resource, Organization):
-        return resource
-    if isinstance(resource, Invoice | Membership):
-        return resource.organization
-    return None
 
 
 def _self_service(principal: Principal, action: str, resource: object) -> Decision:
