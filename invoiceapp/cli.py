@@ -14,7 +14,7 @@ from .db import get_db, utcnow
 from .models import Role, UserSession
 
 # Who the self-service table's one column is about.
-SELF_SERVICE_WHO = "the account holder, in a browser session (never an API token)"
+SELF_SERVICE_WHO = "the account holder, in a browser session, never through an API token"
 
 
 @click.command("policy")
@@ -25,13 +25,13 @@ def print_policy(markdown: bool) -> None:
     if markdown:
         click.echo(policy_markdown())
         return
-    width = max(len(action) for action in POLICY) + 2
+    width = max(len(action) for action in (*POLICY, *SELF_SERVICE)) + 2
     column = max(len(rule.value) for rules in POLICY.values() for rule in rules.values()) + 2
     click.echo("action".ljust(width) + "".join(role.ljust(column) for role in roles).rstrip())
     for action, rules in POLICY.items():
         cells = "".join(rules[role].value.ljust(column) for role in roles)
         click.echo(action.ljust(width) + cells.rstrip())
-    click.echo(f"\nYour own account (no role: {SELF_SERVICE_WHO}):")
+    click.echo(f"\nYour own account, one column: {SELF_SERVICE_WHO}.")
     for action, rule in SELF_SERVICE.items():
         click.echo(f"  {action.ljust(width)}{rule.value}")
     click.echo("\nWhatever the role, an invoice action starts only from these states:")
