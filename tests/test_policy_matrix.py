@@ -453,3 +453,18 @@ def test_an_account_action_through_a_token_is_refused_as_out_of_scope(
         assert decision.rule == "token scope"
         assert decision.missing == "a signed-in browser session"
         assert decision.details["api_reason"] == "insufficient_scope"
+
+
+def test_the_owner_acting_on_their_own_membership_is_told_it_is_themselves(
+    app_context: None,
+) -> None:
+    """The owner's role allows member.remove and member.change_role, so the refusal that
+    answers is "not yourself" (leaving is org.leave), not the one-owner rule behind it."""
+    home = organization(HOME, "free", False)
+    mine = Membership(organization_id=HOME, organization=home, user_id=ME, role=OWNER)
+    me = principal(OWNER, FRESH_PASSWORD)
+    for action, context in (("member.remove", {}), ("member.change_role", {"role": ADMIN})):
+        decision = can(me, action, mine, **context)
+        assert not decision.allowed
+        assert decision.rule == "not yourself"
+        assert decision.reason == "Nobody can remove or re-role themselves here"
