@@ -9,9 +9,12 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, or_
 
-from .authz.policy import INVOICE_STATES, POLICY
+from .authz.policy import INVOICE_STATES, POLICY, SELF_SERVICE
 from .db import get_db, utcnow
 from .models import Role, UserSession
+
+# Who the self-service table's one column is about.
+SELF_SERVICE_WHO = "the account holder, in a browser session, never through an API token"
 
 
 @click.command("policy")
@@ -22,12 +25,15 @@ def print_policy(markdown: bool) -> None:
     if markdown:
         click.echo(policy_markdown())
         return
-    width = max(len(action) for action in POLICY) + 2
+    width = max(len(action) for action in (*POLICY, *SELF_SERVICE)) + 2
     column = max(len(rule.value) for rules in POLICY.values() for rule in rules.values()) + 2
     click.echo("action".ljust(width) + "".join(role.ljust(column) for role in roles).rstrip())
     for action, rules in POLICY.items():
         cells = "".join(rules[role].value.ljust(column) for role in roles)
         click.echo(action.ljust(width) + cells.rstrip())
+    click.echo(f"\nYour own account, one column: {SELF_SERVICE_WHO}.")
+    for action, rule in SELF_SERVICE.items():
+        click.echo(f"  {action.ljust(width)}{rule.value}")
     click.echo("\nWhatever the role, an invoice action starts only from these states:")
     for action, states in INVOICE_STATES.items():
         click.echo(f"  {action.ljust(width)}{', '.join(sorted(states))}")
@@ -40,6 +46,8 @@ def policy_markdown() -> str:
     lines = ["| action | " + " | ".join(roles) + " |", "|---" * (len(roles) + 1) + "|"]
     for action, rules in POLICY.items():
         lines.append(f"| {action} | " + " | ".join(rules[role].value for role in roles) + " |")
+    lines += ["", f"| your own account | {SELF_SERVICE_WHO} |", "|---|---|"]
+    lines += [f"| {action} | {rule.value} |" for action, rule in SELF_SERVICE.items()]
     return "\n".join(lines)
 
 

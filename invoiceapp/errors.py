@@ -29,6 +29,8 @@ from .extensions import limiter, login_manager
 from .logs import init_logging, route_for_log
 from .stale_forms import EXPIRED, refilled_form_page, token_lifetime_in_words
 
+# The API's error codes (CONTRACT section 6): the one table. api/schemas.py and
+# api/openapi.py read it; nothing else spells them.
 API_CODES = {
     400: "bad_request",
     401: "unauthorized",

@@ -16,15 +16,18 @@ from urllib.parse import quote
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from test_api import bearer, make_token
+from test_passkeys import add_passkey
+from test_second_factor_guards import new_authenticator, step_up_with_passkey
 
 from invoiceapp.authz.policy import POLICY, Rule, can
 from invoiceapp.db import make_engine
-from invoiceapp.models import Invoice, Membership, Organization
+from invoiceapp.models import Invoice, Membership, Organization, PersonalAccessToken
 from invoiceapp.principal import Principal
 from seed import demo_invoice_id
-from support import invoice, signed_in_client, user
+from support import PASSWORD, invoice, signed_in_client, user
 
 PRINCIPALS: dict[str, str | None] = {
     "anonymous": None,
@@ -319,3 +322,69 @@ def test_nobody_signed_in_is_refused_everything(seeded: Session) -> None:
 def test_unknown_action_is_a_programming_error_not_a_silent_no(seeded: Session) -> None:
     with pytest.raises(KeyError):
         can(principal_for(seeded, ADA), "invoice.destroy", invoice(seeded, "inv_7"))
+
+
+# --- Beyond the role: a second factor, and tokens on account pages -----------------------
+
+
+def test_an_owner_with_a_passkey_transfers_ownership_only_after_proof_with_it(
+    app: Flask, db: Session
+) -> None:
+    """org.transfer_ownership is "elevated with the second factor when enrolled": a fresh
+    password is not enough once the owner has a passkey; a step-up with it is."""
+    device = new_authenticator(app)
+    add_passkey(signed_in_client(app, ADA), device)
+    ada = signed_in_client(app, ADA)  # a password sign-in: fresh, but no second factor
+    grace = str(user(db, GRACE).id)
+
+    asked = ada.post("/orgs/acme/transfer", data={"user_id": grace})
+
+    assert asked.status_code == 302
+    assert asked.headers["Location"] == "/reauthenticate?next=/orgs/acme/transfer&factor=second"
+    assert roles_in_acme(db) == {ADA: "owner", GRACE: "admin"}
+
+    step_up_with_passkey(ada, device, "/orgs/acme/transfer")
+    done = ada.post("/orgs/acme/transfer", data={"user_id": grace})
+
+    assert done.status_code == 303
+    assert roles_in_acme(db) == {ADA: "admin", GRACE: "owner"}
+
+
+def roles_in_acme(db: Session) -> dict[str, str]:
+    db.expire_all()
+    acme = db.scalar(select(Organization).where(Organization.slug == "acme"))
+    assert acme is not None
+    return {
+        email: db.scalar(
+            select(Membership.role).where(
+                Membership.organization_id == acme.id, Membership.user_id == user(db, email).id
+            )
+        )
+        for email in (ADA, GRACE)
+    }
+
+
+def test_an_account_action_through_a_token_is_refused_and_changes_nothing(
+    app: Flask, db: Session
+) -> None:
+    """A token never reaches the account pages (authentication: 401, as anonymous), and
+    the policy would refuse it there anyway (test_policy_matrix.py: rule "token scope")."""
+    raw = make_token(app, ADA, "acme", "write")
+    before = db.scalar(select(func.count()).select_from(PersonalAccessToken))
+    client = app.test_client()
+
+    made = client.post(
+        "/account/tokens",
+        headers=bearer(raw),
+        data={"name": "planted", "organization": "acme", "scope": "write", "expires_days": "30"},
+    )
+    password = client.post(
+        "/account/password",
+        headers=bearer(raw),
+        data={"current_password": PASSWORD, "new_password": "x" * 20, "confirm_password": "x" * 20},
+    )
+
+    assert (made.status_code, password.status_code) == (401, 401)
+    assert made.headers["WWW-Authenticate"].startswith("Session ")
+    assert db.scalar(select(func.count()).select_from(PersonalAccessToken)) == before
+    assert client.post("/sign-in", data={"email": ADA, "password": PASSWORD}).status_code == 303

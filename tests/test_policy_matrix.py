@@ -1,17 +1,21 @@
 """Every combination the policy can be asked about, against CONTRACT section 7.
 
 role (owner, admin, member, none) × action × plan (free, pro) × flag (on, off) × the
-resource in the principal's organization or another one × elevated or not, and for
+resource in the principal's organization or another one × the credential (a fresh or stale
+session, proven by a password alone or with a second factor; a read or write API token) ×
+a second factor enrolled or not × the organization requiring two-factor or not, and for
 invoice actions × status (draft, sent, paid, void) × author (own, someone else's), and
-for membership actions × the target's role × self or someone else × the new role.
+for membership actions × the target's role × self or someone else × the new role. The
+account actions (self-service) are checked the same way at the end of this file.
 
 The expectation below is written from the contract's words, independently of
 invoiceapp.authz.policy: POLICY is only used to check that this file knows every action
 it has. can() is called with plain in-memory objects (no database, no request), and
-the elevation step is composed exactly as authorize() does it, so each case ends in one
-of three outcomes: allowed, reauth (302 to /reauthenticate) or denied (403).
+the elevation step is composed exactly as authorize() does it (with "a second factor is
+enrolled" as an input instead of a database query), so each case ends in one of three
+outcomes: allowed, reauth (302 to /reauthenticate) or denied (403).
 
-Pure Python, a few thousand cases in one test: well under a second.
+Pure Python, tens of thousands of cases in one test: a few seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import pytest
 from flask import Flask
 
 from invoiceapp.authn.sessions import is_fresh
-from invoiceapp.authz.policy import POLICY, can
+from invoiceapp.authz.policy import POLICY, SELF_SERVICE, Decision, can
 from invoiceapp.db import utcnow
 from invoiceapp.models import Invoice, Membership, Organization, User
 from invoiceapp.principal import Principal
@@ -37,7 +41,13 @@ ROLES: tuple[str | None, ...] = (OWNER, ADMIN, MEMBER, None)
 STATUSES = ("draft", "sent", "paid", "void")
 PLANS = ("free", "pro")
 FLAGS = (False, True)
-ELEVATION = ("fresh session", "stale session", "no session")
+# How the request was proven: a session (fresh or stale; password alone or with a second
+# factor), or a personal access token (no session at all, so never elevated).
+FRESH_PASSWORD, STALE_PASSWORD = "fresh password session", "stale password session"
+FRESH_TWO_FACTOR, STALE_TWO_FACTOR = "fresh two-factor session", "stale two-factor session"
+READ_TOKEN, WRITE_TOKEN = "read token", "write token"
+CREDENTIALS = (FRESH_PASSWORD, STALE_PASSWORD, FRESH_TWO_FACTOR, STALE_TWO_FACTOR,
+               READ_TOKEN, WRITE_TOKEN)  # fmt: skip
 ALLOWED, REAUTH, DENIED = "allowed", "reauth", "denied"
 
 # CONTRACT section 7, row by row, plus the three organization pages of section 5 that
@@ -83,9 +93,41 @@ class Case:
     target_role: str | None = None  # membership actions: the role of the member acted on
     target_is_self: bool | None = None
     new_role: str | None = None  # member.invite, member.change_role: the role given
+    credential: str = FRESH_PASSWORD
+    enrolled: bool = False  # the principal has a second factor (TOTP or a passkey)
+    requires_two_factor: bool = False  # the organization's rule
 
 
-def contract(case: Case) -> tuple[bool, bool]:
+@dataclass(frozen=True)
+class Expected:
+    allowed: bool
+    needs_fresh: bool = False  # a fresh proof (elevation)
+    needs_second_factor: bool = False  # ...that used the second factor, when one is enrolled
+
+
+# What a read token may do: the actions that change nothing ("read tokens only read").
+READING = frozenset({"invoice.read", "invoice.export", "org.read", "member.read",
+                     "org.billing.read", "audit.read"})  # fmt: skip
+
+
+def expected(case: Case) -> Expected:
+    """The role's answer, then what holds whatever the role: the organization's two-factor
+    rule (a 403 for a session not proven with a second factor, tokens included) and a read
+    token's scope (a 403 for anything that is not a read)."""
+    allowed, needs_fresh = role_answer(case)
+    if not allowed:
+        return Expected(False)
+    if case.requires_two_factor and case.credential not in (FRESH_TWO_FACTOR, STALE_TWO_FACTOR):
+        return Expected(False)
+    if case.credential == READ_TOKEN and case.action not in READING:
+        return Expected(False)
+    # Handing the organization to someone else is the most sensitive action there is: with
+    # a second factor enrolled, the fresh proof must have used it.
+    strong = case.action == "org.transfer_ownership"
+    return Expected(True, needs_fresh, strong)
+
+
+def role_answer(case: Case) -> tuple[bool, bool]:
     """(allowed, needs a fresh password) as CONTRACT section 7 reads."""
     role, action = case.role, case.action
     manager = role in (OWNER, ADMIN)
@@ -134,10 +176,27 @@ def contract(case: Case) -> tuple[bool, bool]:
     raise AssertionError(f"the contract has no row for {action}")
 
 
-def outcome(allowed: bool, needs_fresh: bool, elevated: bool) -> str:
-    if not allowed:
+def outcome(want: Expected, credential: str, enrolled: bool) -> str:
+    """What the request gets, from the expectation and how the request was proven."""
+    if not want.allowed:
         return DENIED
-    if needs_fresh and not elevated:
+    fresh = credential in (FRESH_PASSWORD, FRESH_TWO_FACTOR)  # a token is never fresh
+    if want.needs_fresh and not fresh:
+        return REAUTH
+    if want.needs_second_factor and enrolled and credential != FRESH_TWO_FACTOR:
+        return REAUTH
+    return ALLOWED
+
+
+def actual(who: Principal, decision: Decision, enrolled: bool) -> str:
+    """authorize(): a refusal is a 403; a yes that needs elevation asks for fresh proof,
+    with the second factor when the rule says so and one is enrolled."""
+    if not decision.allowed:
+        return DENIED
+    fresh = is_fresh(who.session)
+    if decision.requires_elevation and not fresh:
+        return REAUTH
+    if decision.requires_second_factor and enrolled and not (fresh and who.two_factor_proven):
         return REAUTH
     return ALLOWED
 
@@ -148,28 +207,35 @@ ME, SOMEONE_ELSE = 10, 11
 HOME, ELSEWHERE = 1, 2
 
 
-def organization(organization_id: int, plan: str, flag: bool) -> Organization:
+def organization(
+    organization_id: int, plan: str, flag: bool, requires_two_factor: bool = False
+) -> Organization:
     return Organization(
         id=organization_id,
         slug=f"org{organization_id}",
         name=f"Org {organization_id}",
         plan=plan,
         invoice_duplication_enabled=flag,
+        requires_two_factor=requires_two_factor,
     )
 
 
-def principal(role: str | None, session: Any) -> Principal:
-    # Verified: an unverified address has rules of its own (test_claims.py).
+def principal(role: str | None, credential: str, *, verified: bool = True) -> Principal:
+    # Verified unless asked: an unverified address has rules of its own (test_claims.py).
     me = User(id=ME, email="me@example.test", display_name="Me", password_hash="x",
-              email_verified_at=utcnow())  # fmt: skip
-    return Principal(user=me, session=session, roles={HOME: role} if role else {})
+              email_verified_at=utcnow() if verified else None)  # fmt: skip
+    roles = {HOME: role} if role else {}
+    if credential in (READ_TOKEN, WRITE_TOKEN):
+        scope = "read" if credential == READ_TOKEN else "write"
+        return Principal(user=me, session=None, roles=roles, token_scope=scope)
+    return Principal(user=me, session=fake_session(credential), roles=roles)
 
 
-def fake_session(kind: str) -> Any:
-    if kind == "no session":
-        return None
-    age = timedelta(seconds=5) if kind == "fresh session" else timedelta(days=1)
-    return SimpleNamespace(authenticated_at=utcnow() - age)
+def fake_session(credential: str) -> Any:
+    fresh = credential in (FRESH_PASSWORD, FRESH_TWO_FACTOR)
+    age = timedelta(seconds=5) if fresh else timedelta(days=1)
+    proof = "password+totp" if credential in (FRESH_TWO_FACTOR, STALE_TWO_FACTOR) else "password"
+    return SimpleNamespace(authenticated_at=utcnow() - age, proof=proof)
 
 
 def resources(
@@ -200,6 +266,7 @@ def resources(
         for (target_role, is_self), new_role in itertools.product(targets, new_roles):
             membership = Membership(
                 organization_id=org.id,
+                organization=org,
                 user_id=ME if is_self else SOMEONE_ELSE,
                 role=target_role,
             )
@@ -224,18 +291,26 @@ def app_context() -> Iterator[None]:
         yield
 
 
-def every_case() -> Iterator[tuple[Case, Principal, str, Any, dict[str, Any], bool]]:
+def every_case() -> Iterator[tuple[Case, Principal, Any, dict[str, Any], bool]]:
     actions = sorted(CONTRACT_ACTIONS)
-    for role, plan, flag, where, elevation in itertools.product(
-        ROLES, PLANS, FLAGS, ("same organization", "other organization"), ELEVATION
+    for role, plan, flag, where, credential, enrolled, two_factor in itertools.product(
+        ROLES,
+        PLANS,
+        FLAGS,
+        ("same organization", "other organization"),
+        CREDENTIALS,
+        (False, True),
+        (False, True),
     ):
-        org = organization(HOME if where == "same organization" else ELSEWHERE, plan, flag)
-        who = principal(role, fake_session(elevation))
+        org_id = HOME if where == "same organization" else ELSEWHERE
+        org = organization(org_id, plan, flag, two_factor)
+        who = principal(role, credential)
         role_there = role if org.id == HOME else None
         for action in actions:
             for resource, context, fields in resources(action, org, role):
-                case = Case(role_there, action, plan, flag, **fields)
-                yield case, who, elevation, resource, context, org.id == HOME
+                case = Case(role_there, action, plan, flag, **fields, credential=credential,
+                            enrolled=enrolled, requires_two_factor=two_factor)  # fmt: skip
+                yield case, who, resource, context, org.id == HOME
 
 
 # --- The tests ----------------------------------------------------------------------------------
@@ -250,22 +325,15 @@ def test_every_combination_matches_the_contract(app_context: None) -> None:
     seen_actions: set[str] = set()
     count = 0
     outcomes: dict[str, int] = {ALLOWED: 0, REAUTH: 0, DENIED: 0}
-    for case, who, elevation, resource, context, _home in every_case():
+    for case, who, resource, context, _home in every_case():
         count += 1
         seen_actions.add(case.action)
         decision = can(who, case.action, resource, **context)
-        # authorize(): a refusal is a 403; a yes that needs elevation asks for the password.
-        if not decision.allowed:
-            actual = DENIED
-        elif decision.requires_elevation and not is_fresh(who.session):
-            actual = REAUTH
-        else:
-            actual = ALLOWED
-        expected = outcome(*contract(case), elevated=elevation == "fresh session")
-        outcomes[actual] += 1
-        if actual != expected:
-            mismatches.append(f"{case} [{elevation}]: expected {expected}, got {actual} "
-                              f"({decision.reason})")  # fmt: skip
+        got = actual(who, decision, case.enrolled)
+        want = outcome(expected(case), case.credential, case.enrolled)
+        outcomes[got] += 1
+        if got != want:
+            mismatches.append(f"{case}: expected {want}, got {got} ({decision.reason})")
         # Whatever the answer, it explains itself.
         assert decision.action == case.action
         assert decision.reason
@@ -276,7 +344,7 @@ def test_every_combination_matches_the_contract(app_context: None) -> None:
         mismatches[:40]
     )
     assert seen_actions == CONTRACT_ACTIONS
-    assert count > 5_000
+    assert count > 60_000
     assert all(outcomes.values()), outcomes  # every outcome occurs: the matrix is not vacuous
 
 
@@ -285,12 +353,13 @@ def test_a_paid_or_void_invoice_is_never_deleted_and_the_refusal_names_the_rule(
 ) -> None:
     """The state row of the table, for every role and session: the way out is named."""
     refusals = 0
-    for case, who, _elevation, resource, context, home in every_case():
+    for case, who, resource, context, home in every_case():
         if case.action != "invoice.delete" or case.status not in ("paid", "void"):
             continue
         decision = can(who, case.action, resource, **context)
         assert not decision.allowed, case
-        if home and case.role in (OWNER, ADMIN):  # the role would allow it: the state decides
+        if home and case.role in (OWNER, ADMIN) and not case.requires_two_factor:
+            # the role would allow it: the state decides
             refusals += 1
             assert decision.rule == "invoice state"
             assert decision.reason.startswith("The invoice state rule:")
@@ -300,35 +369,101 @@ def test_a_paid_or_void_invoice_is_never_deleted_and_the_refusal_names_the_rule(
 
 
 def test_nobody_signed_in_is_refused_everything(app_context: None) -> None:
-    for case, _who, _elevation, resource, context, _home in every_case():
+    for case, _who, resource, context, _home in every_case():
         decision = can(None, case.action, resource, **context)
         assert not decision.allowed
         assert decision.missing == "a signed-in user"
 
 
-# --- The account rows: about a user, not an organization --------------------------------------
+# --- Self-service: one's own account, about a user, not an organization ----------------------
 
-# Each account action, and whether its fresh proof must use the second factor (when one is
-# set up). The email address and the password are recovery credentials (issue 15): whoever
-# changes them owns the account, so they ask for the second factor like the factors do.
+# Each account action: (needs a verified email, its fresh proof must use the second factor
+# when one is set up). The email address and the password are recovery credentials (issue
+# 15): whoever changes them owns the account, so they ask for the second factor like the
+# factors do. A new credential (a token, a factor) needs a verified address (issue 16).
 ACCOUNT_ACTIONS = {
-    "account.password.change": True,
-    "account.email.change": True,
-    "account.second_factor.change": True,
-    "account.two_factor.disable": True,
-    "account.two_factor.manage": False,
+    "account.password.change": (False, True),
+    "account.email.change": (False, True),
+    "account.second_factor.change": (True, True),
+    "account.two_factor.disable": (False, True),
+    "account.two_factor.manage": (True, False),
     # A token outlives the session: a password alone must not mint one (issue 15 review).
-    "account.tokens.create": True,
+    "account.tokens.create": (True, True),
 }
+ACCOUNTS = ("mine", "mine, unverified", "someone else's")
 
 
-def test_every_account_row_is_self_service_with_fresh_proof(app_context: None) -> None:
-    assert {action for action in POLICY if action.startswith("account.")} == set(ACCOUNT_ACTIONS)
-    for role, (action, strong) in itertools.product(ROLES, ACCOUNT_ACTIONS.items()):
-        me = principal(role, fake_session("fresh session"))
-        mine = can(me, action, me.user)
-        assert mine.allowed and mine.requires_elevation, action
-        assert mine.requires_second_factor is strong, action
-        someone_else = User(id=SOMEONE_ELSE, email="x@example.test", display_name="X")
-        theirs = can(me, action, someone_else)
-        assert not theirs.allowed and theirs.missing, action
+def account_expected(action: str, account: str, credential: str) -> Expected:
+    """Only the account holder, never through an API token, after fresh proof."""
+    needs_verified, strong = ACCOUNT_ACTIONS[action]
+    if account == "someone else's" or credential in (READ_TOKEN, WRITE_TOKEN):
+        return Expected(False)
+    if needs_verified and account == "mine, unverified":
+        return Expected(False)
+    return Expected(True, needs_fresh=True, needs_second_factor=strong)
+
+
+def test_this_file_knows_every_self_service_action() -> None:
+    assert set(SELF_SERVICE) == set(ACCOUNT_ACTIONS)
+    assert not set(SELF_SERVICE) & set(POLICY)  # one table per action
+
+
+def test_every_self_service_case_matches_the_contract(app_context: None) -> None:
+    """role × account action × whose account × credential × second factor enrolled."""
+    mismatches: list[str] = []
+    outcomes: dict[str, int] = {ALLOWED: 0, REAUTH: 0, DENIED: 0}
+    for role, action, account, credential, enrolled in itertools.product(
+        ROLES, ACCOUNT_ACTIONS, ACCOUNTS, CREDENTIALS, (False, True)
+    ):
+        me = principal(role, credential, verified=account != "mine, unverified")
+        target = me.user if account != "someone else's" else User(
+            id=SOMEONE_ELSE, email="x@example.test", display_name="X")  # fmt: skip
+        decision = can(me, action, target)
+        got = actual(me, decision, enrolled)
+        want = outcome(account_expected(action, account, credential), credential, enrolled)
+        outcomes[got] += 1
+        if got != want:
+            mismatches.append(f"{role} {action} on {account} account, {credential}, "
+                              f"enrolled={enrolled}: expected {want}, got {got}")  # fmt: skip
+        assert decision.action == action and decision.reason
+        if not decision.allowed:
+            assert decision.missing
+    assert not mismatches, "\n".join(mismatches[:40])
+    assert all(outcomes.values()), outcomes
+
+
+def test_another_users_account_is_refused_and_says_why(app_context: None) -> None:
+    me = principal(MEMBER, FRESH_TWO_FACTOR)
+    someone_else = User(id=SOMEONE_ELSE, email="x@example.test", display_name="X")
+    for action in ACCOUNT_ACTIONS:
+        decision = can(me, action, someone_else)
+        assert not decision.allowed
+        assert decision.reason == "Only the account holder may do this"
+        assert decision.missing == "being this user"
+
+
+def test_an_account_action_through_a_token_is_refused_as_out_of_scope(
+    app_context: None,
+) -> None:
+    for credential, action in itertools.product((READ_TOKEN, WRITE_TOKEN), ACCOUNT_ACTIONS):
+        me = principal(OWNER, credential)
+        decision = can(me, action, me.user)
+        assert not decision.allowed
+        assert decision.rule == "token scope"
+        assert decision.missing == "a signed-in browser session"
+        assert decision.details["api_reason"] == "insufficient_scope"
+
+
+def test_the_owner_acting_on_their_own_membership_is_told_it_is_themselves(
+    app_context: None,
+) -> None:
+    """The owner's role allows member.remove and member.change_role, so the refusal that
+    answers is "not yourself" (leaving is org.leave), not the one-owner rule behind it."""
+    home = organization(HOME, "free", False)
+    mine = Membership(organization_id=HOME, organization=home, user_id=ME, role=OWNER)
+    me = principal(OWNER, FRESH_PASSWORD)
+    for action, context in (("member.remove", {}), ("member.change_role", {"role": ADMIN})):
+        decision = can(me, action, mine, **context)
+        assert not decision.allowed
+        assert decision.rule == "not yourself"
+        assert decision.reason == "Nobody can remove or re-role themselves here"

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Response, current_app, jsonify, send_from_directory
 from pydantic import BaseModel
 
+from ..errors import API_CODES
 from .blueprint import bp
 from .registry import OPERATIONS, Operation
 from .schemas import PUBLIC_ID_PATTERN, SLUG_PATTERN, ErrorBody
@@ -31,27 +32,35 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 }
 
 # What each status means in this API; every operation lists the ones it can answer.
-ERROR_DESCRIPTIONS = {
-    400: "bad_request: malformed JSON (reason malformed_json), a malformed Idempotency-Key, "
-    "or for cookie requests no CSRF token in X-CSRFToken (reason csrf).",
-    401: "unauthorized: no valid session or token (WWW-Authenticate: Bearer, with "
+ERROR_DETAILS = {
+    400: "malformed JSON (reason malformed_json), a malformed Idempotency-Key, or for cookie "
+    "requests no CSRF token in X-CSRFToken (reason csrf).",
+    401: "no valid session or token (WWW-Authenticate: Bearer, with "
     'error="invalid_token" for a refused token), or reason reauthentication_required.',
-    403: "forbidden: the policy said no; the message names the action and what was missing. "
+    403: "the policy said no; the message names the action and what was missing. "
     "reason insufficient_scope (a read token) or two_factor_required.",
-    404: "not_found: missing, or not in an organization this request reaches (the same body).",
-    405: "method_not_allowed.",
-    409: "conflict: without If-Match (or with *), the invoice changed between this "
+    404: "missing, or not in an organization this request reaches (the same body).",
+    405: "",  # the code says it all
+    409: "without If-Match (or with *), the invoice changed between this "
     "request's read and its write; or, creating, someone else already used the "
     "Idempotency-Key. Nothing was changed.",
-    412: "precondition_failed: If-Match names a version that is no longer current.",
-    413: "too_large: the body exceeds MAX_CONTENT_LENGTH.",
-    415: "unsupported_media_type: the body is not application/json.",
-    422: "validation: fields lists the messages for each field (a cursor we did not make: "
+    412: "If-Match names a version that is no longer current.",
+    413: "the body exceeds MAX_CONTENT_LENGTH.",
+    415: "the body is not application/json.",
+    422: "fields lists the messages for each field (a cursor we did not make: "
     "reason invalid_cursor); nothing was changed.",
-    429: "rate_limited: wait Retry-After seconds.",
-    500: "internal: a bug on our side; nothing is revealed.",
-    503: "unavailable: the database is busy or unreachable; retry after Retry-After.",
+    429: "wait Retry-After seconds.",
+    500: "a bug on our side; nothing is revealed.",
+    503: "the database is busy or unreachable; retry after Retry-After.",
 }
+
+
+def error_description(status: int) -> str:
+    """ "conflict: …": the code from the one table (invoiceapp.errors), then what it means here."""
+    detail = ERROR_DETAILS[status]
+    return f"{API_CODES[status]}: {detail}" if detail else f"{API_CODES[status]}."
+
+
 # Answers any operation can give.
 SHARED_ERRORS = (405, 429, 500, 503)
 HEADERS = {
@@ -210,7 +219,7 @@ def _responses(operation: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     error = _ref(ErrorBody, schemas, "serialization")
     for status in sorted(set(_error_statuses(operation))):
         response: dict[str, Any] = {
-            "description": ERROR_DESCRIPTIONS[status],
+            "description": error_description(status),
             "content": {"application/json": {"schema": error}},
         }
         if status in ERROR_HEADERS:

@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from ..errors import API_CODES
 from ..models import CURRENCIES, InvoiceStatus, Role, TokenScope
 from ..money import AmountError, parse_amount
 from ..text import visible_text_problem
@@ -278,21 +279,7 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
-ERROR_CODES = (
-    "bad_request",
-    "unauthorized",
-    "forbidden",
-    "not_found",
-    "method_not_allowed",
-    "conflict",
-    "precondition_failed",
-    "too_large",
-    "unsupported_media_type",
-    "validation",
-    "rate_limited",
-    "internal",
-    "unavailable",
-)
+ERROR_CODES = tuple(API_CODES.values())  # every code an error body may carry
 
 
 class ErrorDetail(BaseModel):

@@ -16,16 +16,13 @@ from ..audit import DENIED, record_audit
 from ..authn.second_factor import has_second_factor
 from ..authn.sessions import is_fresh
 from ..models import Invoice, Membership, Organization
-from ..principal import current_principal
-from .policy import Decision, can
+from ..principal import Principal, current_principal
+from .policy import Decision, can, organization_of
 
 
 def organization_id_of(resource: object) -> int | None:
-    if isinstance(resource, Organization):
-        return resource.id
-    if isinstance(resource, Invoice | Membership):
-        return resource.organization_id
-    return None
+    organization = organization_of(resource)
+    return organization.id if organization is not None else None
 
 
 def resource_label(resource: object) -> str | None:
@@ -84,21 +81,33 @@ def authorize(action: str, resource: object, **context: Any) -> Decision:
             reason=decision.reason,
         )
         raise PermissionDenied(decision)
-    if decision.requires_elevation:
-        principal = current_principal()
-        if principal is None:  # pragma: no cover - can() refuses nobody signed in
-            raise ReauthenticationRequired(request.path)
-        fresh = is_fresh(principal.session)
-        # The fresh proof must include the second factor, when there is one. Asked for up
-        # front, so that a password is not taken first only to ask again.
-        needs_second = (
-            decision.requires_second_factor
-            and not (fresh and principal.two_factor_proven)
-            and has_second_factor(principal.user)
-        )
-        if needs_second or not fresh:
-            raise ReauthenticationRequired(request.path, second_factor=needs_second)
+    principal = current_principal()
+    step_up = step_up_needed(principal, decision) if principal is not None else None
+    if step_up is not None:
+        raise ReauthenticationRequired(request.path, second_factor=step_up == SECOND_FACTOR)
     return decision
+
+
+PASSWORD, SECOND_FACTOR = "password", "second factor"
+
+
+def step_up_needed(principal: Principal, decision: Decision) -> str | None:
+    """The elevation gate, after an allow: None when this session's proof will do, else what
+    to ask for ("password", or "second factor" when the rule wants it and one is set up).
+
+    The second factor is asked for up front, so that a password is not taken first only to
+    ask again. authorize() raises on it; the demo's trace predicts with it.
+    """
+    if not decision.requires_elevation:
+        return None
+    fresh = is_fresh(principal.session)
+    if (
+        decision.requires_second_factor
+        and not (fresh and principal.two_factor_proven)
+        and has_second_factor(principal.user)
+    ):
+        return SECOND_FACTOR
+    return None if fresh else PASSWORD
 
 
 def can_in_template(action: str, resource: object, **context: Any) -> Decision:

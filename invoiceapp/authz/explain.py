@@ -19,12 +19,12 @@ from typing import Any
 
 from flask import current_app, g, request
 
-from ..authn.second_factor import has_second_factor
 from ..authn.sessions import is_fresh
 from ..db import utcnow
 from ..models import Invoice, Membership, Organization, User, UserSession
 from ..principal import Principal, current_principal
-from .policy import Decision, can
+from .enforce import step_up_needed
+from .policy import PER_RESOURCE_RULES, POLICY, SELF_SERVICE, Decision, can, organization_of
 
 # What a request would get, in the words the panels use.
 STATUS_TEXT = {
@@ -77,7 +77,7 @@ def explain(action: str, resource: object, **context: Any) -> Trace:
     """The trace of ``can(current principal, action, resource)`` for this request."""
     principal = current_principal()
     decision = can(principal, action, resource, **context)
-    organization = _organization_of(resource)
+    organization = organization_of(resource)
     auth_session = principal.session if principal is not None else None
     role = (
         principal.role_in(organization.id)
@@ -123,24 +123,10 @@ def _status(
         return "404"  # scope answers before the policy is asked
     if not decision.allowed:
         return "403"
-    # The same two checks authorize() makes after an allow (invoiceapp.authz.enforce).
-    if decision.requires_elevation and not is_fresh(principal.session):
-        return "re-authenticate"
-    if (
-        decision.requires_second_factor
-        and not principal.two_factor_proven
-        and has_second_factor(principal.user)
-    ):
+    # The same step authorize() takes after an allow (invoiceapp.authz.enforce).
+    if step_up_needed(principal, decision) is not None:
         return "re-authenticate"
     return "200"
-
-
-def _organization_of(resource: object) -> Organization | None:
-    if isinstance(resource, Organization):
-        return resource
-    if isinstance(resource, Invoice | Membership):
-        return resource.organization
-    return None
 
 
 def _label(resource: object) -> str:
@@ -176,6 +162,35 @@ def elevation_seconds_left(auth_session: UserSession | None) -> int:
     fresh_for = timedelta(seconds=current_app.config["FRESH_AGE_SECONDS"])
     left = fresh_for - (utcnow() - auth_session.authenticated_at)
     return max(1, math.ceil(left.total_seconds()))
+
+
+@dataclass(frozen=True)
+class Capability:
+    """One row of "what your role allows here": the policy's answer and its reason."""
+
+    action: str
+    allowed: bool | None  # None: the answer depends on which invoice or member
+    reason: str
+    needs_fresh_password: bool = False
+
+
+def capabilities(principal: Principal, organization: Organization) -> list[Capability]:
+    """Every action of both tables, answered by can() for this organization where the
+    answer does not depend on one invoice, one member or one's own account."""
+    role = principal.role_in(organization.id)
+    rows = []
+    for action, rules in POLICY.items():
+        rule = rules.get(role or "")
+        if rule in PER_RESOURCE_RULES:
+            rows.append(Capability(action, None, f"Depends on which one: {rule.value}"))
+            continue
+        decision = can(principal, action, organization)
+        rows.append(
+            Capability(action, decision.allowed, decision.reason, decision.requires_elevation)
+        )
+    for action, self_rule in SELF_SERVICE.items():
+        rows.append(Capability(action, None, f"Depends on your own account: {self_rule.value}"))
+    return rows
 
 
 # ---------------------------------------------------------------------------

@@ -8,6 +8,7 @@ every rule starts from the principal's role in the resource's organization.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +30,17 @@ class Rule(enum.StrEnum):
     NO = "no"
     OWN_DRAFTS = "own drafts only"
     PRO_PLAN = "plan pro only"
-    NOT_AS_OWNER = "yes, never as owner"
     MEMBERS_ONLY = "members only"
     ELEVATED = "yes, elevated"
     # The most sensitive actions: fresh proof that used the second factor, when enrolled.
     ELEVATED_STRONG = "yes, elevated with the second factor when enrolled"
+    # Self-service (the SELF_SERVICE table below): the account holder, in a browser session.
     SELF_ELEVATED = "self, elevated"
-    SELF_ELEVATED_STRONG = "self, elevated with the second factor"
+    SELF_ELEVATED_STRONG = "self, elevated with the second factor when enrolled"
+    SELF_VERIFIED_ELEVATED = "self, verified email, elevated"
+    SELF_VERIFIED_ELEVATED_STRONG = (
+        "self, verified email, elevated with the second factor when enrolled"
+    )
     FLAG_ON = "yes, when the organization's flag is on"
     TRANSFER_FIRST = "no, transfer ownership first"
 
@@ -58,36 +63,55 @@ POLICY: dict[str, dict[str, Rule]] = {
     "org.leave":                {OWNER: R.TRANSFER_FIRST, ADMIN: R.YES, MEMBER: R.YES},
     "org.settings.update":      {OWNER: R.YES,      ADMIN: R.NO,      MEMBER: R.NO},
     "member.read":              {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.YES},
-    "member.invite":            {OWNER: R.YES,      ADMIN: R.NOT_AS_OWNER, MEMBER: R.NO},
+    "member.invite":            {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     "member.remove":            {OWNER: R.YES,      ADMIN: R.MEMBERS_ONLY, MEMBER: R.NO},
     "member.change_role":       {OWNER: R.YES,      ADMIN: R.MEMBERS_ONLY, MEMBER: R.NO},
     "org.billing.read":         {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     "org.billing.update":       {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
     "org.transfer_ownership":   {OWNER: R.ELEVATED_STRONG, ADMIN: R.NO, MEMBER: R.NO},
     "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+}  # fmt: skip
+
+# One's own account: no organization, so no role column. Each cell is exactly what can()
+# enforces: the account holder only (never someone else's account, never through an API
+# token), with fresh proof, and where it says so a verified email and the second factor.
+SELF_SERVICE: dict[str, Rule] = {
     # The password and the email address are recovery credentials: whoever changes them
     # owns the account. With a second factor enrolled, a stolen session (or a password
     # sign-in) plus the password must not be enough, so both ask for the second factor.
-    "account.password.change":  {OWNER: R.SELF_ELEVATED_STRONG, ADMIN: R.SELF_ELEVATED_STRONG,
-                                 MEMBER: R.SELF_ELEVATED_STRONG},
-    "account.email.change":     {OWNER: R.SELF_ELEVATED_STRONG, ADMIN: R.SELF_ELEVATED_STRONG,
-                                 MEMBER: R.SELF_ELEVATED_STRONG},
-    "account.two_factor.manage": {OWNER: R.SELF_ELEVATED, ADMIN: R.SELF_ELEVATED,
-                                  MEMBER: R.SELF_ELEVATED},
+    "account.password.change":      R.SELF_ELEVATED_STRONG,
+    "account.email.change":         R.SELF_ELEVATED_STRONG,
+    # New credentials need a verified address: an account that never proved its address
+    # may be a squatter's, and the mailbox owner's claim (invoiceapp.authn.claims) must
+    # find nothing of theirs that could still sign in afterwards, or was made in their name.
+    "account.two_factor.manage":    R.SELF_VERIFIED_ELEVATED,
     # A token is a new credential that outlives sessions: made only with fresh proof, and
     # with the second factor once one is set up (else a password alone mints lasting access).
-    "account.tokens.create":    {OWNER: R.SELF_ELEVATED_STRONG, ADMIN: R.SELF_ELEVATED_STRONG,
-                                 MEMBER: R.SELF_ELEVATED_STRONG},
+    "account.tokens.create":        R.SELF_VERIFIED_ELEVATED_STRONG,
     # Adding a passkey, new recovery codes, removing a passkey, a TOTP app beside a passkey:
     # with a second factor enrolled, a stolen session plus a phished password must not be
     # able to plant one of their own (or mint codes that count as one).
-    "account.second_factor.change": {OWNER: R.SELF_ELEVATED_STRONG,
-                                     ADMIN: R.SELF_ELEVATED_STRONG,
-                                     MEMBER: R.SELF_ELEVATED_STRONG},
-    "account.two_factor.disable": {OWNER: R.SELF_ELEVATED_STRONG,
-                                   ADMIN: R.SELF_ELEVATED_STRONG,
-                                   MEMBER: R.SELF_ELEVATED_STRONG},
+    "account.second_factor.change": R.SELF_VERIFIED_ELEVATED_STRONG,
+    "account.two_factor.disable":   R.SELF_ELEVATED_STRONG,
 }  # fmt: skip
+
+# What each self-service rule asks for besides fresh proof: (a verified email, the second
+# factor when one is enrolled). The only place those cells are interpreted.
+_SELF_RULE_NEEDS: dict[Rule, tuple[bool, bool]] = {
+    Rule.SELF_ELEVATED: (False, False),
+    Rule.SELF_ELEVATED_STRONG: (False, True),
+    Rule.SELF_VERIFIED_ELEVATED: (True, False),
+    Rule.SELF_VERIFIED_ELEVATED_STRONG: (True, True),
+}
+
+# Self-service actions that make a new credential, which an unverified address may not:
+# read off the table's cells, not listed a second time.
+NEEDS_VERIFIED_EMAIL = frozenset(
+    action for action, rule in SELF_SERVICE.items() if _SELF_RULE_NEEDS[rule][0]
+)
+
+# Rules whose answer needs one particular invoice or member, not just the organization.
+PER_RESOURCE_RULES = frozenset({Rule.OWN_DRAFTS, Rule.MEMBERS_ONLY})
 
 # What a personal access token with the "read" scope may do. Everything else needs
 # "write" — and the user's role as well: a scope narrows a role, never widens it.
@@ -134,29 +158,28 @@ def roles_granted(action: str) -> list[str]:
     return [role for role, rule in POLICY[action].items() if rule is not Rule.NO]
 
 
-def _organization_of(resource: object) -> Organization | int | None:
+def organization_of(resource: object) -> Organization | None:
+    """The organization a resource belongs to; None for one's own account. The one place
+    that knows: the role, the plan, the flags and the two-factor rule are all read off it."""
     if isinstance(resource, Organization):
         return resource
-    if isinstance(resource, Invoice):
-        return resource.organization_id
-    if isinstance(resource, Membership):
-        return resource.organization_id
+    if isinstance(resource, Invoice | Membership):
+        return resource.organization
     return None
 
 
 def can(principal: Principal | None, action: str, resource: object, **context: Any) -> Decision:
     """May ``principal`` do ``action`` to ``resource``? Evaluated fresh on every call."""
-    if action not in POLICY:
+    if action not in POLICY and action not in SELF_SERVICE:
         raise KeyError(f"unknown action {action!r}; the policy table is in {__name__}")
     if principal is None:
         return Decision(False, action, "Nobody is signed in", missing="a signed-in user")
 
-    if action.startswith("account."):
+    if action in SELF_SERVICE:
         return _narrowed(principal, _self_service(principal, action, resource))
 
-    organization = _organization_of(resource)
-    organization_id = organization.id if isinstance(organization, Organization) else organization
-    role = principal.role_in(organization_id) if organization_id is not None else None
+    organization = organization_of(resource)
+    role = principal.role_in(organization.id) if organization is not None else None
     needed = " or ".join(roles_granted(action))
     if role is None:
         return Decision(
@@ -164,7 +187,7 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
         )
 
     rule = POLICY[action][role]
-    decision = _role_rule(principal, action, resource, role, rule, needed, context)
+    decision = _ROLE_RULES[rule](_Question(principal, action, resource, role, rule, needed))
     if decision.allowed:
         decision = _invariants(principal, action, resource, role, decision, context)
     if decision.allowed:
@@ -178,7 +201,7 @@ TWO_FACTOR_RULE = "organization requires two-factor"
 
 def _two_factor_rule(principal: Principal, resource: object, decision: Decision) -> Decision:
     """An organization that requires two-factor refuses sessions proven by password alone."""
-    organization = _resource_organization(resource)
+    organization = organization_of(resource)
     if organization is None or not organization.requires_two_factor:
         return decision
     if principal.two_factor_proven:
@@ -217,82 +240,114 @@ def _a(word: str) -> str:
     return ("an " if word[:1] in "aeiou" else "a ") + word
 
 
-def _role_rule(
-    principal: Principal,
-    action: str,
-    resource: object,
-    role: str,
-    rule: Rule,
-    needed: str,
-    context: dict[str, Any],
-) -> Decision:
-    """The table's answer for this role, with the resource's plan, flag and author."""
+@dataclass(frozen=True)
+class _Question:
+    """One call of can(), as a role rule sees it."""
 
-    def allow(reason: str, **extra: Any) -> Decision:
-        return Decision(True, action, reason, role=role, rule=rule.value, **extra)
+    principal: Principal
+    action: str
+    resource: object
+    role: str
+    rule: Rule
+    needed: str  # the roles the table grants the action to, in words
 
-    def deny(reason: str, missing: str) -> Decision:
-        return Decision(False, action, reason, role=role, missing=missing, rule=rule.value)
+    def allow(self, reason: str, **extra: Any) -> Decision:
+        return Decision(True, self.action, reason, role=self.role, rule=self.rule.value, **extra)
 
-    if rule is Rule.YES:
-        return allow(f"The {role} role includes {action}")
-    if rule is Rule.ELEVATED:
-        return allow(
-            f"The {role} role includes {action} after a fresh password check",
-            requires_elevation=True,
+    def deny(self, reason: str, missing: str) -> Decision:
+        return Decision(False, self.action, reason, role=self.role, missing=missing,
+                        rule=self.rule.value)  # fmt: skip
+
+    @property
+    def someone(self) -> str:
+        """ "An admin", "A member": the role as the subject of a sentence."""
+        return _a(self.role).capitalize()
+
+
+def _yes(q: _Question) -> Decision:
+    return q.allow(f"The {q.role} role includes {q.action}")
+
+
+def _elevated(q: _Question) -> Decision:
+    return q.allow(
+        f"The {q.role} role includes {q.action} after a fresh password check",
+        requires_elevation=True,
+    )
+
+
+def _elevated_strong(q: _Question) -> Decision:
+    return q.allow(
+        f"The {q.role} role includes {q.action} after a fresh check that uses the second "
+        "factor, when one is set up",
+        requires_elevation=True,
+        requires_second_factor=True,
+    )
+
+
+def _no(q: _Question) -> Decision:
+    return q.deny(f"The {q.role} role does not include {q.action}", f"the {q.needed} role")
+
+
+def _transfer_first(q: _Question) -> Decision:
+    return q.deny(
+        "The owner cannot leave; transfer ownership to another member first", "another owner"
+    )
+
+
+def _own_drafts(q: _Question) -> Decision:
+    invoice = q.resource
+    if not isinstance(invoice, Invoice):
+        return q.deny(f"For {_a(q.role)} this depends on the invoice", "a specific invoice")
+    if invoice.created_by_id != q.principal.user.id:
+        return q.deny(
+            f"{q.someone} may only {_verb(q.action)} invoices they created",
+            "authorship of this draft, or the owner or admin role",
         )
-    if rule is Rule.ELEVATED_STRONG:
-        return allow(
-            f"The {role} role includes {action} after a fresh check that uses the second "
-            "factor, when one is set up",
-            requires_elevation=True,
-            requires_second_factor=True,
+    if invoice.status != InvoiceStatus.DRAFT:
+        return q.deny(f"{q.someone} may only {_verb(q.action)} drafts", "the owner or admin role")
+    return q.allow(f"Members may {_verb(q.action)} their own drafts")
+
+
+def _pro_plan(q: _Question) -> Decision:
+    organization = organization_of(q.resource)
+    if organization is None or organization.plan != Plan.PRO:
+        return q.deny(f"Exporting ({q.action}) is part of the pro plan", "the pro plan")
+    return q.allow(f"The pro plan includes {q.action} for {_a(q.role)}")
+
+
+def _flag_on(q: _Question) -> Decision:
+    organization = organization_of(q.resource)
+    if organization is None or not organization.invoice_duplication_enabled:
+        return q.deny(
+            "The organization's flag “invoice duplication” is off",
+            "the invoice duplication flag switched on by the owner",
         )
-    if rule is Rule.NO:
-        return deny(f"The {role} role does not include {action}", f"the {needed} role")
-    if rule is Rule.TRANSFER_FIRST:
-        return deny(
-            "The owner cannot leave; transfer ownership to another member first",
-            "another owner",
-        )
-    if rule is Rule.OWN_DRAFTS:
-        if not isinstance(resource, Invoice):
-            return deny(f"For {_a(role)} this depends on the invoice", "a specific invoice")
-        if resource.created_by_id != principal.user.id:
-            return deny(
-                f"{_a(role).capitalize()} may only {_verb(action)} invoices they created",
-                "authorship of this draft, or the owner or admin role",
-            )
-        if resource.status != InvoiceStatus.DRAFT:
-            return deny(
-                f"{_a(role).capitalize()} may only {_verb(action)} drafts",
-                "the owner or admin role",
-            )
-        return allow(f"Members may {_verb(action)} their own drafts")
-    if rule is Rule.PRO_PLAN:
-        organization = _resource_organization(resource)
-        if organization is None or organization.plan != Plan.PRO:
-            return deny(f"Exporting ({action}) is part of the pro plan", "the pro plan")
-        return allow(f"The pro plan includes {action} for {_a(role)}")
-    if rule is Rule.FLAG_ON:
-        organization = _resource_organization(resource)
-        if organization is None or not organization.invoice_duplication_enabled:
-            return deny(
-                "The organization's flag “invoice duplication” is off",
-                "the invoice duplication flag switched on by the owner",
-            )
-        return allow(f"The invoice duplication flag is on, and {_a(role)} may create invoices")
-    if rule is Rule.NOT_AS_OWNER:
-        if context.get("role") == OWNER:
-            return deny(f"{_a(role).capitalize()} may not make someone an owner", "the owner role")
-        return allow(f"{_a(role).capitalize()} may invite members and admins")
-    if rule is Rule.MEMBERS_ONLY:
-        if not isinstance(resource, Membership):
-            return deny(f"For {_a(role)} this depends on the member", "a specific member")
-        if resource.role != MEMBER or context.get("role") == OWNER:
-            return deny(f"{_a(role).capitalize()} may only manage plain members", "the owner role")
-        return allow(f"{_a(role).capitalize()} may manage plain members")
-    raise AssertionError(f"rule {rule} has no evaluation")  # pragma: no cover
+    return q.allow(f"The invoice duplication flag is on, and {_a(q.role)} may create invoices")
+
+
+def _members_only(q: _Question) -> Decision:
+    # Whom nobody may make an owner is an invariant (_invariants), not this rule's business.
+    if not isinstance(q.resource, Membership):
+        return q.deny(f"For {_a(q.role)} this depends on the member", "a specific member")
+    if q.resource.role != MEMBER:
+        return q.deny(f"{q.someone} may only manage plain members", "the owner role")
+    return q.allow(f"{q.someone} may manage plain members")
+
+
+# Each rule of the role table, and the function that answers it. A rule without an entry
+# here fails at import (below), not at the first request that meets it.
+_ROLE_RULES: dict[Rule, Callable[[_Question], Decision]] = {
+    Rule.YES: _yes,
+    Rule.NO: _no,
+    Rule.ELEVATED: _elevated,
+    Rule.ELEVATED_STRONG: _elevated_strong,
+    Rule.TRANSFER_FIRST: _transfer_first,
+    Rule.OWN_DRAFTS: _own_drafts,
+    Rule.PRO_PLAN: _pro_plan,
+    Rule.FLAG_ON: _flag_on,
+    Rule.MEMBERS_ONLY: _members_only,
+}
+assert {rule for rules in POLICY.values() for rule in rules.values()} <= set(_ROLE_RULES)
 
 
 def _invariants(
@@ -362,28 +417,15 @@ def _past(action: str) -> str:
     return _PAST.get(action, action)
 
 
-def _resource_organization(resource: object) -> Organization | None:
-    if isinstance(resource, Organization):
-        return resource
-    if isinstance(resource, Invoice | Membership):
-        return resource.organization
-    return None
-
-
-# New credentials need a verified address: an account that never proved its address may
-# be a squatter's, and the mailbox owner's claim (invoiceapp.authn.claims) must find
-# nothing of theirs that could still sign in afterwards, or that was made in their name.
-NEEDS_VERIFIED_EMAIL = frozenset(
-    {"account.two_factor.manage", "account.second_factor.change", "account.tokens.create"}
-)
-
-
 def _self_service(principal: Principal, action: str, resource: object) -> Decision:
+    """The SELF_SERVICE cell for ``action``, enforced as written."""
+    rule = SELF_SERVICE[action]
+    verified_email, second_factor = _SELF_RULE_NEEDS[rule]
     if not (isinstance(resource, User) and resource.id == principal.user.id):
         return Decision(
             False, action, "Only the account holder may do this", missing="being this user"
         )
-    if action in NEEDS_VERIFIED_EMAIL and not principal.user.email_verified:
+    if verified_email and not principal.user.email_verified:
         return Decision(
             False, action, "Verify your email address first",
             missing="a verified email address", rule="verified email",
@@ -394,13 +436,12 @@ def _self_service(principal: Principal, action: str, resource: object) -> Decisi
             missing="a signed-in browser session", rule="token scope",
             details={"api_reason": "insufficient_scope"},
         )  # fmt: skip
-    strong = POLICY[action][OWNER] is Rule.SELF_ELEVATED_STRONG
     return Decision(
         True,
         action,
         "People may change their own account after a fresh check"
-        + (" that uses their second factor" if strong else ""),
-        rule=POLICY[action][OWNER].value,
+        + (" that uses their second factor" if second_factor else ""),
+        rule=rule.value,
         requires_elevation=True,
-        requires_second_factor=strong,
+        requires_second_factor=second_factor,
     )

@@ -13,7 +13,6 @@ no organizations: they travel in a readable cookie.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request
@@ -30,7 +29,7 @@ from ..authn.gate import login_required
 from ..authn.redirects import safe_next
 from ..authn.second_factor import has_second_factor
 from ..authz.enforce import ReauthenticationRequired, authorize
-from ..authz.policy import POLICY, Rule, can
+from ..authz.explain import capabilities
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
 from ..forms import Form, no_control_characters, strip
@@ -64,7 +63,7 @@ from ..organizations import (
     transfer_ownership,
 )
 from ..path_ids import path_id_or_404
-from ..principal import Principal, require_principal
+from ..principal import require_principal
 
 bp = Blueprint("orgs", __name__, url_prefix="/orgs")
 
@@ -306,38 +305,6 @@ def create() -> ResponseReturnValue:
 # ---------------------------------------------------------------------------
 # One organization: overview, settings, leaving
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Capability:
-    """One row of "what your role allows here": the policy's answer and its reason."""
-
-    action: str
-    allowed: bool | None  # None: the answer depends on which invoice or member
-    reason: str
-    needs_fresh_password: bool = False
-
-
-# Rules that need a particular invoice or membership to answer.
-_SELF_RULES = {Rule.SELF_ELEVATED, Rule.SELF_ELEVATED_STRONG}
-_PER_RESOURCE_RULES = {Rule.OWN_DRAFTS, Rule.MEMBERS_ONLY, *_SELF_RULES}
-
-
-def capabilities(principal: Principal, organization: Organization) -> list[Capability]:
-    """Every action in the policy table, answered by can() for this organization."""
-    role = principal.role_in(organization.id)
-    rows = []
-    for action, rules in POLICY.items():
-        rule = rules.get(role or "")
-        if rule in _PER_RESOURCE_RULES:
-            what = "your own account" if rule in _SELF_RULES else "which one"
-            rows.append(Capability(action, None, f"Depends on {what}: {rule.value}"))
-            continue
-        decision = can(principal, action, organization)
-        rows.append(
-            Capability(action, decision.allowed, decision.reason, decision.requires_elevation)
-        )
-    return rows
 
 
 @bp.get("/<slug>")
