@@ -38,7 +38,7 @@ from ...authn.tokens import claim_token, issue_token, revoke_tokens
 from ...authz.enforce import authorize
 from ...db import get_db, utcnow
 from ...devices import describe_user_agent
-from ...extensions import limiter, outage_safe_key
+from ...extensions import failures_limit, outage_safe_key
 from ...forms import Form
 from ...mail import absolute_url, send_mail
 from ...models import SecurityEvent, TokenPurpose, User, UserSession
@@ -384,6 +384,7 @@ def _requesting_account() -> str:
 
 
 def _request_accepted(response: object) -> bool:
+    """An accepted request may have sent a mail: it keeps its place in the count."""
     return getattr(response, "status_code", None) == 303
 
 
@@ -400,7 +401,12 @@ def email_form() -> ResponseReturnValue:
 
 @bp.post("/email")
 @login_required
-@limiter.limit(_email_change_limit, key_func=_requesting_account, deduct_when=_request_accepted)
+# Every request takes its place in the count before the view runs (one atomic increment)
+# and gives it back unless it was accepted: Flask-Limiter's own deduct_when checks first
+# and counts after, so a burst of parallel requests all passed (the second review).
+@failures_limit(
+    _email_change_limit, name="email-change", failed=_request_accepted, key_func=_requesting_account
+)
 def request_email_change() -> ResponseReturnValue:
     # Self, elevated, with the second factor when enrolled (see email_form).
     authorize("account.email.change", require_principal().user)
