@@ -16,7 +16,8 @@ from sqlalchemy import select
 
 from invoiceapp.db import Base
 from invoiceapp.mail import read_outbox
-from support import signed_in_client
+from invoiceapp.models import User
+from support import csrf_token_from, signed_in_client
 
 BASE = "http://127.0.0.1:5000"
 STRONG = "a long and unusual passphrase 4 tests"
@@ -74,3 +75,31 @@ def test_opening_every_mailed_link_with_get_changes_nothing(app: Flask, outbox: 
             assert response.headers["Cache-Control"] == "no-store", link
             assert response.headers["Referrer-Policy"] == "same-origin", link
             assert 'method="post"' in response.get_data(as_text=True), link
+
+
+def test_the_verify_button_works_in_a_browser_with_csrf_on_and_nothing_else_does(
+    csrf_app: Flask, outbox: Path
+) -> None:
+    """The button is a real form: its CSRF token comes from the page the link opened, in
+    another browser than the one that signed up. A forged post without it changes nothing."""
+    signup = csrf_app.test_client()
+    token = csrf_token_from(signup.get("/sign-up").get_data(as_text=True))
+    form = {"name": "New Person", "password": STRONG, "organization_name": "Np"}
+    signup.post("/sign-up", data={**form, "email": "new@example.org", "csrf_token": token})
+    [link] = [
+        link for mail in read_outbox(outbox) for link in mail.links if "/verify-email/" in link
+    ]
+    path = link.removeprefix(BASE)
+
+    def verified() -> bool:
+        with csrf_app.extensions["db_sessionmaker"]() as db:
+            user = db.scalar(select(User).where(User.email == "new@example.org"))
+            return user is not None and user.email_verified
+
+    reader = csrf_app.test_client()
+    page = reader.get(path)
+    assert reader.post(path).status_code == 400  # no CSRF token: refused
+    assert not verified()
+    pressed = reader.post(path, data={"csrf_token": csrf_token_from(page.get_data(as_text=True))})
+    assert pressed.status_code == 200 and "Your email is verified" in pressed.get_data(as_text=True)
+    assert verified()
