@@ -6,10 +6,13 @@ append-only in the database itself (triggers; see invoiceapp.models.AuditEvent).
 
 Refusals repeat: a script can be refused hundreds of times a minute, and an outsider
 who reaches for another organization's invoice writes into *that* organization's log,
-which its owner cannot clean. So the first refusal of one actor, for one action, in one
-organization, within AUDIT_REPEAT_WINDOW_SECONDS is recorded in full, and the ones after
-it add one to a count beside that record (invoiceapp.models.AuditRepeat). The evidence
-stays (who, what, from where, when first and last, how often); the flood does not.
+which its owner cannot clean. So the first refusal of one actor, for one action on one
+resource with one status, in one organization, within AUDIT_REPEAT_WINDOW_SECONDS is
+recorded in full, and the ones after it add one to a count beside that record
+(invoiceapp.models.AuditRepeat). The evidence stays (who, what, from where, when first and
+last, how often); the flood does not: an outsider writes at most one record per window for
+each (action, resource) of an organization they can name, and the resources are that
+organization's own (an id that exists nowhere is in no organization's log).
 
 This module sits below both authn and authz: the authentication gate records its 401s
 here and authorization its 403s and 404s. So the actor is read from Flask-Login, the
@@ -105,11 +108,21 @@ def _record_refusal(connection: Connection, row: dict[str, Any]) -> None:
 
 
 def _bucket(row: dict[str, Any]) -> str:
-    """Whose refusals count together: one organization (or none), one actor, one action.
-    Someone signed in is their account; anyone else is their address."""
-    organization = row["organization_id"] if row["organization_id"] is not None else "none"
+    """Which refusals count together: the same refusal (action and status) of the same
+    thing, by one actor, in one organization. Someone signed in is their account; anyone
+    else is their address.
+
+    The resource is part of it so that a harmless refusal cannot hide the target of a later
+    one. It is left out when no organization owns the refusal: the id then names nothing
+    that exists, and leaving it out keeps guessed ids from writing a record each.
+    """
+    organization = row["organization_id"]
     actor = f"user {row['actor_id']}" if row["actor_id"] else f"address {row['ip_address']}"
-    return f"org {organization} · {actor} · {row['action']}"[:200]
+    parts = [f"org {organization if organization is not None else 'none'}", actor]
+    parts += [row["action"], str(row["status"])]
+    if organization is not None:
+        parts.append(row["resource_id"] or "-")
+    return " · ".join(parts)[:200]
 
 
 def _window_start(now: datetime) -> datetime:

@@ -513,10 +513,22 @@ def test_email_change_end_to_end_through_the_outbox(app: Flask, db: Session, out
 
     # Opened in another browser, signed out: the link is the proof.
     elsewhere = app.test_client()
+    # Opening it shows a button and changes nothing: mail scanners open links too.
     opened = elsewhere.get(confirm_path(confirmation))
     assert opened.status_code == 200
-    assert "Your email is now ada@analytical.example" in opened.get_data(as_text=True)
+    page = opened.get_data(as_text=True)
+    assert "ada@analytical.example" in page and "Use this email address" in page
+    assert f'<form method="post" action="{confirm_path(confirmation)}"' in page
     assert opened.headers["Cache-Control"] == "no-store"
+    assert opened.headers["Referrer-Policy"] == "same-origin"
+    assert user(db, "ada@acme.test").email == "ada@acme.test"
+    assert EventKind.EMAIL_CHANGED not in events_of(db, "ada@acme.test")
+
+    pressed = elsewhere.post(confirm_path(confirmation))  # the button
+    assert pressed.status_code == 200
+    assert "Your email is now ada@analytical.example" in pressed.get_data(as_text=True)
+    assert pressed.headers["Cache-Control"] == "no-store"
+    assert pressed.headers["Referrer-Policy"] == "same-origin"
 
     changed = user(db, "ada@analytical.example")
     assert changed.email_verified_at is not None
@@ -533,9 +545,12 @@ def test_email_change_end_to_end_through_the_outbox(app: Flask, db: Session, out
     assert is_signed_in(client)  # the session that asked is still fine
 
     # A link works once.
-    again = elsewhere.get(confirm_path(confirmation))
-    assert again.status_code == 400
-    assert "This link is no longer valid" in again.get_data(as_text=True)
+    for again in (
+        elsewhere.post(confirm_path(confirmation)),
+        elsewhere.get(confirm_path(confirmation)),
+    ):
+        assert again.status_code == 400
+        assert "This link is no longer valid" in again.get_data(as_text=True)
 
 
 def test_email_change_to_an_address_in_use_answers_the_same_and_mails_nobody(
@@ -604,11 +619,13 @@ def test_an_older_link_stops_working_when_a_newer_one_is_asked_for(
     clock.advance(seconds=1)
     client.post("/account/email", data={"email": "second@new.example"})
     assert app.test_client().get(confirm_path(first)).status_code == 400
+    assert app.test_client().post(confirm_path(first)).status_code == 400
     assert user(db, "ada@acme.test").email == "ada@acme.test"
     assert (
-        app.test_client().get(confirm_path(mail_to(outbox, "second@new.example"))).status_code
+        app.test_client().post(confirm_path(mail_to(outbox, "second@new.example"))).status_code
         == 200
     )
+    assert user(db, "second@new.example").display_name == "Ada Lovelace"
 
 
 def test_a_password_change_kills_a_pending_email_change_link(
@@ -620,6 +637,7 @@ def test_a_password_change_kills_a_pending_email_change_link(
     link = confirm_path(mail_to(outbox, "attacker@evil.example"))
     assert change_password(client).status_code == 303
     assert app.test_client().get(link).status_code == 400
+    assert app.test_client().post(link).status_code == 400
     assert user(db, "ada@acme.test").email == "ada@acme.test"
 
 
@@ -631,8 +649,9 @@ def test_an_address_taken_before_confirmation_makes_the_link_invalid(
     ada.post("/account/email", data={"email": "shared@new.example"})
     linus.post("/account/email", data={"email": "shared@new.example"})
     links = [confirm_path(mail) for mail in read_outbox(outbox)]  # newest (Linus's) first
-    assert app.test_client().get(links[0]).status_code == 200
-    response = app.test_client().get(links[1])
+    assert app.test_client().post(links[0]).status_code == 200
+    assert app.test_client().get(links[1]).status_code == 400
+    response = app.test_client().post(links[1])
     assert response.status_code == 400
     assert user(db, "ada@acme.test").email == "ada@acme.test"
     assert user(db, "shared@new.example").display_name == "Linus Torvalds"
@@ -647,7 +666,7 @@ def test_confirming_the_change_revokes_links_mailed_to_the_old_address(
     db.commit()
     client.post("/account/email", data={"email": "ada@new.example"})
     assert (
-        app.test_client().get(confirm_path(mail_to(outbox, "ada@new.example"))).status_code == 200
+        app.test_client().post(confirm_path(mail_to(outbox, "ada@new.example"))).status_code == 200
     )
     db.expire_all()
     unused = db.scalars(
@@ -677,9 +696,10 @@ def test_an_expired_confirmation_link_is_a_clear_400(
     client = signed_in_client(app, "ada@acme.test")
     client.post("/account/email", data={"email": "ada@new.example"})
     clock.advance(seconds=app.config["EMAIL_CHANGE_SECONDS"] + 1)
-    response = app.test_client().get(confirm_path(mail_to(outbox, "ada@new.example")))
-    assert response.status_code == 400
-    assert "This link is no longer valid" in response.get_data(as_text=True)
+    link = confirm_path(mail_to(outbox, "ada@new.example"))
+    for response in (app.test_client().get(link), app.test_client().post(link)):
+        assert response.status_code == 400
+        assert "This link is no longer valid" in response.get_data(as_text=True)
     assert user(db, "ada@acme.test").email == "ada@acme.test"
 
 
@@ -688,6 +708,7 @@ def test_a_confirmation_link_for_another_purpose_is_refused(app: Flask, db: Sess
     raw = issue_token(db, ada, TokenPurpose.RESET_PASSWORD, 1800, email="evil@new.example")
     db.commit()
     assert app.test_client().get(f"/account/email/confirm/{raw}").status_code == 400
+    assert app.test_client().post(f"/account/email/confirm/{raw}").status_code == 400
     assert user(db, "ada@acme.test").email == "ada@acme.test"
 
 
@@ -786,7 +807,8 @@ def test_no_password_token_or_hash_reaches_security_events_or_logs(
         client.post("/account/email", data={"email": "ada@new.example"})
         link = confirm_path(mail_to(outbox, "ada@new.example"))
         app.test_client().get(link)
-        app.test_client().get(link)
+        app.test_client().post(link)
+        app.test_client().post(link)
         new_hash = user(db, "ada@new.example").password_hash
 
     token = link.rsplit("/", 1)[1]

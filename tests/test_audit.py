@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 import seed
 from invoiceapp.db import Base, make_engine, utcnow
-from invoiceapp.models import AuditEvent, Organization
+from invoiceapp.models import AuditEvent, Invoice, Organization
 from support import postgres_schema, signed_in_client
 
 # The backend-switching fixtures: every page test here runs on SQLite and on PostgreSQL.
@@ -469,3 +469,44 @@ def test_each_actor_action_and_window_keeps_a_record_of_its_own(
             record_audit("org.billing.update", organization_id=org_id(db, "acme"), status=303)
     allowed = [r for r in log_of(db, "acme") if r.action == "org.billing.update"]
     assert [(r.decision, repeats_of(db, r)) for r in allowed] == [("allowed", 1)] * 2
+
+
+def test_a_harmless_refusal_does_not_hide_the_target_of_a_later_one(
+    app: Flask, db: Session
+) -> None:
+    """The second review: Linus refused deleting some draft, then refused deleting inv_7,
+    left one record naming the draft with a count of 2; inv_7 appeared nowhere in Ada's
+    log. A repeat is now only the same refusal (action, status) of the same thing."""
+    acme = org_id(db, "acme")
+    decoy = db.scalar(
+        select(Invoice.public_id).where(
+            Invoice.organization_id == acme,
+            Invoice.public_id != "inv_7",
+        )
+    )
+    linus = client_for(app, LINUS)
+    assert linus.post(f"/invoices/{decoy}/delete").status_code == 403
+    assert linus.post("/invoices/inv_7/delete").status_code == 403
+    assert linus.post("/invoices/inv_7/delete").status_code == 403
+    refused = [r for r in log_of(db, "acme") if r.action == "invoice.delete"]
+    assert [(r.resource_id, r.status, repeats_of(db, r)) for r in refused] == [
+        (decoy, 403, 1),
+        ("inv_7", 403, 2),
+    ]
+    ada = client_for(app, ADA)
+    shown = [row for row in listed(ada.get("/orgs/acme/audit")) if "inv_7" in str(row)]
+    assert len(shown) == 1 and shown[0]["Times"].split(",")[0] == "2"
+
+
+def test_guessed_ids_that_exist_nowhere_stay_one_record_per_window(app: Flask, db: Session) -> None:
+    """The flood bound with the resource in the bucket: an id that exists in no
+    organization is in nobody's log, and guessing a thousand of them is still one record
+    (the resource only tells refusals apart inside an organization, where it exists)."""
+    linus = client_for(app, LINUS)
+    for number in range(30):
+        assert linus.get(f"/invoices/inv_guess{number:04d}").status_code == 404
+    rows = db.scalars(
+        select(AuditEvent).where(AuditEvent.status == 404, AuditEvent.organization_id.is_(None))
+    ).all()
+    assert [(r.action, r.resource_id) for r in rows] == [("invoices.show", "inv_guess0000")]
+    assert repeats_of(db, rows[0]) == 30

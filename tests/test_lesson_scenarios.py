@@ -114,6 +114,7 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "authn.sign_in_form",
         "authn.sign_in",
         "authn.sign_out_confirm",
+        "account.confirm_email_change_form",
         "account.confirm_email_change",
         "authn.sign_out",
         # The second sign-in step and the passkey sign-in come before there is a principal.
@@ -127,6 +128,7 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "dev_mail.show",
         "signup.sign_up_form",
         "signup.sign_up",
+        "signup.verify_email_form",
         "signup.verify_email",
         "recovery.forgot_password_form",
         "recovery.forgot_password",

@@ -173,7 +173,8 @@ def test_verification_links_come_from_base_url_never_the_host_header(
 
 
 def verify(app: Flask, outbox: Path, address: str = NEW_EMAIL) -> None:
-    assert app.test_client().get(path_of(verify_link(outbox, address))).status_code == 200
+    """Open the link and press its button (the GET alone changes nothing)."""
+    assert app.test_client().post(path_of(verify_link(outbox, address))).status_code == 200
 
 
 def test_sign_up_with_a_taken_email_answers_alike_mails_the_owner_and_signs_nobody_in(
@@ -383,7 +384,18 @@ def test_verify_link_marks_the_email_verified_once(app: Flask, db: Session, outb
     link = verify_link(outbox)
 
     visitor = app.test_client()  # mail is often opened in another browser
-    response = visitor.get(path_of(link))
+    # Opening the link shows a button and changes nothing: mail scanners open links too.
+    opened = visitor.get(path_of(link))
+    assert opened.status_code == 200
+    page = opened.get_data(as_text=True)
+    assert "Verify my email address" in page
+    assert f'<form method="post" action="{path_of(link)}"' in page
+    assert opened.headers["Cache-Control"] == "no-store"
+    assert opened.headers["Referrer-Policy"] == "same-origin"
+    assert user_by_email(db, NEW_EMAIL).email_verified_at is None
+    assert events(db, NEW_EMAIL, "email_verified") == 0
+
+    response = visitor.post(path_of(link))  # the button
     assert response.status_code == 200
     assert "Your email is verified" in response.get_data(as_text=True)
     assert response.headers["Cache-Control"] == "no-store"
@@ -392,9 +404,9 @@ def test_verify_link_marks_the_email_verified_once(app: Flask, db: Session, outb
     assert verified_at is not None
     assert events(db, NEW_EMAIL, "email_verified") == 1
 
-    again = visitor.get(path_of(link))
-    assert again.status_code == 400
-    assert INVALID_PAGE in again.get_data(as_text=True)
+    for again in (visitor.post(path_of(link)), visitor.get(path_of(link))):
+        assert again.status_code == 400
+        assert INVALID_PAGE in again.get_data(as_text=True)
     assert user_by_email(db, NEW_EMAIL).email_verified_at == verified_at
     assert events(db, NEW_EMAIL, "email_verified") == 1
 
@@ -405,9 +417,9 @@ def test_verify_link_expires_after_verify_email_seconds(
     sign_up(app.test_client())
     link = verify_link(outbox)
     clock.advance(seconds=app.config["VERIFY_EMAIL_SECONDS"] + 1)
-    response = app.test_client().get(path_of(link))
-    assert response.status_code == 400
-    assert INVALID_PAGE in response.get_data(as_text=True)
+    for response in (app.test_client().get(path_of(link)), app.test_client().post(path_of(link))):
+        assert response.status_code == 400
+        assert INVALID_PAGE in response.get_data(as_text=True)
     assert user_by_email(db, NEW_EMAIL).email_verified_at is None
 
 
@@ -416,7 +428,7 @@ def test_verify_link_still_works_just_before_it_expires(
 ) -> None:
     sign_up(app.test_client())
     clock.advance(seconds=app.config["VERIFY_EMAIL_SECONDS"] - 5)
-    assert app.test_client().get(path_of(verify_link(outbox))).status_code == 200
+    assert app.test_client().post(path_of(verify_link(outbox))).status_code == 200
     assert user_by_email(db, NEW_EMAIL).email_verified
 
 
@@ -428,9 +440,9 @@ def test_verify_link_for_an_address_the_account_no_longer_has_verifies_nothing(
     account = user_by_email(db, NEW_EMAIL)
     account.email = "changed@example.com"
     db.commit()
-    response = app.test_client().get(path_of(link))
-    assert response.status_code == 400
-    assert INVALID_PAGE in response.get_data(as_text=True)
+    for response in (app.test_client().get(path_of(link)), app.test_client().post(path_of(link))):
+        assert response.status_code == 400
+        assert INVALID_PAGE in response.get_data(as_text=True)
     assert user_by_email(db, "changed@example.com").email_verified_at is None
 
 
@@ -470,8 +482,9 @@ def test_tampered_and_truncated_verify_links_are_invalid_and_leave_the_real_one_
     for bad in (flipped, token[:-1], token + "A", token.upper() if token != token.upper() else ""):
         if bad:
             assert client.get("/verify-email/" + bad).status_code == 400
+            assert client.post("/verify-email/" + bad).status_code == 400
     assert user_by_email(db, NEW_EMAIL).email_verified_at is None
-    assert client.get(path).status_code == 200
+    assert client.post(path).status_code == 200
     assert user_by_email(db, NEW_EMAIL).email_verified
 
 
@@ -485,7 +498,7 @@ def test_unverified_user_can_have_a_new_link_sent(app: Flask, db: Session, outbo
     assert response.headers["Location"] == "/dashboard"
     assert flashes(client)[-1][1].startswith("We have sent you a new verification link")
     link = verify_link(outbox, "eve@acme.test")
-    assert client.get(path_of(link)).status_code == 200
+    assert client.post(path_of(link)).status_code == 200
     assert user_by_email(db, "eve@acme.test").email_verified
 
 
@@ -498,8 +511,8 @@ def test_a_newer_verification_leaves_older_links_useless(
     client.post("/account/verify-email/resend")
     newer = verify_link(outbox, "eve@acme.test")
     assert older != newer
-    assert client.get(path_of(newer)).status_code == 200
-    assert client.get(path_of(older)).status_code == 400
+    assert client.post(path_of(newer)).status_code == 200
+    assert client.post(path_of(older)).status_code == 400
 
 
 def test_verified_user_asking_for_a_link_gets_none(app: Flask, outbox: Path) -> None:

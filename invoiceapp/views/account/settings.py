@@ -16,7 +16,9 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
+from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
 
@@ -34,17 +36,18 @@ from ...authn.sessions import (
     is_fresh,
     mark_reauthenticated,
 )
-from ...authn.tokens import claim_token, issue_token, revoke_tokens
+from ...authn.tokens import claim_token, find_usable_token, issue_token, revoke_tokens
 from ...authz.enforce import authorize
 from ...db import get_db, utcnow
 from ...devices import describe_user_agent
-from ...extensions import limiter, outage_safe_key
+from ...extensions import failures_limit, outage_safe_key
 from ...forms import Form
 from ...mail import absolute_url, send_mail
-from ...models import SecurityEvent, TokenPurpose, User, UserSession
+from ...models import AccountToken, SecurityEvent, TokenPurpose, User, UserSession
 from ...path_ids import path_id_or_404
 from ...principal import Principal, require_principal
 from ..paging import page_number
+from .links import no_store, one_button_page
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 
@@ -382,6 +385,7 @@ def _requesting_account() -> str:
 
 
 def _request_accepted(response: object) -> bool:
+    """An accepted request may have sent a mail: it keeps its place in the count."""
     return getattr(response, "status_code", None) == 303
 
 
@@ -398,7 +402,12 @@ def email_form() -> ResponseReturnValue:
 
 @bp.post("/email")
 @login_required
-@limiter.limit(_email_change_limit, key_func=_requesting_account, deduct_when=_request_accepted)
+# Every request takes its place in the count before the view runs (one atomic increment)
+# and gives it back unless it was accepted: Flask-Limiter's own deduct_when checks first
+# and counts after, so a burst of parallel requests all passed (the second review).
+@failures_limit(
+    _email_change_limit, name="email-change", failed=_request_accepted, key_func=_requesting_account
+)
 def request_email_change() -> ResponseReturnValue:
     # Self, elevated, with the second factor when enrolled (see email_form).
     authorize("account.email.change", require_principal().user)
@@ -439,20 +448,52 @@ def request_email_change() -> ResponseReturnValue:
     return redirect("/account", code=303)
 
 
-# The confirmation pages sit at a URL holding a token and may be shown to nobody signed
-# in; no cache should keep them.
-NO_STORE = {"Cache-Control": "no-store"}
+@bp.after_request
+def _token_pages_are_not_kept(response: Response) -> Response:
+    """The confirmation pages sit at a URL holding a token and may be shown to nobody
+    signed in: no cache keeps them, no Referer carries the token away."""
+    if request.endpoint in ("account.confirm_email_change_form", "account.confirm_email_change"):
+        return no_store(response)
+    return response
 
 
 def _link_no_longer_valid() -> ResponseReturnValue:
-    return render_template("account/email_link_invalid.html"), 400, NO_STORE
+    return render_template("account/email_link_invalid.html"), 400
+
+
+def _address_taken(db: Session, token: AccountToken) -> bool:
+    """Whether another account has the link's new address by now."""
+    taken = db.scalar(select(User.id).where(User.email == token.email, User.id != token.user_id))
+    return taken is not None
 
 
 @bp.get("/email/confirm/<token>")
-def confirm_email_change(token: str) -> ResponseReturnValue:
-    """Public on purpose: the link may be opened in another browser, or signed out.
+def confirm_email_change_form(token: str) -> ResponseReturnValue:
+    """The link from the mail shows a button and changes nothing: scanners open links.
 
-    Holding the link proves the new inbox is the user's; the request itself was made
+    Public on purpose, like the button: the link may be opened in another browser, or
+    signed out.
+    """
+    db = get_db()
+    found = find_usable_token(db, token, TokenPurpose.CHANGE_EMAIL)
+    if found is None or _address_taken(db, found):
+        return _link_no_longer_valid()
+    page = one_button_page(
+        title="Confirm your new email address",
+        explanation=f"Press the button to make {found.email} the address of your InvoiceApp "
+        "account. You will sign in with it from now on, and your previous address will be "
+        "told about the change.",
+        button="Use this email address",
+        endpoint="account.confirm_email_change",
+        token=token,
+    )
+    return page
+
+
+@bp.post("/email/confirm/<token>")
+def confirm_email_change(token: str) -> ResponseReturnValue:
+    """The button. Public on purpose: the link may be opened in another browser, or signed
+    out. Holding the link proves the new inbox is the user's; the request itself was made
     from an elevated session when the link was issued.
     """
     db = get_db()
@@ -462,8 +503,7 @@ def confirm_email_change(token: str) -> ResponseReturnValue:
         return _link_no_longer_valid()
     user = claimed.user
     new_address = claimed.email
-    taken = db.scalar(select(User.id).where(User.email == new_address, User.id != user.id))
-    if taken is not None:
+    if _address_taken(db, claimed):
         db.commit()  # the link is used up either way
         return _link_no_longer_valid()
     old_address = user.email
@@ -494,7 +534,7 @@ def confirm_email_change(token: str) -> ResponseReturnValue:
         new_email=new_address,
         sign_in_url=absolute_url("/sign-in"),
     )
-    return render_template("account/email_changed.html", new_email=new_address), 200, NO_STORE
+    return render_template("account/email_changed.html", new_email=new_address)
 
 
 # ---------------------------------------------------------------------------

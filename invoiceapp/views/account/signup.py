@@ -9,6 +9,8 @@ give the answer away. The new account holder signs in as usual.
 
 Verification is a single-use link mailed to the address. It is valid only for the
 address the account still has: a link mailed before an email change verifies nothing.
+Opening it shows a button; only the button (a POST) verifies, so a mail scanner that
+opens the link spends nothing.
 """
 
 from __future__ import annotations
@@ -29,15 +31,15 @@ from ...authn.events import EventKind, record_event
 from ...authn.gate import login_required
 from ...authn.password_policy import StrongPassword
 from ...authn.passwords import hash_password
-from ...authn.tokens import claim_token, issue_token, revoke_tokens
+from ...authn.tokens import claim_token, find_usable_token, issue_token, revoke_tokens
 from ...db import get_db, utcnow
 from ...extensions import limiter, outage_safe_key
 from ...forms import Form, no_control_characters, strip
 from ...mail import absolute_url, duration_in_words, send_mail
-from ...models import Membership, Organization, Plan, Role, TokenPurpose, User
+from ...models import AccountToken, Membership, Organization, Plan, Role, TokenPurpose, User
 from ...organizations import SLUG_ATTEMPTS, unique_slug
 from ...principal import require_principal
-from .links import link_invalid, no_store
+from .links import link_invalid, no_store, one_button_page
 
 bp = Blueprint("signup", __name__)
 
@@ -201,9 +203,32 @@ def _tell_the_address(db: Session, email: str) -> None:
     )
 
 
+def _usable_verify_link(db: Session, raw: str) -> AccountToken | None:
+    """The verification link if it still works, for the address the account still has."""
+    token = find_usable_token(db, raw, TokenPurpose.VERIFY_EMAIL)
+    if token is None or token.email != token.user.email:
+        return None
+    return token
+
+
 @bp.get("/verify-email/<path:token>")
+def verify_email_form(token: str) -> ResponseReturnValue:
+    """The link from the mail shows a button and changes nothing: scanners open links."""
+    if _usable_verify_link(get_db(), token) is None:
+        return link_invalid("verify")
+    return one_button_page(
+        title="Verify your email address",
+        explanation="Press the button to confirm that this address is yours. Once it is "
+        "verified, password-reset links can be sent to it if you ever need one.",
+        button="Verify my email address",
+        endpoint="signup.verify_email",
+        token=token,
+    )
+
+
+@bp.post("/verify-email/<path:token>")
 def verify_email(token: str) -> ResponseReturnValue:
-    """The link from the mail. A GET that changes state: mail links can only be GETs."""
+    """The button: marks the address verified and uses the link up."""
     db = get_db()
     claimed = claim_token(db, token, TokenPurpose.VERIFY_EMAIL)
     if claimed is None or claimed.email != claimed.user.email:
@@ -222,7 +247,7 @@ def verify_email(token: str) -> ResponseReturnValue:
 
 @bp.after_request
 def _token_pages_are_not_kept(response: Response) -> Response:
-    if request.endpoint == "signup.verify_email":
+    if request.endpoint in ("signup.verify_email_form", "signup.verify_email"):
         return no_store(response)
     return response
 
