@@ -28,6 +28,7 @@ from datetime import date, timedelta
 from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
+from sqlalchemy.orm.attributes import set_committed_value
 
 from ..audit import record_audit
 from ..authn.gate import login_required
@@ -238,6 +239,9 @@ def _sending_ends_editing(principal: Principal, invoice: Invoice) -> bool:
         created_by_id=invoice.created_by_id,
         status=InvoiceStatus.SENT.value,
     )
+    # The policy reads the organization off the invoice; set without events, so the copy
+    # never joins the organization's invoices (and so the session) by a backref.
+    set_committed_value(as_sent, "organization", invoice.organization)
     return not can(principal, "invoice.update", as_sent)
 
 
