@@ -39,7 +39,7 @@ from ...authn.second_factor import (
     totp_flagged_until,
 )
 from ...authz.enforce import ReauthenticationRequired, authorize, can_in_template
-from ...db import get_db, utcnow
+from ...db import get_db, rows_changed, utcnow
 from ...errors import json_error, json_response
 from ...extensions import limiter
 from ...mail import absolute_url, send_mail
@@ -363,10 +363,13 @@ def remove_passkey(public_id: str) -> ResponseReturnValue:
     if passkey is None:
         abort(404)
     _authorize_for(CHANGE, user, PASSKEYS)
-    removed = db.execute(
-        delete(Passkey).where(Passkey.id == passkey.id).execution_options(synchronize_session=False)
+    removed = rows_changed(
+        db,
+        delete(Passkey)
+        .where(Passkey.id == passkey.id)
+        .execution_options(synchronize_session=False),
     )
-    if removed.rowcount != 1:
+    if removed != 1:
         abort(404)  # removed by another request meanwhile
     record_event(db, user.id, EventKind.PASSKEY_REMOVED)
     db.commit()
