@@ -149,7 +149,7 @@ def member_count(db: Session, organization_id: int) -> int:
     )
 
 
-def pending_invitations(organization_id: int) -> Select[tuple[Invitation]]:
+def pending_invitations(organization_id: int) -> Select[Invitation]:
     """Invitations that still hold a seat: not accepted, not revoked, not expired."""
     return select(Invitation).where(
         Invitation.organization_id == organization_id,

@@ -32,7 +32,7 @@ from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.explain import capabilities
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
-from ..forms import Form, no_control_characters, strip
+from ..forms import Form, add_error, no_control_characters, strip
 from ..mail import absolute_url, send_mail
 from ..models import (
     AuditEvent,
@@ -371,7 +371,7 @@ def update_settings(slug: str) -> ResponseReturnValue:
     requires_two_factor = bool(form.requires_two_factor.data)
     rule_changed = organization.requires_two_factor != requires_two_factor
     if rule_changed and not _may_switch_two_factor_rule(organization, requires_two_factor):
-        form.requires_two_factor.errors.append(NO_SECOND_FACTOR)
+        add_error(form.requires_two_factor, NO_SECOND_FACTOR)
         return _render_show(organization, form), 422
     changed = organization.invoice_duplication_enabled != enabled
     organization.invoice_duplication_enabled = enabled

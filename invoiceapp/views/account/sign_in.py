@@ -54,6 +54,7 @@ from ...authn.sessions import current_session, end_session, mark_reauthenticated
 from ...db import get_db, utcnow
 from ...errors import json_error, json_response
 from ...extensions import failures_limit, limiter, outage_safe_key
+from ...forms import add_error
 from ...mail import absolute_url, send_mail
 from ...models import Membership, Organization, Passkey, User
 from ...principal import require_principal
@@ -577,7 +578,7 @@ def reauthenticate() -> ResponseReturnValue:
     if not verify_password(principal.user.password_hash, form.password.data or ""):
         if _count_wrong_proof():
             return _end_session_after_guessing()
-        form.password.errors.append("That password is not right.")
+        add_error(form.password, "That password is not right.")
         return _render_reauthenticate(password_form=form, next_path=next_path), WRONG_PASSWORD
     return _reauthenticated("password", form.next.data)
 
@@ -643,10 +644,11 @@ def reauthenticate_with_code() -> ResponseReturnValue:
             return _end_session_after_guessing()
         form.code.data = ""
         # One message for either mistake: which one was wrong stays unsaid.
-        form.code.errors.append(
+        add_error(
+            form.code,
             CODES_LOCKED
             if right_password and counters.codes_locked(principal.user)
-            else "That password and code did not work together."
+            else "That password and code did not work together.",
         )
         page = _render_reauthenticate(code_form=form, second_factor_only=True, next_path=next_path)
         return page, WRONG_PASSWORD

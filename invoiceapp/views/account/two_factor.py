@@ -42,6 +42,7 @@ from ...authz.enforce import ReauthenticationRequired, authorize, can_in_templat
 from ...db import get_db, rows_changed, utcnow
 from ...errors import json_error, json_response
 from ...extensions import limiter
+from ...forms import add_error
 from ...mail import absolute_url, send_mail
 from ...models import Passkey, User
 from ...path_ids import path_id_or_404
@@ -186,9 +187,10 @@ def confirm_enrolment() -> ResponseReturnValue:
         return _render_setup(user, secret, form), 422
     if not totp.verify_code(db, user, form.code.data or ""):
         form.code.data = ""
-        form.code.errors.append(
+        add_error(
+            form.code,
             "That code did not match. Check that the app added the account shown here, "
-            "and that your phone's clock is right, then type the newest code."
+            "and that your phone's clock is right, then type the newest code.",
         )
         return _render_setup(user, secret, form), 422
     user.totp_enabled_at = utcnow()
