@@ -417,7 +417,7 @@ def request_email_change() -> ResponseReturnValue:
         return render_template("account/email.html", form=form, user=user), 422
 
     db = get_db()
-    new_address = form.email.data
+    new_address = form.email.data or ""  # validated: DataRequired
     # Only the latest request counts: earlier links stop working.
     revoke_tokens(db, user.id, TokenPurpose.CHANGE_EMAIL)
     taken = db.scalar(select(User.id).where(User.email == new_address, User.id != user.id))
