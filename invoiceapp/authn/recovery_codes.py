@@ -88,8 +88,8 @@ def use_code(db: Session, user: User, value: str) -> bool:
 
 
 def remaining(db: Session, user: User) -> int:
-    return db.scalar(
+    return db.execute(
         select(func.count())
         .select_from(RecoveryCode)
         .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
-    )
+    ).scalar_one()

@@ -19,7 +19,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from wtforms import BooleanField, SelectField, StringField
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # new in WTForms 3.3; types-WTForms is 3.2
 from wtforms.validators import DataRequired, Length
 
 from ..audit import record_audit
@@ -117,11 +117,11 @@ class InviteForm(Form):
         validators=[DataRequired("Enter the address to invite."), valid_new_email],
         render_kw={"type": "email", "autocomplete": "off", "maxlength": MAX_EMAIL_LENGTH},
     )
-    role = SelectField("Role", choices=ASSIGNABLE_ROLES, default=Role.MEMBER.value)
+    role = SelectField("Role", choices=ASSIGNABLE_ROLES, default=Role.MEMBER.value)  # type: ignore[arg-type]  # plain values are choices too; the stubs want pairs
 
 
 class RoleForm(Form):
-    role = SelectField("Role", choices=ASSIGNABLE_ROLES)
+    role = SelectField("Role", choices=ASSIGNABLE_ROLES)  # type: ignore[arg-type]  # plain values are choices too; the stubs want pairs
 
 
 class TransferForm(Form):
@@ -130,7 +130,7 @@ class TransferForm(Form):
 
 
 class BillingForm(Form):
-    plan = SelectField("Plan", choices=PLANS)
+    plan = SelectField("Plan", choices=PLANS)  # type: ignore[arg-type]  # plain values are choices too; the stubs want pairs
 
 
 # ---------------------------------------------------------------------------
