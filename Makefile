@@ -32,8 +32,11 @@ serve: install
 	$(BIN)/alembic upgrade head
 	$(BIN)/gunicorn --no-control-socket -c gunicorn.conf.py "invoiceapp:create_app()"
 
-# Every core runs tests (pytest-xdist); each test has its own database copy, ports and schema.
+# Lint and types first (fast, and a type error is a bug the suite may not reach), then every
+# core runs tests (pytest-xdist); each test has its own database copy, ports and schema.
 test: install
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -n auto
 
 # Measurements, not tests: each prints what it measured in one run, and its exit code

@@ -21,6 +21,7 @@ user authentication proved, not from the principal (which is built on top of aut
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -38,7 +39,11 @@ from .models import AuditEvent, AuditRepeat
 ALLOWED, DENIED = "allowed", "denied"
 
 # INSERT … ON CONFLICT DO UPDATE, which both supported databases spell the same way.
-_UPSERT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# Both dialects' INSERT has ON CONFLICT DO UPDATE; the generic one does not.
+_UPSERT: dict[str, Callable[[Any], sqlite.Insert | postgresql.Insert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
 
 
 def record_audit(
@@ -139,7 +144,7 @@ class Repeats:
     last_at: datetime
 
 
-def repeats_of(db: Session, events: list[AuditEvent]) -> dict[int, Repeats]:
+def repeats_of(db: Session, events: Sequence[AuditEvent]) -> dict[int, Repeats]:
     """For the records shown on a page: those that stand for more than one refusal."""
     ids = [event.id for event in events if event.decision == DENIED]
     if not ids:
@@ -149,4 +154,8 @@ def repeats_of(db: Session, events: list[AuditEvent]) -> dict[int, Repeats]:
             AuditRepeat.event_id.in_(ids), AuditRepeat.refusals > 1
         )
     )
-    return {event_id: Repeats(refusals, last_at) for event_id, refusals, last_at in rows}
+    return {
+        event_id: Repeats(refusals, last_at)
+        for event_id, refusals, last_at in rows
+        if event_id is not None  # never: the query asked for these ids
+    }

@@ -10,7 +10,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, or_
 
 from .authz.policy import INVOICE_STATES, POLICY, SELF_SERVICE
-from .db import get_db, utcnow
+from .db import get_db, rows_changed, utcnow
 from .models import Role, UserSession
 
 # Who the self-service table's one column is about.
@@ -65,7 +65,8 @@ def prune_sessions() -> None:
         )
 
     db = get_db()
-    result = db.execute(
+    removed = rows_changed(
+        db,
         delete(UserSession).where(
             or_(
                 (UserSession.remember.is_(False))
@@ -73,10 +74,10 @@ def prune_sessions() -> None:
                 (UserSession.remember.is_(True))
                 & expired(config["REMEMBER_IDLE_SECONDS"], config["REMEMBER_ABSOLUTE_SECONDS"]),
             )
-        )
+        ),
     )
     db.commit()
-    click.echo(f"removed {result.rowcount or 0} expired sessions")
+    click.echo(f"removed {removed} expired sessions")
 
 
 def register_commands(app: Flask) -> None:

@@ -6,14 +6,15 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app, g
 from sqlalchemy import MetaData, create_engine, event, make_url
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql import Executable
 from sqlalchemy.types import DateTime, TypeDecorator
 
 # Stable constraint names, so Alembic migrations can refer to them on every database.
@@ -63,6 +64,16 @@ now_source: Callable[[], datetime] = _system_time
 def utcnow() -> datetime:
     """The current time, aware and in UTC. Every expiry and freshness check uses this."""
     return now_source()
+
+
+def rows_changed(db: Session, statement: Executable) -> int:
+    """Run an INSERT, UPDATE or DELETE and say how many rows it changed.
+
+    The compare-and-set writes (claim a token, move a version, remove a row once) decide on
+    this count. ``Session.execute`` is typed to return a plain ``Result``; for these
+    statements it is a ``CursorResult``, which carries ``rowcount``: the cast says so once.
+    """
+    return cast(CursorResult[Any], db.execute(statement)).rowcount
 
 
 def make_engine(url: str, *, busy_timeout_seconds: float = 5.0) -> Engine:

@@ -413,11 +413,11 @@ def _number_is_free(db: Session, organization_id: int, number: int) -> bool:
 
 
 def highest_number(db: Session, organization_id: int) -> int:
-    return db.scalar(
+    return db.execute(
         select(func.coalesce(func.max(Invoice.number), 0)).where(
             Invoice.organization_id == organization_id
         )
-    )
+    ).scalar_one()
 
 
 def demo_invoice_id(db: Session, slug: str, number: int) -> str:

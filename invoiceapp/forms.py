@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import request
 from flask_wtf import FlaskForm
+from wtforms import Field
 from wtforms.validators import ValidationError
 
 from .stale_forms import refilling, typed_values
@@ -41,3 +42,12 @@ def no_control_characters(_form: object, field: Any) -> None:
     """Validator for names shown on pages and in mail headers: no tabs, line breaks, NUL."""
     if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in field.data or ""):
         raise ValidationError("Use letters, digits, spaces and punctuation only.")
+
+
+def add_error(field: Field, message: str) -> None:
+    """Show ``message`` under ``field``, after what its validators said.
+
+    A view adds the errors only it can find (a wrong password, a used code). ``errors`` is
+    a tuple until the form is validated and a list after; a new list works either way.
+    """
+    field.errors = [*field.errors, message]

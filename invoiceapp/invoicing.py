@@ -28,7 +28,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .db import utcnow
+from .db import rows_changed, utcnow
 from .models import Invoice, InvoiceCount, InvoiceStatus, Organization
 from .money import minor_to_text
 
@@ -180,12 +180,13 @@ def save_changes(db: Session, invoice: Invoice, seen: int, values: Mapping[str, 
         return False
     if all(getattr(invoice, name) == value for name, value in values.items()):
         return True
-    changed = db.execute(
+    changed = rows_changed(
+        db,
         update(Invoice)
         .where(Invoice.id == invoice.id, Invoice.version == seen, Invoice.deleted_at.is_(None))
         .values(**values, version=Invoice.version + 1, updated_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if changed != 1:
         return False
     db.expire(invoice, [*values, "version", "updated_at"])
@@ -207,7 +208,8 @@ def soft_delete(db: Session, invoice: Invoice, seen: int | None = None) -> bool:
     if seen != invoice.version:
         return False
     now = utcnow()
-    deleted = db.execute(
+    deleted = rows_changed(
+        db,
         update(Invoice)
         .where(
             Invoice.id == invoice.id,
@@ -216,8 +218,8 @@ def soft_delete(db: Session, invoice: Invoice, seen: int | None = None) -> bool:
             Invoice.deleted_at.is_(None),
         )
         .values(deleted_at=now, updated_at=now, version=Invoice.version + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if deleted != 1:
         return False
     db.expire(invoice, ["deleted_at", "updated_at", "version"])
@@ -245,12 +247,13 @@ def change_status(db: Session, invoice: Invoice, action: str) -> bool:
     """
     target = TARGET_STATUS[action]
     seen = invoice.status
-    changed = db.execute(
+    changed = rows_changed(
+        db,
         update(Invoice)
         .where(Invoice.id == invoice.id, Invoice.status == seen, Invoice.deleted_at.is_(None))
         .values(status=target.value, updated_at=utcnow(), version=Invoice.version + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if changed != 1:
         return False
     db.expire(invoice, ["status", "updated_at", "version"])

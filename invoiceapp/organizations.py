@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from .authn.access_tokens import revoke_member_tokens
-from .db import utcnow
+from .db import rows_changed, utcnow
 from .models import Invitation, Membership, Organization, Plan, Role, User, UserSession
 
 # Members plus pending invitations a free organization may have.
@@ -149,7 +149,7 @@ def member_count(db: Session, organization_id: int) -> int:
     )
 
 
-def pending_invitations(organization_id: int) -> Select[tuple[Invitation]]:
+def pending_invitations(organization_id: int) -> Select[Invitation]:
     """Invitations that still hold a seat: not accepted, not revoked, not expired."""
     return select(Invitation).where(
         Invitation.organization_id == organization_id,
@@ -254,12 +254,13 @@ def recheck_roles(db: Session, organization_id: int, expected: dict[int, str | N
 
 def set_role(db: Session, membership: Membership, *, from_role: str, to_role: str) -> None:
     """One conditional UPDATE: only when the membership still has ``from_role``."""
-    changed = db.execute(
+    changed = rows_changed(
+        db,
         update(Membership)
         .where(Membership.id == membership.id, Membership.role == from_role)
         .values(role=to_role)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if changed != 1:
         raise OwnershipChanged(f"membership {membership.id} no longer has role {from_role}")
     membership.role = to_role
@@ -273,11 +274,12 @@ def remove_membership(db: Session, membership: Membership, *, role: str) -> None
     and their API tokens for it are revoked: a token must not come back to life if the
     person is invited again later.
     """
-    deleted = db.execute(
+    deleted = rows_changed(
+        db,
         delete(Membership)
         .where(Membership.id == membership.id, Membership.role == role)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if deleted != 1:
         raise MembershipChanged(f"membership {membership.id} no longer has role {role}")
     forget_active_organization(db, membership.user_id, membership.organization_id)
@@ -389,7 +391,8 @@ def new_invitation(
 
 def revoke_pending_invitations(db: Session, organization_id: int, email: str) -> int:
     """An address has at most one live invitation per organization: the newest."""
-    return db.execute(
+    return rows_changed(
+        db,
         update(Invitation)
         .where(
             Invitation.organization_id == organization_id,
@@ -398,14 +401,15 @@ def revoke_pending_invitations(db: Session, organization_id: int, email: str) ->
             Invitation.revoked_at.is_(None),
         )
         .values(revoked_at=utcnow())
-        .execution_options(synchronize_session="fetch")
-    ).rowcount
+        .execution_options(synchronize_session="fetch"),
+    )
 
 
 def revoke_invitation(db: Session, invitation: Invitation) -> bool:
     """Revoke one invitation, unless it was accepted or revoked a moment ago."""
     now = utcnow()
-    revoked = db.execute(
+    revoked = rows_changed(
+        db,
         update(Invitation)
         .where(
             Invitation.id == invitation.id,
@@ -413,8 +417,8 @@ def revoke_invitation(db: Session, invitation: Invitation) -> bool:
             Invitation.revoked_at.is_(None),
         )
         .values(revoked_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if revoked == 1:
         invitation.revoked_at = now
     return revoked == 1
@@ -441,7 +445,8 @@ def claim_invitation(db: Session, invitation: Invitation) -> bool:
     The caller adds the membership and commits both together.
     """
     now = utcnow()
-    claimed = db.execute(
+    claimed = rows_changed(
+        db,
         update(Invitation)
         .where(
             Invitation.id == invitation.id,
@@ -450,8 +455,8 @@ def claim_invitation(db: Session, invitation: Invitation) -> bool:
             Invitation.expires_at > now,
         )
         .values(accepted_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if claimed == 1:
         invitation.accepted_at = now
     return claimed == 1

@@ -54,6 +54,8 @@ def is_this_browsers_expired_token(error: CSRFError) -> bool:
     if not posted or not isinstance(secret, str):
         return False
     key = current_app.config.get("WTF_CSRF_SECRET_KEY") or current_app.secret_key
+    if not key:
+        return False  # nothing was signed without a key
     try:
         # The signature is checked again; only the age is ignored.
         value = URLSafeTimedSerializer(key, salt="wtf-csrf-token").loads(posted)
@@ -112,7 +114,8 @@ def refilled_form_page(error: CSRFError) -> Response | None:
     flash(notice[1], notice[0])
     g.refilling_stale_form = True
     try:
-        response = current_app.make_response(current_app.view_functions[endpoint](**arguments))
+        view = current_app.ensure_sync(current_app.view_functions[endpoint])  # as Flask calls it
+        response = current_app.make_response(view(**arguments))
     except HTTPException:  # the page itself refuses now (gone, not allowed): the plain 400
         response = None
     finally:

@@ -13,7 +13,7 @@ from ..authn.gate import login_required
 from ..authn.sessions import is_fresh
 from ..authz.scope import active_organization
 from ..db import get_db
-from ..models import Organization
+from ..models import Organization, Role, TokenScope
 from ..principal import Principal, require_principal
 from .blueprint import operation
 from .registry import respond
@@ -45,7 +45,7 @@ def me() -> Response:
                 token=TokenOut(
                     id=token.public_id,
                     name=token.name,
-                    scope=token.scope,
+                    scope=TokenScope(token.scope),
                     organization=token.organization.slug,
                     created_at=token.created_at,
                     expires_at=token.expires_at,
@@ -67,7 +67,10 @@ def memberships_reached(principal: Principal) -> list[MembershipOut]:
     by_id = {organization.id: organization for organization in organizations}
     return [
         MembershipOut(
-            slug=by_id[org_id].slug, name=by_id[org_id].name, plan=by_id[org_id].plan, role=role
+            slug=by_id[org_id].slug,
+            name=by_id[org_id].name,
+            plan=by_id[org_id].plan,
+            role=Role(role),
         )
         for org_id, role in principal.roles.items()
         if org_id in by_id

@@ -7,6 +7,8 @@ authorize("audit.read", organization)      # policy: 403 for members
 
 from __future__ import annotations
 
+from typing import Literal, cast
+
 from flask import Response
 from sqlalchemy import select
 from sqlalchemy.orm import contains_eager
@@ -16,7 +18,7 @@ from ..authn.gate import login_required
 from ..authz.enforce import authorize
 from ..authz.policy import can
 from ..db import get_db
-from ..models import AuditEvent, Membership, Organization, User
+from ..models import AuditEvent, Membership, Organization, Role, User
 from ..principal import require_principal
 from .blueprint import operation
 from .lookups import organization_or_404
@@ -32,6 +34,8 @@ from .schemas import (
     OrganizationList,
     PageQuery,
 )
+
+Decision = Literal["allowed", "denied"]
 
 
 @operation("GET", "/orgs", response=OrganizationList)
@@ -83,7 +87,7 @@ def list_members(slug: str) -> Response:
         MemberOut(
             name=membership.user.display_name,
             email=membership.user.email,
-            role=membership.role,
+            role=Role(membership.role),
             joined_at=membership.created_at,
         )
         for membership in page
@@ -123,7 +127,7 @@ def list_audit_events(slug: str) -> Response:
             actor_email=event.actor_email,
             action=event.action,
             resource_id=event.resource_id,
-            decision=event.decision,
+            decision=cast(Decision, event.decision),  # audit.py writes no other
             status=event.status,
             reason=event.reason,
             ip_address=event.ip_address,

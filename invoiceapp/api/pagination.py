@@ -71,7 +71,7 @@ def decode_cursor(kind: str, cursor: str, tie_type: type[str] | type[int]) -> tu
 
 
 def keyset_page(
-    query: Select[tuple[T]],
+    query: Select[T],
     *,
     kind: str,
     created_at: Any,

@@ -41,6 +41,16 @@ def _no_default(schema: dict[str, Any]) -> None:
     schema.pop("default", None)
 
 
+def _optional_never_null(**field: Any) -> Any:
+    """A field that may be left out but, when sent, is never null.
+
+    pydantic never validates a default, so ``None`` here means "not sent" while a sent
+    ``null`` still fails the field's type. mypy cannot say "absent but never None", hence
+    ``Any``: the annotation stays the type a sent value has.
+    """
+    return Field(default=None, json_schema_extra=_no_default, **field)
+
+
 # --- Field rules shared with the HTML form -------------------------------------------
 
 
@@ -123,11 +133,11 @@ class NewInvoice(RequestModel):
 class InvoiceChanges(RequestModel):
     """PATCH /api/v1/invoices/{id}: only the fields sent change. null is refused."""
 
-    customer: Customer = Field(default=None, json_schema_extra=_no_default)
-    amount: Amount = Field(default=None, json_schema_extra=_no_default)
-    currency: Currency = Field(default=None, json_schema_extra=_no_default)
-    issue_date: IsoDate = Field(default=None, json_schema_extra=_no_default)
-    due_date: IsoDate = Field(default=None, json_schema_extra=_no_default)
+    customer: Customer = _optional_never_null()
+    amount: Amount = _optional_never_null()
+    currency: Currency = _optional_never_null()
+    issue_date: IsoDate = _optional_never_null()
+    due_date: IsoDate = _optional_never_null()
 
     def column_values(self) -> dict[str, Any]:
         """What was sent, as Invoice columns (amount -> amount_minor)."""
@@ -285,15 +295,11 @@ ERROR_CODES = tuple(API_CODES.values())  # every code an error body may carry
 class ErrorDetail(BaseModel):
     code: Literal[ERROR_CODES]  # type: ignore[valid-type]
     message: str
-    reason: str = Field(
-        default=None,
-        json_schema_extra=_no_default,
+    reason: str = _optional_never_null(
         description="A word to branch on: csrf, invalid_token, insufficient_scope, "
         "two_factor_required, reauthentication_required, malformed_json, invalid_cursor.",
     )
-    fields: dict[str, list[str]] = Field(
-        default=None,
-        json_schema_extra=_no_default,
+    fields: dict[str, list[str]] = _optional_never_null(
         description="422 only: the messages for each field.",
     )
 

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from ..db import get_db, utcnow
+from ..db import get_db, rows_changed, utcnow
 from ..models import Organization, PersonalAccessToken, TokenScope, User
 
 TOKEN_PREFIX = "ia_pat_"
@@ -82,7 +82,8 @@ def revoke_member_tokens(db: Session, user_id: int, organization_id: int) -> int
     A token whose user has no role in its organization already reaches nothing; revoking
     it as well means it stays dead if they are invited back. Returns how many.
     """
-    return db.execute(
+    return rows_changed(
+        db,
         update(PersonalAccessToken)
         .where(
             PersonalAccessToken.user_id == user_id,
@@ -90,8 +91,8 @@ def revoke_member_tokens(db: Session, user_id: int, organization_id: int) -> int
             PersonalAccessToken.revoked_at.is_(None),
         )
         .values(revoked_at=utcnow())
-        .execution_options(synchronize_session="fetch")
-    ).rowcount
+        .execution_options(synchronize_session="fetch"),
+    )
 
 
 def is_usable(token: PersonalAccessToken) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
+from ..db import rows_changed, utcnow
 from ..models import PersonalAccessToken, TokenPurpose, User, UserSession
 from .passwords import hash_password
 from .tokens import revoke_tokens
@@ -21,7 +21,7 @@ def revoke_sessions(db: Session, user_id: int, *, keep: UserSession | None = Non
     statement = delete(UserSession).where(UserSession.user_id == user_id)
     if keep is not None:
         statement = statement.where(UserSession.id != keep.id)
-    return db.execute(statement.execution_options(synchronize_session="fetch")).rowcount
+    return rows_changed(db, statement.execution_options(synchronize_session="fetch"))
 
 
 def set_password(db: Session, user: User, new_password: str, *, keep: UserSession | None) -> None:

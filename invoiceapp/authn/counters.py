@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from ..db import UTCDateTime, utcnow
+from ..db import UTCDateTime, rows_changed, utcnow
 from ..models import SecurityCounter, User, UserSession
 
 # ---------------------------------------------------------------------------
@@ -113,7 +113,8 @@ def claim_sign_in_attempt(db: Session, name: str) -> int:
         counter.window_ends_at > now,
     )
     held_until = now + timedelta(seconds=current_app.config["SIGN_IN_SLOWDOWN_MAX_SECONDS"])
-    claimed = db.execute(
+    claimed = rows_changed(
+        db,
         update(counter)
         .where(
             counter.key == _row_key(name),
@@ -124,9 +125,9 @@ def claim_sign_in_attempt(db: Session, name: str) -> int:
                 (slowed, literal(held_until, UTCDateTime())), else_=counter.next_attempt_at
             )
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if claimed.rowcount == 1:
+    if claimed == 1:
         return 0
     wait_until = db.scalar(select(counter.next_attempt_at).where(counter.key == _row_key(name)))
     if wait_until is None or wait_until <= now:
@@ -178,12 +179,13 @@ def forget_sign_in_failures(db: Session, name: str) -> None:
 def _insert_if_missing(db: Session, key: str, window_ends_at: datetime) -> None:
     """Create the row unless a concurrent request did; a new row also sweeps stale ones."""
     dialect = postgresql if db.get_bind().dialect.name == "postgresql" else sqlite
-    created = db.execute(
+    created = rows_changed(
+        db,
         dialect.insert(SecurityCounter)
         .values(key=key, failures=0, window_ends_at=window_ends_at)
-        .on_conflict_do_nothing(index_elements=["key"])
+        .on_conflict_do_nothing(index_elements=["key"]),
     )
-    if created.rowcount == 1:
+    if created == 1:
         stale = utcnow() - timedelta(seconds=current_app.config["SIGN_IN_SLOWDOWN_MAX_SECONDS"])
         db.execute(
             delete(SecurityCounter)

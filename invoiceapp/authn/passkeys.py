@@ -54,7 +54,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from ..db import utcnow
+from ..db import rows_changed, utcnow
 from ..models import Passkey, User, WebAuthnChallenge
 from .totp import derive_key
 
@@ -137,7 +137,8 @@ def _claim_challenge(
     except WebAuthnException as error:
         raise PasskeyRejected("unreadable client data") from error
     owner = WebAuthnChallenge.user_id == user.id if user else WebAuthnChallenge.user_id.is_(None)
-    claimed = db.execute(
+    claimed = rows_changed(
+        db,
         update(WebAuthnChallenge)
         .where(
             WebAuthnChallenge.challenge == bytes_to_base64url(challenge),
@@ -147,9 +148,9 @@ def _claim_challenge(
             WebAuthnChallenge.expires_at > utcnow(),
         )
         .values(used_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if claimed.rowcount != 1:
+    if claimed != 1:
         raise PasskeyRejected("unknown, used or expired challenge")
     return challenge
 
@@ -297,13 +298,14 @@ def authenticate(db: Session, credential_json: str, user: User | None = None) ->
     except WebAuthnException as error:
         raise PasskeyRejected(f"assertion did not verify: {error}") from error
     # Compare-and-set: of two requests replaying one assertion, only one moves the counter.
-    moved = db.execute(
+    moved = rows_changed(
+        db,
         update(Passkey)
         .where(Passkey.id == passkey.id, Passkey.sign_count == passkey.sign_count)
         .values(sign_count=verified.new_sign_count, last_used_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if moved.rowcount != 1:
+    if moved != 1:
         raise PasskeyRejected("sign counter changed concurrently")
     passkey.sign_count = verified.new_sign_count
     passkey.last_used_at = utcnow()

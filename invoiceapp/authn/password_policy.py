@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -87,7 +88,7 @@ def _zxcvbn_input(password: str) -> str:
     return head
 
 
-def _strength(password: str, email: str, name: str) -> dict[str, Any]:
+def _strength(password: str, email: str, name: str) -> Mapping[str, Any]:
     head = _zxcvbn_input(password)
     with _zxcvbn_lock:
         # max_length: zxcvbn 4.5 refuses more than 72 characters unless told otherwise.

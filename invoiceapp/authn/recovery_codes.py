@@ -18,7 +18,7 @@ import string
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
+from ..db import rows_changed, utcnow
 from ..models import RecoveryCode, User
 from .totp import derive_key
 
@@ -73,7 +73,8 @@ def use_code(db: Session, user: User, value: str) -> bool:
     code = normalise(value)
     if code is None:
         return False
-    result = db.execute(
+    used = rows_changed(
+        db,
         update(RecoveryCode)
         .where(
             RecoveryCode.user_id == user.id,
@@ -81,14 +82,14 @@ def use_code(db: Session, user: User, value: str) -> bool:
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    return result.rowcount == 1
+    return used == 1
 
 
 def remaining(db: Session, user: User) -> int:
-    return db.scalar(
+    return db.execute(
         select(func.count())
         .select_from(RecoveryCode)
         .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
-    )
+    ).scalar_one()

@@ -15,7 +15,7 @@ from datetime import timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
+from ..db import rows_changed, utcnow
 from ..models import AccountToken, TokenPurpose, User
 
 # secrets.token_urlsafe(32): 43 URL-safe characters. Anything else is not one of ours.
@@ -68,12 +68,13 @@ def claim_token(db: Session, raw: str, purpose: TokenPurpose) -> AccountToken | 
     if token is None:
         return None
     now = utcnow()
-    claimed = db.execute(
+    claimed = rows_changed(
+        db,
         update(AccountToken)
         .where(AccountToken.id == token.id, AccountToken.used_at.is_(None))
         .values(used_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount
+        .execution_options(synchronize_session=False),
+    )
     if claimed != 1:
         return None
     token.used_at = now

@@ -29,7 +29,7 @@ from pyotp.exceptions import OTPVerificationError
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
+from ..db import rows_changed, utcnow
 from ..models import User
 
 ISSUER = "InvoiceApp"
@@ -153,16 +153,17 @@ def claim_step(db: Session, user: User, step: int) -> bool:
 
     One UPDATE … WHERE: of two requests carrying the same code, one wins.
     """
-    result = db.execute(
+    moved = rows_changed(
+        db,
         update(User)
         .where(
             User.id == user.id,
             or_(User.totp_last_step.is_(None), User.totp_last_step < step),
         )
         .values(totp_last_step=step)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
-    if result.rowcount != 1:
+    if moved != 1:
         return False
     user.totp_last_step = step
     return True

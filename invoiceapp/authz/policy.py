@@ -392,7 +392,7 @@ _PAST = {
 
 
 # What to do instead, or why not, where an invoice's state refuses an action.
-_INSTEAD = {
+_INSTEAD: dict[tuple[str, str], str] = {
     ("invoice.delete", InvoiceStatus.PAID): "Void it instead: a voided invoice stays on the "
     "books, marked void.",
     ("invoice.delete", InvoiceStatus.VOID): "It stays on the books as the record of what was "

@@ -28,7 +28,7 @@ VISIBLE_INVOICE_BY_PUBLIC_ID = select(Invoice).where(
 )
 
 
-def live_invoices_of(organization_id: int) -> Select[tuple[Invoice]]:
+def live_invoices_of(organization_id: int) -> Select[Invoice]:
     """One organization's invoices that are not deleted (lists, counts, exports)."""
     return select(Invoice).where(
         Invoice.organization_id == organization_id, Invoice.deleted_at.is_(None)

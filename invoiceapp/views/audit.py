@@ -79,9 +79,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
 OLDEST_FIRST = (AuditEvent.created_at.asc(), AuditEvent.id.asc())
 
 
-def _page_of(
-    db: Session, query: Select[tuple[AuditEvent]], total: int, start: int
-) -> list[AuditEvent]:
+def _page_of(db: Session, query: Select[AuditEvent], total: int, start: int) -> list[AuditEvent]:
     """Records ``start`` to ``start + PER_PAGE``, newest first, read from the nearer end:
     the last page costs what the first does (ix_audit_events_org_created either way)."""
     stop = min(start + PER_PAGE, total)
@@ -124,9 +122,7 @@ def _filters() -> dict[str, str]:
     return chosen
 
 
-def _filtered(
-    query: Select[tuple[AuditEvent]], filters: dict[str, str]
-) -> Select[tuple[AuditEvent]]:
+def _filtered(query: Select[AuditEvent], filters: dict[str, str]) -> Select[AuditEvent]:
     if "action" in filters:
         query = query.where(AuditEvent.action == filters["action"])
     if "actor" in filters:

@@ -124,7 +124,7 @@ def index() -> ResponseReturnValue:
 OLDEST_FIRST = (Invoice.created_at.asc(), Invoice.id.asc())
 
 
-def _page_of(query: Select[tuple[Invoice]], total: int, start: int, size: int) -> list[Invoice]:
+def _page_of(query: Select[Invoice], total: int, start: int, size: int) -> list[Invoice]:
     """Rows ``start`` to ``start + size`` of ``query`` in NEWEST_FIRST order.
 
     Read from the nearer end: the last page is the first page of the oldest-first order

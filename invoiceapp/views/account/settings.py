@@ -41,7 +41,7 @@ from ...authz.enforce import authorize
 from ...db import get_db, utcnow
 from ...devices import describe_user_agent
 from ...extensions import failures_limit, outage_safe_key
-from ...forms import Form
+from ...forms import Form, add_error
 from ...mail import absolute_url, send_mail
 from ...models import AccountToken, SecurityEvent, TokenPurpose, User, UserSession
 from ...path_ids import path_id_or_404
@@ -173,10 +173,10 @@ def change_password() -> ResponseReturnValue:
     if form.current_password.data and not verify_password(
         user.password_hash, form.current_password.data
     ):
-        form.current_password.errors.append("That is not your current password.")
+        add_error(form.current_password, "That is not your current password.")
         valid = False
     elif valid and verify_password(user.password_hash, form.new_password.data or ""):
-        form.new_password.errors.append("Choose a password different from your current one.")
+        add_error(form.new_password, "Choose a password different from your current one.")
         valid = False
     if not valid:
         for field in (form.current_password, form.new_password, form.confirm_password):
@@ -417,7 +417,7 @@ def request_email_change() -> ResponseReturnValue:
         return render_template("account/email.html", form=form, user=user), 422
 
     db = get_db()
-    new_address = form.email.data
+    new_address = form.email.data or ""  # validated: DataRequired
     # Only the latest request counts: earlier links stop working.
     revoke_tokens(db, user.id, TokenPurpose.CHANGE_EMAIL)
     taken = db.scalar(select(User.id).where(User.email == new_address, User.id != user.id))

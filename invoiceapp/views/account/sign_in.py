@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import flask_login
@@ -35,6 +36,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse  # what redirect() is typed to return
 
 from ...authn import counters, passkeys, recovery_codes, totp
 from ...authn.devices import issue_device_cookie, trusted_device_for
@@ -54,6 +56,7 @@ from ...authn.sessions import current_session, end_session, mark_reauthenticated
 from ...db import get_db, utcnow
 from ...errors import json_error, json_response
 from ...extensions import failures_limit, limiter, outage_safe_key
+from ...forms import add_error
 from ...mail import absolute_url, send_mail
 from ...models import Membership, Organization, Passkey, User
 from ...principal import require_principal
@@ -225,7 +228,7 @@ def _slow_down(form: SignInForm, seconds: int) -> ResponseReturnValue:
 
 def _signed_in(
     user: User, *, remember: bool, proof: str, next_path: str | None, detail: str = ""
-) -> Response:
+) -> BaseResponse:
     """Every successful sign-in ends here: a new session saying how it was proven."""
     # A new session id at every sign-in, and a new CSRF token with it (no fixation).
     session.clear()
@@ -272,24 +275,31 @@ class Pending:
     next_path: str
 
 
-def _pending() -> Pending | None | bool:
-    """The half-finished sign-in: a Pending, None when there is none, False when expired."""
+class NoPending(Enum):
+    """Why there is no half-finished sign-in to go on with: the two get different answers."""
+
+    NONE = "none"  # never started, unreadable, or the account changed meanwhile
+    EXPIRED = "expired"  # started, but too long ago
+
+
+def _pending() -> Pending | NoPending:
+    """The half-finished sign-in the password started, or why there is none."""
     state = session.get(PENDING_KEY)
     if not isinstance(state, dict):
-        return None
+        return NoPending.NONE
     try:
         expired = utcnow().timestamp() > float(state["expires"])
         user = get_db().get(User, int(state["user"]))
     except (KeyError, TypeError, ValueError):
-        return None
+        return NoPending.NONE
     if expired:
-        return False
+        return NoPending.EXPIRED
     if (
         user is None
         or user.totp_enabled_at is None
         or state.get("password") != _password_fingerprint(user)
     ):
-        return None
+        return NoPending.NONE
     return Pending(user, bool(state.get("remember")), str(state.get("next") or ""))
 
 
@@ -308,7 +318,7 @@ def _two_factor_account_limit() -> str:
     return current_app.config["TWO_FACTOR_ACCOUNT_RATE_LIMIT"]
 
 
-def _start_over(message: str) -> Response:
+def _start_over(message: str) -> BaseResponse:
     session.pop(PENDING_KEY, None)
     flash(message, "error")
     return redirect("/sign-in", code=303)
@@ -320,9 +330,9 @@ EXPIRED = "That sign-in took too long, so it was cancelled. Please sign in again
 @bp.get("/sign-in/two-factor")
 def two_factor_form() -> ResponseReturnValue:
     pending = _pending()
-    if pending is False:
+    if pending is NoPending.EXPIRED:
         return _start_over(EXPIRED)
-    if pending is None:
+    if pending is NoPending.NONE:
         return redirect("/sign-in", code=303)
     return render_template("authn/two_factor.html", form=CodeForm(formdata=None))
 
@@ -335,9 +345,9 @@ def two_factor_form() -> ResponseReturnValue:
 def two_factor() -> ResponseReturnValue:
     """Something you have: the code finishes the sign-in the password started."""
     pending = _pending()
-    if pending is False:
+    if pending is NoPending.EXPIRED:
         return _start_over(EXPIRED)
-    if pending is None:
+    if pending is NoPending.NONE:
         return _start_over("Please sign in with your email and password first.")
     form = CodeForm()
     if not form.validate_on_submit():
@@ -577,7 +587,7 @@ def reauthenticate() -> ResponseReturnValue:
     if not verify_password(principal.user.password_hash, form.password.data or ""):
         if _count_wrong_proof():
             return _end_session_after_guessing()
-        form.password.errors.append("That password is not right.")
+        add_error(form.password, "That password is not right.")
         return _render_reauthenticate(password_form=form, next_path=next_path), WRONG_PASSWORD
     return _reauthenticated("password", form.next.data)
 
@@ -608,7 +618,7 @@ def _count_wrong_proof() -> bool:
     return auth_session.failed_reauthentications >= current_app.config["REAUTH_MAX_FAILURES"]
 
 
-def _reauthenticated(proof: str, next_path: str | None) -> Response:
+def _reauthenticated(proof: str, next_path: str | None) -> BaseResponse:
     """Fresh proof accepted: elevate the session, recording how it was proven."""
     principal = require_principal()
     if principal.session is not None:
@@ -643,10 +653,11 @@ def reauthenticate_with_code() -> ResponseReturnValue:
             return _end_session_after_guessing()
         form.code.data = ""
         # One message for either mistake: which one was wrong stays unsaid.
-        form.code.errors.append(
+        add_error(
+            form.code,
             CODES_LOCKED
             if right_password and counters.codes_locked(principal.user)
-            else "That password and code did not work together."
+            else "That password and code did not work together.",
         )
         page = _render_reauthenticate(code_form=form, second_factor_only=True, next_path=next_path)
         return page, WRONG_PASSWORD

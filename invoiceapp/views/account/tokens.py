@@ -16,7 +16,7 @@ from flask import Blueprint, abort, flash, redirect, render_template
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from wtforms import IntegerField, SelectField, StringField
-from wtforms.fields.choices import SelectChoice
+from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # new in WTForms 3.3; types-WTForms is 3.2
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 
 from ...authn.access_tokens import (

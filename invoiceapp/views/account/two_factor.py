@@ -39,9 +39,10 @@ from ...authn.second_factor import (
     totp_flagged_until,
 )
 from ...authz.enforce import ReauthenticationRequired, authorize, can_in_template
-from ...db import get_db, utcnow
+from ...db import get_db, rows_changed, utcnow
 from ...errors import json_error, json_response
 from ...extensions import limiter
+from ...forms import add_error
 from ...mail import absolute_url, send_mail
 from ...models import Passkey, User
 from ...path_ids import path_id_or_404
@@ -186,9 +187,10 @@ def confirm_enrolment() -> ResponseReturnValue:
         return _render_setup(user, secret, form), 422
     if not totp.verify_code(db, user, form.code.data or ""):
         form.code.data = ""
-        form.code.errors.append(
+        add_error(
+            form.code,
             "That code did not match. Check that the app added the account shown here, "
-            "and that your phone's clock is right, then type the newest code."
+            "and that your phone's clock is right, then type the newest code.",
         )
         return _render_setup(user, secret, form), 422
     user.totp_enabled_at = utcnow()
@@ -363,10 +365,13 @@ def remove_passkey(public_id: str) -> ResponseReturnValue:
     if passkey is None:
         abort(404)
     _authorize_for(CHANGE, user, PASSKEYS)
-    removed = db.execute(
-        delete(Passkey).where(Passkey.id == passkey.id).execution_options(synchronize_session=False)
+    removed = rows_changed(
+        db,
+        delete(Passkey)
+        .where(Passkey.id == passkey.id)
+        .execution_options(synchronize_session=False),
     )
-    if removed.rowcount != 1:
+    if removed != 1:
         abort(404)  # removed by another request meanwhile
     record_event(db, user.id, EventKind.PASSKEY_REMOVED)
     db.commit()
