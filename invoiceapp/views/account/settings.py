@@ -20,14 +20,15 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+from wtforms.validators import DataRequired, EqualTo, ValidationError
 
 from ...authn.accounts import revoke_sessions, set_password
 from ...authn.emails import MAX_EMAIL_LENGTH, valid_new_email
 from ...authn.events import DESCRIPTIONS, EventKind, record_event
+from ...authn.forms import WithinPasswordMaxLength
 from ...authn.gate import login_required
 from ...authn.password_policy import StrongPassword
-from ...authn.passwords import MAX_PASSWORD_LENGTH, verify_password
+from ...authn.passwords import verify_password
 from ...authn.redirects import safe_next
 from ...authn.second_factor import factors_added_without_second_factor
 from ...authn.sessions import (
@@ -74,7 +75,7 @@ class ChangePasswordForm(Form):
         "Current password",
         validators=[
             DataRequired("Enter your current password."),
-            Length(max=MAX_PASSWORD_LENGTH),
+            WithinPasswordMaxLength(),
         ],
         render_kw={"autocomplete": "current-password"},
     )
