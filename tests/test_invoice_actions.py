@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 import seed
-from conftest import app_on_postgres, make_test_app
+from conftest import Clock, app_on_postgres, make_test_app
 from invoiceapp.db import Base, get_db
 from invoiceapp.invoicing import change_status, soft_delete
 from invoiceapp.models import AuditEvent, AuditRepeat, Invoice, Organization
@@ -454,8 +454,9 @@ def switch_duplication_on(db: Session, slug: str) -> None:
 
 @pytest.mark.parametrize("email", [ADA, LINUS], ids=["owner", "member"])
 def test_duplicate_with_the_flag_on_makes_a_new_draft_with_the_next_number(
-    app: Flask, db: Session, email: str
+    app: Flask, db: Session, clock: Clock, email: str
 ) -> None:
+    clock.now = datetime(2031, 2, 3, 23, 30, tzinfo=UTC)
     switch_duplication_on(db, "acme")
     client = client_for(app, email)
     assert button("inv_7", "duplicate") in show(client, "inv_7")
@@ -475,7 +476,7 @@ def test_duplicate_with_the_flag_on_makes_a_new_draft_with_the_next_number(
     assert copy.created_by_id == user(db, email).id
     assert (copy.customer, copy.amount_minor, copy.currency) == (
         "Wayne Enterprises", 4_800_000, "USD")  # fmt: skip
-    assert copy.issue_date == date.today()
+    assert copy.issue_date == date(2031, 2, 3)  # "today" is the app's clock, in UTC
     assert copy.due_date - copy.issue_date == terms
     assert copy.deleted_at is None and copy.creation_key is None
     assert snapshot(db, "inv_7") == original
@@ -610,3 +611,12 @@ def test_a_status_that_changed_meanwhile_is_not_overwritten(app: Flask, db: Sess
         assert change_status(request_db, seen, "invoice.mark_paid") is False
         request_db.rollback()
     assert invoice(db, "inv_7").status == "void"
+
+
+def test_a_new_invoice_form_is_dated_today_by_the_apps_clock(app: Flask, clock: Clock) -> None:
+    clock.now = datetime(2031, 2, 3, 23, 30, tzinfo=UTC)
+    page = client_for(app, ADA).get("/invoices/new?organization=acme")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'value="2031-02-03"' in html  # issued today
+    assert 'value="2031-03-05"' in html  # due in 30 days

@@ -40,7 +40,7 @@ from ..authz.scope import (
     live_invoices_of,
     organization_in_my_orgs_or_404,
 )
-from ..db import get_db
+from ..db import get_db, utcnow
 from ..invoicing import (
     CreationKeyTaken,
     change_status,
@@ -148,7 +148,7 @@ def _page_of(query: Select[tuple[Invoice]], total: int, start: int, size: int) -
 @login_required
 def new() -> ResponseReturnValue:
     organization = _organization_allowing("invoice.create", _named_in_link())
-    today = date.today()
+    today = utcnow().date()  # the injectable clock (invoiceapp.db), as for every other time
     form = InvoiceForm(
         formdata=None,
         issue_date=today,
