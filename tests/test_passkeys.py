@@ -446,6 +446,9 @@ def test_someone_elses_passkey_does_not_step_up_your_session(
     response = ada.post("/reauthenticate/passkey", data={"credential": json.dumps(assertion)})
     assert response.status_code == 422
     assert proofs(db, "ada@acme.test") == ["password"]
+    # Shaped like the 422 it is: the session is fine, only the proof was wrong.
+    assert response.get_json()["error"]["code"] == "validation"
+    assert "WWW-Authenticate" not in response.headers
     assert user(db, "ada@acme.test").id != db.scalars(select(Passkey.user_id)).one()
 
 
