@@ -148,6 +148,9 @@ class Defaults:
     # buy ten times more.
     API_RATE_LIMIT = "300 per minute"
     API_USER_RATE_LIMIT = "600 per minute"
+    # A token's last_used_at is written at most this often, so reads do not all turn
+    # into writes.
+    API_TOKEN_TOUCH_SECONDS = 60
 
 
 def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:

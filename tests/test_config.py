@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -94,3 +95,16 @@ def test_every_setting_of_our_own_has_its_default_in_config_py(database_file: Pa
     added = set(app.config) - set(config_py_only.config)
     assert {key for key in added if not key.startswith(("WTF_", "RATELIMIT_"))} == set()
     app.extensions["db_engine"].dispose()
+
+
+def test_no_module_keeps_a_fallback_default_of_its_own() -> None:
+    """``config.get("KEY", fallback)`` is a second default that can drift from config.py's."""
+    package = Path(config.__file__).parent
+    fallback = re.compile(r'config\.get\(\s*"([A-Z0-9_]+)",')
+    own = {
+        (source.relative_to(package).as_posix(), key)
+        for source in package.rglob("*.py")
+        for key in fallback.findall(source.read_text())
+        if not key.startswith(("WTF_", "RATELIMIT_"))  # the extensions' own settings
+    }
+    assert own == set()

@@ -53,9 +53,6 @@ from .links import no_store, one_button_page
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 EVENTS_PER_PAGE = 25
-# Asking for an email change mails a stranger's address; an elevated session should not
-# be able to turn that into a mail cannon. Only accepted requests count.
-DEFAULT_EMAIL_CHANGE_RATE_LIMIT = "5 per hour"
 # The same answer whether or not another account already uses the address.
 EMAIL_CHANGE_REQUESTED = (
     "Check the new inbox: we sent a confirmation link there. "
@@ -377,7 +374,9 @@ def _email_form(user: User) -> ChangeEmailForm:
 
 
 def _email_change_limit() -> str:
-    return current_app.config.get("EMAIL_CHANGE_RATE_LIMIT", DEFAULT_EMAIL_CHANGE_RATE_LIMIT)
+    """Asking for an email change mails a stranger's address; an elevated session should
+    not be able to turn that into a mail cannon. Only accepted requests count."""
+    return current_app.config["EMAIL_CHANGE_RATE_LIMIT"]
 
 
 @outage_safe_key
