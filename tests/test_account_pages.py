@@ -677,16 +677,23 @@ def test_confirming_the_change_revokes_links_mailed_to_the_old_address(
 
 @pytest.mark.parametrize(
     "token",
-    ["x", "A" * 43, "A" * 44, "%00" * 10, "../../etc/passwd", "a" * 5000],
-    ids=["short", "unknown", "too-long", "nul", "path", "huge"],
+    ["x", "A" * 43, "A" * 44, "%00" * 10, "a" * 5000],
+    ids=["short", "unknown", "too-long", "nul", "huge"],
 )
 def test_malformed_or_unknown_confirmation_links_are_a_clear_400(
     client: FlaskClient, db: Session, token: str
 ) -> None:
     response = client.get(f"/account/email/confirm/{token}")
-    assert response.status_code in (400, 404)  # a "/" in the token is simply another route
-    if response.status_code == 400:
-        assert "This link is no longer valid" in response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "This link is no longer valid" in response.get_data(as_text=True)
+    assert user(db, "ada@acme.test").email == "ada@acme.test"
+
+
+def test_a_confirmation_link_with_slashes_is_another_route_so_a_404(
+    client: FlaskClient, db: Session
+) -> None:
+    response = client.get("/account/email/confirm/../../etc/passwd")
+    assert response.status_code == 404
     assert user(db, "ada@acme.test").email == "ada@acme.test"
 
 
