@@ -716,3 +716,64 @@ def test_wrong_codes_are_limited_per_account_and_the_owners_browser_keeps_its_ow
     password_step(owner)
     assert owner.post("/sign-in/two-factor", data={"code": code(clock)}).status_code == 303
     app.extensions["db_engine"].dispose()
+
+
+# --- The page itself: starting over, and what someone with an app sees ----------------------
+
+
+def shown_secret(client: FlaskClient) -> str:
+    html = client.get("/account/two-factor").get_data(as_text=True)
+    uri = re.search(r'data-testid="totp-uri">([^<]+)<', html).group(1).replace("&amp;", "&")
+    return parse_qs(urlsplit(uri).query)["secret"][0]
+
+
+def test_starting_enrolment_over_shows_a_new_secret_and_the_old_one_no_longer_confirms(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    client = signed_in_client(app, "linus@acme.test")
+    first = shown_secret(client)
+
+    restarted = client.post("/account/two-factor/restart")
+
+    assert restarted.status_code == 303
+    assert restarted.headers["Location"] == "/account/two-factor"
+    second = shown_secret(client)
+    assert second != first
+    # Whatever holds the first secret was the wrong place: its codes switch nothing on.
+    wrong_place = client.post("/account/two-factor", data={"code": code(clock, first)})
+    assert wrong_place.status_code == 422
+    assert user(db, "linus@acme.test").totp_enabled_at is None
+    assert client.post("/account/two-factor", data={"code": code(clock, second)}).status_code == 200
+    assert user(db, "linus@acme.test").totp_enabled_at is not None
+
+
+def test_starting_over_leaves_an_app_that_is_already_on_alone(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    tess = signed_in_tess(app, clock)
+    before = user(db, TESS).totp_secret_encrypted
+
+    restarted = tess.post("/account/two-factor/restart")
+
+    assert restarted.status_code == 303
+    assert restarted.headers["Location"] == "/account/two-factor"
+    db.expire_all()
+    assert user(db, TESS).totp_secret_encrypted == before
+    assert user(db, TESS).totp_enabled_at is not None
+
+
+def test_the_two_factor_page_of_someone_with_an_app_manages_it_and_shows_no_secret(
+    app: Flask, clock: Clock
+) -> None:
+    page = signed_in_tess(app, clock).get("/account/two-factor")
+
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'data-testid="totp-status">On since' in html
+    assert 'action="/account/two-factor/recovery-codes"' in html
+    assert 'action="/account/two-factor/disable"' in html
+    assert "Turn off two-factor sign-in" in html
+    # Enrolment is over: no secret, no QR code, nothing to scan again.
+    assert 'data-testid="totp-uri"' not in html
+    assert "otpauth://" not in html
+    assert TESS_SECRET not in html.replace(" ", "")
