@@ -13,6 +13,8 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from email.utils import parseaddr
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -21,6 +23,7 @@ from sqlalchemy import create_engine, make_url, pool, select, text
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
+from invoiceapp.mail import StoredMail, read_outbox
 from invoiceapp.models import Invoice, User
 
 PASSWORD = "correct-horse-battery-staple"
@@ -152,3 +155,16 @@ def live_server(app: Flask) -> Iterator[str]:
         yield f"http://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
+
+
+# Organization slugs as they appear in URLs (/orgs/<slug>): what slug making must produce.
+SLUG_SHAPE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+def latest_mail_to(directory: str | Path, address: str) -> StoredMail | None:
+    """The newest message in the file outbox to ``address`` (compared without case), or None."""
+    wanted = address.strip().lower()
+    for mail in read_outbox(directory):
+        if parseaddr(mail.to)[1].lower() == wanted:
+            return mail
+    return None

@@ -23,9 +23,17 @@ from conftest import Clock, make_test_app
 from invoiceapp.authn.events import EventKind
 from invoiceapp.authn.gate import login_required
 from invoiceapp.authn.tokens import issue_token
-from invoiceapp.mail import StoredMail, latest_mail_to, read_outbox
+from invoiceapp.mail import StoredMail, read_outbox
 from invoiceapp.models import AccountToken, SecurityEvent, TokenPurpose, UserSession
-from support import AUTH_COOKIE, PASSWORD, csrf_token_from, sign_in, signed_in_client, user
+from support import (
+    AUTH_COOKIE,
+    PASSWORD,
+    csrf_token_from,
+    latest_mail_to,
+    sign_in,
+    signed_in_client,
+    user,
+)
 
 NEW_PASSWORD = "violet tugboat orchard lantern"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0"

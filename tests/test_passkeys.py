@@ -29,10 +29,9 @@ from test_password_reset import NEW_PASSWORD, ask_for_reset, choose, reset_path
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from conftest import Clock
-from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import Organization, Passkey, User, UserSession, WebAuthnChallenge
 from seed import DEMO_TOTP_SECRET
-from support import PASSWORD, signed_in_client, user
+from support import PASSWORD, latest_mail_to, signed_in_client, user
 
 UP, UV, AT = 0x01, 0x04, 0x40
 

@@ -28,9 +28,17 @@ from conftest import Clock, make_test_app
 from invoiceapp.authn.accounts import set_password
 from invoiceapp.authn.tokens import claim_token, issue_token
 from invoiceapp.background import wait_for_jobs
-from invoiceapp.mail import latest_mail_to, read_outbox
+from invoiceapp.mail import read_outbox
 from invoiceapp.models import AccountToken, SecurityEvent, TokenPurpose, User, UserSession
-from support import AUTH_COOKIE, PASSWORD, csrf_token_from, live_server, sign_in, signed_in_client
+from support import (
+    AUTH_COOKIE,
+    PASSWORD,
+    csrf_token_from,
+    latest_mail_to,
+    live_server,
+    sign_in,
+    signed_in_client,
+)
 from support import user as user_by_email
 
 NEW_PASSWORD = "glacier kelp mesa indigo 42"

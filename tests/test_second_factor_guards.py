@@ -28,9 +28,8 @@ from test_two_factor import TESS, code, enrol, signed_in_tess
 
 from conftest import Clock, make_test_app
 from invoiceapp.authz.policy import SELF_SERVICE, Rule
-from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import AccountToken, Organization, Passkey, PersonalAccessToken, TokenPurpose
-from support import PASSWORD, signed_in_client, user
+from support import PASSWORD, latest_mail_to, signed_in_client, user
 
 LINUS = "linus@acme.test"
 THIEF_ADDRESS = "mallory@evil.example"

@@ -24,7 +24,7 @@ from conftest import Clock, make_test_app
 from invoiceapp.authn import recovery_codes
 from invoiceapp.authn.totp import encrypt_secret
 from invoiceapp.db import get_db
-from invoiceapp.mail import StoredMail, latest_mail_to
+from invoiceapp.mail import StoredMail
 from invoiceapp.models import (
     Invoice,
     Organization,
@@ -33,7 +33,7 @@ from invoiceapp.models import (
     User,
     UserSession,
 )
-from support import PASSWORD, csrf_token_from, signed_in_client, user
+from support import PASSWORD, csrf_token_from, latest_mail_to, signed_in_client, user
 
 TESS = "tess@acme.test"
 TESS_SECRET = seed_module.DEMO_TOTP_SECRET
