@@ -23,8 +23,10 @@ from sqlalchemy import create_engine, make_url, pool, select, text
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
+from invoiceapp.authn.access_tokens import issue_access_token
+from invoiceapp.db import get_db
 from invoiceapp.mail import StoredMail, read_outbox
-from invoiceapp.models import Invoice, User
+from invoiceapp.models import Invoice, Organization, TokenScope, User
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -168,3 +170,39 @@ def latest_mail_to(directory: str | Path, address: str) -> StoredMail | None:
         if parseaddr(mail.to)[1].lower() == wanted:
             return mail
     return None
+
+
+def bearer(raw: str, **headers: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {raw}", **headers}
+
+
+def make_token(
+    app: Flask, email: str, organization: str, scope: str = "write", *, days: int = 30
+) -> str:
+    """A real token, issued as /account/tokens would; returns the raw ia_pat_… value."""
+    with app.app_context():
+        db = get_db()
+        owner = db.scalar(select(User).where(User.email == email))
+        org = db.scalar(select(Organization).where(Organization.slug == organization))
+        assert owner is not None and org is not None
+        _row, raw = issue_access_token(
+            db, owner, org, name=f"{scope} token", scope=TokenScope(scope), expires_days=days
+        )
+        db.commit()
+    return raw
+
+
+def api_csrf_token(client: FlaskClient) -> str:
+    """What a cookie client sends as X-CSRFToken: /api/v1/me hands it out."""
+    token = client.get("/api/v1/me").get_json()["csrf_token"]
+    assert token
+    return token
+
+
+NEW_INVOICE = {
+    "customer": "Stark Industries",
+    "amount": "1250.00",
+    "currency": "EUR",
+    "issue_date": "2024-05-01",
+    "due_date": "2024-05-31",
+}

@@ -23,7 +23,6 @@ import requests
 from flask import Flask
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
-from test_api import bearer, make_token
 from test_delete_races import ROUNDS, _sent_invoice, _signed_in, served
 
 import seed
@@ -31,7 +30,7 @@ from conftest import app_on_postgres, make_test_app
 from invoiceapp.db import Base, get_db
 from invoiceapp.invoicing import soft_delete
 from invoiceapp.models import Invoice
-from support import VALID_INVOICE_FORM, all_at_once, invoice, signed_in_client
+from support import VALID_INVOICE_FORM, all_at_once, bearer, invoice, make_token, signed_in_client
 
 __all__ = ["served"]  # a fixture, shared with the delete races
 
