@@ -206,3 +206,32 @@ NEW_INVOICE = {
     "issue_date": "2024-05-01",
     "due_date": "2024-05-31",
 }
+
+
+NEW_PASSWORD = "glacier kelp mesa indigo 42"
+
+
+def finished(response: Any) -> Any:
+    """Close the response, as a server does once it is sent: the reset work runs then."""
+    response.get_data()
+    response.close()
+    return response
+
+
+def ask_for_reset(client: FlaskClient, email: str, **options: Any) -> Any:
+    return finished(client.post("/forgot-password", data={"email": email}, **options))
+
+
+def reset_path(outbox: Path, email: str = "ada@acme.test") -> str:
+    mail = latest_mail_to(outbox, email)
+    assert mail is not None, f"no mail to {email}"
+    (link,) = [link for link in mail.links if "/reset-password/" in link]
+    assert link.startswith("http://127.0.0.1:5000/reset-password/")
+    return link.removeprefix("http://127.0.0.1:5000")
+
+
+def choose(
+    client: FlaskClient, path: str, new: str = NEW_PASSWORD, confirm: str | None = None
+) -> Any:
+    data = {"new_password": new, "confirm_password": new if confirm is None else confirm}
+    return client.post(path, data=data)

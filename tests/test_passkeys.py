@@ -25,13 +25,21 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from test_password_reset import NEW_PASSWORD, ask_for_reset, choose, reset_path
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from conftest import Clock
 from invoiceapp.models import Organization, Passkey, User, UserSession, WebAuthnChallenge
 from seed import DEMO_TOTP_SECRET
-from support import PASSWORD, latest_mail_to, signed_in_client, user
+from support import (
+    NEW_PASSWORD,
+    PASSWORD,
+    ask_for_reset,
+    choose,
+    latest_mail_to,
+    reset_path,
+    signed_in_client,
+    user,
+)
 
 UP, UV, AT = 0x01, 0x04, 0x40
 
