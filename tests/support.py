@@ -13,20 +13,28 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
+import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, make_url, pool, select, text
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
+import seed as seed_module
+from invoiceapp.authn import recovery_codes
 from invoiceapp.authn.access_tokens import issue_access_token
 from invoiceapp.db import get_db
 from invoiceapp.mail import StoredMail, read_outbox
 from invoiceapp.models import Invoice, Organization, TokenScope, User
+
+if TYPE_CHECKING:
+    from conftest import Clock  # conftest imports this module
 
 PASSWORD = "correct-horse-battery-staple"
 
@@ -235,3 +243,48 @@ def choose(
 ) -> Any:
     data = {"new_password": new, "confirm_password": new if confirm is None else confirm}
     return client.post(path, data=data)
+
+
+# Two-factor: Tess has an authenticator app in the demo data.
+TESS = "tess@acme.test"
+TESS_SECRET = seed_module.DEMO_TOTP_SECRET
+STEP = timedelta(seconds=30)
+
+
+def code(clock: Clock, secret: str = TESS_SECRET, steps: int = 0) -> str:
+    """The code an authenticator app shows at the test clock's now, ``steps`` away."""
+    return pyotp.TOTP(secret).at(clock.now + steps * STEP)
+
+
+def password_step(client: FlaskClient, email: str = TESS, **extra: str) -> None:
+    response = client.post("/sign-in", data={"email": email, "password": PASSWORD, **extra})
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/sign-in/two-factor"
+
+
+def give_recovery_codes(app: Flask, db: Session, email: str) -> list[str]:
+    with app.app_context():
+        codes = recovery_codes.replace_codes(db, user(db, email))
+        db.commit()
+    return codes
+
+
+def enrol(client: FlaskClient, clock: Clock) -> tuple[str, list[str]]:
+    """Set up TOTP through the pages; returns the secret and the recovery codes shown."""
+    page = client.get("/account/two-factor")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    uri = re.search(r'data-testid="totp-uri">([^<]+)<', html).group(1).replace("&amp;", "&")
+    secret = parse_qs(urlsplit(uri).query)["secret"][0]
+    confirm = client.post("/account/two-factor", data={"code": code(clock, secret)})
+    assert confirm.status_code == 200
+    shown = re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", confirm.get_data(as_text=True))
+    assert len(shown) == 10
+    return secret, shown
+
+
+def signed_in_tess(app: Flask, clock: Clock) -> FlaskClient:
+    client = app.test_client()
+    password_step(client)
+    assert client.post("/sign-in/two-factor", data={"code": code(clock)}).status_code == 303
+    return client

@@ -23,18 +23,21 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from test_passkeys import SoftAuthenticator, add_passkey, options, passkey_sign_in, proofs
 from test_teaching import real_status, traces_of
-from test_two_factor import TESS, code, enrol, signed_in_tess
 
 from conftest import Clock, make_test_app
 from invoiceapp.authz.policy import SELF_SERVICE, Rule
 from invoiceapp.models import AccountToken, Organization, Passkey, PersonalAccessToken, TokenPurpose
 from support import (
     PASSWORD,
+    TESS,
     ask_for_reset,
     choose,
+    code,
+    enrol,
     latest_mail_to,
     reset_path,
     signed_in_client,
+    signed_in_tess,
     user,
 )
 
