@@ -13,6 +13,8 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -425,3 +427,53 @@ def step_up_with_passkey(client: FlaskClient, device: SoftAuthenticator, next_pa
         "/reauthenticate/passkey", data={"credential": json.dumps(assertion), "next": next_path}
     )
     assert response.get_json() == {"redirect": next_path}
+
+
+class Browser:
+    """A minimal cookie-keeping client over real HTTP (no redirects followed)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.cookies: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def request(self, path: str, data: dict[str, str] | None = None) -> tuple[int, str, str]:
+        with self.lock:
+            cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        request = urllib.request.Request(self.base + path, data=body, headers={"Cookie": cookie})
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            response = opener.open(request, timeout=60)
+        except urllib.error.HTTPError as error:
+            response = error
+        with self.lock:
+            for header in response.headers.get_all("Set-Cookie") or []:
+                name, _, rest = header.partition("=")
+                self.cookies[name] = rest.split(";", 1)[0]
+        return response.status, response.headers.get("Location", ""), response.read().decode()
+
+    def new_invoice_form(self) -> dict[str, str]:
+        _, _, html = self.request("/invoices/new")
+        fields = dict(
+            re.findall(r'name="(csrf_token|creation_key)" type="hidden" value="([^"]+)"', html)
+        )
+        assert set(fields) == {"csrf_token", "creation_key"}, html[:300]
+        return {**VALID_INVOICE_FORM, **fields}
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def signed_in_browser(base: str, email: str) -> Browser:
+    browser = Browser(base)
+    _, _, html = browser.request("/sign-in")
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html)
+    assert token
+    status, _, _ = browser.request(
+        "/sign-in", {"email": email, "password": PASSWORD, "csrf_token": token.group(1)}
+    )
+    assert status == 303
+    return browser
