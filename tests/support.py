@@ -477,3 +477,23 @@ def signed_in_browser(base: str, email: str) -> Browser:
     )
     assert status == 303
     return browser
+
+
+# One row of the explainer page: the action and the status it would get.
+EXPLAINER_ROW = re.compile(r'<tr data-action="([a-z_.]+)" data-status="([a-z0-9-]+)">')
+
+
+def traces_of(page: str) -> dict[str, str]:
+    return dict(EXPLAINER_ROW.findall(page))
+
+
+def real_status(response: object) -> str:
+    """What a request got, in the words of explain(): 200, 403, 404, re-authenticate…"""
+    code = response.status_code  # type: ignore[attr-defined]
+    location = response.headers.get("Location", "")  # type: ignore[attr-defined]
+    if code == 302 and location.startswith("/reauthenticate"):
+        return "re-authenticate"
+    if code in (200, 303):
+        return "200"
+    return str(code)
+

@@ -20,7 +20,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from test_teaching import real_status, traces_of
 
 from conftest import Clock, make_test_app
 from invoiceapp.authz.policy import SELF_SERVICE, Rule
@@ -38,10 +37,12 @@ from support import (
     new_authenticator,
     passkey_sign_in,
     proofs,
+    real_status,
     reset_path,
     signed_in_client,
     signed_in_tess,
     step_up_with_passkey,
+    traces_of,
     user,
 )
 
