@@ -496,4 +496,3 @@ def real_status(response: object) -> str:
     if code in (200, 303):
         return "200"
     return str(code)
-
