@@ -11,7 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 import seed as seed_module
 from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
-from support import REDIS_SERVER, free_port, postgres_schema
+from support import REDIS_SERVER, free_port, live_server, postgres_schema
 
 TEST_CONFIG: dict[str, Any] = {
     "TESTING": True,
@@ -187,3 +187,74 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# --- Browser tests (Chromium through Playwright) ------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def demo_server(database_file: Path, **overrides: Any) -> Iterator[tuple[str, Session]]:
+    """The app in demo mode, CSRF on, served on a free port; yields its URL and a session."""
+    app = make_test_app(database_file, WTF_CSRF_ENABLED=True, DEMO_MODE=True, **overrides)
+    db = app.extensions["db_sessionmaker"]()
+    try:
+        with live_server(app) as base:
+            yield base, db
+    finally:
+        db.close()
+        app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture(name="live_server")
+def live_demo_server(database_file: Path) -> Iterator[tuple[str, Session]]:
+    with demo_server(database_file) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def pages(browser: Any) -> Iterator[Callable[..., Any]]:
+    """Opens pages that record script errors and CSP violations; any of them fails the test."""
+    problems: list[str] = []
+    opened: list[Any] = []
+
+    def open_page(**options: Any) -> Any:
+        page = browser.new_page(**options)
+        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                problems.append(f"CSP: {message.text}")
+                if "Content Security Policy" in message.text
+                else None
+            ),
+        )
+        opened.append(page)
+        return page
+
+    yield open_page
+    for page in opened:
+        page.close()
+    assert problems == [], problems

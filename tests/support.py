@@ -496,3 +496,12 @@ def real_status(response: object) -> str:
     if code in (200, 303):
         return "200"
     return str(code)
+
+
+def browser_sign_in(page: Any, base: str, email: str) -> None:
+    page.goto(base + "/sign-in")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("main button[type=submit]")
+    # The click starts a navigation; wait for it, or the next check may read the old page.
+    page.wait_for_url(lambda url: "/sign-in" not in url)
