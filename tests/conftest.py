@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from sqlalchemy.orm import Session
 import seed as seed_module
 from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
-from support import REDIS_SERVER, free_port, live_server, postgres_schema
+from support import REDIS_SERVER, free_port, live_server, postgres_schema, wait_until_up
 
 TEST_CONFIG: dict[str, Any] = {
     "TESTING": True,
@@ -258,3 +259,71 @@ def pages(browser: Any) -> Iterator[Callable[..., Any]]:
     for page in opened:
         page.close()
     assert problems == [], problems
+
+
+# --- Races against gunicorn with several workers, on both engines -------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+RACE_WORKERS = 3
+
+
+@contextmanager
+def _seeded_database_url(engine_name: str, tmp_path: Path) -> Iterator[str]:
+    """A seeded database on ``engine_name``, built as a deployment's is; yields its URL."""
+    if engine_name == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
+        with app.app_context():
+            seed_module.seed(get_db())
+        app.extensions["db_engine"].dispose()
+        yield url
+        return
+    if not POSTGRES_URL:
+        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
+    with postgres_schema(POSTGRES_URL) as url:
+        seed_module.migrate(url)
+        app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
+        with app.app_context():
+            seed_module.seed(get_db())
+        app.extensions["db_engine"].dispose()
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> Iterator[tuple[str, Flask]]:
+    """gunicorn with RACE_WORKERS processes on a seeded database; its URL, and an app on the
+    same database for the test's own reads and writes."""
+    with _seeded_database_url(request.param, tmp_path) as database_url:
+        environment = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
+            "FLASK_SECRET_KEY": "race-test-key-" + "k" * 30,
+            "FLASK_DATABASE_URL": database_url,
+            "FLASK_RATELIMIT_STORAGE_URI": redis_url,
+            "FLASK_WTF_CSRF_ENABLED": "false",  # CSRF has tests of its own
+            "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
+            "FLASK_TESTING": "true",  # the cheap hash profile is allowed only in tests
+            "FLASK_AUTH_COOKIE_SECURE": "false",  # plain HTTP on loopback
+            "FLASK_SESSION_COOKIE_SECURE": "false",
+            "WEB_CONCURRENCY": str(RACE_WORKERS),
+        }
+        port = free_port()
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
+             "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
+            cwd=ROOT, env={**environment, "BIND": f"127.0.0.1:{port}"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_up(base + "/readyz", process)
+            yield base, app
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            app.extensions["db_engine"].dispose()

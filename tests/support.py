@@ -19,7 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import cbor2
 import pyotp
+import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
@@ -40,8 +41,16 @@ import seed as seed_module
 from invoiceapp.authn import recovery_codes
 from invoiceapp.authn.access_tokens import issue_access_token
 from invoiceapp.db import get_db
+from invoiceapp.invoicing import allocate_invoice_number, new_public_id
 from invoiceapp.mail import StoredMail, read_outbox
-from invoiceapp.models import Invoice, Organization, TokenScope, User, UserSession
+from invoiceapp.models import (
+    Invoice,
+    InvoiceStatus,
+    Organization,
+    TokenScope,
+    User,
+    UserSession,
+)
 
 if TYPE_CHECKING:
     from conftest import Clock  # conftest imports this module
@@ -505,3 +514,43 @@ def browser_sign_in(page: Any, base: str, email: str) -> None:
     page.click("main button[type=submit]")
     # The click starts a navigation; wait for it, or the next check may read the old page.
     page.wait_for_url(lambda url: "/sign-in" not in url)
+
+
+# Races: how many times each race is run against the live server, per engine.
+ROUNDS = 30
+
+
+def signed_in_session(base: str, email: str) -> requests.Session:
+    client = requests.Session()
+    response = client.post(
+        base + "/sign-in",
+        data={"email": email, "password": PASSWORD},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert response.status_code == 303
+    return client
+
+
+def sent_invoice(app: Flask) -> str:
+    """A fresh sent Acme invoice: one that either action may start from."""
+    with app.extensions["db_sessionmaker"]() as db:
+        acme = db.scalar(select(Organization).where(Organization.slug == "acme"))
+        ada = db.scalar(select(User).where(User.email == "ada@acme.test"))
+        assert acme is not None and ada is not None
+        today = date.today()
+        row = Invoice(
+            public_id=new_public_id(),
+            organization_id=acme.id,
+            number=allocate_invoice_number(db, acme.id),
+            customer="Race Condition Ltd",
+            amount_minor=10_000,
+            currency="EUR",
+            status=InvoiceStatus.SENT.value,
+            issue_date=today,
+            due_date=today + timedelta(days=30),
+            created_by_id=ada.id,
+        )
+        db.add(row)
+        db.commit()
+        return row.public_id
