@@ -13,20 +13,17 @@ Every test runs on SQLite and, when INVOICEAPP_TEST_POSTGRES_URL is set, on Post
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-import seed
-from conftest import Clock, app_on_postgres, make_test_app
-from invoiceapp.db import Base, get_db
+from conftest import Clock
+from invoiceapp.db import get_db
 from invoiceapp.invoicing import change_status, soft_delete
 from invoiceapp.models import AuditEvent, AuditRepeat, Invoice, Organization
 from seed import demo_invoice_id
@@ -58,37 +55,10 @@ SEND_WARNING = "After sending, only an owner or admin can edit it."
 # --- Fixtures: SQLite, and the same tests on PostgreSQL ---------------------------------
 
 
-@pytest.fixture(scope="module")
-def postgres_app() -> Iterator[Flask]:
-    with app_on_postgres(seeded=False) as app:
-        yield app
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(
-                not POSTGRES_URL, reason="INVOICEAPP_TEST_POSTGRES_URL is not set"
-            ),
-        ),
-    ]
-)
-def app(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
-    if request.param == "sqlite":
-        app = make_test_app(database_file)
-        yield app
-        app.extensions["db_engine"].dispose()
-        return
-    app = request.getfixturevalue("postgres_app")
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with app.extensions["db_engine"].begin() as connection:
-        # Row triggers (the audit log's append-only guard) do not fire on TRUNCATE.
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    with app.app_context():
-        seed.seed(get_db())
-    yield app
+@pytest.fixture()
+def app(app_on_each_engine: Flask) -> Flask:
+    """These tests run on SQLite and again on PostgreSQL (conftest.py)."""
+    return app_on_each_engine
 
 
 def client_for(app: Flask, email: str) -> FlaskClient:

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pytest
-import test_invoice_actions
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import insert, select, update
@@ -31,9 +30,13 @@ from invoiceapp.models import Invoice, Organization
 from seed import random_public_id
 from support import signed_in_client
 
+
 # The backend-switching fixtures: SQLite, and PostgreSQL when it is configured.
-app = test_invoice_actions.app
-postgres_app = test_invoice_actions.postgres_app
+@pytest.fixture()
+def app(app_on_each_engine: Flask) -> Flask:
+    """These tests run on SQLite and again on PostgreSQL (conftest.py)."""
+    return app_on_each_engine
+
 
 PUBLIC_ID = re.compile(r"\binv_[A-Za-z0-9]+\b")
 PAGE_OF = re.compile(r"Page \d+ of (\d+)")
