@@ -119,6 +119,39 @@ class Defaults:
     BACKGROUND_JOBS = "threads"
     BACKGROUND_THREADS = 2
 
+    # Second factors (invoiceapp.authn: totp, passkeys, second_factor).
+    # Root key for TOTP secrets at rest and recovery-code hashes. Unset: SECRET_KEY.
+    # Set it to rotate SECRET_KEY without losing everybody's authenticator.
+    TOTP_ENCRYPTION_KEY: str | None = None
+    # How long a right password waits for its second factor at /sign-in/two-factor.
+    TWO_FACTOR_PENDING_SECONDS = 300
+    # Wrong codes per account at the second step (whatever the address); the per-address
+    # limit is SIGN_IN_RATE_LIMIT.
+    TWO_FACTOR_ACCOUNT_RATE_LIMIT = "10 per hour"
+    # Wrong codes in a row before the account's authenticator codes stop working, until
+    # a password reset or a recovery code (NIST SP 800-63B allows at most 100).
+    TWO_FACTOR_MAX_FAILURES = 100
+    # WebAuthn: passkeys belong to a domain name (never an IP address). The demo is
+    # served on 127.0.0.1:5000; passkeys work when it is opened as http://localhost:5000.
+    WEBAUTHN_RP_ID = "localhost"
+    WEBAUTHN_ORIGIN = "http://localhost:5000"
+    WEBAUTHN_RP_NAME = "InvoiceApp"
+    WEBAUTHN_CHALLENGE_SECONDS = 300
+    # Challenges are database rows: anonymous clients may not ask for unlimited ones.
+    PASSKEY_OPTIONS_RATE_LIMIT = "30 per minute"
+    # A factor added by a session without a second factor is flagged on the security pages
+    # and in the password-change mail for this long.
+    NEW_FACTOR_NOTICE_DAYS = 7
+
+    # The JSON API (invoiceapp.api): per token (or per signed-in user for cookie
+    # requests), and per user across all their tokens and sessions, so ten tokens do not
+    # buy ten times more.
+    API_RATE_LIMIT = "300 per minute"
+    API_USER_RATE_LIMIT = "600 per minute"
+    # A token's last_used_at is written at most this often, so reads do not all turn
+    # into writes.
+    API_TOKEN_TOUCH_SECONDS = 60
+
 
 def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     """Defaults, then ``FLASK_*`` environment variables, then explicit overrides (tests)."""

@@ -272,8 +272,8 @@ def seed(
     """Create whatever of the demo data is missing; commit. Needs an app context for the
     default password hasher (invoiceapp.authn.passwords.hash_password)."""
     hasher = password_hasher or hash_password
-    today = today or date.today()
     now = utcnow()
+    today = today or now.date()
     report = SeedReport()
 
     orgs: dict[str, Organization] = {}

@@ -21,7 +21,6 @@ import string
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -266,7 +265,7 @@ def duplicate_invoice(db: Session, original: Invoice, created_by_id: int) -> Inv
     It gets the next number and a new public id, and belongs to whoever made the copy:
     a copy of a paid invoice is a fresh draft, never a second paid one. The caller commits.
     """
-    today = date.today()
+    today = utcnow().date()  # the injectable clock (invoiceapp.db), as for every other time
     terms = original.due_date - original.issue_date
     copy = Invoice(
         public_id=new_public_id(),

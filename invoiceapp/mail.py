@@ -2,7 +2,7 @@
 
 - "file" (the default) writes each message as one RFC 5322 ``.eml`` file into
   MAIL_OUTBOX_DIR. The demo shows them at /dev/mail; tests read them with
-  read_outbox() and latest_mail_to().
+  read_outbox().
 - "smtp" hands the message to a mail server (the MAIL_SMTP_* settings).
 
 Two rules the rest of the app relies on:
@@ -245,15 +245,6 @@ def read_mail(directory: str | Path, mail_id: str) -> StoredMail | None:
     if path.parent != folder:  # e.g. a symbolic link pointing out of the outbox
         return None
     return _read(path)
-
-
-def latest_mail_to(directory: str | Path, address: str) -> StoredMail | None:
-    """The newest message to ``address`` (compared without case), or None."""
-    wanted = address.strip().lower()
-    for mail in read_outbox(directory):
-        if parseaddr(mail.to)[1].lower() == wanted:
-            return mail
-    return None
 
 
 def _read(path: Path) -> StoredMail | None:

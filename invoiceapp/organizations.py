@@ -26,8 +26,6 @@ from .models import Invitation, Membership, Organization, Plan, Role, User, User
 # Members plus pending invitations a free organization may have.
 FREE_PLAN_MEMBER_LIMIT = 3
 
-# Organization slugs appear in URLs (/orgs/<slug>); invoiceapp.authz.scope checks this shape.
-SLUG_SHAPE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 MAX_SLUG_LENGTH = 64
 # Slugs that fixed routes (/orgs/new, /orgs/switch) would shadow.
 RESERVED_SLUGS = frozenset({"new", "switch"})

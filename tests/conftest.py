@@ -10,8 +10,9 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,12 +21,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 import seed as seed_module
 from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
-from support import REDIS_SERVER, free_port, postgres_schema
+from support import REDIS_SERVER, free_port, live_server, postgres_schema, wait_until_up
 
 TEST_CONFIG: dict[str, Any] = {
     "TESTING": True,
@@ -187,3 +189,180 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# --- Browser tests (Chromium through Playwright) ------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def demo_server(database_file: Path, **overrides: Any) -> Iterator[tuple[str, Session]]:
+    """The app in demo mode, CSRF on, served on a free port; yields its URL and a session."""
+    app = make_test_app(database_file, WTF_CSRF_ENABLED=True, DEMO_MODE=True, **overrides)
+    db = app.extensions["db_sessionmaker"]()
+    try:
+        with live_server(app) as base:
+            yield base, db
+    finally:
+        db.close()
+        app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture(name="live_server")
+def live_demo_server(database_file: Path) -> Iterator[tuple[str, Session]]:
+    with demo_server(database_file) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def pages(browser: Any) -> Iterator[Callable[..., Any]]:
+    """Opens pages that record script errors and CSP violations; any of them fails the test."""
+    problems: list[str] = []
+    opened: list[Any] = []
+
+    def open_page(**options: Any) -> Any:
+        page = browser.new_page(**options)
+        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                problems.append(f"CSP: {message.text}")
+                if "Content Security Policy" in message.text
+                else None
+            ),
+        )
+        opened.append(page)
+        return page
+
+    yield open_page
+    for page in opened:
+        page.close()
+    assert problems == [], problems
+
+
+# --- Races against gunicorn with several workers, on both engines -------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+RACE_WORKERS = 3
+
+
+@contextmanager
+def _seeded_database_url(engine_name: str, tmp_path: Path) -> Iterator[str]:
+    """A seeded database on ``engine_name``, built as a deployment's is; yields its URL."""
+    if engine_name == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
+        engine = make_engine(url)
+        Base.metadata.create_all(engine)
+        engine.dispose()
+        app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
+        with app.app_context():
+            seed_module.seed(get_db())
+        app.extensions["db_engine"].dispose()
+        yield url
+        return
+    if not POSTGRES_URL:
+        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
+    with postgres_schema(POSTGRES_URL) as url:
+        seed_module.migrate(url)
+        app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
+        with app.app_context():
+            seed_module.seed(get_db())
+        app.extensions["db_engine"].dispose()
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> Iterator[tuple[str, Flask]]:
+    """gunicorn with RACE_WORKERS processes on a seeded database; its URL, and an app on the
+    same database for the test's own reads and writes."""
+    with _seeded_database_url(request.param, tmp_path) as database_url:
+        environment = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
+            "FLASK_SECRET_KEY": "race-test-key-" + "k" * 30,
+            "FLASK_DATABASE_URL": database_url,
+            "FLASK_RATELIMIT_STORAGE_URI": redis_url,
+            "FLASK_WTF_CSRF_ENABLED": "false",  # CSRF has tests of its own
+            "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
+            "FLASK_TESTING": "true",  # the cheap hash profile is allowed only in tests
+            "FLASK_AUTH_COOKIE_SECURE": "false",  # plain HTTP on loopback
+            "FLASK_SESSION_COOKIE_SECURE": "false",
+            "WEB_CONCURRENCY": str(RACE_WORKERS),
+        }
+        port = free_port()
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
+             "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
+            cwd=ROOT, env={**environment, "BIND": f"127.0.0.1:{port}"},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_until_up(base + "/readyz", process)
+            yield base, app
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+            app.extensions["db_engine"].dispose()
+
+
+# --- The same tests on both engines ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def postgres_app() -> Iterator[Flask]:
+    with app_on_postgres(seeded=False) as app:
+        yield app
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(
+                not POSTGRES_URL, reason="INVOICEAPP_TEST_POSTGRES_URL is not set"
+            ),
+        ),
+    ]
+)
+def app_on_each_engine(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
+    """The seeded app on SQLite, then on PostgreSQL (one schema per module, emptied and
+    seeded again for each test)."""
+    if request.param == "sqlite":
+        app = make_test_app(database_file)
+        yield app
+        app.extensions["db_engine"].dispose()
+        return
+    app = request.getfixturevalue("postgres_app")
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    with app.extensions["db_engine"].begin() as connection:
+        # Row triggers (the audit log's append-only guard) do not fire on TRUNCATE.
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    with app.app_context():
+        seed_module.seed(get_db())
+    yield app

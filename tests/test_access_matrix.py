@@ -18,16 +18,23 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from test_api import bearer, make_token
-from test_passkeys import add_passkey
-from test_second_factor_guards import new_authenticator, step_up_with_passkey
 
 from invoiceapp.authz.policy import POLICY, Rule, can
 from invoiceapp.db import make_engine
 from invoiceapp.models import Invoice, Membership, Organization, PersonalAccessToken
 from invoiceapp.principal import Principal
 from seed import demo_invoice_id
-from support import PASSWORD, invoice, signed_in_client, user
+from support import (
+    PASSWORD,
+    add_passkey,
+    bearer,
+    invoice,
+    make_token,
+    new_authenticator,
+    signed_in_client,
+    step_up_with_passkey,
+    user,
+)
 
 PRINCIPALS: dict[str, str | None] = {
     "anonymous": None,

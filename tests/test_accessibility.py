@@ -15,20 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_browser
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from test_browser import demo_server, sign_in
 
+from conftest import demo_server
 from invoiceapp.invoicing import allocate_invoice_number, new_public_id
 from invoiceapp.models import Invoice, Organization, User
+from support import browser_sign_in
 
 pytestmark = pytest.mark.browser
 
 # Chromium and the pages that fail on script errors or CSP violations, shared with
 # test_browser (pytest finds fixtures by their name in this module).
-browser = test_browser.browser
-pages = test_browser.pages
 
 LONG_CUSTOMER = "Consolidated" + "Holdings" * 20  # no spaces: it must wrap anyway
 RTL_CUSTOMER = "شركة الأمل للتجارة"
@@ -121,7 +119,7 @@ def test_every_main_page_passes_axe_and_fits_from_320_to_1440_px(
     check(anonymous, ANONYMOUS_PAGES)
 
     grace = pages(viewport={"width": 1280, "height": 900})
-    sign_in(grace, base, "grace@acme.test")
+    browser_sign_in(grace, base, "grace@acme.test")
     with grace.expect_navigation():  # the switch is a form post; let it land first
         grace.click("button:has-text('Show actions hidden from me')")  # scan the lab too
     check(grace, [*GRACE_PAGES, f"/invoices/{awkward}"])
@@ -140,7 +138,7 @@ def test_keyboard_reaches_the_content_first_and_sees_where_focus_is(
 ) -> None:
     base, _db = served
     page = pages()
-    sign_in(page, base, "linus@acme.test")
+    browser_sign_in(page, base, "linus@acme.test")
     visit(page, base, "/invoices")
 
     # The first Tab lands on the skip link, which is visible once focused.

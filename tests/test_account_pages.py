@@ -23,9 +23,17 @@ from conftest import Clock, make_test_app
 from invoiceapp.authn.events import EventKind
 from invoiceapp.authn.gate import login_required
 from invoiceapp.authn.tokens import issue_token
-from invoiceapp.mail import StoredMail, latest_mail_to, read_outbox
+from invoiceapp.mail import StoredMail, read_outbox
 from invoiceapp.models import AccountToken, SecurityEvent, TokenPurpose, UserSession
-from support import AUTH_COOKIE, PASSWORD, csrf_token_from, sign_in, signed_in_client, user
+from support import (
+    AUTH_COOKIE,
+    PASSWORD,
+    csrf_token_from,
+    latest_mail_to,
+    sign_in,
+    signed_in_client,
+    user,
+)
 
 NEW_PASSWORD = "violet tugboat orchard lantern"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0"
@@ -677,16 +685,23 @@ def test_confirming_the_change_revokes_links_mailed_to_the_old_address(
 
 @pytest.mark.parametrize(
     "token",
-    ["x", "A" * 43, "A" * 44, "%00" * 10, "../../etc/passwd", "a" * 5000],
-    ids=["short", "unknown", "too-long", "nul", "path", "huge"],
+    ["x", "A" * 43, "A" * 44, "%00" * 10, "a" * 5000],
+    ids=["short", "unknown", "too-long", "nul", "huge"],
 )
 def test_malformed_or_unknown_confirmation_links_are_a_clear_400(
     client: FlaskClient, db: Session, token: str
 ) -> None:
     response = client.get(f"/account/email/confirm/{token}")
-    assert response.status_code in (400, 404)  # a "/" in the token is simply another route
-    if response.status_code == 400:
-        assert "This link is no longer valid" in response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "This link is no longer valid" in response.get_data(as_text=True)
+    assert user(db, "ada@acme.test").email == "ada@acme.test"
+
+
+def test_a_confirmation_link_with_slashes_is_another_route_so_a_404(
+    client: FlaskClient, db: Session
+) -> None:
+    response = client.get("/account/email/confirm/../../etc/passwd")
+    assert response.status_code == 404
     assert user(db, "ada@acme.test").email == "ada@acme.test"
 
 

@@ -9,11 +9,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from test_api import bearer, make_token
 
 from conftest import Clock
 from invoiceapp.models import PersonalAccessToken
-from support import PASSWORD, csrf_token_from, signed_in_client
+from support import PASSWORD, bearer, csrf_token_from, make_token, signed_in_client
 
 TOKEN = re.compile(r"ia_pat_[A-Za-z0-9_-]{43}")
 FORM = {"name": "nightly export", "organization": "acme", "scope": "read", "expires_days": "30"}

@@ -9,9 +9,8 @@ from __future__ import annotations
 import pytest
 import requests
 from flask import Flask
-from test_api import bearer, make_token
 
-from support import all_at_once, invoice, live_server
+from support import all_at_once, bearer, invoice, live_server, make_token
 
 
 @pytest.mark.parametrize("writers", [2, 8])

@@ -15,12 +15,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
-from test_api import NEW_INVOICE, api_csrf_token, bearer, make_token
 
 from conftest import Clock
 from invoiceapp.db import get_db
 from invoiceapp.models import PersonalAccessToken
-from support import PASSWORD, csrf_token_from
+from support import NEW_INVOICE, PASSWORD, api_csrf_token, bearer, csrf_token_from, make_token
 
 
 @dataclass(frozen=True)

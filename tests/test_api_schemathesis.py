@@ -21,10 +21,10 @@ import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
-from test_api import NEW_INVOICE, bearer, make_token
 
 from conftest import make_test_app
 from invoiceapp.api.schemas import PUBLIC_ID_PATTERN, SLUG_PATTERN
+from support import NEW_INVOICE, bearer, make_token
 
 
 def _served_document() -> dict:

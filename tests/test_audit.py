@@ -17,7 +17,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-import test_invoice_actions
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, delete, func, insert, select, text, update
@@ -29,9 +28,13 @@ from invoiceapp.db import Base, make_engine, utcnow
 from invoiceapp.models import AuditEvent, Invoice, Organization
 from support import postgres_schema, signed_in_client
 
+
 # The backend-switching fixtures: every page test here runs on SQLite and on PostgreSQL.
-app = test_invoice_actions.app
-postgres_app = test_invoice_actions.postgres_app
+@pytest.fixture()
+def app(app_on_each_engine: Flask) -> Flask:
+    """These tests run on SQLite and again on PostgreSQL (conftest.py)."""
+    return app_on_each_engine
+
 
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 needs_postgres = pytest.mark.skipif(

@@ -22,14 +22,21 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from test_concurrency import Browser, _signed_in
 
 import seed
 from conftest import POSTGRES_URL, TEST_CONFIG
 from invoiceapp import create_app
 from invoiceapp.db import get_db, make_engine
 from invoiceapp.models import AuditEvent, AuditRepeat, Organization
-from support import REDIS_SERVER, all_at_once, free_port, postgres_schema, wait_until_up
+from support import (
+    REDIS_SERVER,
+    Browser,
+    all_at_once,
+    free_port,
+    postgres_schema,
+    signed_in_browser,
+    wait_until_up,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 3
@@ -121,7 +128,7 @@ def test_simultaneous_refusals_on_several_workers_make_one_record_with_every_one
     served: tuple[str, str],
 ) -> None:
     base, database_url = served
-    browsers: dict[str, Browser] = {email: _signed_in(base, email) for email in ACTORS}
+    browsers: dict[str, Browser] = {email: signed_in_browser(base, email) for email in ACTORS}
     for email in ACTORS:
         for path, _ in REACHES:
             browser = browsers[email]

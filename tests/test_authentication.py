@@ -383,3 +383,27 @@ def test_client_address_comes_from_the_trusted_proxy_only_when_configured(
 
     assert recorded_address() == "10.0.0.2"  # a client cannot claim another address
     assert recorded_address(TRUSTED_PROXY_HOPS=1) == "203.0.113.50"
+
+
+def test_an_operator_who_raises_the_maximum_lets_people_sign_in_with_a_long_password(
+    app: Flask,
+) -> None:
+    """PASSWORD_MAX_LENGTH limits new passwords and the sign-in form alike: a password
+    the account page accepted is one the sign-in page accepts too."""
+    app.config["PASSWORD_MAX_LENGTH"] = 400
+    words = "amber basalt cobalt dune ember fjord glacier heron indigo juniper kelp".split()
+    long_password = " ".join(f"{words[n % len(words)]}{n}" for n in range(40))[:300]
+    client = signed_in_client(app, "ada@acme.test")
+    changed = client.post(
+        "/account/password",
+        data={
+            "current_password": PASSWORD,
+            "new_password": long_password,
+            "confirm_password": long_password,
+        },
+    )
+    assert changed.status_code == 303
+
+    page = app.test_client().get("/sign-in").get_data(as_text=True)
+    assert 'maxlength="400"' in page
+    sign_in(app.test_client(), "ada@acme.test", long_password)

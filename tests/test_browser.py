@@ -9,10 +9,8 @@ that opened the page (see ``pages``).
 from __future__ import annotations
 
 import re
-import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,89 +18,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conftest import make_test_app
+from conftest import demo_server
 from invoiceapp.models import Invoice
-from support import PASSWORD, invoice
-from support import live_server as serve
+from support import PASSWORD, browser_sign_in, invoice
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@contextmanager
-def demo_server(database_file: Path, **overrides: Any) -> Iterator[tuple[str, Session]]:
-    """The app in demo mode, CSRF on, served on a free port; yields its URL and a session."""
-    app = make_test_app(database_file, WTF_CSRF_ENABLED=True, DEMO_MODE=True, **overrides)
-    db = app.extensions["db_sessionmaker"]()
-    try:
-        with serve(app) as base:
-            yield base, db
-    finally:
-        db.close()
-        app.extensions["db_engine"].dispose()
-
-
-@pytest.fixture()
-def live_server(database_file: Path) -> Iterator[tuple[str, Session]]:
-    with demo_server(database_file) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def pages(browser: Any) -> Iterator[Callable[..., Any]]:
-    """Opens pages that record script errors and CSP violations; any of them fails the test."""
-    problems: list[str] = []
-    opened: list[Any] = []
-
-    def open_page(**options: Any) -> Any:
-        page = browser.new_page(**options)
-        page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
-        page.on(
-            "console",
-            lambda message: (
-                problems.append(f"CSP: {message.text}")
-                if "Content Security Policy" in message.text
-                else None
-            ),
-        )
-        opened.append(page)
-        return page
-
-    yield open_page
-    for page in opened:
-        page.close()
-    assert problems == [], problems
-
-
-def sign_in(page: Any, base: str, email: str) -> None:
-    page.goto(base + "/sign-in")
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.click("main button[type=submit]")
-    # The click starts a navigation; wait for it, or the next check may read the old page.
-    page.wait_for_url(lambda url: "/sign-in" not in url)
 
 
 def answered_gate(page: Any) -> str:
@@ -173,7 +93,7 @@ def test_lesson_in_the_browser_member_refused_owner_deletes(
     assert page.goto(base + "/dashboard").url.startswith(base + "/sign-in")
 
     # Ada, the owner, deletes it through the confirmation step.
-    sign_in(page, base, "ada@acme.test")
+    browser_sign_in(page, base, "ada@acme.test")
     page.goto(base + "/invoices/inv_7")
     page.click(".actions a:has-text('Delete this invoice')")
     page.wait_for_url(base + "/invoices/inv_7/delete")
@@ -198,7 +118,7 @@ def test_switching_organization_changes_grace_s_role_and_buttons(
 ) -> None:
     base, _db = live_server
     page = pages(viewport={"width": 390, "height": 844})
-    sign_in(page, base, "grace@acme.test")
+    browser_sign_in(page, base, "grace@acme.test")
     assert page.inner_text(".role") == "ADMIN"  # shown in capitals by the stylesheet
     page.select_option("#org-switch", "globex")
     page.click("header button:has-text('Switch')")
@@ -240,7 +160,7 @@ def test_two_tabs_a_form_opened_for_acme_lands_in_acme_after_the_other_tab_switc
     )
     try:
         first = context.new_page()
-        sign_in(first, base, "grace@acme.test")
+        browser_sign_in(first, base, "grace@acme.test")
         first.goto(base + "/invoices/new")  # Acme is active: the form is Acme's
         assert "New invoice Acme Inc" in " ".join(first.inner_text("main h1").split())
         first.fill("#customer", "Two Tabs Trading")
@@ -279,7 +199,7 @@ def test_elevation_counts_down_ends_and_comes_back_with_the_password(
 ) -> None:
     base, _db = live_server
     page = pages()
-    sign_in(page, base, "ada@acme.test")
+    browser_sign_in(page, base, "ada@acme.test")
 
     # Signed in a moment ago: elevated, and the script ticks the server's "10 min" down.
     assert "elevated" in principal_state(page)
@@ -315,7 +235,7 @@ def test_countdown_says_when_elevation_is_over(
 ) -> None:
     with demo_server(database_file, FRESH_AGE_SECONDS=2) as (base, _db):
         page = pages()
-        sign_in(page, base, "linus@acme.test")
+        browser_sign_in(page, base, "linus@acme.test")
         assert "elevated" in principal_state(page)
         page.wait_for_selector("text=elevation ended", timeout=6000)
         assert page.locator("button:has-text('End elevation')").is_hidden()

@@ -15,13 +15,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from test_password_reset import ask_for_reset
 
 from invoiceapp.authn import recovery_codes, totp
 from invoiceapp.authn.access_tokens import issue_access_token
 from invoiceapp.authn.claims import send_claim_link
 from invoiceapp.db import utcnow
-from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import (
     AccountToken,
     Organization,
@@ -33,7 +31,7 @@ from invoiceapp.models import (
     User,
     UserSession,
 )
-from support import PASSWORD, csrf_token_from, signed_in_client
+from support import PASSWORD, ask_for_reset, csrf_token_from, latest_mail_to, signed_in_client
 from support import user as user_by_email
 
 EVE = "eve@acme.test"

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
 import click
 import pytest
+from flask import Flask
 from flask.cli import run_command
 
 from invoiceapp import config, create_app
-from invoiceapp.config import _development_secret_key
+from invoiceapp.config import _development_secret_key, load_config
 
 
 def test_missing_secret_key_outside_development_is_a_clear_start_up_error(
@@ -80,3 +82,29 @@ def test_demo_mode_cookies_work_over_plain_http(database_file: Path) -> None:
     assert app.config["AUTH_COOKIE_SECURE"] is False
     assert app.config["SESSION_COOKIE_SECURE"] is False
     app.extensions["db_engine"].dispose()
+
+
+def test_every_setting_of_our_own_has_its_default_in_config_py(database_file: Path) -> None:
+    """One source for configuration: the whole app adds no key that config.py lacks,
+    only the extensions' own (Flask-WTF, Flask-Limiter fill in their defaults)."""
+    settings = {"TESTING": True, "SECRET_KEY": "k" * 32, "PASSWORD_HASH_PROFILE": "CHEAPEST"}
+    app = create_app({**settings, "DATABASE_URL": f"sqlite:///{database_file}"})
+    config_py_only = Flask("invoiceapp", instance_path=app.instance_path)
+    config_py_only.testing = True
+    load_config(config_py_only, settings)
+    added = set(app.config) - set(config_py_only.config)
+    assert {key for key in added if not key.startswith(("WTF_", "RATELIMIT_"))} == set()
+    app.extensions["db_engine"].dispose()
+
+
+def test_no_module_keeps_a_fallback_default_of_its_own() -> None:
+    """``config.get("KEY", fallback)`` is a second default that can drift from config.py's."""
+    package = Path(config.__file__).parent
+    fallback = re.compile(r'config\.get\(\s*"([A-Z0-9_]+)",')
+    own = {
+        (source.relative_to(package).as_posix(), key)
+        for source in package.rglob("*.py")
+        for key in fallback.findall(source.read_text())
+        if not key.startswith(("WTF_", "RATELIMIT_"))  # the extensions' own settings
+    }
+    assert own == set()

@@ -11,145 +11,29 @@ shared rate-limit storage that several workers need; .ci/run provides both).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import date, timedelta
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import requests
 from flask import Flask
-from sqlalchemy import select
 
-import seed
-from conftest import POSTGRES_URL, TEST_CONFIG
-from invoiceapp import create_app
-from invoiceapp.db import Base, get_db, make_engine
-from invoiceapp.invoicing import allocate_invoice_number, new_public_id
-from invoiceapp.models import Invoice, InvoiceStatus, Organization, User
 from support import (
-    PASSWORD,
     REDIS_SERVER,
+    ROUNDS,
     all_at_once,
-    free_port,
     invoice,
-    postgres_schema,
-    wait_until_up,
+    sent_invoice,
+    signed_in_session,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
-ROUNDS = 30
-WORKERS = 3
 
 pytestmark = pytest.mark.skipif(
     REDIS_SERVER is None, reason="needs redis-server for several gunicorn workers"
 )
 
 
-@contextmanager
-def _database(engine_name: str, tmp_path: Path) -> Iterator[str]:
-    """A seeded database on ``engine_name``, built as a deployment's is; yields its URL."""
-    if engine_name == "sqlite":
-        url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
-        engine = make_engine(url)
-        Base.metadata.create_all(engine)
-        engine.dispose()
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
-        with app.app_context():
-            seed.seed(get_db())
-        app.extensions["db_engine"].dispose()
-        yield url
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
-    with postgres_schema(POSTGRES_URL) as url:
-        seed.migrate(url)
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
-        with app.app_context():
-            seed.seed(get_db())
-        app.extensions["db_engine"].dispose()
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def served(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
-) -> Iterator[tuple[str, Flask]]:
-    """gunicorn with WORKERS processes on a seeded database; its URL, and an app on the
-    same database for the test's own reads and writes."""
-    with _database(request.param, tmp_path) as database_url:
-        environment = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
-            "FLASK_SECRET_KEY": "race-test-key-" + "k" * 30,
-            "FLASK_DATABASE_URL": database_url,
-            "FLASK_RATELIMIT_STORAGE_URI": redis_url,
-            "FLASK_WTF_CSRF_ENABLED": "false",  # CSRF has tests of its own
-            "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
-            "FLASK_TESTING": "true",  # the cheap hash profile is allowed only in tests
-            "FLASK_AUTH_COOKIE_SECURE": "false",  # plain HTTP on loopback
-            "FLASK_SESSION_COOKIE_SECURE": "false",
-            "WEB_CONCURRENCY": str(WORKERS),
-        }
-        port = free_port()
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
-             "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
-            cwd=ROOT, env={**environment, "BIND": f"127.0.0.1:{port}"},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until_up(base + "/readyz", process)
-            yield base, app
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
-            app.extensions["db_engine"].dispose()
-
-
-def _signed_in(base: str, email: str) -> requests.Session:
-    client = requests.Session()
-    response = client.post(
-        base + "/sign-in",
-        data={"email": email, "password": PASSWORD},
-        allow_redirects=False,
-        timeout=30,
-    )
-    assert response.status_code == 303
-    return client
-
-
 def _post(client: requests.Session, url: str) -> Callable[[], requests.Response]:
     return lambda: client.post(url, allow_redirects=False, timeout=30)
-
-
-def _sent_invoice(app: Flask) -> str:
-    """A fresh sent Acme invoice: one that either action may start from."""
-    with app.extensions["db_sessionmaker"]() as db:
-        acme = db.scalar(select(Organization).where(Organization.slug == "acme"))
-        ada = db.scalar(select(User).where(User.email == "ada@acme.test"))
-        assert acme is not None and ada is not None
-        today = date.today()
-        row = Invoice(
-            public_id=new_public_id(),
-            organization_id=acme.id,
-            number=allocate_invoice_number(db, acme.id),
-            customer="Race Condition Ltd",
-            amount_minor=10_000,
-            currency="EUR",
-            status=InvoiceStatus.SENT.value,
-            issue_date=today,
-            due_date=today + timedelta(days=30),
-            created_by_id=ada.id,
-        )
-        db.add(row)
-        db.commit()
-        return row.public_id
 
 
 def test_delete_racing_mark_paid_never_leaves_a_paid_invoice_deleted(
@@ -159,10 +43,10 @@ def test_delete_racing_mark_paid_never_leaves_a_paid_invoice_deleted(
     outcomes: Counter[tuple[int, int]] = Counter()
     untruthful: list[str] = []  # a round where the answers and the stored row disagree
     paid_and_deleted = 0
-    ada = _signed_in(base, "ada@acme.test")  # deletes
-    grace = _signed_in(base, "grace@acme.test")  # marks paid
+    ada = signed_in_session(base, "ada@acme.test")  # deletes
+    grace = signed_in_session(base, "grace@acme.test")  # marks paid
     for _ in range(ROUNDS):
-        public_id = _sent_invoice(live_app)
+        public_id = sent_invoice(live_app)
         url = f"{base}/invoices/{public_id}"
         delete, pay = all_at_once([_post(ada, url + "/delete"), _post(grace, url + "/mark-paid")])
         outcomes[(delete.status_code, pay.status_code)] += 1

@@ -58,8 +58,16 @@ def test_long_headers_are_cut_before_parsing_and_caching(monkeypatch: pytest.Mon
     assert [len(user_agent) for user_agent in parsed] == [devices.MAX_USER_AGENT_LENGTH]
 
 
-def test_repeated_user_agents_are_parsed_once() -> None:
-    devices._describe.cache_clear()
-    for _ in range(3):
-        describe_user_agent(SAFARI_IPHONE)
-    assert devices._describe.cache_info().hits == 2
+def test_repeated_user_agents_are_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    real_parse = devices.parse
+
+    def recording_parse(user_agent: str) -> object:
+        parsed.append(user_agent)
+        return real_parse(user_agent)
+
+    monkeypatch.setattr(devices, "parse", recording_parse)
+    devices._describe.cache_clear()  # start from an empty cache (earlier tests fill it)
+    descriptions = {describe_user_agent(SAFARI_IPHONE) for _ in range(3)}
+    assert len(descriptions) == 1
+    assert parsed == [SAFARI_IPHONE]

@@ -16,14 +16,15 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
-from test_api import bearer, make_token
 
 from support import (
     PASSWORD,
     VALID_INVOICE_FORM,
     all_at_once,
+    bearer,
     invoice,
     live_server,
+    make_token,
     signed_in_client,
 )
 

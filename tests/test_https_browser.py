@@ -31,10 +31,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from invoiceapp.db import make_engine
-from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import Membership, Organization, User
 from invoiceapp.organizations import new_invitation
-from support import PASSWORD, free_port, wait_until_up
+from support import PASSWORD, free_port, latest_mail_to, wait_until_up
 
 pytestmark = pytest.mark.browser
 

@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 import invoiceapp.views.invitations
 from conftest import Clock, make_test_app
 from invoiceapp.db import utcnow
-from invoiceapp.mail import latest_mail_to, read_outbox
+from invoiceapp.mail import read_outbox
 from invoiceapp.models import AuditEvent, Invitation, Membership, Organization, Plan
-from support import PASSWORD, csrf_token_from, signed_in_client, user
+from support import PASSWORD, csrf_token_from, latest_mail_to, signed_in_client, user
 
 NEW_EMAIL = "new.person@example.com"
 STRONG = "lagoon heron juniper fjord 7"

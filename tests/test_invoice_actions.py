@@ -13,20 +13,17 @@ Every test runs on SQLite and, when INVOICEAPP_TEST_POSTGRES_URL is set, on Post
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from datetime import date
-from pathlib import Path
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-import seed
-from conftest import app_on_postgres, make_test_app
-from invoiceapp.db import Base, get_db
+from conftest import Clock
+from invoiceapp.db import get_db
 from invoiceapp.invoicing import change_status, soft_delete
 from invoiceapp.models import AuditEvent, AuditRepeat, Invoice, Organization
 from seed import demo_invoice_id
@@ -58,37 +55,10 @@ SEND_WARNING = "After sending, only an owner or admin can edit it."
 # --- Fixtures: SQLite, and the same tests on PostgreSQL ---------------------------------
 
 
-@pytest.fixture(scope="module")
-def postgres_app() -> Iterator[Flask]:
-    with app_on_postgres(seeded=False) as app:
-        yield app
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(
-                not POSTGRES_URL, reason="INVOICEAPP_TEST_POSTGRES_URL is not set"
-            ),
-        ),
-    ]
-)
-def app(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
-    if request.param == "sqlite":
-        app = make_test_app(database_file)
-        yield app
-        app.extensions["db_engine"].dispose()
-        return
-    app = request.getfixturevalue("postgres_app")
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with app.extensions["db_engine"].begin() as connection:
-        # Row triggers (the audit log's append-only guard) do not fire on TRUNCATE.
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    with app.app_context():
-        seed.seed(get_db())
-    yield app
+@pytest.fixture()
+def app(app_on_each_engine: Flask) -> Flask:
+    """These tests run on SQLite and again on PostgreSQL (conftest.py)."""
+    return app_on_each_engine
 
 
 def client_for(app: Flask, email: str) -> FlaskClient:
@@ -454,8 +424,9 @@ def switch_duplication_on(db: Session, slug: str) -> None:
 
 @pytest.mark.parametrize("email", [ADA, LINUS], ids=["owner", "member"])
 def test_duplicate_with_the_flag_on_makes_a_new_draft_with_the_next_number(
-    app: Flask, db: Session, email: str
+    app: Flask, db: Session, clock: Clock, email: str
 ) -> None:
+    clock.now = datetime(2031, 2, 3, 23, 30, tzinfo=UTC)
     switch_duplication_on(db, "acme")
     client = client_for(app, email)
     assert button("inv_7", "duplicate") in show(client, "inv_7")
@@ -475,7 +446,7 @@ def test_duplicate_with_the_flag_on_makes_a_new_draft_with_the_next_number(
     assert copy.created_by_id == user(db, email).id
     assert (copy.customer, copy.amount_minor, copy.currency) == (
         "Wayne Enterprises", 4_800_000, "USD")  # fmt: skip
-    assert copy.issue_date == date.today()
+    assert copy.issue_date == date(2031, 2, 3)  # "today" is the app's clock, in UTC
     assert copy.due_date - copy.issue_date == terms
     assert copy.deleted_at is None and copy.creation_key is None
     assert snapshot(db, "inv_7") == original
@@ -610,3 +581,12 @@ def test_a_status_that_changed_meanwhile_is_not_overwritten(app: Flask, db: Sess
         assert change_status(request_db, seen, "invoice.mark_paid") is False
         request_db.rollback()
     assert invoice(db, "inv_7").status == "void"
+
+
+def test_a_new_invoice_form_is_dated_today_by_the_apps_clock(app: Flask, clock: Clock) -> None:
+    clock.now = datetime(2031, 2, 3, 23, 30, tzinfo=UTC)
+    page = client_for(app, ADA).get("/invoices/new?organization=acme")
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'value="2031-02-03"' in html  # issued today
+    assert 'value="2031-03-05"' in html  # due in 30 days

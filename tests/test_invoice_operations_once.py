@@ -23,17 +23,23 @@ import requests
 from flask import Flask
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
-from test_api import bearer, make_token
-from test_delete_races import ROUNDS, _sent_invoice, _signed_in, served
 
 import seed
 from conftest import app_on_postgres, make_test_app
 from invoiceapp.db import Base, get_db
 from invoiceapp.invoicing import soft_delete
 from invoiceapp.models import Invoice
-from support import VALID_INVOICE_FORM, all_at_once, invoice, signed_in_client
-
-__all__ = ["served"]  # a fixture, shared with the delete races
+from support import (
+    ROUNDS,
+    VALID_INVOICE_FORM,
+    all_at_once,
+    bearer,
+    invoice,
+    make_token,
+    sent_invoice,
+    signed_in_client,
+    signed_in_session,
+)
 
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 DOORS = ["page", "api"]
@@ -262,7 +268,7 @@ def test_one_key_sent_by_several_workers_at_once_makes_one_invoice(
 ) -> None:
     """A client that retries before the first answer came: RETRIES posts, one key, at once."""
     base, live_app = served
-    linus = _signed_in(base, "linus@acme.test")  # CSRF is off in ``served``: no header
+    linus = signed_in_session(base, "linus@acme.test")  # CSRF is off in ``served``: no header
     extra_invoices, split_answers, outcomes = 0, 0, Counter[str]()
     for _ in range(ROUNDS):
         key = secrets.token_urlsafe(24)
@@ -297,11 +303,14 @@ def test_a_delete_racing_an_edit_never_deletes_what_the_deleter_did_not_see(
 ) -> None:
     """Ada presses Delete on version 1 while Grace saves an edit of version 1: one wins."""
     base, live_app = served
-    ada, grace = _signed_in(base, "ada@acme.test"), _signed_in(base, "grace@acme.test")
+    ada, grace = (
+        signed_in_session(base, "ada@acme.test"),
+        signed_in_session(base, "grace@acme.test"),
+    )
     outcomes: Counter[tuple[int, int]] = Counter()
     edited_and_deleted = 0
     for _ in range(ROUNDS):
-        url = f"{base}/invoices/{_sent_invoice(live_app)}"
+        url = f"{base}/invoices/{sent_invoice(live_app)}"
         delete, edit = all_at_once([
             lambda url=url: ada.post(url + "/delete", data={"version": "1"}, allow_redirects=False),
             lambda url=url: grace.post(

@@ -6,14 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-import test_browser
 from sqlalchemy.orm import Session
-from test_browser import live_server, sign_in  # noqa: F401 (a fixture, found by its name)
+
+from support import browser_sign_in
 
 pytestmark = pytest.mark.browser
-
-browser = test_browser.browser
-pages = test_browser.pages
 
 
 def too_wide(page: Any) -> bool:
@@ -22,14 +19,14 @@ def too_wide(page: Any) -> bool:
 
 def test_the_audit_log_keeps_words_whole_at_1280_and_its_filters_roomy_at_375(
     pages: Callable[..., Any],
-    live_server: tuple[str, Session],  # noqa: F811
+    live_server: tuple[str, Session],
 ) -> None:
     base, _db = live_server
     linus = pages()
-    sign_in(linus, base, "linus@acme.test")
+    browser_sign_in(linus, base, "linus@acme.test")
     linus.goto(base + "/invoices/inv_7/delete")  # a refusal, for the log to show
     ada = pages(viewport={"width": 1280, "height": 900})
-    sign_in(ada, base, "ada@acme.test")
+    browser_sign_in(ada, base, "ada@acme.test")
     ada.goto(base + "/orgs/acme/audit")
     # One line box per action name, badge, time and address: nothing cut mid-word.
     lines = ada.evaluate(
@@ -51,7 +48,7 @@ def test_the_audit_log_keeps_words_whole_at_1280_and_its_filters_roomy_at_375(
 
 def test_the_api_reference_fits_a_375_px_phone(
     pages: Callable[..., Any],
-    live_server: tuple[str, Session],  # noqa: F811
+    live_server: tuple[str, Session],
 ) -> None:
     base, _db = live_server
     page = pages(viewport={"width": 375, "height": 900})
@@ -62,11 +59,11 @@ def test_the_api_reference_fits_a_375_px_phone(
 
 def test_the_trace_and_the_demo_bar_tick_the_same_countdown(
     pages: Callable[..., Any],
-    live_server: tuple[str, Session],  # noqa: F811
+    live_server: tuple[str, Session],
 ) -> None:
     base, _db = live_server
     page = pages()
-    sign_in(page, base, "ada@acme.test")
+    browser_sign_in(page, base, "ada@acme.test")
     page.goto(base + "/orgs/acme/billing")
     page.wait_for_function(
         "[...document.querySelectorAll('[data-countdown-left]')]"
@@ -79,7 +76,7 @@ def test_the_trace_and_the_demo_bar_tick_the_same_countdown(
 
 
 def test_the_exercises_swap_in_their_answers_with_javascript_and_pass_axe(
-    pages: Callable[..., Any], live_server: tuple[str, Session]  # noqa: F811
+    pages: Callable[..., Any], live_server: tuple[str, Session]
 ) -> None:
     from test_accessibility import serious_violations
 

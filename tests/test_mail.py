@@ -20,8 +20,8 @@ from flask import Flask
 from jinja2 import ChoiceLoader, DictLoader
 
 from conftest import make_test_app
-from invoiceapp.mail import absolute_url, latest_mail_to, read_mail, read_outbox, send_mail
-from support import free_port
+from invoiceapp.mail import absolute_url, read_mail, read_outbox, send_mail
+from support import free_port, latest_mail_to
 
 TOKEN = "tok_3fJ9xQ2mVbL8"
 

@@ -20,7 +20,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
-from test_api import bearer, make_token
 
 import invoiceapp.views.orgs
 from invoiceapp.db import get_db
@@ -34,7 +33,7 @@ from invoiceapp.models import (
     Role,
 )
 from invoiceapp.organizations import OwnershipChanged, membership_of, set_role
-from support import signed_in_client, user
+from support import bearer, make_token, signed_in_client, user
 
 CHANGED = "while you were deciding"
 

@@ -20,7 +20,7 @@ from conftest import make_test_app
 from invoiceapp import create_app
 from invoiceapp.models import Invoice
 from invoiceapp.money import AmountError, parse_amount
-from support import VALID_INVOICE_FORM, live_server, signed_in_client
+from support import VALID_INVOICE_FORM, free_port, live_server, signed_in_client
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,6 +54,23 @@ def test_readyz_is_503_when_the_database_is_unreachable() -> None:
     assert (body["status"], body["checks"]) == ("unavailable", {"database": False})
     assert response.headers["Retry-After"]
     assert app.test_client().get("/healthz").status_code == 200  # the process itself is up
+
+
+def test_readyz_is_503_when_redis_for_the_rate_limits_is_unreachable(
+    database_file: Path,
+) -> None:
+    """Limits kept in Redis are part of being ready: the database alone is not enough."""
+    nobody_listens = f"redis://127.0.0.1:{free_port()}"
+    app = make_test_app(
+        database_file, RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=nobody_listens
+    )
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert (body["status"], body["checks"]) == ("unavailable", {"database": True, "redis": False})
+    assert response.headers["Retry-After"] == str(app.config["DATABASE_RETRY_AFTER_SECONDS"])
+    assert app.test_client().get("/healthz").status_code == 200
+    app.extensions["db_engine"].dispose()
 
 
 def test_a_foreign_host_header_is_a_400_before_any_redirect(database_file: Path) -> None:

@@ -23,10 +23,9 @@ from sqlalchemy.orm import Session
 import invoiceapp.organizations
 from conftest import make_test_app
 from invoiceapp.db import utcnow
-from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import AuditEvent, Membership, Organization, Plan, UserSession
-from invoiceapp.organizations import RESERVED_SLUGS, SLUG_SHAPE, unique_slug
-from support import PASSWORD, csrf_token_from, signed_in_client, user
+from invoiceapp.organizations import RESERVED_SLUGS, unique_slug
+from support import PASSWORD, SLUG_SHAPE, csrf_token_from, latest_mail_to, signed_in_client, user
 
 
 @pytest.fixture()

@@ -9,150 +9,40 @@ a browser. One real-browser walk through is in test_passkeys_browser.py.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import secrets
-import struct
 from pathlib import Path
-from typing import Any
 
-import cbor2
 import pyotp
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from test_password_reset import NEW_PASSWORD, ask_for_reset, choose, reset_path
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from conftest import Clock
-from invoiceapp.mail import latest_mail_to
-from invoiceapp.models import Organization, Passkey, User, UserSession, WebAuthnChallenge
+from invoiceapp.models import Organization, Passkey, WebAuthnChallenge
 from seed import DEMO_TOTP_SECRET
-from support import PASSWORD, signed_in_client, user
-
-UP, UV, AT = 0x01, 0x04, 0x40
-
-
-class SoftAuthenticator:
-    """A passkey in software: one discoverable credential, a sign counter, and knobs to
-    misbehave (no user verification, a counter that goes backwards, another origin)."""
-
-    def __init__(self, rp_id: str, origin: str, *, counter: int | None = 1) -> None:
-        self.rp_id, self.origin = rp_id, origin
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        self.credential_id = secrets.token_bytes(16)
-        self.user_handle = b""
-        # None: an authenticator that always reports 0 (many platform passkeys do).
-        self.counter = counter
-
-    def _cose_key(self) -> bytes:
-        numbers = self.key.public_key().public_numbers()
-        return cbor2.dumps(
-            {
-                1: 2,
-                3: -7,
-                -1: 1,
-                -2: numbers.x.to_bytes(32, "big"),
-                -3: numbers.y.to_bytes(32, "big"),
-            }
-        )
-
-    def _auth_data(self, flags: int, count: int, attested: bytes = b"") -> bytes:
-        rp_hash = hashlib.sha256(self.rp_id.encode()).digest()
-        return rp_hash + bytes([flags]) + struct.pack(">I", count) + attested
-
-    def _client_data(self, kind: str, challenge: str, origin: str | None) -> bytes:
-        return json.dumps(
-            {"type": kind, "challenge": challenge, "origin": origin or self.origin}
-        ).encode()
-
-    def create(self, options: dict[str, Any]) -> dict[str, Any]:
-        self.user_handle = base64url_to_bytes(options["user"]["id"])
-        attested = (
-            bytes(16)  # AAGUID: "none" attestation says nothing about the model
-            + struct.pack(">H", len(self.credential_id))
-            + self.credential_id
-            + self._cose_key()
-        )
-        auth_data = self._auth_data(UP | UV | AT, 0, attested)
-        attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
-        client_data = self._client_data("webauthn.create", options["challenge"], None)
-        return {
-            "id": bytes_to_base64url(self.credential_id),
-            "rawId": bytes_to_base64url(self.credential_id),
-            "type": "public-key",
-            "response": {
-                "clientDataJSON": bytes_to_base64url(client_data),
-                "attestationObject": bytes_to_base64url(attestation),
-                "transports": ["internal"],
-            },
-        }
-
-    def get(
-        self,
-        options: dict[str, Any],
-        *,
-        flags: int = UP | UV,
-        count: int | None = None,
-        origin: str | None = None,
-    ) -> dict[str, Any]:
-        if count is None:
-            if self.counter is not None:
-                self.counter += 1
-            count = self.counter or 0
-        auth_data = self._auth_data(flags, count)
-        client_data = self._client_data("webauthn.get", options["challenge"], origin)
-        signature = self.key.sign(
-            auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
-        )
-        return {
-            "id": bytes_to_base64url(self.credential_id),
-            "rawId": bytes_to_base64url(self.credential_id),
-            "type": "public-key",
-            "response": {
-                "clientDataJSON": bytes_to_base64url(client_data),
-                "authenticatorData": bytes_to_base64url(auth_data),
-                "signature": bytes_to_base64url(signature),
-                "userHandle": bytes_to_base64url(self.user_handle),
-            },
-        }
+from support import (
+    NEW_PASSWORD,
+    PASSWORD,
+    UP,
+    SoftAuthenticator,
+    add_passkey,
+    ask_for_reset,
+    choose,
+    latest_mail_to,
+    options,
+    passkey_sign_in,
+    proofs,
+    reset_path,
+    signed_in_client,
+    user,
+)
 
 
 @pytest.fixture()
 def authenticator(app: Flask) -> SoftAuthenticator:
     return SoftAuthenticator(app.config["WEBAUTHN_RP_ID"], app.config["WEBAUTHN_ORIGIN"])
-
-
-def options(client: FlaskClient, url: str) -> dict[str, Any]:
-    response = client.post(url)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.mimetype == "application/json"
-    return response.get_json()
-
-
-def add_passkey(client: FlaskClient, authenticator: SoftAuthenticator, name: str = "") -> None:
-    credential = authenticator.create(options(client, "/account/passkeys/options"))
-    response = client.post(
-        "/account/passkeys", data={"credential": json.dumps(credential), "name": name}
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    assert response.get_json() == {"redirect": "/account/passkeys"}
-
-
-def passkey_sign_in(client: FlaskClient, authenticator: SoftAuthenticator, **misbehave: Any) -> Any:
-    assertion = authenticator.get(options(client, "/sign-in/passkey/options"), **misbehave)
-    return client.post("/sign-in/passkey", data={"credential": json.dumps(assertion)})
-
-
-def proofs(db: Session, email: str) -> list[str]:
-    db.expire_all()
-    return list(
-        db.scalars(select(UserSession.proof).join(UserSession.user).where(User.email == email))
-    )
 
 
 # --- Registration -----------------------------------------------------------------------------
@@ -446,6 +336,9 @@ def test_someone_elses_passkey_does_not_step_up_your_session(
     response = ada.post("/reauthenticate/passkey", data={"credential": json.dumps(assertion)})
     assert response.status_code == 422
     assert proofs(db, "ada@acme.test") == ["password"]
+    # Shaped like the 422 it is: the session is fine, only the proof was wrong.
+    assert response.get_json()["error"]["code"] == "validation"
+    assert "WWW-Authenticate" not in response.headers
     assert user(db, "ada@acme.test").id != db.scalars(select(Passkey.user_id)).one()
 
 

@@ -28,40 +28,26 @@ from conftest import Clock, make_test_app
 from invoiceapp.authn.accounts import set_password
 from invoiceapp.authn.tokens import claim_token, issue_token
 from invoiceapp.background import wait_for_jobs
-from invoiceapp.mail import latest_mail_to, read_outbox
+from invoiceapp.mail import read_outbox
 from invoiceapp.models import AccountToken, SecurityEvent, TokenPurpose, User, UserSession
-from support import AUTH_COOKIE, PASSWORD, csrf_token_from, live_server, sign_in, signed_in_client
+from support import (
+    AUTH_COOKIE,
+    NEW_PASSWORD,
+    PASSWORD,
+    ask_for_reset,
+    choose,
+    csrf_token_from,
+    finished,
+    latest_mail_to,
+    live_server,
+    reset_path,
+    sign_in,
+    signed_in_client,
+)
 from support import user as user_by_email
 
-NEW_PASSWORD = "glacier kelp mesa indigo 42"
 INVALID_PAGE = "This link is no longer valid"
 SENT = "If that address belongs to an account, we have sent it a link to choose a new password"
-
-
-def finished(response: Any) -> Any:
-    """Close the response, as a server does once it is sent: the reset work runs then."""
-    response.get_data()
-    response.close()
-    return response
-
-
-def ask_for_reset(client: FlaskClient, email: str, **options: Any) -> Any:
-    return finished(client.post("/forgot-password", data={"email": email}, **options))
-
-
-def reset_path(outbox: Path, email: str = "ada@acme.test") -> str:
-    mail = latest_mail_to(outbox, email)
-    assert mail is not None, f"no mail to {email}"
-    (link,) = [link for link in mail.links if "/reset-password/" in link]
-    assert link.startswith("http://127.0.0.1:5000/reset-password/")
-    return link.removeprefix("http://127.0.0.1:5000")
-
-
-def choose(
-    client: FlaskClient, path: str, new: str = NEW_PASSWORD, confirm: str | None = None
-) -> Any:
-    data = {"new_password": new, "confirm_password": new if confirm is None else confirm}
-    return client.post(path, data=data)
 
 
 def can_sign_in(app: Flask, email: str, password: str) -> bool:

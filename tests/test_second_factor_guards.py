@@ -14,23 +14,37 @@ and a factor planted with a stolen password must not outlive its owner's attenti
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from test_passkeys import SoftAuthenticator, add_passkey, options, passkey_sign_in, proofs
-from test_password_reset import ask_for_reset, choose, reset_path
-from test_teaching import real_status, traces_of
-from test_two_factor import TESS, code, enrol, signed_in_tess
 
 from conftest import Clock, make_test_app
 from invoiceapp.authz.policy import SELF_SERVICE, Rule
-from invoiceapp.mail import latest_mail_to
 from invoiceapp.models import AccountToken, Organization, Passkey, PersonalAccessToken, TokenPurpose
-from support import PASSWORD, signed_in_client, user
+from support import (
+    PASSWORD,
+    TESS,
+    SoftAuthenticator,
+    add_passkey,
+    ask_for_reset,
+    choose,
+    code,
+    enrol,
+    latest_mail_to,
+    new_authenticator,
+    passkey_sign_in,
+    proofs,
+    real_status,
+    reset_path,
+    signed_in_client,
+    signed_in_tess,
+    step_up_with_passkey,
+    traces_of,
+    user,
+)
 
 LINUS = "linus@acme.test"
 THIEF_ADDRESS = "mallory@evil.example"
@@ -38,23 +52,11 @@ NEW_PASSWORD = "quiet orbit lantern meadow 42"
 SECOND = "&factor=second"
 
 
-def new_authenticator(app: Flask) -> SoftAuthenticator:
-    return SoftAuthenticator(app.config["WEBAUTHN_RP_ID"], app.config["WEBAUTHN_ORIGIN"])
-
-
 def email_tokens(db: Session) -> list[AccountToken]:
     db.expire_all()
     return list(
         db.scalars(select(AccountToken).where(AccountToken.purpose == TokenPurpose.CHANGE_EMAIL))
     )
-
-
-def step_up_with_passkey(client: FlaskClient, device: SoftAuthenticator, next_path: str) -> None:
-    assertion = device.get(options(client, "/reauthenticate/passkey/options"))
-    response = client.post(
-        "/reauthenticate/passkey", data={"credential": json.dumps(assertion), "next": next_path}
-    )
-    assert response.get_json() == {"redirect": next_path}
 
 
 def step_up_with_password(client: FlaskClient, next_path: str) -> None:

@@ -18,13 +18,22 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from test_password_reset import NEW_PASSWORD, ask_for_reset, choose, reset_path
-from test_two_factor import TESS, code, give_recovery_codes, password_step
 
 from conftest import Clock, make_test_app
 from invoiceapp.mail import read_outbox
 from invoiceapp.models import SecurityCounter, SecurityEvent
-from support import PASSWORD, user
+from support import (
+    NEW_PASSWORD,
+    PASSWORD,
+    TESS,
+    ask_for_reset,
+    choose,
+    code,
+    give_recovery_codes,
+    password_step,
+    reset_path,
+    user,
+)
 
 ADA = "ada@acme.test"
 

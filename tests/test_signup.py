@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from conftest import Clock, make_test_app
-from invoiceapp.mail import latest_mail_to, read_outbox
+from invoiceapp.mail import read_outbox
 from invoiceapp.models import (
     AccountToken,
     Membership,
@@ -28,11 +28,11 @@ from invoiceapp.models import (
     User,
     UserSession,
 )
-from invoiceapp.organizations import SLUG_SHAPE, slug_base
+from invoiceapp.organizations import slug_base
 from invoiceapp.organizations import unique_slug as free_slug
 from invoiceapp.views.account import signup
 from invoiceapp.views.account.signup import CHECK_YOUR_INBOX
-from support import AUTH_COOKIE, csrf_token_from, signed_in_client
+from support import AUTH_COOKIE, SLUG_SHAPE, csrf_token_from, latest_mail_to, signed_in_client
 from support import user as user_by_email
 
 NEW_EMAIL = "new.person@example.com"

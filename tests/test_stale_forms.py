@@ -18,8 +18,7 @@ from itsdangerous import TimestampSigner
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
-from invoiceapp.mail import latest_mail_to
-from support import PASSWORD, csrf_token_from, invoice
+from support import PASSWORD, csrf_token_from, invoice, latest_mail_to
 
 HOUR = 3600
 Earlier = Callable[[int], AbstractContextManager[None]]

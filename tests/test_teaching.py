@@ -17,9 +17,17 @@ from sqlalchemy.orm import Session
 
 from conftest import Clock, make_test_app
 from invoiceapp.views.demo import INVOICE_BUTTONS
-from support import PASSWORD, csrf_token_from, invoice, sign_in, signed_in_client
+from support import (
+    EXPLAINER_ROW,
+    PASSWORD,
+    csrf_token_from,
+    invoice,
+    real_status,
+    sign_in,
+    signed_in_client,
+    traces_of,
+)
 
-ROW = re.compile(r'<tr data-action="([a-z_.]+)" data-status="([a-z0-9-]+)">')
 ANSWERED = re.compile(
     r'<li class="gate gate-answered" aria-current="step">\s*<span class="gate-name">([^<]+)</span>'
 )
@@ -46,21 +54,6 @@ def html(response: object) -> str:
     return response.get_data(as_text=True)  # type: ignore[attr-defined]
 
 
-def traces_of(page: str) -> dict[str, str]:
-    return dict(ROW.findall(page))
-
-
-def real_status(response: object) -> str:
-    """What a request got, in the words of explain(): 200, 403, 404, re-authenticate…"""
-    code = response.status_code  # type: ignore[attr-defined]
-    location = response.headers.get("Location", "")  # type: ignore[attr-defined]
-    if code == 302 and location.startswith("/reauthenticate"):
-        return "re-authenticate"
-    if code in (200, 303):
-        return "200"
-    return str(code)
-
-
 # --- Decision traces --------------------------------------------------------------------
 
 TRACED_PAGES = [
@@ -78,10 +71,10 @@ def test_pages_with_actions_show_traces_in_demo_mode_only(
     app: Flask, demo: Flask, email: str, path: str
 ) -> None:
     shown = html(signed_in_client(demo, email).get(path))
-    assert 'data-testid="trace"' in shown and ROW.search(shown)
+    assert 'data-testid="trace"' in shown and EXPLAINER_ROW.search(shown)
     assert 'data-testid="principal-state"' in shown
     plain = html(signed_in_client(app, email).get(path))
-    assert 'data-testid="trace"' not in plain and not ROW.search(plain)
+    assert 'data-testid="trace"' not in plain and not EXPLAINER_ROW.search(plain)
     assert 'data-testid="principal-state"' not in plain and "Show actions hidden" not in plain
 
 

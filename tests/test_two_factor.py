@@ -8,23 +8,19 @@ same instant with pyotp.TOTP(secret).at(clock.now), so no test depends on the wa
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-import seed as seed_module
 from conftest import Clock, make_test_app
-from invoiceapp.authn import recovery_codes
 from invoiceapp.authn.totp import encrypt_secret
 from invoiceapp.db import get_db
-from invoiceapp.mail import StoredMail, latest_mail_to
+from invoiceapp.mail import StoredMail
 from invoiceapp.models import (
     Invoice,
     Organization,
@@ -33,22 +29,20 @@ from invoiceapp.models import (
     User,
     UserSession,
 )
-from support import PASSWORD, csrf_token_from, signed_in_client, user
-
-TESS = "tess@acme.test"
-TESS_SECRET = seed_module.DEMO_TOTP_SECRET
-STEP = timedelta(seconds=30)
-
-
-def code(clock: Clock, secret: str = TESS_SECRET, steps: int = 0) -> str:
-    """The code an authenticator app shows at the test clock's now, ``steps`` away."""
-    return pyotp.TOTP(secret).at(clock.now + steps * STEP)
-
-
-def password_step(client: FlaskClient, email: str = TESS, **extra: str) -> None:
-    response = client.post("/sign-in", data={"email": email, "password": PASSWORD, **extra})
-    assert response.status_code == 303
-    assert response.headers["Location"] == "/sign-in/two-factor"
+from support import (
+    PASSWORD,
+    TESS,
+    TESS_SECRET,
+    code,
+    csrf_token_from,
+    enrol,
+    give_recovery_codes,
+    latest_mail_to,
+    password_step,
+    signed_in_client,
+    signed_in_tess,
+    user,
+)
 
 
 def sessions_of(db: Session, email: str) -> list[UserSession]:
@@ -60,13 +54,6 @@ def mail_to(outbox: Path, address: str) -> StoredMail:
     found = latest_mail_to(outbox, address)
     assert found is not None, f"no mail to {address}"
     return found
-
-
-def give_recovery_codes(app: Flask, db: Session, email: str) -> list[str]:
-    with app.app_context():
-        codes = recovery_codes.replace_codes(db, user(db, email))
-        db.commit()
-    return codes
 
 
 # --- The two-step sign-in -------------------------------------------------------------------
@@ -270,20 +257,6 @@ def test_another_accounts_recovery_code_does_not_work(app: Flask, db: Session) -
 # --- Enrolment --------------------------------------------------------------------------------
 
 
-def enrol(client: FlaskClient, clock: Clock) -> tuple[str, list[str]]:
-    """Set up TOTP through the pages; returns the secret and the recovery codes shown."""
-    page = client.get("/account/two-factor")
-    assert page.status_code == 200
-    html = page.get_data(as_text=True)
-    uri = re.search(r'data-testid="totp-uri">([^<]+)<', html).group(1).replace("&amp;", "&")
-    secret = parse_qs(urlsplit(uri).query)["secret"][0]
-    confirm = client.post("/account/two-factor", data={"code": code(clock, secret)})
-    assert confirm.status_code == 200
-    shown = re.findall(r"<code>([a-z0-9]{5}-[a-z0-9]{5})</code>", confirm.get_data(as_text=True))
-    assert len(shown) == 10
-    return secret, shown
-
-
 def test_enrolment_shows_uri_and_qr_code_and_keeps_the_secret_encrypted(
     app: Flask, db: Session, database_file: Path, outbox: Path, clock: Clock
 ) -> None:
@@ -372,13 +345,6 @@ def test_new_recovery_codes_replace_the_old_ones(
 
 
 # --- Step-up (re-authentication) with a second factor ---------------------------------------
-
-
-def signed_in_tess(app: Flask, clock: Clock) -> FlaskClient:
-    client = app.test_client()
-    password_step(client)
-    assert client.post("/sign-in/two-factor", data={"code": code(clock)}).status_code == 303
-    return client
 
 
 def test_step_up_with_a_totp_code(app: Flask, db: Session, clock: Clock) -> None:
@@ -716,3 +682,64 @@ def test_wrong_codes_are_limited_per_account_and_the_owners_browser_keeps_its_ow
     password_step(owner)
     assert owner.post("/sign-in/two-factor", data={"code": code(clock)}).status_code == 303
     app.extensions["db_engine"].dispose()
+
+
+# --- The page itself: starting over, and what someone with an app sees ----------------------
+
+
+def shown_secret(client: FlaskClient) -> str:
+    html = client.get("/account/two-factor").get_data(as_text=True)
+    uri = re.search(r'data-testid="totp-uri">([^<]+)<', html).group(1).replace("&amp;", "&")
+    return parse_qs(urlsplit(uri).query)["secret"][0]
+
+
+def test_starting_enrolment_over_shows_a_new_secret_and_the_old_one_no_longer_confirms(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    client = signed_in_client(app, "linus@acme.test")
+    first = shown_secret(client)
+
+    restarted = client.post("/account/two-factor/restart")
+
+    assert restarted.status_code == 303
+    assert restarted.headers["Location"] == "/account/two-factor"
+    second = shown_secret(client)
+    assert second != first
+    # Whatever holds the first secret was the wrong place: its codes switch nothing on.
+    wrong_place = client.post("/account/two-factor", data={"code": code(clock, first)})
+    assert wrong_place.status_code == 422
+    assert user(db, "linus@acme.test").totp_enabled_at is None
+    assert client.post("/account/two-factor", data={"code": code(clock, second)}).status_code == 200
+    assert user(db, "linus@acme.test").totp_enabled_at is not None
+
+
+def test_starting_over_leaves_an_app_that_is_already_on_alone(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    tess = signed_in_tess(app, clock)
+    before = user(db, TESS).totp_secret_encrypted
+
+    restarted = tess.post("/account/two-factor/restart")
+
+    assert restarted.status_code == 303
+    assert restarted.headers["Location"] == "/account/two-factor"
+    db.expire_all()
+    assert user(db, TESS).totp_secret_encrypted == before
+    assert user(db, TESS).totp_enabled_at is not None
+
+
+def test_the_two_factor_page_of_someone_with_an_app_manages_it_and_shows_no_secret(
+    app: Flask, clock: Clock
+) -> None:
+    page = signed_in_tess(app, clock).get("/account/two-factor")
+
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert 'data-testid="totp-status">On since' in html
+    assert 'action="/account/two-factor/recovery-codes"' in html
+    assert 'action="/account/two-factor/disable"' in html
+    assert "Turn off two-factor sign-in" in html
+    # Enrolment is over: no secret, no QR code, nothing to scan again.
+    assert 'data-testid="totp-uri"' not in html
+    assert "otpauth://" not in html
+    assert TESS_SECRET not in html.replace(" ", "")

@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_concurrency import Browser
 
 import seed
 from conftest import TEST_CONFIG
 from invoiceapp import create_app
 from invoiceapp.db import get_db
-from support import PASSWORD, REDIS_SERVER, free_port, postgres_schema, wait_until_up
+from support import PASSWORD, REDIS_SERVER, Browser, free_port, postgres_schema, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")

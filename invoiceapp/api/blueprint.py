@@ -1,4 +1,4 @@
-"""The /api/v1 blueprint: its rate limits, its defaults and its cache headers.
+"""The /api/v1 blueprint: its rate limits and its cache headers (defaults: config.py).
 
 Authentication (cookie or bearer token) and CSRF are the app's gates, the same as for
 pages (invoiceapp.gates); every error, here or anywhere under /api/, is turned into the
@@ -10,7 +10,6 @@ from __future__ import annotations
 from functools import partial
 
 from flask import Blueprint, Response, current_app
-from flask.blueprints import BlueprintSetupState
 from flask_limiter.util import get_remote_address
 
 from ..extensions import limiter, outage_safe_key
@@ -19,21 +18,6 @@ from .registry import api_operation
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 operation = partial(api_operation, bp)
-
-# Documented in the README's configuration table; FLASK_API_RATE_LIMIT etc. override.
-DEFAULTS = {
-    # Per token (or per signed-in user for cookie requests).
-    "API_RATE_LIMIT": "300 per minute",
-    # Per user, across all their tokens and sessions: ten tokens do not buy ten times more.
-    "API_USER_RATE_LIMIT": "600 per minute",
-}
-
-
-@bp.record_once
-def _set_defaults(state: BlueprintSetupState) -> None:
-    for key, value in DEFAULTS.items():
-        state.app.config.setdefault(key, value)
-
 
 @outage_safe_key
 def _per_credential() -> str:

@@ -30,8 +30,6 @@ TOKEN_PREFIX = "ia_pat_"
 TOKEN_SHAPE = re.compile(r"ia_pat_[A-Za-z0-9_-]{43}")
 MIN_EXPIRES_DAYS, MAX_EXPIRES_DAYS = 1, 90
 MAX_NAME_LENGTH = 100
-# last_used_at is written at most this often, so reads do not all turn into writes.
-TOUCH_SECONDS = 60
 
 # Why a presented token was refused. RFC 6750 gives every refusal one error code,
 # "invalid_token", on purpose: the caller learns nothing about which check failed.
@@ -150,7 +148,7 @@ def _touch(token: PersonalAccessToken) -> None:
     """Record the use for the tokens page, at most once a minute per token."""
     now = utcnow()
     if token.last_used_at is not None and now - token.last_used_at < timedelta(
-        seconds=current_app.config.get("API_TOKEN_TOUCH_SECONDS", TOUCH_SECONDS)
+        seconds=current_app.config["API_TOKEN_TOUCH_SECONDS"]
     ):
         return
     db = get_db()

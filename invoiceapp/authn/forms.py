@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from flask import current_app
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
 from ..forms import Form
 from .password_policy import StrongPassword
-from .passwords import MAX_PASSWORD_LENGTH
 
 
 def normalise_email(value: str | None) -> str:
@@ -21,11 +21,26 @@ def _no_control_characters(_form: Form, field: StringField) -> None:
         raise ValidationError("Email addresses cannot contain control characters.")
 
 
+class WithinPasswordMaxLength:
+    """``Length(max=PASSWORD_MAX_LENGTH)``, read from the configuration when a form is built.
+
+    New passwords obey the same setting (password_policy.py): were this a constant, an
+    operator who raised the setting would let people choose passwords they cannot type in.
+    """
+
+    @property
+    def field_flags(self) -> dict[str, int]:
+        return {"maxlength": current_app.config["PASSWORD_MAX_LENGTH"]}
+
+    def __call__(self, form: Form, field: PasswordField) -> None:
+        Length(max=current_app.config["PASSWORD_MAX_LENGTH"])(form, field)
+
+
 def current_password(**options: object) -> PasswordField:
     """The account's password, as typed to prove it (sign-in, step-up)."""
     return PasswordField(
         "Password",
-        validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)],
+        validators=[DataRequired("Enter your password."), WithinPasswordMaxLength()],
         **options,  # type: ignore[arg-type]
     )
 

@@ -10,9 +10,6 @@ from flask import current_app
 
 from .password_policy import normalise_password
 
-MAX_PASSWORD_LENGTH = 256
-
-
 # OWASP's minimum Argon2id settings, as equally strong pairs of (memory in KiB, passes).
 OWASP_MINIMUMS = ((47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5))
 

@@ -41,10 +41,6 @@ def normalise(value: str | None) -> str | None:
     return code if SHAPE.fullmatch(code) else None
 
 
-def looks_like_recovery_code(value: str | None) -> bool:
-    return normalise(value) is not None
-
-
 def _digest(code: str) -> str:
     key = derive_key(b"invoiceapp recovery codes v1")
     return hmac.new(key, code.encode(), hashlib.sha256).hexdigest()

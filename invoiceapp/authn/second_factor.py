@@ -23,9 +23,6 @@ from ..db import get_db, utcnow
 from ..models import Passkey, User
 from .sessions import TWO_FACTOR_PROOFS
 
-# How long a factor added without a second factor is flagged as possibly someone else's.
-DEFAULT_NOTICE_DAYS = 7
-
 
 def has_second_factor(user: User) -> bool:
     if user.totp_enabled_at is not None:
@@ -40,8 +37,7 @@ def flagged_until(added_with: str | None, added_at: datetime | None) -> datetime
     is not (added with a second factor, long ago, or before provenance was kept)."""
     if added_with is None or added_at is None or added_with in TWO_FACTOR_PROOFS:
         return None
-    days = current_app.config.get("NEW_FACTOR_NOTICE_DAYS", DEFAULT_NOTICE_DAYS)
-    until = added_at + timedelta(days=days)
+    until = added_at + timedelta(days=current_app.config["NEW_FACTOR_NOTICE_DAYS"])
     return until if utcnow() < until else None
 
 

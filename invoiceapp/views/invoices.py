@@ -41,7 +41,7 @@ from ..authz.scope import (
     live_invoices_of,
     organization_in_my_orgs_or_404,
 )
-from ..db import get_db
+from ..db import get_db, utcnow
 from ..invoicing import (
     CreationKeyTaken,
     change_status,
@@ -149,7 +149,7 @@ def _page_of(query: Select[Invoice], total: int, start: int, size: int) -> list[
 @login_required
 def new() -> ResponseReturnValue:
     organization = _organization_allowing("invoice.create", _named_in_link())
-    today = date.today()
+    today = utcnow().date()  # the injectable clock (invoiceapp.db), as for every other time
     form = InvoiceForm(
         formdata=None,
         issue_date=today,

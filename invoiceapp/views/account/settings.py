@@ -20,14 +20,15 @@ from sqlalchemy.orm import Session
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, ValidationError
+from wtforms.validators import DataRequired, EqualTo, ValidationError
 
 from ...authn.accounts import revoke_sessions, set_password
 from ...authn.emails import MAX_EMAIL_LENGTH, valid_new_email
 from ...authn.events import DESCRIPTIONS, EventKind, record_event
+from ...authn.forms import WithinPasswordMaxLength
 from ...authn.gate import login_required
 from ...authn.password_policy import StrongPassword
-from ...authn.passwords import MAX_PASSWORD_LENGTH, verify_password
+from ...authn.passwords import verify_password
 from ...authn.redirects import safe_next
 from ...authn.second_factor import factors_added_without_second_factor
 from ...authn.sessions import (
@@ -52,9 +53,6 @@ from .links import no_store, one_button_page
 bp = Blueprint("account", __name__, url_prefix="/account")
 
 EVENTS_PER_PAGE = 25
-# Asking for an email change mails a stranger's address; an elevated session should not
-# be able to turn that into a mail cannon. Only accepted requests count.
-DEFAULT_EMAIL_CHANGE_RATE_LIMIT = "5 per hour"
 # The same answer whether or not another account already uses the address.
 EMAIL_CHANGE_REQUESTED = (
     "Check the new inbox: we sent a confirmation link there. "
@@ -74,7 +72,7 @@ class ChangePasswordForm(Form):
         "Current password",
         validators=[
             DataRequired("Enter your current password."),
-            Length(max=MAX_PASSWORD_LENGTH),
+            WithinPasswordMaxLength(),
         ],
         render_kw={"autocomplete": "current-password"},
     )
@@ -376,7 +374,9 @@ def _email_form(user: User) -> ChangeEmailForm:
 
 
 def _email_change_limit() -> str:
-    return current_app.config.get("EMAIL_CHANGE_RATE_LIMIT", DEFAULT_EMAIL_CHANGE_RATE_LIMIT)
+    """Asking for an email change mails a stranger's address; an elevated session should
+    not be able to turn that into a mail cannon. Only accepted requests count."""
+    return current_app.config["EMAIL_CHANGE_RATE_LIMIT"]
 
 
 @outage_safe_key

@@ -692,8 +692,8 @@ def reauthenticate_with_passkey() -> ResponseReturnValue:
             _end_session_after_guessing()
             return json_error(401, "This session was ended. Please sign in again.")
         db.commit()  # a claimed challenge stays claimed
-        response = json_error(401, PASSKEY_FAILED)
-        response.status_code = WRONG_PASSWORD  # the session is fine; the proof was not
-        return response
+        # The session is fine; the proof was not: a 422 through and through (its body
+        # says "validation", with no WWW-Authenticate), like a wrong password here.
+        return json_error(WRONG_PASSWORD, PASSKEY_FAILED)
     response = _reauthenticated("passkey", request.form.get("next"))
     return json_response({"redirect": response.headers["Location"]})

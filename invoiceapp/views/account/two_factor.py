@@ -21,10 +21,7 @@ The sign-in side (the second step, passkey sign-in, step-up) is in sign_in.py.
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request
-from flask.blueprints import BlueprintSetupState
 from flask.typing import ResponseReturnValue
 from sqlalchemy import delete, select
 
@@ -32,12 +29,7 @@ from ...authn import passkeys, recovery_codes, totp
 from ...authn.events import EventKind, record_event
 from ...authn.forms import CodeForm, EmptyForm
 from ...authn.gate import login_required
-from ...authn.second_factor import (
-    DEFAULT_NOTICE_DAYS,
-    has_second_factor,
-    passkey_flagged_until,
-    totp_flagged_until,
-)
+from ...authn.second_factor import has_second_factor, passkey_flagged_until, totp_flagged_until
 from ...authz.enforce import ReauthenticationRequired, authorize, can_in_template
 from ...db import get_db, rows_changed, utcnow
 from ...errors import json_error, json_response
@@ -53,40 +45,6 @@ bp = Blueprint("two_factor", __name__)
 
 # The policy action for changing the second factors themselves (see the docstring above).
 CHANGE = "account.second_factor.change"
-
-# Configuration this feature adds (README, "Configuration"). Environment variables and
-# create_app() overrides win: these only fill what is unset.
-DEFAULTS: dict[str, Any] = {
-    # Root key for TOTP secrets at rest and recovery-code hashes. Unset: SECRET_KEY.
-    # Set it to rotate SECRET_KEY without losing everybody's authenticator.
-    "TOTP_ENCRYPTION_KEY": None,
-    # How long a right password waits for its second factor at /sign-in/two-factor.
-    "TWO_FACTOR_PENDING_SECONDS": 300,
-    # Wrong codes per account at the second step (whatever the address); the per-address
-    # limit is SIGN_IN_RATE_LIMIT.
-    "TWO_FACTOR_ACCOUNT_RATE_LIMIT": "10 per hour",
-    # Wrong codes in a row before the account's authenticator codes stop working, until
-    # a password reset or a recovery code (NIST SP 800-63B allows at most 100).
-    "TWO_FACTOR_MAX_FAILURES": 100,
-    # WebAuthn: passkeys belong to a domain name (never an IP address). The demo is
-    # served on 127.0.0.1:5000; passkeys work when it is opened as http://localhost:5000.
-    "WEBAUTHN_RP_ID": "localhost",
-    "WEBAUTHN_ORIGIN": "http://localhost:5000",
-    "WEBAUTHN_RP_NAME": "InvoiceApp",
-    "WEBAUTHN_CHALLENGE_SECONDS": 300,
-    # Challenges are database rows: anonymous clients may not ask for unlimited ones.
-    "PASSKEY_OPTIONS_RATE_LIMIT": "30 per minute",
-    # A factor added by a session without a second factor is flagged on the security pages
-    # and in the password-change mail for this long (invoiceapp.authn.second_factor).
-    "NEW_FACTOR_NOTICE_DAYS": DEFAULT_NOTICE_DAYS,
-}
-
-
-@bp.record_once
-def _set_defaults(state: BlueprintSetupState) -> None:
-    for key, value in DEFAULTS.items():
-        state.app.config.setdefault(key, value)
-
 
 def _authorize_for(action: str, user: User, page: str) -> None:
     """authorize(), sending a stale session back to ``page`` (a GET) after re-authenticating,
