@@ -11,22 +11,18 @@ several workers (tests/test_delete_races.py's ``served``).
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import requests
 from flask import Flask
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-import seed
-from conftest import app_on_postgres, make_test_app
-from invoiceapp.db import Base, get_db
+from invoiceapp.db import get_db
 from invoiceapp.invoicing import soft_delete
 from invoiceapp.models import Invoice
 from support import (
@@ -41,7 +37,6 @@ from support import (
     signed_in_session,
 )
 
-POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 DOORS = ["page", "api"]
 NEW_INVOICE = {
     "customer": "Stark Industries",
@@ -54,36 +49,10 @@ EDIT = {k: v for k, v in VALID_INVOICE_FORM.items() if k != "status"}
 VERSION_FIELD = re.compile(r'name="version" type="hidden" value="(\d+)"')
 
 
-@pytest.fixture(scope="module")
-def postgres_app() -> Iterator[Flask]:
-    with app_on_postgres(seeded=False) as app:
-        yield app
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(
-                not POSTGRES_URL, reason="INVOICEAPP_TEST_POSTGRES_URL is not set"
-            ),
-        ),
-    ]
-)
-def app(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
-    if request.param == "sqlite":
-        app = make_test_app(database_file)
-        yield app
-        app.extensions["db_engine"].dispose()
-        return
-    app = request.getfixturevalue("postgres_app")
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with app.extensions["db_engine"].begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    with app.app_context():
-        seed.seed(get_db())
-    yield app
+@pytest.fixture()
+def app(app_on_each_engine: Flask) -> Flask:
+    """These tests run on SQLite and again on PostgreSQL (conftest.py)."""
+    return app_on_each_engine
 
 
 def count_invoices(db: Session) -> int:
