@@ -1,6 +1,10 @@
 """Authorization: may this principal do this action to this resource?
 
-- policy.py   the whole permission table as data, and can() that reads it
+- policy.py   the permission tables as data (POLICY per role, SELF_SERVICE for one's own
+              account), and can(), the only code that reads them
 - scope.py    lookups limited to the principal's organizations (404 is decided here)
 - enforce.py  authorize(): the 403 and the elevation check at the action boundary
+- explain.py  the teaching traces and the capabilities page, asking can() like everyone
+
+The audit log that records each refusal is invoiceapp/audit.py, below both packages.
 """

@@ -40,13 +40,13 @@ from ...authn.sessions import (
 from ...authn.tokens import claim_token, find_usable_token, issue_token, revoke_tokens
 from ...authz.enforce import authorize
 from ...db import get_db, utcnow
-from ...devices import describe_user_agent
 from ...extensions import failures_limit, outage_safe_key
 from ...forms import Form, add_error
 from ...mail import absolute_url, send_mail
 from ...models import AccountToken, SecurityEvent, TokenPurpose, User, UserSession
 from ...path_ids import path_id_or_404
 from ...principal import Principal, require_principal
+from ...user_agents import describe_user_agent
 from ..paging import page_number
 from .links import no_store, one_button_page
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from invoiceapp import devices
-from invoiceapp.devices import describe_user_agent
+from invoiceapp import user_agents
+from invoiceapp.user_agents import describe_user_agent
 
 FIREFOX_WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:131.0) Gecko/20100101 Firefox/131.0"
 CHROME_ANDROID = (
@@ -46,28 +46,28 @@ def test_missing_user_agent_is_an_unknown_browser(missing: str | None) -> None:
 
 def test_long_headers_are_cut_before_parsing_and_caching(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: list[str] = []
-    real_parse = devices.parse
+    real_parse = user_agents.parse
 
     def recording_parse(user_agent: str) -> object:
         parsed.append(user_agent)
         return real_parse(user_agent)
 
-    monkeypatch.setattr(devices, "parse", recording_parse)
-    devices._describe.cache_clear()
+    monkeypatch.setattr(user_agents, "parse", recording_parse)
+    user_agents._describe.cache_clear()
     assert describe_user_agent(FIREFOX_WINDOWS + " x" * 5000) == "Firefox 131 on Windows"
-    assert [len(user_agent) for user_agent in parsed] == [devices.MAX_USER_AGENT_LENGTH]
+    assert [len(user_agent) for user_agent in parsed] == [user_agents.MAX_USER_AGENT_LENGTH]
 
 
 def test_repeated_user_agents_are_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: list[str] = []
-    real_parse = devices.parse
+    real_parse = user_agents.parse
 
     def recording_parse(user_agent: str) -> object:
         parsed.append(user_agent)
         return real_parse(user_agent)
 
-    monkeypatch.setattr(devices, "parse", recording_parse)
-    devices._describe.cache_clear()  # start from an empty cache (earlier tests fill it)
+    monkeypatch.setattr(user_agents, "parse", recording_parse)
+    user_agents._describe.cache_clear()  # start from an empty cache (earlier tests fill it)
     descriptions = {describe_user_agent(SAFARI_IPHONE) for _ in range(3)}
     assert len(descriptions) == 1
     assert parsed == [SAFARI_IPHONE]
