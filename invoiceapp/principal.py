@@ -16,6 +16,19 @@ from .models import Membership, Organization, PersonalAccessToken, User, UserSes
 
 
 @dataclass(frozen=True)
+class ViewAs:
+    """An owner or admin looking at one organization as one of its members (or one of its
+    roles) would see it. Only the role fed to can() there changes, never who is signed in."""
+
+    organization_id: int
+    organization_slug: str
+    organization_name: str
+    role: str  # the member's current role there, or the chosen role
+    member_id: int | None  # None when viewing as a role rather than a person
+    member_name: str | None
+
+
+@dataclass(frozen=True)
 class Principal:
     user: User
     session: UserSession | None
@@ -29,6 +42,10 @@ class Principal:
     # The organizations behind ``roles``, read in the same statement: the header's switcher
     # and the policy's organization rules (plan, flags) need no query of their own.
     organizations: Mapping[int, Organization] = field(default_factory=dict)
+    # View-as mode: what is being looked at, and the signed-in person's own principal
+    # (their real roles), for the banner, the trace and the checks that keep it honest.
+    viewing_as: ViewAs | None = None
+    viewer: Principal | None = None
 
     @property
     def proof(self) -> str:

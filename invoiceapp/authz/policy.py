@@ -197,6 +197,8 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
 
 # The rule's name in Decision.rule (traces, the 403 page, the dashboard's notice).
 TWO_FACTOR_RULE = "organization requires two-factor"
+# Looking at an organization as another member sees it changes nothing (authz/view_as.py).
+VIEW_AS_RULE = "view-as mode"
 
 
 def _two_factor_rule(principal: Principal, resource: object, decision: Decision) -> Decision:
