@@ -34,6 +34,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from .authn.access_tokens import current_access_token
 from .authn.gate import authentication_gate
+from .authz.view_as import view_as_gate
 from .extensions import csrf
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -71,3 +72,6 @@ def register_gates(app: Flask) -> None:
     app.before_request(authentication_gate)
     app.before_request(csrf_gate)
     app.before_request(form_body_gate)
+    # View-as mode (an owner or admin looking as a member sees): every write is a 403 here,
+    # before any view runs, so none can forget. Pages only; the API acts as the real user.
+    app.before_request(view_as_gate)

@@ -30,6 +30,7 @@ from .enforce import step_up_needed
 from .policy import (
     PER_RESOURCE_RULES,
     POLICY,
+    READ_ONLY_ACTIONS,
     SELF_SERVICE,
     TWO_FACTOR_RULE,
     VIEW_AS_RULE,
@@ -69,6 +70,8 @@ class Trace:
     two_factor_proven: bool
     decision: Decision
     status: str  # "200", "401", "403", "404" or "re-authenticate"
+    # View-as mode: whom the principal is looking as ("Linus Torvalds (member)").
+    viewing_as: str | None = None
 
     @property
     def allowed(self) -> bool:
@@ -118,6 +121,9 @@ def _trace(principal: Principal | None, action: str, resource: object, decision:
         two_factor_proven=principal.two_factor_proven if principal is not None else False,
         decision=decision,
         status=_status(principal, decision, organization),
+        viewing_as=principal.viewing_as.who
+        if principal is not None and principal.viewing_as is not None
+        else None,
     )
 
 
@@ -141,6 +147,8 @@ def _status(
         return "404"  # scope answers before the policy is asked
     if not decision.allowed:
         return "403"
+    if principal.viewing_as is not None and decision.action not in READ_ONLY_ACTIONS:
+        return "403"  # view-as mode refuses every write (invoiceapp.authz.view_as)
     # The same step authorize() takes after an allow (invoiceapp.authz.enforce).
     if step_up_needed(principal, decision) is not None:
         return "re-authenticate"
@@ -448,9 +456,8 @@ def _inputs(
     invoice = resource if isinstance(resource, Invoice) else None
     if invoice is not None and not can(principal, "invoice.read", invoice):
         invoice = None  # its state and author are shown only to those who may read it
-    viewer = principal.viewer if principal is not None else None
     return {
-        "user": viewer.user.display_name if viewer is not None else trace.principal,
+        "user": trace.principal,
         "viewing_as": _viewed(principal) if principal is not None else None,
         "organization": {
             "slug": organization.slug,
@@ -467,7 +474,8 @@ def _inputs(
         "invoice": {
             "id": invoice.public_id,
             "status": invoice.status,
-            "created_by_you": principal is not None and invoice.created_by_id == principal.user.id,
+            "created_by_you": principal is not None
+            and invoice.created_by_id == principal.user_id_in(invoice.organization_id),
         }
         if invoice is not None
         else None,
@@ -480,20 +488,22 @@ def _inputs(
 
 
 def _viewed(principal: Principal) -> dict[str, Any] | None:
+    """Both principals in view-as mode: whom you look as, and your own role there."""
     view = principal.viewing_as
-    if view is None:
+    if view is None or principal.viewer is None:
         return None
     return {
         "organization": view.organization_slug,
         "member": view.member_name,
         "role": view.role,
+        "your_role": principal.viewer.role_in(view.organization_id),
+        "who": view.who,
     }
 
 
 def _viewed_in_words(viewed: dict[str, Any]) -> str:
-    if viewed["member"] is not None:
-        return f"{viewed['member']} ({viewed['role']})"
-    return f"the {viewed['role']} role"
+    own = f"; your own role there: {viewed['your_role']}" if viewed["your_role"] else ""
+    return f"{viewed['who']} in {viewed['organization']}{own}"
 
 
 def _roles_in_words(action: str) -> str:
