@@ -9,6 +9,8 @@
 
 Gates 1 and 2 run here, before any view, followed by one check that is not about
 identity at all: pages take form posts only, so any other body (JSON, text) is a 415.
+Then one authorization refusal that needs no resource: a session in view-as mode (an owner
+or admin looking as a member sees, invoiceapp.authz.view_as) gets a 403 for every write.
 
 A CSRF token lasts as long as an idle session (WTF_CSRF_TIME_LIMIT). A page's form that
 was open longer is still a 400 that changes nothing, but it comes back filled in with what

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
@@ -76,9 +76,7 @@ def test_an_owner_views_as_a_member_and_the_pages_follow_the_members_role(
     assert "Linus Torvalds (member)" in started_record.reason
 
 
-def test_a_member_view_counts_the_viewed_members_own_drafts(
-    ada: FlaskClient, db: Session
-) -> None:
+def test_a_member_view_counts_the_viewed_members_own_drafts(ada: FlaskClient, db: Session) -> None:
     linus_draft = demo_invoice_id(db, "acme", 8)
     grace_draft = demo_invoice_id(db, "acme", 7)
     view_as(ada, member=user(db, "linus@acme.test").id)
@@ -214,9 +212,7 @@ def test_the_api_acts_as_the_real_user_while_viewing(ada: FlaskClient, db: Sessi
     assert ada.get("/api/v1/orgs/acme/audit").status_code == 200  # Linus could not
 
 
-def test_a_demoted_viewer_loses_the_view_on_their_next_request(
-    app: Flask, db: Session
-) -> None:
+def test_a_demoted_viewer_loses_the_view_on_their_next_request(app: Flask, db: Session) -> None:
     grace = signed_in_client(app, "grace@acme.test")
     view_as(grace, member=user(db, "linus@acme.test").id)
     db.execute(
@@ -256,3 +252,16 @@ def test_the_trace_shows_both_principals_and_predicts_the_refused_write(
     assert 'data-action="invoice.create" data-status="403"' in page or (
         'data-action="invoice.delete" data-status="403"' in page
     )
+
+
+def test_the_view_ends_when_the_viewed_member_leaves(ada: FlaskClient, db: Session) -> None:
+    linus = user(db, "linus@acme.test")
+    view_as(ada, member=linus.id)
+    db.execute(delete(Membership).where(Membership.user_id == linus.id))
+    db.commit()
+    page = ada.get("/dashboard").get_data(as_text=True)
+    assert 'data-testid="view-as-banner"' not in page
+    assert session_of(db, "ada@acme.test").view_as_organization_id is None
+    [record] = audit_rows(db, "org.view_as.end")
+    assert "no longer in the organization" in record.reason
+    assert ada.get("/orgs/acme/billing").status_code == 200  # Ada as herself again

@@ -144,6 +144,22 @@ def test_explain_api_hides_another_orgs_invoice_like_a_missing_one(app: Flask, w
     assert elsewhere.get_data() == missing.get_data() == malformed.get_data()
 
 
+def test_explain_api_hides_another_organization_like_a_missing_one(app: Flask) -> None:
+    linus = signed_in_client(app, "linus@acme.test")
+    elsewhere = linus.get(f"{EXPLAIN}?action=audit.read&organization=globex")
+    missing = linus.get(f"{EXPLAIN}?action=audit.read&organization=no-such-org")
+    assert elsewhere.status_code == missing.status_code == 404
+    assert elsewhere.get_data() == missing.get_data()
+
+
+def test_explain_api_says_when_the_answer_depends_on_which_invoice(app: Flask) -> None:
+    linus = signed_in_client(app, "linus@acme.test")
+    body = linus.get(f"{EXPLAIN}?action=invoice.update").get_json()
+    assert (body["allowed"], body["rule"]) == (False, "own drafts only")
+    assert body["remedy"] == (
+        "The answer depends on which invoice: ask about one in particular.")  # fmt: skip
+
+
 def test_explain_api_needs_a_principal(app: Flask) -> None:
     response = app.test_client().get(f"{EXPLAIN}?action=invoice.read")
     assert response.status_code == 401

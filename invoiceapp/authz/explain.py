@@ -423,7 +423,7 @@ class Why:
             rows.append(("Invoice", f"{invoice['id']}, {invoice['status']}; {yours}"))
         rows.append(("Signed in with", i["proof"]))
         rows.append(("Second factor used", "yes" if i["two_factor_proven"] else "no"))
-        rows.append(("Password entered recently (elevated)", "yes" if i["elevated"] else "no"))
+        rows.append(("Elevated (password entered recently)", "yes" if i["elevated"] else "no"))
         if i["token_scope"] is not None:
             rows.append(("Access token scope", i["token_scope"]))
         return rows
@@ -540,6 +540,9 @@ def _remedy(principal: Principal | None, trace: Trace, organization: Organizatio
     }
     if rule in remedies:
         return remedies[rule]
+    if decision.missing in ("a specific invoice", "a specific member"):
+        which = decision.missing.rsplit(" ", 1)[-1]
+        return f"The answer depends on which {which}: ask about one in particular."
     managers = _roles_in_words("member.change_role")
     if rule == Rule.NO.value:
         return f"Ask {_a(managers)} of {org} for {decision.missing}."
