@@ -41,6 +41,12 @@ def audit_rows(db: Session, action: str) -> list[AuditEvent]:
 
 
 @pytest.fixture()
+def app(app_on_each_engine: Flask) -> Flask:
+    """These tests run on SQLite and again on PostgreSQL (conftest.py)."""
+    return app_on_each_engine
+
+
+@pytest.fixture()
 def ada(app: Flask) -> FlaskClient:
     client = signed_in_client(app, "ada@acme.test")
     client.get("/dashboard")  # uses up the sign-in's flash message
