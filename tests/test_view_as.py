@@ -5,6 +5,7 @@ session and identity stay; every write is a 403 naming the mode; other organizat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -271,3 +272,21 @@ def test_the_view_ends_when_the_viewed_member_leaves(ada: FlaskClient, db: Sessi
     [record] = audit_rows(db, "org.view_as.end")
     assert "no longer in the organization" in record.reason
     assert ada.get("/orgs/acme/billing").status_code == 200  # Ada as herself again
+
+
+def test_the_members_page_offers_view_as_only_where_the_policy_allows(
+    app: Flask, db: Session
+) -> None:
+    def offered(email: str) -> tuple[set[str], set[str]]:
+        page = signed_in_client(app, email).get("/orgs/acme/members").get_data(as_text=True)
+        members = set(re.findall(r'name="member" value="(\d+)"', page))
+        roles = set(re.findall(r'name="role" value="(\w+)">\s*<button[^>]*>View as', page))
+        return members, roles
+
+    ids = {email: str(user(db, email).id) for email in
+           ("ada@acme.test", "grace@acme.test", "linus@acme.test")}  # fmt: skip
+    grace_members, grace_roles = offered("grace@acme.test")
+    assert ids["linus@acme.test"] in grace_members
+    assert ids["ada@acme.test"] not in grace_members and ids["grace@acme.test"] not in grace_members
+    assert grace_roles == {"member"}  # not the owner's, and not her own
+    assert offered("linus@acme.test") == (set(), set())

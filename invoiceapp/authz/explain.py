@@ -412,11 +412,7 @@ class Why:
             rows.append(("Organization", i["organization"]["name"]))
             rows.append(("Role there", i["role"] or "none"))
             rows.append(("Plan", i["organization"]["plan"]))
-            flags = i["organization"]["flags"]
-            rows.append(
-                ("Flags", ", ".join(f"{name.replace('_', ' ')} {'on' if on else 'off'}"
-                                    for name, on in flags.items()))
-            )  # fmt: skip
+            rows.append(("Flags", ", ".join(self.trace.flags)))
         if i["invoice"] is not None:
             invoice = i["invoice"]
             yours = "you created it" if invoice["created_by_you"] else "someone else created it"
