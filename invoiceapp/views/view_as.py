@@ -59,7 +59,7 @@ def _chosen(organization: Organization) -> tuple[Membership | None, str | None]:
         raise UnprocessableEntity("Choose one member, or one role, to view the organization as.")
     if role_field:
         if role_field not in ROLES:
-            raise UnprocessableEntity(f"There is no role called {role_field!r} to view as.")
+            raise UnprocessableEntity("There is no such role to view as: choose one from the list.")
         return None, role_field
     if not member_field.isdigit() or int(member_field) > MAX_ID:
         abort(404)  # like an id that is not a member here
