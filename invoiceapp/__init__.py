@@ -129,6 +129,7 @@ def register_blueprints(app: Flask) -> None:
     from .views.orgs import bp as orgs_bp
     from .views.pages import bp as pages_bp
     from .views.tour import bp as tour_bp
+    from .views.view_as import bp as view_as_bp
 
     app.register_blueprint(pages_bp)
     app.register_blueprint(health_bp)
@@ -141,6 +142,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(account_tokens_bp)
     app.register_blueprint(invoices_bp)
     app.register_blueprint(orgs_bp)
+    app.register_blueprint(view_as_bp)
     app.register_blueprint(invitations_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(dev_mail_bp)

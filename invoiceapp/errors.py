@@ -23,7 +23,8 @@ from .authn.gate import (
     API_WWW_AUTHENTICATE_INVALID_TOKEN,
     WWW_AUTHENTICATE,
 )
-from .authz.enforce import ReauthenticationRequired
+from .authz.enforce import PermissionDenied, ReauthenticationRequired
+from .authz.explain import Why, why
 from .db import is_database_unavailable
 from .extensions import limiter, login_manager
 from .logs import init_logging, route_for_log
@@ -151,6 +152,7 @@ def handle_http_error(error: HTTPException) -> Response:
             title=TITLES.get(status, error.name),
             message=_message_for(error, status),
             decision=decision,
+            why=_why(error),
             plain_header=True,  # no forms, so no per-request tokens: a 404 is always the same bytes
         )
         response = Response(html, status=status, mimetype="text/html")
@@ -175,6 +177,14 @@ def handle_http_error(error: HTTPException) -> Response:
             retry_after or current_app.config["DATABASE_RETRY_AFTER_SECONDS"]
         )
     return response
+
+
+def _why(error: HTTPException) -> Why | None:
+    """A refusal's "Why?" section: the caller's own decision, the same one the API's
+    /authz/explain gives. Only 403s have one; a 404 says nothing, by design."""
+    if not isinstance(error, PermissionDenied):
+        return None
+    return why(error.decision.action, error.resource, error.decision)
 
 
 def _forget_the_request_state() -> None:

@@ -9,6 +9,8 @@
 
 Gates 1 and 2 run here, before any view, followed by one check that is not about
 identity at all: pages take form posts only, so any other body (JSON, text) is a 415.
+Then one authorization refusal that needs no resource: a session in view-as mode (an owner
+or admin looking as a member sees, invoiceapp.authz.view_as) gets a 403 for every write.
 
 A CSRF token lasts as long as an idle session (WTF_CSRF_TIME_LIMIT). A page's form that
 was open longer is still a 400 that changes nothing, but it comes back filled in with what
@@ -34,6 +36,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 
 from .authn.access_tokens import current_access_token
 from .authn.gate import authentication_gate
+from .authz.view_as import view_as_gate
 from .extensions import csrf
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -71,3 +74,6 @@ def register_gates(app: Flask) -> None:
     app.before_request(authentication_gate)
     app.before_request(csrf_gate)
     app.before_request(form_body_gate)
+    # View-as mode (an owner or admin looking as a member sees): every write is a 403 here,
+    # before any view runs, so none can forget. Pages only; the API acts as the real user.
+    app.before_request(view_as_gate)

@@ -368,8 +368,17 @@ class UserSession(Base):
     # How this session was last proven, at authenticated_at: "password", "password+totp",
     # "password+recovery_code" or "passkey". Strength is one more input to authorization.
     proof: Mapped[str] = mapped_column(String(32), default="password", server_default="password")
+    # View-as mode (invoiceapp.authz.view_as): this session looks at one organization as a
+    # member (view_as_user_id) or a role (view_as_role) would. Who is signed in stays the same.
+    view_as_organization_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id", ondelete="SET NULL"), default=None, index=True
+    )
+    view_as_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    view_as_role: Mapped[str | None] = mapped_column(String(64), default=None)
 
-    user: Mapped[User] = relationship()
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
 
 
 class TokenPurpose(enum.StrEnum):

@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import flask_login
-from flask import g
+from flask import g, request
 from sqlalchemy import bindparam, select
 
 from .authn.access_tokens import current_access_token
 from .authn.sessions import TWO_FACTOR_PROOFS, current_session
 from .db import get_db
 from .models import Membership, Organization, PersonalAccessToken, User, UserSession
+
+
+@dataclass(frozen=True)
+class ViewAs:
+    """An owner or admin looking at one organization as one of its members (or one of its
+    roles) would see it. Only the role fed to can() there changes, never who is signed in."""
+
+    organization_id: int
+    organization_slug: str
+    organization_name: str
+    role: str  # the member's current role there, or the chosen role
+    member_id: int | None  # None when viewing as a role rather than a person
+    member_name: str | None
+
+    @property
+    def who(self) -> str:
+        """ "Linus Torvalds (member)" or "the admin role": how pages and the audit say it."""
+        if self.member_name is not None:
+            return f"{self.member_name} ({self.role})"
+        return f"the {self.role} role"
 
 
 @dataclass(frozen=True)
@@ -29,6 +49,10 @@ class Principal:
     # The organizations behind ``roles``, read in the same statement: the header's switcher
     # and the policy's organization rules (plan, flags) need no query of their own.
     organizations: Mapping[int, Organization] = field(default_factory=dict)
+    # View-as mode: what is being looked at, and the signed-in person's own principal
+    # (their real roles), for the banner, the trace and the checks that keep it honest.
+    viewing_as: ViewAs | None = None
+    viewer: Principal | None = None
 
     @property
     def proof(self) -> str:
@@ -43,6 +67,14 @@ class Principal:
 
     def role_in(self, organization_id: int) -> str | None:
         return self.roles.get(organization_id)
+
+    def user_id_in(self, organization_id: int) -> int | None:
+        """Whose own invoices and membership count as "yours" in this organization: the
+        signed-in user's, or in view-as mode the viewed member's (a role: nobody's)."""
+        view = self.viewing_as
+        if view is not None and view.organization_id == organization_id:
+            return view.member_id
+        return self.user.id
 
     @property
     def organization_ids(self) -> list[int]:
@@ -64,8 +96,48 @@ def current_principal() -> Principal | None:
             principal = Principal(
                 user=user, session=current_session(), roles=roles, organizations=organizations
             )
+            if not request.path.startswith("/api/"):  # the API always acts as the real user
+                principal = _viewing_as(principal) or principal
     g.principal = principal
     return principal
+
+
+def forget_principal() -> None:
+    """Build the principal again on its next use (view-as started or ended)."""
+    g.pop("principal", None)
+
+
+def _viewing_as(real: Principal) -> Principal | None:
+    """View-as mode: the same person and session, with the viewed member's role (or the
+    chosen role) in the one organization being looked at. The one place it is applied,
+    so pages, buttons, traces and authorize() all see it.
+
+    None when the session is not viewing, or the view no longer holds: the viewer or the
+    member has left the organization. (Whether the viewer may still look is the policy's
+    question, asked on every request by invoiceapp.authz.view_as.)"""
+    session = real.session
+    if session is None or session.view_as_organization_id is None:
+        return None
+    organization = real.organizations.get(session.view_as_organization_id)
+    if organization is None:
+        return None  # the viewer is no longer a member there
+    member: User | None = None
+    role = session.view_as_role
+    if session.view_as_user_id is not None:
+        member = get_db().get(User, session.view_as_user_id)
+        viewed_roles, _ = _memberships_of(member, only=organization.id) if member else ({}, {})
+        role = viewed_roles.get(organization.id)
+    if role is None:
+        return None  # the member has left, or was deleted
+    view = ViewAs(
+        organization_id=organization.id,
+        organization_slug=organization.slug,
+        organization_name=organization.name,
+        role=role,
+        member_id=member.id if member is not None else None,
+        member_name=member.display_name if member is not None else None,
+    )
+    return replace(real, roles={**real.roles, organization.id: role}, viewing_as=view, viewer=real)
 
 
 # A user's roles with their organizations, in the order they joined; built once with bound

@@ -76,7 +76,9 @@ ORGANIZATION_ACTIONS = (
 )
 INVITE = "member.invite"
 MEMBERSHIP_ACTIONS = ("member.remove", "member.change_role")
-CONTRACT_ACTIONS = {*INVOICE_ACTIONS, *ORGANIZATION_ACTIONS, INVITE, *MEMBERSHIP_ACTIONS}
+# CONTRACT section 5: "view as member", owner and admin; asked with the viewed role.
+VIEW_AS = "org.view_as"
+CONTRACT_ACTIONS = {*INVOICE_ACTIONS, *ORGANIZATION_ACTIONS, INVITE, *MEMBERSHIP_ACTIONS, VIEW_AS}
 
 
 # --- The expectation, from the contract's words --------------------------------------------
@@ -93,6 +95,7 @@ class Case:
     target_role: str | None = None  # membership actions: the role of the member acted on
     target_is_self: bool | None = None
     new_role: str | None = None  # member.invite, member.change_role: the role given
+    viewed_role: str | None = None  # org.view_as: the role looked at as
     credential: str = FRESH_PASSWORD
     enrolled: bool = False  # the principal has a second factor (TOTP or a passkey)
     requires_two_factor: bool = False  # the organization's rule
@@ -167,6 +170,9 @@ def role_answer(case: Case) -> tuple[bool, bool]:
         if case.new_role == OWNER:
             return False, False
         return role in (OWNER, ADMIN), False
+    if action == VIEW_AS:
+        # Owners and admins, never as a role above their own: an admin not as the owner.
+        return role == OWNER or (role == ADMIN and case.viewed_role != OWNER), False
     if action in MEMBERSHIP_ACTIONS:
         # Nobody acts on themselves here (that is leaving), the owner changes only by a
         # transfer, and nobody is made owner by a role change.
@@ -258,6 +264,9 @@ def resources(
     elif action == INVITE:
         for new_role in (OWNER, ADMIN, MEMBER):
             yield org, {"role": new_role}, {"new_role": new_role}
+    elif action == VIEW_AS:
+        for viewed_role in (OWNER, ADMIN, MEMBER):
+            yield org, {"role": viewed_role}, {"viewed_role": viewed_role}
     else:
         targets = [(role, False) for role in (OWNER, ADMIN, MEMBER)]
         if my_role is not None and org.id == HOME:

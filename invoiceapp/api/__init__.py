@@ -17,6 +17,7 @@ Where things are:
     preconditions.py  ETag and If-Match: no lost updates
     pagination.py     keyset cursors
     me.py, invoices.py, orgs.py   the handlers
+    explain.py        /authz/explain: the caller's own decision, as the 403 page shows it
     openapi.py        /api/v1/openapi.json, written from the registry; /api/v1/docs
 
 It never imports a page's view, and no page imports it. The policy is only ever asked,
@@ -25,7 +26,7 @@ through authorize() and can(); nothing here decides who may do what.
 
 from __future__ import annotations
 
-from . import invoices, me, openapi, orgs  # noqa: F401  (each registers its routes)
+from . import explain, invoices, me, openapi, orgs  # noqa: F401  (each registers its routes)
 from .blueprint import bp
 
 __all__ = ["bp"]

@@ -4,7 +4,9 @@
               account), and can(), the only code that reads them
 - scope.py    lookups limited to the principal's organizations (404 is decided here)
 - enforce.py  authorize(): the 403 and the elevation check at the action boundary
-- explain.py  the teaching traces and the capabilities page, asking can() like everyone
+- view_as.py  view as member: starting and ending it, and the gate that refuses writes
+- explain.py  the teaching traces and the capabilities page, asking can() like everyone;
+              why(), the "Why?" of every 403 page and of /api/v1/authz/explain
 
 The audit log that records each refusal is invoiceapp/audit.py, below both packages.
 """

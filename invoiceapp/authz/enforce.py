@@ -39,9 +39,11 @@ def resource_label(resource: object) -> str | None:
 class PermissionDenied(Forbidden):
     """403: the principal is known, and the answer is no. Signing in again won't help."""
 
-    def __init__(self, decision: Decision) -> None:
+    def __init__(self, decision: Decision, resource: object = None) -> None:
         super().__init__(description=decision.reason)
         self.decision = decision
+        # What was refused, so the 403 page can explain the decision (authz/explain.py).
+        self.resource = resource
 
 
 class ReauthenticationRequired(HTTPException):
@@ -80,7 +82,7 @@ def authorize(action: str, resource: object, **context: Any) -> Decision:
             status=403,
             reason=decision.reason,
         )
-        raise PermissionDenied(decision)
+        raise PermissionDenied(decision, resource)
     principal = current_principal()
     step_up = step_up_needed(principal, decision) if principal is not None else None
     if step_up is not None:

@@ -7,6 +7,9 @@ Decision. tests/test_teaching.py sends the real requests and checks each predict
 
 ``gate_report()`` does the same for an error page: which of the six gates answered, and
 which ones ran before it. Only templates in demo mode call these.
+
+``why()`` is for everyone, demo mode or not: the caller's own decision with its inputs and
+what would change it, for every 403 page and for GET /api/v1/authz/explain.
 """
 
 from __future__ import annotations
@@ -24,7 +27,19 @@ from ..db import utcnow
 from ..models import Invoice, Membership, Organization, User, UserSession
 from ..principal import Principal, current_principal
 from .enforce import step_up_needed
-from .policy import PER_RESOURCE_RULES, POLICY, SELF_SERVICE, Decision, can, organization_of
+from .policy import (
+    PER_RESOURCE_RULES,
+    POLICY,
+    READ_ONLY_ACTIONS,
+    SELF_SERVICE,
+    TWO_FACTOR_RULE,
+    VIEW_AS_RULE,
+    Decision,
+    Rule,
+    can,
+    organization_of,
+    roles_granted,
+)
 
 # What a request would get, in the words the panels use.
 STATUS_TEXT = {
@@ -55,6 +70,8 @@ class Trace:
     two_factor_proven: bool
     decision: Decision
     status: str  # "200", "401", "403", "404" or "re-authenticate"
+    # View-as mode: whom the principal is looking as ("Linus Torvalds (member)").
+    viewing_as: str | None = None
 
     @property
     def allowed(self) -> bool:
@@ -76,7 +93,11 @@ class Trace:
 def explain(action: str, resource: object, **context: Any) -> Trace:
     """The trace of ``can(current principal, action, resource)`` for this request."""
     principal = current_principal()
-    decision = can(principal, action, resource, **context)
+    return _trace(principal, action, resource, can(principal, action, resource, **context))
+
+
+def _trace(principal: Principal | None, action: str, resource: object, decision: Decision) -> Trace:
+    """Lay out one decision beside its inputs."""
     organization = organization_of(resource)
     auth_session = principal.session if principal is not None else None
     role = (
@@ -100,6 +121,9 @@ def explain(action: str, resource: object, **context: Any) -> Trace:
         two_factor_proven=principal.two_factor_proven if principal is not None else False,
         decision=decision,
         status=_status(principal, decision, organization),
+        viewing_as=principal.viewing_as.who
+        if principal is not None and principal.viewing_as is not None
+        else None,
     )
 
 
@@ -123,6 +147,8 @@ def _status(
         return "404"  # scope answers before the policy is asked
     if not decision.allowed:
         return "403"
+    if principal.viewing_as is not None and decision.action not in READ_ONLY_ACTIONS:
+        return "403"  # view-as mode refuses every write (invoiceapp.authz.view_as)
     # The same step authorize() takes after an allow (invoiceapp.authz.enforce).
     if step_up_needed(principal, decision) is not None:
         return "re-authenticate"
@@ -337,3 +363,189 @@ def _steps(answered: str | None, principal: Principal | None) -> tuple[GateStep,
             state = "passed"
         steps.append(GateStep(key, name, question, state))
     return tuple(steps)
+
+
+# ---------------------------------------------------------------------------
+# "Why?": the caller's own decision, on every 403 page and at /api/v1/authz/explain
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Why:
+    """One decision about the caller, told to the caller: the rule, its inputs, and what
+    would change the answer. The 403 page and the API's explain endpoint both read this,
+    so a person and a script are told the same thing.
+
+    It holds only what the caller already knows or may see: their own role and session,
+    and the organization and invoice they reached (scope answered 404 for anything else
+    before this is ever built)."""
+
+    trace: Trace
+    inputs: dict[str, Any]
+    remedy: str
+
+    @property
+    def decision(self) -> Decision:
+        return self.trace.decision
+
+    def as_json(self) -> dict[str, Any]:
+        """The API's body (CONTRACT section 6)."""
+        return {
+            "allowed": self.decision.allowed,
+            "action": self.decision.action,
+            "rule": self.decision.rule,
+            "reason": self.decision.reason,
+            "missing": self.decision.missing,
+            "remedy": self.remedy,
+            "status": self.trace.status,
+            "inputs": self.inputs,
+        }
+
+    @property
+    def rows(self) -> list[tuple[str, str]]:
+        """The inputs in words, for the 403 page: (label, value)."""
+        i = self.inputs
+        rows = [("You are", i["user"])]
+        if i["viewing_as"] is not None:
+            rows.append(("Viewing as", _viewed_in_words(i["viewing_as"])))
+        if i["organization"] is not None:
+            rows.append(("Organization", i["organization"]["name"]))
+            rows.append(("Role there", i["role"] or "none"))
+            rows.append(("Plan", i["organization"]["plan"]))
+            rows.append(("Flags", ", ".join(self.trace.flags)))
+        if i["invoice"] is not None:
+            invoice = i["invoice"]
+            yours = "you created it" if invoice["created_by_you"] else "someone else created it"
+            rows.append(("Invoice", f"{invoice['id']}, {invoice['status']}; {yours}"))
+        rows.append(("Signed in with", i["proof"]))
+        rows.append(("Second factor used", "yes" if i["two_factor_proven"] else "no"))
+        rows.append(("Elevated (password entered recently)", "yes" if i["elevated"] else "no"))
+        if i["token_scope"] is not None:
+            rows.append(("Access token scope", i["token_scope"]))
+        return rows
+
+
+def why(action: str, resource: object, decision: Decision | None = None, **context: Any) -> Why:
+    """The current principal's decision about ``action`` on ``resource``, explained.
+
+    ``decision`` is the one authorize() already made (the 403 page); without it, can() is
+    asked now (the API). Either way the same can(), so the explanation cannot drift."""
+    principal = current_principal()
+    if decision is None:
+        decision = can(principal, action, resource, **context)
+    trace = _trace(principal, action, resource, decision)
+    organization = organization_of(resource)
+    return Why(
+        trace=trace,
+        inputs=_inputs(principal, trace, organization, resource),
+        remedy=_remedy(principal, trace, organization),
+    )
+
+
+def _inputs(
+    principal: Principal | None,
+    trace: Trace,
+    organization: Organization | None,
+    resource: object,
+) -> dict[str, Any]:
+    """Every input of the decision that is about the caller or what they reached."""
+    invoice = resource if isinstance(resource, Invoice) else None
+    if invoice is not None and not can(principal, "invoice.read", invoice):
+        invoice = None  # its state and author are shown only to those who may read it
+    return {
+        "user": trace.principal,
+        "viewing_as": _viewed(principal) if principal is not None else None,
+        "organization": {
+            "slug": organization.slug,
+            "name": organization.name,
+            "plan": organization.plan,
+            "flags": {
+                "invoice_duplication": organization.invoice_duplication_enabled,
+                "requires_two_factor": organization.requires_two_factor,
+            },
+        }
+        if organization is not None
+        else None,
+        "role": trace.role,
+        "invoice": {
+            "id": invoice.public_id,
+            "status": invoice.status,
+            "created_by_you": principal is not None
+            and invoice.created_by_id == principal.user_id_in(invoice.organization_id),
+        }
+        if invoice is not None
+        else None,
+        "proof": trace.proof,
+        "two_factor_proven": trace.two_factor_proven,
+        "elevated": trace.elevated,
+        "elevation_seconds_left": trace.elevation_seconds_left,
+        "token_scope": principal.token_scope if principal is not None else None,
+    }
+
+
+def _viewed(principal: Principal) -> dict[str, Any] | None:
+    """Both principals in view-as mode: whom you look as, and your own role there."""
+    view = principal.viewing_as
+    if view is None or principal.viewer is None:
+        return None
+    return {
+        "organization": view.organization_slug,
+        "member": view.member_name,
+        "role": view.role,
+        "your_role": principal.viewer.role_in(view.organization_id),
+        "who": view.who,
+    }
+
+
+def _viewed_in_words(viewed: dict[str, Any]) -> str:
+    own = f"; your own role there: {viewed['your_role']}" if viewed["your_role"] else ""
+    return f"{viewed['who']} in {viewed['organization']}{own}"
+
+
+def _roles_in_words(action: str) -> str:
+    """ "an owner or admin": whoever the table lets do ``action`` (read, never spelled)."""
+    roles = roles_granted(action)
+    return " or ".join(roles) if roles else "someone allowed"
+
+
+def _remedy(principal: Principal | None, trace: Trace, organization: Organization | None) -> str:
+    """What would change the answer, in words a person can act on."""
+    decision = trace.decision
+    org = organization.name if organization is not None else "the organization"
+    if decision.allowed:
+        if trace.status == "re-authenticate":
+            if decision.requires_second_factor:
+                return "Enter your password again, with your second factor if you have one."
+            return "Enter your password again: this action needs a recent sign-in."
+        return "Nothing: you may do this."
+    rule = decision.rule or ""
+    remedies = {
+        VIEW_AS_RULE: "End view-as mode with the End button in the banner to act as yourself.",
+        "token scope": "Use a token with the write scope, or do it signed in in a browser.",
+        "verified email": "Verify your email address with the link we mailed you.",
+        "invoice state": "No role changes this: it depends on the invoice's state.",
+        "one owner": "No role changes this: ownership moves only by a transfer.",
+        "not yourself": "No role changes this: someone else has to do it for you.",
+        Rule.TRANSFER_FIRST.value: "Transfer ownership to another member first, then leave.",
+        Rule.PRO_PLAN.value: f"Ask the {_roles_in_words('org.billing.update')} of {org} to "
+        "move it to the pro plan on its billing page.",
+        Rule.FLAG_ON.value: f"Ask the {_roles_in_words('org.settings.update')} of {org} to "
+        "switch invoice duplication on in its settings.",
+        TWO_FACTOR_RULE: "Sign in again with your second factor. If you have none yet, set "
+        "one up under Account, then sign out and back in with it.",
+    }
+    if rule in remedies:
+        return remedies[rule]
+    if decision.missing in ("a specific invoice", "a specific member"):
+        which = decision.missing.rsplit(" ", 1)[-1]
+        return f"The answer depends on which {which}: ask about one in particular."
+    managers = _roles_in_words("member.change_role")
+    if rule == Rule.NO.value:
+        return f"Ask {_a(managers)} of {org} for {decision.missing}."
+    if decision.missing:
+        return f"It needs {decision.missing}. Ask {_a(managers)} of {org} if you need it done."
+    return "Nothing you can change from here."
+
+
+def _a(words: str) -> str:
+    return ("an " if words[:1] in "aeiou" else "a ") + words

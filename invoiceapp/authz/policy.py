@@ -70,6 +70,8 @@ POLICY: dict[str, dict[str, Rule]] = {
     "org.billing.update":       {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
     "org.transfer_ownership":   {OWNER: R.ELEVATED_STRONG, ADMIN: R.NO, MEMBER: R.NO},
     "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    # Look at the organization as a member or a role sees it; never one above your own.
+    "org.view_as":              {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
 }  # fmt: skip
 
 # One's own account: no organization, so no role column. Each cell is exactly what can()
@@ -197,6 +199,8 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
 
 # The rule's name in Decision.rule (traces, the 403 page, the dashboard's notice).
 TWO_FACTOR_RULE = "organization requires two-factor"
+# Looking at an organization as another member sees it changes nothing (authz/view_as.py).
+VIEW_AS_RULE = "view-as mode"
 
 
 def _two_factor_rule(principal: Principal, resource: object, decision: Decision) -> Decision:
@@ -298,7 +302,7 @@ def _own_drafts(q: _Question) -> Decision:
     invoice = q.resource
     if not isinstance(invoice, Invoice):
         return q.deny(f"For {_a(q.role)} this depends on the invoice", "a specific invoice")
-    if invoice.created_by_id != q.principal.user.id:
+    if invoice.created_by_id != q.principal.user_id_in(invoice.organization_id):
         return q.deny(
             f"{q.someone} may only {_verb(q.action)} invoices they created",
             "authorship of this draft, or the owner or admin role",
@@ -372,13 +376,35 @@ def _invariants(
             "An organization has one owner; ownership moves only by a transfer", "one owner"
         )
     if isinstance(resource, Membership) and action in ("member.remove", "member.change_role"):
-        if resource.user_id == principal.user.id:
+        if resource.user_id == principal.user_id_in(resource.organization_id):
             return deny("Nobody can remove or re-role themselves here", "not yourself")
         if resource.role == OWNER:
             return deny("The owner changes only by an ownership transfer", "one owner")
         if action == "member.change_role" and context.get("role") == OWNER:
             return deny("Ownership moves only by a transfer", "one owner")
+    if action == "org.view_as" and not holds_no_more_than(context.get("role"), role):
+        return deny(
+            "You may view as a member or role whose permissions are within your own, so "
+            "that looking never shows what you may not see",
+            "no more than your own role",
+        )
     return allowed
+
+
+def holds_no_more_than(role: str | None, own_role: str) -> bool:
+    """Every action the table gives ``role`` is one it gives ``own_role`` too (None: the
+    question is about no role in particular)."""
+    if role is None:
+        return True
+
+    def actions(of: str) -> set[str]:
+        return {action for action, rules in POLICY.items() if rules.get(of, Rule.NO) != Rule.NO}
+
+    return role in ROLES and actions(role) <= actions(own_role)
+
+
+# Every role the table has a column for.
+ROLES = tuple(dict.fromkeys(role for rules in POLICY.values() for role in rules))
 
 
 _VERBS = {"invoice.update": "edit", "invoice.send": "send"}

@@ -30,6 +30,7 @@ from ..authn.redirects import safe_next
 from ..authn.second_factor import has_second_factor
 from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.explain import capabilities
+from ..authz.policy import ROLES
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
 from ..forms import Form, add_error, no_control_characters, strip
@@ -457,6 +458,7 @@ def _render_members(
         invite_form=invite_form or InviteForm(formdata=None),
         transfer_form=_transfer_form(organization),
         assignable_roles=ASSIGNABLE_ROLES,
+        view_as_roles=ROLES,
         seats=seats_in_use(db, organization.id),
         limit=FREE_PLAN_MEMBER_LIMIT if organization.plan == Plan.FREE else None,
         problem=problem,
