@@ -24,6 +24,7 @@ from ..db import utcnow
 from ..models import Invoice, Membership, Organization, User, UserSession
 from ..principal import Principal, current_principal
 from .enforce import step_up_needed
+from .org_security import security_policy_flags
 from .policy import PER_RESOURCE_RULES, POLICY, SELF_SERVICE, Decision, can, organization_of
 
 # What a request would get, in the words the panels use.
@@ -148,6 +149,7 @@ def _flags(organization: Organization | None) -> tuple[str, ...]:
     return (
         "invoice duplication " + ("on" if organization.invoice_duplication_enabled else "off"),
         "requires two-factor " + ("on" if organization.requires_two_factor else "off"),
+        *security_policy_flags(organization),
     )
 
 
