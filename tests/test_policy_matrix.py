@@ -392,8 +392,9 @@ def every_case() -> Iterator[tuple[Case, Principal, Any, dict[str, Any], bool]]:
 # as often as it can; the proof rules are combined with everything above.
 SESSION_SETTINGS = {"max_session_hours": (None, 8), "elevation_minutes": (None, 2),
                     "invitation_domains": ("", "home.test")}  # fmt: skip
-TOKEN_SETTINGS = {"proof_rule": ("any", "passkey"), "token_creators": ("everyone", "managers",
-                  "nobody"), "token_max_days": (None, 7), "tokens_may_read": (False, True)}  # fmt: skip
+TOKEN_SETTINGS = {"proof_rule": ("any", "passkey"),
+                  "token_creators": ("everyone", "managers", "nobody"),
+                  "token_max_days": (None, 7), "tokens_may_read": (False, True)}  # fmt: skip
 
 
 def security_cases() -> Iterator[tuple[Case, Principal, Any, dict[str, Any], bool]]:
