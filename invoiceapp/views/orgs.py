@@ -30,6 +30,7 @@ from ..authn.redirects import safe_next
 from ..authn.second_factor import has_second_factor
 from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.explain import capabilities
+from ..authz.org_security import invitation_domain_refusal
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
 from ..forms import Form, add_error, no_control_characters, strip
@@ -601,6 +602,10 @@ def invite(slug: str) -> ResponseReturnValue:
     if not form.validate():
         return _render_members(organization, invite_form=form, status=422)
     email, role = form.email.data or "", form.role.data or Role.MEMBER.value
+    outside = invitation_domain_refusal(organization, email)  # the security policy's list
+    if outside is not None:
+        form.email.errors = [outside.reason]
+        return _render_members(organization, invite_form=form, status=422)
 
     db = get_db()
     try:
