@@ -5,6 +5,8 @@
 - scope.py    lookups limited to the principal's organizations (404 is decided here)
 - enforce.py  authorize(): the 403 and the elevation check at the action boundary
 - explain.py  the teaching traces and the capabilities page, asking can() like everyone
+- org_security.py  an organization's security policy (which proofs, how old a session,
+              its elevation window, invitation domains, API tokens), asked by can()
 
 The audit log that records each refusal is invoiceapp/audit.py, below both packages.
 """
