@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from conftest import Clock
+from conftest import Clock, make_test_app
 from invoiceapp.authn.totp import encrypt_secret
 from invoiceapp.models import (
     AuditEvent,
@@ -396,3 +396,24 @@ def test_a_token_never_counts_as_a_stronger_proof_and_reads_only_if_the_policy_s
     write = api.post("/api/v1/invoices", headers=bearer(token), json=NEW_INVOICE)
     assert write.status_code == 403
     assert "tokens may only read" in write.get_json()["error"]["message"]
+
+
+# --- The decision trace ----------------------------------------------------------------------
+
+
+def test_the_trace_lists_the_policy_and_names_the_rule_that_refused(
+    database_file: Path, db: Session
+) -> None:
+    demo = make_test_app(database_file, DEMO_MODE=True)
+    set_policy(db, proof_rule="no_mailed", max_session_hours=8, token_creators="managers")
+    linus = signed_in_client(demo, "linus@acme.test")
+    trace = linus.get("/invoices/inv_7").get_data(as_text=True)
+    assert "sign-in proofs: no sign-in by emailed code or magic link" in trace
+    assert "sessions signed in at most 8 h ago" in trace
+    assert "API tokens: owners and admins only" in trace
+
+    prove_with(db, "linus@acme.test", "magic_link")
+    refused = linus.get("/invoices/inv_7")
+    assert refused.status_code == 403
+    assert "organization refuses mailed sign-in codes and links" in refused.get_data(as_text=True)
+    demo.extensions["db_engine"].dispose()

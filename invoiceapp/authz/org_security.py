@@ -214,27 +214,22 @@ def _holders_refusal(organization: Organization, role: str | None) -> Refusal | 
 
 
 def security_policy_flags(organization: Organization) -> tuple[str, ...]:
-    """The policy's inputs in words, for the decision trace."""
-    tokens = TOKEN_CREATOR_LABELS[organization.token_creators or EVERYONE].lower()
-    return (
-        f"sign-in proofs: {PROOF_RULE_LABELS[proof_rule(organization)].lower()}",
-        "session age: "
-        + (
-            f"at most {organization.max_session_hours} h"
-            if organization.max_session_hours
-            else "the account's own limit"
-        ),
-        "elevation window: "
-        + (
-            f"{organization.elevation_minutes} min"
-            if organization.elevation_minutes
-            else "the app's"
-        ),
-        "invitations: " + (" ".join(invitation_domains(organization)) or "any domain"),
-        f"API tokens: {tokens}"
-        + (f", at most {organization.token_max_days} days" if organization.token_max_days else "")
-        + (", may read under the proof rule" if organization.tokens_may_read else ""),
-    )
+    """The policy's inputs in words, for the decision trace: the proof rule always, the
+    other settings when the owner set them."""
+    flags = [f"sign-in proofs: {PROOF_RULE_LABELS[proof_rule(organization)].lower()}"]
+    if organization.max_session_hours:
+        flags.append(f"sessions signed in at most {organization.max_session_hours} h ago")
+    if organization.elevation_minutes:
+        flags.append(f"elevation window {organization.elevation_minutes} min")
+    if organization.invitation_domains:
+        flags.append("invitations only to " + ", ".join(invitation_domains(organization)))
+    if (organization.token_creators or EVERYONE) != EVERYONE:
+        flags.append(f"API tokens: {TOKEN_CREATOR_LABELS[organization.token_creators].lower()}")
+    if organization.token_max_days:
+        flags.append(f"API tokens live at most {organization.token_max_days} days")
+    if organization.tokens_may_read:
+        flags.append("API tokens may read under the proof rule")
+    return tuple(flags)
 
 
 # ---------------------------------------------------------------------------
