@@ -417,3 +417,16 @@ def test_the_trace_lists_the_policy_and_names_the_rule_that_refused(
     assert refused.status_code == 403
     assert "organization refuses mailed sign-in codes and links" in refused.get_data(as_text=True)
     demo.extensions["db_engine"].dispose()
+
+
+def test_under_a_second_factor_rule_elevation_asks_for_the_second_factor(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    """A password alone would make the session password-only, which the rule then refuses."""
+    ada = owner_with_second_factor(app, db, clock)
+    clock.advance(minutes=11)
+    plain = ada.post("/orgs/acme/billing", data={"plan": "pro"})
+    assert plain.headers["Location"] == "/reauthenticate?next=/orgs/acme/billing"
+    set_policy(db, proof_rule="second_factor", requires_two_factor=True)
+    strong = ada.post("/orgs/acme/billing", data={"plan": "pro"})
+    assert strong.headers["Location"] == "/reauthenticate?next=/orgs/acme/billing&factor=second"

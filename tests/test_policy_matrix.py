@@ -155,6 +155,9 @@ def expected(case: Case) -> Expected:
     # Handing the organization over, and its security policy, are the most sensitive
     # actions there are: with a second factor enrolled, the fresh proof must have used it.
     strong = case.action in ("org.transfer_ownership", "org.security.update")
+    # Where only a second factor reaches the data, a fresh proof without it would end the
+    # session's access: elevation there uses the second factor too.
+    strong = strong or (needs_fresh and case.proof_rule in ("second_factor", "passkey"))
     return Expected(True, needs_fresh, strong)
 
 

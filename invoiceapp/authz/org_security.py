@@ -34,6 +34,8 @@ from ..principal import Principal
 
 ANY, NO_MAILED, SECOND_FACTOR, PASSKEY = PROOF_RULES
 EVERYONE, MANAGERS, NOBODY = "everyone", "managers", "nobody"
+# The proof rules that only a second factor meets.
+TWO_FACTOR_RULES = frozenset({SECOND_FACTOR, PASSKEY})
 # Proofs that only show someone could read a mailbox (another engineer's sign-in methods).
 MAILED_PROOFS = frozenset({"email_code", "magic_link"})
 TOKEN_PROOF = "token"

@@ -216,9 +216,15 @@ def _security_policy(
         return Decision(False, decision.action, refusal.reason, role=decision.role,
                         missing=refusal.missing, rule=refusal.rule,
                         details={"api_reason": refusal.api_reason})  # fmt: skip
-    window = org_security.elevation_seconds(organization)
-    if decision.requires_elevation and window is not None:
-        return replace(decision, fresh_within_seconds=window)
+    if decision.requires_elevation:
+        # Confirming with a password alone would make the session password-only, which a
+        # rule wanting a second factor then refuses: so the fresh proof must use it too.
+        return replace(
+            decision,
+            fresh_within_seconds=org_security.elevation_seconds(organization),
+            requires_second_factor=decision.requires_second_factor
+            or org_security.proof_rule(organization) in org_security.TWO_FACTOR_RULES,
+        )
     return decision
 
 
