@@ -11,6 +11,7 @@ is tests/test_policy_matrix.py.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -430,3 +431,40 @@ def test_under_a_second_factor_rule_elevation_asks_for_the_second_factor(
     set_policy(db, proof_rule="second_factor", requires_two_factor=True)
     strong = ada.post("/orgs/acme/billing", data={"plan": "pro"})
     assert strong.headers["Location"] == "/reauthenticate?next=/orgs/acme/billing&factor=second"
+
+
+def test_the_owner_cannot_set_a_session_limit_their_own_session_is_past(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    ada = owner_with_second_factor(app, db, clock)
+    for _ in range(6):  # two hours of use, never idle for long
+        clock.advance(minutes=20)
+        ada.get("/dashboard")
+    ada.post(
+        "/reauthenticate/code",
+        data={"password": PASSWORD, "code": code(clock, ADA_SECRET), "next": PAGE},
+    )
+    refused = ada.post(PAGE, data={**DEFAULTS, "max_session_hours": "1"})
+    assert refused.status_code == 422
+    assert "You signed in more than 1 hours ago" in refused.get_data(as_text=True)
+    assert acme(db).max_session_hours is None
+    assert ada.post(PAGE, data={**DEFAULTS, "max_session_hours": "3"}).status_code == 303
+
+
+def test_the_settings_checkbox_and_the_proof_rule_stay_one_rule(
+    app: Flask, db: Session, clock: Clock
+) -> None:
+    """Unticking "requires two-factor" ends passkeys-only too; ticking it again means "a
+    second factor", not whatever stricter rule was stored before."""
+    ada = owner_with_second_factor(app, db, clock)
+    prove_with(db, ADA, "passkey")
+    set_policy(db, proof_rule="passkey", requires_two_factor=True)
+    assert ada.post("/orgs/acme/settings", data={}).status_code == 303
+    org = acme(db)
+    assert (org.requires_two_factor, org.proof_rule) == (False, "any")
+    on = ada.post("/orgs/acme/settings", data={"requires_two_factor": "on"})
+    assert on.status_code == 303
+    org = acme(db)
+    assert (org.requires_two_factor, org.proof_rule) == (True, "second_factor")
+    page = ada.get(PAGE).get_data(as_text=True)
+    assert re.search(r'<input checked[^>]*value="second_factor"', page)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from flask import Blueprint, current_app, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
@@ -29,7 +30,7 @@ from ..authn.second_factor import has_second_factor
 from ..authz import org_security as rules
 from ..authz.enforce import authorize
 from ..authz.scope import organization_in_my_orgs_or_404
-from ..db import get_db
+from ..db import get_db, utcnow
 from ..forms import Form, strip
 from ..mail import absolute_url, send_mail
 from ..models import Membership, Organization, Role, User
@@ -191,6 +192,19 @@ def _lockout_problem(organization: Organization, chosen_rule: str) -> str | None
     )
 
 
+def _session_too_old(hours: int | None) -> str | None:
+    """The owner's own session must be young enough for the limit they choose."""
+    session = require_principal().session
+    if hours is None or session is None:
+        return None
+    if utcnow() - session.created_at <= timedelta(hours=hours):
+        return None
+    return (
+        f"You signed in more than {hours} hours ago, so this limit would shut you out at "
+        "once. Sign out and in again first, then set it."
+    )
+
+
 def _render(
     organization: Organization,
     form: SecurityForm,
@@ -233,6 +247,10 @@ def update(slug: str) -> ResponseReturnValue:
     problem = _lockout_problem(organization, form.proof_rule.data or rules.ANY)
     if problem is not None:
         form.proof_rule.errors = [problem]
+        return _render(organization, form, status=422)
+    too_old = _session_too_old(_number(form.max_session_hours.data))
+    if too_old is not None:
+        form.max_session_hours.errors = [too_old]
         return _render(organization, form, status=422)
 
     before = _described(organization)

@@ -377,6 +377,8 @@ def update_settings(slug: str) -> ResponseReturnValue:
     changed = organization.invoice_duplication_enabled != enabled
     organization.invoice_duplication_enabled = enabled
     organization.requires_two_factor = requires_two_factor
+    if rule_changed:  # the security policy's proof rule: this checkbox is "a second factor"
+        organization.proof_rule = "second_factor" if requires_two_factor else "any"
     get_db().commit()
     if changed:
         record_audit(
