@@ -36,6 +36,7 @@ from support import (
     PASSWORD,
     bearer,
     code,
+    csrf_token_from,
     latest_mail_to,
     make_token,
     signed_in_client,
@@ -77,16 +78,24 @@ def prove_with(db: Session, email: str, proof: str) -> None:
 
 
 def owner_with_second_factor(app: Flask, db: Session, clock: Clock) -> FlaskClient:
-    """Ada with an authenticator app, signed in with password and code just now."""
+    """Ada with an authenticator app, signed in with password and code just now (through
+    the real forms, CSRF tokens included when the app checks them)."""
     with app.app_context():
         ada = user(db, ADA)
         ada.totp_secret_encrypted = encrypt_secret(ADA_SECRET, ada.id)
         ada.totp_enabled_at = clock.now
         db.commit()
     client = app.test_client()
-    assert client.post("/sign-in", data={"email": ADA, "password": PASSWORD}).status_code == 303
-    signed = client.post("/sign-in/two-factor", data={"code": code(clock, ADA_SECRET)})
-    assert signed.status_code == 303
+
+    def token(path: str) -> str:
+        if not app.config["WTF_CSRF_ENABLED"]:
+            return ""
+        return csrf_token_from(client.get(path).get_data(as_text=True))
+
+    signing_in = {"email": ADA, "password": PASSWORD, "csrf_token": token("/sign-in")}
+    assert client.post("/sign-in", data=signing_in).status_code == 303
+    second = {"code": code(clock, ADA_SECRET), "csrf_token": token("/sign-in/two-factor")}
+    assert client.post("/sign-in/two-factor", data=second).status_code == 303
     return client
 
 
@@ -468,3 +477,17 @@ def test_the_settings_checkbox_and_the_proof_rule_stay_one_rule(
     assert (org.requires_two_factor, org.proof_rule) == (True, "second_factor")
     page = ada.get(PAGE).get_data(as_text=True)
     assert re.search(r'<input checked[^>]*value="second_factor"', page)
+
+
+def test_the_real_form_with_csrf_on_saves_and_without_a_token_changes_nothing(
+    csrf_app: Flask, clock: Clock
+) -> None:
+    db = csrf_app.extensions["db_sessionmaker"]()
+    ada = owner_with_second_factor(csrf_app, db, clock)
+    token = csrf_token_from(ada.get(PAGE).get_data(as_text=True))
+    assert ada.post(PAGE, data={**DEFAULTS, "proof_rule": "no_mailed"}).status_code == 400
+    assert acme(db).proof_rule == "any"
+    saved = ada.post(PAGE, data={**DEFAULTS, "proof_rule": "no_mailed", "csrf_token": token})
+    assert saved.status_code == 303
+    assert acme(db).proof_rule == "no_mailed"
+    db.close()
