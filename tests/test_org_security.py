@@ -389,6 +389,12 @@ def test_existing_tokens_stop_working_here_when_the_policy_leaves_them_out(
     assert too_long.get_json()["error"]["reason"] == "token_lifetime_too_long"
     assert "Revoke it and create a shorter one" in too_long.get_json()["error"]["message"]
 
+    # The owner sees them listed on the policy page, to revoke them.
+    listed = signed_in_client(app, ADA).get(PAGE).get_data(as_text=True)
+    assert 'data-testid="refused-tokens"' in listed
+    assert "linus@acme.test" in listed and "organization&#39;s API token holders" in listed
+    assert "grace@acme.test" in listed and "organization&#39;s API token lifetime" in listed
+
 
 def test_a_token_never_counts_as_a_stronger_proof_and_reads_only_if_the_policy_says(
     app: Flask, db: Session

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from ..authn.sessions import TWO_FACTOR_PROOFS
 from ..db import utcnow
@@ -61,6 +62,13 @@ TOKEN_CREATOR_LABELS = {
     MANAGERS: "Owners and admins only",
     NOBODY: "Nobody: API tokens are off",
 }
+
+
+class TokenTimes(Protocol):
+    """What the lifetime rule reads of a token (a PersonalAccessToken)."""
+
+    created_at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -174,19 +182,11 @@ def _token_refusal(
 ) -> Refusal | None:
     """A token is judged as a token: who holds it, how long it lives, and whether the
     organization lets tokens in under its proof rule (read only, if at all)."""
-    holders = _holders_refusal(organization, principal.role_in(organization.id))
-    if holders is not None:
-        return holders
-    token = principal.access_token
-    days = organization.token_max_days
-    if token is not None and days and token.expires_at - token.created_at > timedelta(days=days):
-        return Refusal(
-            TOKEN_LIFETIME_RULE,
-            f"{organization.name} allows API tokens that live at most {days} days, and this "
-            "one was made to live longer. Revoke it and create a shorter one.",
-            f"a token that expires within {days} days of its creation",
-            "token_lifetime_too_long",
-        )
+    held = existing_token_refusal(
+        organization, principal.role_in(organization.id), principal.access_token
+    )
+    if held is not None:
+        return held
     rule = proof_rule(organization)
     if rule == ANY or (reading and organization.tokens_may_read):
         return None
@@ -198,6 +198,26 @@ def _token_refusal(
         "a browser session signed in as the organization requires",
         "two_factor_required" if rule == SECOND_FACTOR else "stronger_sign_in_required",
     )
+
+
+def existing_token_refusal(
+    organization: Organization, role: str | None, token: TokenTimes | None
+) -> Refusal | None:
+    """Whether a token its holder (with ``role``) made earlier still works here: the rules
+    for making one apply to it on every use, so tightening them takes effect at once."""
+    holders = _holders_refusal(organization, role)
+    if holders is not None:
+        return holders
+    days = organization.token_max_days
+    if token is not None and days and token.expires_at - token.created_at > timedelta(days=days):
+        return Refusal(
+            TOKEN_LIFETIME_RULE,
+            f"{organization.name} allows API tokens that live at most {days} days, and this "
+            "one was made to live longer. Revoke it and create a shorter one.",
+            f"a token that expires within {days} days of its creation",
+            "token_lifetime_too_long",
+        )
+    return None
 
 
 def _holders_refusal(organization: Organization, role: str | None) -> Refusal | None:

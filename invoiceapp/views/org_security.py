@@ -33,7 +33,7 @@ from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
 from ..forms import Form, strip
 from ..mail import absolute_url, send_mail
-from ..models import Membership, Organization, Role, User
+from ..models import Membership, Organization, PersonalAccessToken, Role, User
 from ..principal import require_principal
 
 bp = Blueprint("org_security", __name__, url_prefix="/orgs")
@@ -192,6 +192,40 @@ def _lockout_problem(organization: Organization, chosen_rule: str) -> str | None
     )
 
 
+@dataclass(frozen=True)
+class RefusedToken:
+    """A live token the policy now refuses, for the owner to see (and revoke on the
+    members page): it already stopped working here."""
+
+    holder: str
+    name: str
+    why: str
+
+
+def _refused_tokens(organization: Organization) -> list[RefusedToken]:
+    rows = get_db().execute(
+        select(PersonalAccessToken, User.email, Membership.role)
+        .join(User, User.id == PersonalAccessToken.user_id)
+        .outerjoin(
+            Membership,
+            (Membership.user_id == PersonalAccessToken.user_id)
+            & (Membership.organization_id == organization.id),
+        )
+        .where(
+            PersonalAccessToken.organization_id == organization.id,
+            PersonalAccessToken.revoked_at.is_(None),
+            PersonalAccessToken.expires_at > utcnow(),
+        )
+        .order_by(User.email, PersonalAccessToken.id)
+    )
+    refused = []
+    for token, email, role in rows:
+        why = rules.existing_token_refusal(organization, role, token)
+        if why is not None:
+            refused.append(RefusedToken(email, token.name, why.rule))
+    return refused
+
+
 def _session_too_old(hours: int | None) -> str | None:
     """The owner's own session must be young enough for the limit they choose."""
     session = require_principal().session
@@ -221,6 +255,7 @@ def _render(
         may_save=has_second_factor(principal.user),
         needs_second_factor=NEEDS_SECOND_FACTOR,
         problem=problem,
+        refused_tokens=_refused_tokens(organization),
     )
     return html, status
 
