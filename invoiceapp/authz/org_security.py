@@ -127,8 +127,8 @@ def _proof_refusal(principal: Principal, organization: Organization) -> Refusal 
         return Refusal(
             TWO_FACTOR_RULE,
             f"{name} requires two-factor authentication, and this session was "
-            "proven with a password only. Set up two-factor at /account/two-factor and sign "
-            "in with it.",
+            f"proven with {_proof_words(principal.proof)}. Set up two-factor at "
+            "/account/two-factor and sign in with it.",
             "a sign-in with a second factor",
             "two_factor_required",
         )
