@@ -126,6 +126,7 @@ def register_blueprints(app: Flask) -> None:
     from .views.health import bp as health_bp
     from .views.invitations import bp as invitations_bp
     from .views.invoices import bp as invoices_bp
+    from .views.org_security import bp as org_security_bp
     from .views.orgs import bp as orgs_bp
     from .views.pages import bp as pages_bp
     from .views.tour import bp as tour_bp
@@ -143,6 +144,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(invoices_bp)
     app.register_blueprint(orgs_bp)
     app.register_blueprint(view_as_bp)
+    app.register_blueprint(org_security_bp)
     app.register_blueprint(invitations_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(dev_mail_bp)

@@ -55,11 +55,18 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({quoted})"
 
 
+# The security policy's choices (invoiceapp.authz.org_security says what each means).
+PROOF_RULES = ("any", "no_mailed", "second_factor", "passkey")
+TOKEN_CREATORS = ("everyone", "managers", "nobody")
+
+
 class Organization(Base):
     __tablename__ = "organizations"
     __table_args__ = (
         CheckConstraint(_in("plan", tuple(p.value for p in Plan)), name="plan"),
         CheckConstraint("length(slug) > 0", name="slug_not_empty"),
+        CheckConstraint(_in("proof_rule", PROOF_RULES), name="proof_rule"),
+        CheckConstraint(_in("token_creators", TOKEN_CREATORS), name="token_creators"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -78,6 +85,23 @@ class Organization(Base):
     requires_two_factor: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
+    # The security policy (/orgs/<slug>/security; invoiceapp.authz.org_security reads it).
+    # Which sign-in proofs reach the data: "any", "no_mailed", "second_factor", "passkey".
+    # "second_factor" and "passkey" count only while requires_two_factor is on, so that
+    # rule and its checkbox on the settings page stay exactly what they were.
+    proof_rule: Mapped[str] = mapped_column(String(16), default="any", server_default="any")
+    # None: the account's own limits (session lifetime, FRESH_AGE_SECONDS) apply.
+    max_session_hours: Mapped[int | None] = mapped_column(Integer, default=None)
+    elevation_minutes: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Invitations only to these domains, space-separated; "" means any address.
+    invitation_domains: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    # Who may hold API tokens for it: "everyone", "managers" (owners, admins), "nobody".
+    token_creators: Mapped[str] = mapped_column(
+        String(16), default="everyone", server_default="everyone"
+    )
+    token_max_days: Mapped[int | None] = mapped_column(Integer, default=None)
+    # Under a proof rule stricter than "any", API tokens may still read (never write).
+    tokens_may_read: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     # The database's ON DELETE CASCADE removes memberships; the ORM must not try first.
     memberships: Mapped[list[Membership]] = relationship(

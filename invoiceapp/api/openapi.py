@@ -38,7 +38,9 @@ ERROR_DETAILS = {
     401: "no valid session or token (WWW-Authenticate: Bearer, with "
     'error="invalid_token" for a refused token), or reason reauthentication_required.',
     403: "the policy said no; the message names the action and what was missing. "
-    "reason insufficient_scope (a read token) or two_factor_required.",
+    "reason insufficient_scope (a read token), or the organization's security policy: "
+    "two_factor_required, passkey_required, stronger_sign_in_required, session_too_old, "
+    "tokens_not_allowed, token_lifetime_too_long.",
     404: "missing, or not in an organization this request reaches (the same body).",
     405: "",  # the code says it all
     409: "without If-Match (or with *), the invoice changed between this "

@@ -297,7 +297,9 @@ class ErrorDetail(BaseModel):
     message: str
     reason: str = _optional_never_null(
         description="A word to branch on: csrf, invalid_token, insufficient_scope, "
-        "two_factor_required, reauthentication_required, malformed_json, invalid_cursor.",
+        "two_factor_required, reauthentication_required, malformed_json, invalid_cursor; "
+        "the organization's security policy adds passkey_required, stronger_sign_in_required, "
+        "session_too_old, tokens_not_allowed, token_lifetime_too_long.",
     )
     fields: dict[str, list[str]] = _optional_never_null(
         description="422 only: the messages for each field.",

@@ -99,12 +99,18 @@ def current_session() -> UserSession | None:
     return g.get("auth_session")
 
 
-def is_fresh(auth_session: UserSession | None, now: datetime | None = None) -> bool:
-    """Elevated: a password was entered in this session within FRESH_AGE_SECONDS."""
+def is_fresh(
+    auth_session: UserSession | None, now: datetime | None = None, within: int | None = None
+) -> bool:
+    """Elevated: a password was entered in this session within FRESH_AGE_SECONDS, or
+    within ``within`` seconds when that is shorter (an organization's own window)."""
     if auth_session is None:
         return False
+    seconds = current_app.config["FRESH_AGE_SECONDS"]
+    if within is not None:
+        seconds = min(seconds, within)
     age = (now or utcnow()) - auth_session.authenticated_at
-    return age <= timedelta(seconds=current_app.config["FRESH_AGE_SECONDS"])
+    return age <= timedelta(seconds=seconds)
 
 
 def _lifetimes(auth_session: UserSession) -> tuple[timedelta, timedelta]:

@@ -7,6 +7,8 @@
 - view_as.py  view as member: starting and ending it, and the gate that refuses writes
 - explain.py  the teaching traces and the capabilities page, asking can() like everyone;
               why(), the "Why?" of every 403 page and of /api/v1/authz/explain
+- org_security.py  an organization's security policy (which proofs, how old a session,
+              its elevation window, invitation domains, API tokens), asked by can()
 
 The audit log that records each refusal is invoiceapp/audit.py, below both packages.
 """

@@ -102,7 +102,7 @@ def step_up_needed(principal: Principal, decision: Decision) -> str | None:
     """
     if not decision.requires_elevation:
         return None
-    fresh = is_fresh(principal.session)
+    fresh = is_fresh(principal.session, within=decision.fresh_within_seconds)
     if (
         decision.requires_second_factor
         and not (fresh and principal.two_factor_proven)

@@ -27,6 +27,7 @@ from ..db import utcnow
 from ..models import Invoice, Membership, Organization, User, UserSession
 from ..principal import Principal, current_principal
 from .enforce import step_up_needed
+from .org_security import security_policy_flags
 from .policy import (
     PER_RESOURCE_RULES,
     POLICY,
@@ -174,6 +175,7 @@ def _flags(organization: Organization | None) -> tuple[str, ...]:
     return (
         "invoice duplication " + ("on" if organization.invoice_duplication_enabled else "off"),
         "requires two-factor " + ("on" if organization.requires_two_factor else "off"),
+        *security_policy_flags(organization),
     )
 
 

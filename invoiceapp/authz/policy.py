@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..models import (
@@ -23,6 +23,8 @@ from ..models import (
     User,
 )
 from ..principal import Principal
+from . import org_security
+from .org_security import TWO_FACTOR_RULE as TWO_FACTOR_RULE  # its name on the 403 page
 
 
 class Rule(enum.StrEnum):
@@ -69,6 +71,7 @@ POLICY: dict[str, dict[str, Rule]] = {
     "org.billing.read":         {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     "org.billing.update":       {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
     "org.transfer_ownership":   {OWNER: R.ELEVATED_STRONG, ADMIN: R.NO, MEMBER: R.NO},
+    "org.security.update":      {OWNER: R.ELEVATED_STRONG, ADMIN: R.NO, MEMBER: R.NO},
     "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     # Look at the organization as a member or a role sees it; never one above your own.
     "org.view_as":              {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
@@ -147,6 +150,8 @@ class Decision:
     requires_elevation: bool = False
     # Elevation must have used the second factor, if the user has one enrolled.
     requires_second_factor: bool = False
+    # The organization's own elevation window, when shorter than FRESH_AGE_SECONDS.
+    fresh_within_seconds: int | None = None
     # Which entry of the table decided ("members only", "invoice state", …).
     rule: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
@@ -192,35 +197,41 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     decision = _ROLE_RULES[rule](_Question(principal, action, resource, role, rule, needed))
     if decision.allowed:
         decision = _invariants(principal, action, resource, role, decision, context)
-    if decision.allowed:
-        decision = _two_factor_rule(principal, resource, decision)
+    if decision.allowed and organization is not None:
+        decision = _security_policy(principal, organization, decision, context)
     return _narrowed(principal, decision)
 
 
-# The rule's name in Decision.rule (traces, the 403 page, the dashboard's notice).
-TWO_FACTOR_RULE = "organization requires two-factor"
 # Looking at an organization as another member sees it changes nothing (authz/view_as.py).
 VIEW_AS_RULE = "view-as mode"
 
 
-def _two_factor_rule(principal: Principal, resource: object, decision: Decision) -> Decision:
-    """An organization that requires two-factor refuses sessions proven by password alone."""
-    organization = organization_of(resource)
-    if organization is None or not organization.requires_two_factor:
-        return decision
-    if principal.two_factor_proven:
-        return decision
-    return Decision(
-        False,
-        decision.action,
-        f"{organization.name} requires two-factor authentication, and this session was "
-        "proven with a password only. Set up two-factor at /account/two-factor and sign in "
-        "with it.",
-        role=decision.role,
-        missing="a sign-in with a second factor",
-        rule=TWO_FACTOR_RULE,
-        details={"api_reason": "two_factor_required"},
+def _security_policy(
+    principal: Principal, organization: Organization, decision: Decision, context: dict[str, Any]
+) -> Decision:
+    """The organization's security policy (authz/org_security.py) narrows an allow: how the
+    session was proven and how old it is, tokens, invitation domains; and it may shorten
+    the elevation window. "Requires two-factor" is its proof rule "a second factor"."""
+    refusal = org_security.refusal(
+        principal, organization, reading=decision.action in READ_ONLY_ACTIONS
     )
+    email = context.get("email")
+    if refusal is None and decision.action == "member.invite" and email:
+        refusal = org_security.invitation_domain_refusal(organization, str(email))
+    if refusal is not None:
+        return Decision(False, decision.action, refusal.reason, role=decision.role,
+                        missing=refusal.missing, rule=refusal.rule,
+                        details={"api_reason": refusal.api_reason})  # fmt: skip
+    if decision.requires_elevation:
+        # Confirming with a password alone would make the session password-only, which a
+        # rule wanting a second factor then refuses: so the fresh proof must use it too.
+        return replace(
+            decision,
+            fresh_within_seconds=org_security.elevation_seconds(organization),
+            requires_second_factor=decision.requires_second_factor
+            or org_security.proof_rule(organization) in org_security.TWO_FACTOR_RULES,
+        )
+    return decision
 
 
 def _narrowed(principal: Principal, decision: Decision) -> Decision:

@@ -18,6 +18,7 @@ from werkzeug.wrappers import Response
 
 from ..audit import DENIED, record_audit
 from ..authn.gate import login_required
+from ..authz.org_security import invitation_domain_refusal
 from ..db import get_db
 from ..models import Invitation, Membership
 from ..organizations import (
@@ -35,6 +36,13 @@ bp = Blueprint("invitations", __name__, url_prefix="/invitations")
 
 WRONG_ADDRESS = "wrong_address"
 UNVERIFIED = "unverified"
+OUTSIDE_DOMAINS = "outside_domains"
+# What the audit log says about each refusal.
+_REFUSED_BECAUSE = {
+    WRONG_ADDRESS: "signed in with another address than the invited one",
+    UNVERIFIED: "the invited address is not verified yet",
+    OUTSIDE_DOMAINS: "the address is outside the organization's invitation domains",
+}
 
 
 def _invalid() -> ResponseReturnValue:
@@ -48,6 +56,9 @@ def _why_not(invitation: Invitation) -> str | None:
         return WRONG_ADDRESS
     if not user.email_verified:
         return UNVERIFIED
+    # The security policy may have narrowed its domains since the invitation was sent.
+    if invitation_domain_refusal(invitation.organization, invitation.email) is not None:
+        return OUTSIDE_DOMAINS
     return None
 
 
@@ -79,9 +90,7 @@ def accept(token: str) -> ResponseReturnValue:
             resource_id=f"invitation:{invitation.public_id}",
             decision=DENIED,
             status=403,
-            reason="signed in with another address than the invited one"
-            if problem == WRONG_ADDRESS
-            else "the invited address is not verified yet",
+            reason=_REFUSED_BECAUSE[problem],
         )
         return _show(invitation, problem, 403)
 

@@ -31,6 +31,7 @@ from ..authn.second_factor import has_second_factor
 from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.explain import capabilities
 from ..authz.policy import ROLES
+from ..authz.org_security import invitation_domain_refusal
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
 from ..forms import Form, add_error, no_control_characters, strip
@@ -377,6 +378,8 @@ def update_settings(slug: str) -> ResponseReturnValue:
     changed = organization.invoice_duplication_enabled != enabled
     organization.invoice_duplication_enabled = enabled
     organization.requires_two_factor = requires_two_factor
+    if rule_changed:  # the security policy's proof rule: this checkbox is "a second factor"
+        organization.proof_rule = "second_factor" if requires_two_factor else "any"
     get_db().commit()
     if changed:
         record_audit(
@@ -603,6 +606,10 @@ def invite(slug: str) -> ResponseReturnValue:
     if not form.validate():
         return _render_members(organization, invite_form=form, status=422)
     email, role = form.email.data or "", form.role.data or Role.MEMBER.value
+    outside = invitation_domain_refusal(organization, email)  # the security policy's list
+    if outside is not None:
+        form.email.errors = [outside.reason]
+        return _render_members(organization, invite_form=form, status=422)
 
     db = get_db()
     try:

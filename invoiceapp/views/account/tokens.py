@@ -29,6 +29,7 @@ from ...authn.access_tokens import (
 from ...authn.events import EventKind, record_event
 from ...authn.gate import login_required
 from ...authz.enforce import ReauthenticationRequired, authorize
+from ...authz.org_security import TOKEN_LIFETIME_RULE, token_creation_refusal
 from ...authz.scope import my_organizations
 from ...db import get_db, utcnow
 from ...forms import Form, strip
@@ -174,6 +175,14 @@ def create() -> ResponseReturnValue:
     organization = next(
         org for org in my_organizations(principal) if org.slug == form.organization.data
     )
+    # The organization's security policy: who may hold tokens for it, and for how long.
+    refused = token_creation_refusal(
+        organization, principal.role_in(organization.id), form.expires_days.data or 0
+    )
+    if refused is not None:
+        field = form.expires_days if refused.rule == TOKEN_LIFETIME_RULE else form.organization
+        field.errors = [refused.reason]
+        return _page(form, status=422)
     db = get_db()
     _token, raw = issue_access_token(
         db,
