@@ -20,7 +20,7 @@ whoever holds the mailbox. It is the same account the address was given to.
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import current_app, url_for
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
@@ -30,8 +30,6 @@ from .accounts import set_password
 from .events import EventKind, record_event
 from .factors import RemovedFactors, remove_second_factors
 from .tokens import claim_token, find_usable_token, is_newest, issue_token, revoke_tokens
-
-CLAIM_PATH = "/claim-address/"
 
 
 def send_claim_link(db: Session, user: User) -> None:
@@ -49,7 +47,7 @@ def send_claim_link(db: Session, user: User) -> None:
         user.email,
         "Claim your email address on InvoiceApp",
         "claim_address",
-        claim_url=absolute_url(CLAIM_PATH + raw),
+        claim_url=absolute_url(url_for("claim_address.claim_form", token=raw)),
         expires_in=duration_in_words(lifetime),
     )
 

@@ -28,6 +28,7 @@ from flask import (
     render_template,
     request,
     session,
+    url_for,
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
@@ -174,7 +175,7 @@ def send_recovery_link(address: str) -> None:
         user.email,
         "Reset your InvoiceApp password",
         "reset_password",
-        reset_url=absolute_url("/reset-password/" + raw),
+        reset_url=absolute_url(url_for("recovery.reset_password_form", token=raw)),
         expires_in=duration_in_words(lifetime),
     )
 
@@ -238,11 +239,11 @@ def reset_password(token: str) -> ResponseReturnValue:
         user.email,
         "Your InvoiceApp password was changed",
         "password_was_reset",
-        reset_url=absolute_url("/forgot-password"),
+        reset_url=absolute_url(url_for("recovery.forgot_password_form")),
         removed_passkeys=removed.passkeys,
-        passkeys_url=absolute_url("/account/passkeys"),
+        passkeys_url=absolute_url(url_for("two_factor.passkeys_page")),
         removed_totp=removed.totp,
-        two_factor_url=absolute_url("/account/two-factor"),
+        two_factor_url=absolute_url(url_for("two_factor.two_factor_page")),
     )
     session.clear()
     flash(
@@ -250,6 +251,6 @@ def reset_password(token: str) -> ResponseReturnValue:
         "Sign in with your new password.",
         "success",
     )
-    response = redirect("/sign-in", code=303)
+    response = redirect(url_for("authn.sign_in_form"), code=303)
     trust_browser_after_reset(response, user.email)
     return response
