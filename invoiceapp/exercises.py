@@ -44,7 +44,8 @@ class Link:
     values: tuple[tuple[str, str], ...] = ()
 
     def url(self) -> str:
-        return url_for(self.endpoint, _anchor=self.anchor, **dict(self.values))
+        values: dict[str, Any] = dict(self.values)
+        return url_for(self.endpoint, _anchor=self.anchor, **values)
 
 
 def link(endpoint: str, anchor: str | None = None, **values: str) -> Link:

