@@ -20,11 +20,11 @@ whoever holds the mailbox. It is the same account the address was given to.
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import current_app
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..mail import absolute_url, duration_in_words, send_mail
+from ..mail import duration_in_words, link_for, send_mail
 from ..models import AccountToken, TokenPurpose, User
 from .accounts import set_password
 from .events import EventKind, record_event
@@ -47,7 +47,7 @@ def send_claim_link(db: Session, user: User) -> None:
         user.email,
         "Claim your email address on InvoiceApp",
         "claim_address",
-        claim_url=absolute_url(url_for("claim_address.claim_form", token=raw)),
+        claim_url=link_for("claim_address.claim_form", token=raw),
         expires_in=duration_in_words(lifetime),
     )
 

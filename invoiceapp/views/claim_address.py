@@ -14,7 +14,7 @@ from ..authn.claims import claim_address, usable_claim
 from ..authn.forms import ResetPasswordForm
 from ..authn.sessions import current_session, end_session
 from ..db import get_db
-from ..mail import absolute_url, send_mail
+from ..mail import link_for, send_mail
 from .account.links import link_invalid, no_store
 
 bp = Blueprint("claim_address", __name__)
@@ -62,8 +62,8 @@ def claim(token: str) -> ResponseReturnValue:
         "address_claimed",
         removed_passkeys=removed.passkeys,
         removed_totp=removed.totp,
-        security_url=absolute_url(url_for("account.security")),
-        reset_url=absolute_url(url_for("recovery.forgot_password_form")),
+        security_url=link_for("account.security"),
+        reset_url=link_for("recovery.forgot_password_form"),
     )
     session.clear()
     flash(

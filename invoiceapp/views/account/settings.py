@@ -51,7 +51,7 @@ from ...authz.enforce import authorize
 from ...db import get_db, utcnow
 from ...extensions import failures_limit, outage_safe_key
 from ...forms import Form, add_error
-from ...mail import absolute_url, send_mail
+from ...mail import link_for, send_mail
 from ...models import AccountToken, SecurityEvent, TokenPurpose, User, UserSession
 from ...path_ids import path_id_or_404
 from ...principal import Principal, require_principal
@@ -207,8 +207,8 @@ def change_password() -> ResponseReturnValue:
         "Your InvoiceApp password was changed",
         "password_changed",
         name=user.display_name,
-        reset_url=absolute_url(url_for("recovery.forgot_password_form")),
-        sessions_url=absolute_url(url_for("account.sessions")),
+        reset_url=link_for("recovery.forgot_password_form"),
+        sessions_url=link_for("account.sessions"),
         # Factors set up lately without a second factor may be a thief's: the mail names
         # them, and a password reset removes them.
         recent_factors=factors_added_without_second_factor(user),
@@ -448,7 +448,7 @@ def request_email_change() -> ResponseReturnValue:
             "Confirm your new InvoiceApp email address",
             "email_change_confirm",
             name=user.display_name,
-            confirm_url=absolute_url(url_for("account.confirm_email_change_form", token=token)),
+            confirm_url=link_for("account.confirm_email_change_form", token=token),
             hours=current_app.config["EMAIL_CHANGE_SECONDS"] // 3600,
         )
     # A taken address gets the very same answer, so this form cannot be used to find out
@@ -541,7 +541,7 @@ def confirm_email_change(token: str) -> ResponseReturnValue:
         "email_changed_notice",
         name=user.display_name,
         new_email=new_address,
-        sign_in_url=absolute_url(url_for("authn.sign_in_form")),
+        sign_in_url=link_for("authn.sign_in_form"),
     )
     return render_template("account/email_changed.html", new_email=new_address)
 

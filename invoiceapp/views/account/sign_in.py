@@ -58,7 +58,7 @@ from ...db import get_db, utcnow
 from ...errors import json_error, json_response
 from ...extensions import failures_limit, limiter, outage_safe_key
 from ...forms import add_error
-from ...mail import absolute_url, send_mail
+from ...mail import link_for, send_mail
 from ...models import Membership, Organization, Passkey, User
 from ...principal import require_principal
 
@@ -400,9 +400,9 @@ def _check_second_factor(user: User, code: str) -> str | None:
             "recovery_code_used",
             name=user.display_name,
             remaining=left,
-            security_url=absolute_url(url_for("account.security")),
-            two_factor_url=absolute_url(url_for("two_factor.two_factor_page")),
-            reset_url=absolute_url(url_for("recovery.forgot_password_form")),
+            security_url=link_for("account.security"),
+            two_factor_url=link_for("two_factor.two_factor_page"),
+            reset_url=link_for("recovery.forgot_password_form"),
         )
         return "password+recovery_code"
     _wrong_code(user, count)
@@ -421,8 +421,8 @@ def _wrong_code(user: User, count: int | None) -> None:
         "second_factor_locked",
         name=user.display_name,
         attempts=count,
-        reset_url=absolute_url(url_for("recovery.forgot_password_form")),
-        security_url=absolute_url(url_for("account.security")),
+        reset_url=link_for("recovery.forgot_password_form"),
+        security_url=link_for("account.security"),
     )
 
 

@@ -44,7 +44,7 @@ from ...authn.tokens import claim_token, find_usable_token, issue_token, revoke_
 from ...db import get_db, utcnow
 from ...extensions import limiter, outage_safe_key
 from ...forms import Form, no_control_characters, strip
-from ...mail import absolute_url, duration_in_words, send_mail
+from ...mail import duration_in_words, link_for, send_mail
 from ...models import AccountToken, Membership, Organization, Plan, Role, TokenPurpose, User
 from ...organizations import SLUG_ATTEMPTS, unique_slug
 from ...principal import require_principal
@@ -74,7 +74,7 @@ def send_verification_mail(db: Session, user: User) -> None:
         user.email,
         "Please verify your email address",
         "verify_email",
-        verify_url=absolute_url(url_for("signup.verify_email_form", token=raw)),
+        verify_url=link_for("signup.verify_email_form", token=raw),
         expires_in=duration_in_words(lifetime),
     )
 
@@ -207,8 +207,8 @@ def _tell_the_address(db: Session, email: str) -> None:
         email,
         "Someone tried to sign up with your email address",
         "account_exists",
-        sign_in_url=absolute_url(url_for("authn.sign_in_form")),
-        reset_url=absolute_url(url_for("recovery.forgot_password_form")),
+        sign_in_url=link_for("authn.sign_in_form"),
+        reset_url=link_for("recovery.forgot_password_form"),
     )
 
 

@@ -35,7 +35,7 @@ from ...db import get_db, rows_changed, utcnow
 from ...errors import json_error, json_response
 from ...extensions import limiter
 from ...forms import add_error
-from ...mail import absolute_url, send_mail
+from ...mail import link_for, send_mail
 from ...models import Passkey, User
 from ...path_ids import path_id_or_404
 from ...principal import require_principal
@@ -225,9 +225,9 @@ def _notify(user: User, subject: str, template: str, **details: str) -> None:
         subject,
         template,
         name=user.display_name,
-        security_url=absolute_url(url_for("account.security")),
-        reset_url=absolute_url(url_for("recovery.forgot_password_form")),
-        passkeys_url=absolute_url(url_for("two_factor.passkeys_page")),
+        security_url=link_for("account.security"),
+        reset_url=link_for("recovery.forgot_password_form"),
+        passkeys_url=link_for("two_factor.passkeys_page"),
         **details,
     )
 
