@@ -22,11 +22,11 @@ from invoiceapp.models import Invoice, Organization
 from seed import demo_invoice_id
 from support import (
     NEW_INVOICE_LOCATION,
-    PASSWORD,
     VALID_INVOICE_FORM,
     csrf_token_from,
     invoice,
     signed_in_client,
+    signed_in_through_the_form,
     user,
 )
 
@@ -371,16 +371,6 @@ def test_member_edits_another_members_draft_gets_403(
 
 
 # --- Through the real form, CSRF on -----------------------------------------------------
-
-
-def signed_in_through_the_form(app: Flask, email: str) -> FlaskClient:
-    client = app.test_client()
-    token = csrf_token_from(client.get("/sign-in").get_data(as_text=True))
-    response = client.post(
-        "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 303
-    return client
 
 
 def test_create_through_the_real_form_with_csrf(csrf_app: Flask, db: Session) -> None:

@@ -26,6 +26,7 @@ from invoiceapp.db import get_db
 from invoiceapp.invoicing import soft_delete
 from invoiceapp.models import Invoice
 from support import (
+    NEW_INVOICE,
     ROUNDS,
     VALID_INVOICE_FORM,
     all_at_once,
@@ -38,13 +39,6 @@ from support import (
 )
 
 DOORS = ["page", "api"]
-NEW_INVOICE = {
-    "customer": "Stark Industries",
-    "amount": "1250.00",
-    "currency": "EUR",
-    "issue_date": "2024-05-01",
-    "due_date": "2024-05-31",
-}
 EDIT = {k: v for k, v in VALID_INVOICE_FORM.items() if k != "status"}
 VERSION_FIELD = re.compile(r'name="version" type="hidden" value="(\d+)"')
 
