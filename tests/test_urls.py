@@ -15,6 +15,10 @@ import re
 from pathlib import Path
 
 import pytest
+from flask import Flask, url_for
+from werkzeug.routing import BuildError
+
+from invoiceapp.mail import link_for
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = ROOT / "templates"
@@ -181,3 +185,18 @@ def test_a_literal_internal_link_in_python_is_found(source: str) -> None:
 )
 def test_url_for_and_paths_that_are_not_links_are_not_flagged(source: str) -> None:
     assert literal_links_in_python(source) == []
+
+
+def test_a_mailed_link_is_base_url_and_the_routes_path_even_outside_a_request(app: Flask) -> None:
+    with app.app_context():  # as in a background job: no request, no Host header
+        base = app.config["BASE_URL"].rstrip("/")
+        assert link_for("recovery.reset_password_form", token="t0k-3n") == (
+            base + "/reset-password/t0k-3n"
+        )
+
+
+def test_a_link_to_a_renamed_route_fails_loudly(app: Flask) -> None:
+    with app.test_request_context(), pytest.raises(BuildError):
+        url_for("recovery.a_route_that_was_renamed")
+    with app.app_context(), pytest.raises(BuildError):
+        link_for("recovery.a_route_that_was_renamed")
