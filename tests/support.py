@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, make_url, pool, select, text
+from sqlalchemy import create_engine, func, make_url, pool, select, text
 from sqlalchemy.orm import Session
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from werkzeug.serving import make_server
@@ -129,6 +129,18 @@ def invoice(db: Session, public_id: str) -> Invoice:
     found = db.scalar(select(Invoice).where(Invoice.public_id == public_id))
     assert found is not None
     return found
+
+
+def count_invoices(db: Session) -> int:
+    """Every invoice row, deleted ones too, as the database has them now."""
+    db.expire_all()
+    return db.scalar(select(func.count()).select_from(Invoice)) or 0
+
+
+def flashes(client: FlaskClient) -> list[str]:
+    """The flash messages waiting in the (signed, but readable) session cookie."""
+    with client.session_transaction() as session:
+        return [message for _category, message in session.get("_flashes", [])]
 
 
 def user(db: Session, email: str) -> User:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from conftest import Clock
@@ -30,7 +30,9 @@ from seed import demo_invoice_id
 from support import (
     NEW_INVOICE_LOCATION,
     VALID_INVOICE_FORM,
+    count_invoices,
     csrf_token_from,
+    flashes,
     invoice,
     signed_in_client,
     signed_in_through_the_form,
@@ -84,17 +86,6 @@ def org_id(db: Session, slug: str) -> int:
 def snapshot(db: Session, public_id: str) -> tuple[Any, ...]:
     row = invoice(db, public_id)
     return (row.customer, row.amount_minor, row.status, row.updated_at, row.deleted_at)
-
-
-def count_invoices(db: Session) -> int:
-    db.expire_all()
-    return db.scalar(select(func.count()).select_from(Invoice)) or 0
-
-
-def flashes(client: FlaskClient) -> list[str]:
-    """The flash messages waiting in the (signed, but readable) session cookie."""
-    with client.session_transaction() as session:
-        return [message for _category, message in session.get("_flashes", [])]
 
 
 def show(client: FlaskClient, public_id: str) -> str:

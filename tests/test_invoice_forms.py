@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from invoiceapp.models import Invoice, Organization
@@ -23,17 +23,13 @@ from seed import demo_invoice_id
 from support import (
     NEW_INVOICE_LOCATION,
     VALID_INVOICE_FORM,
+    count_invoices,
     csrf_token_from,
     invoice,
     signed_in_client,
     signed_in_through_the_form,
     user,
 )
-
-
-def count_invoices(db: Session) -> int:
-    db.expire_all()
-    return db.scalar(select(func.count()).select_from(Invoice)) or 0
 
 
 def form(**changes: str) -> dict[str, str]:

@@ -31,6 +31,7 @@ from support import (
     VALID_INVOICE_FORM,
     all_at_once,
     bearer,
+    count_invoices,
     invoice,
     make_token,
     sent_invoice,
@@ -47,11 +48,6 @@ VERSION_FIELD = re.compile(r'name="version" type="hidden" value="(\d+)"')
 def app(app_on_each_engine: Flask) -> Flask:
     """These tests run on SQLite and again on PostgreSQL (conftest.py)."""
     return app_on_each_engine
-
-
-def count_invoices(db: Session) -> int:
-    db.expire_all()
-    return db.scalar(select(func.count()).select_from(Invoice)) or 0
 
 
 def create_with_key(app: Flask, door: str, email: str, key: str) -> Callable[[], tuple[int, str]]:
