@@ -248,14 +248,13 @@ def passkeys_page() -> ResponseReturnValue:
     # A refusal that fresh proof cannot cure (an unverified address) is shown, not a 403:
     # the list itself needs only a session.
     refused = can_in_template(CHANGE, principal.user)
+    here = url_for("two_factor.passkeys_page")
     return render_template(
         "account/passkeys.html",
         passkeys=passkeys.passkeys_of(get_db(), principal.user),
         flagged_until=passkey_flagged_until,
         refusal=None if refused.allowed else refused.reason,
-        proof_needed_at=_proof_page(CHANGE, principal.user, url_for("two_factor.passkeys_page"))
-        if refused
-        else None,
+        proof_needed_at=_proof_page(CHANGE, principal.user, here) if refused else None,
         passkeys_here=passkeys_work_here(),
         passkey_origin=current_app.config["WEBAUTHN_ORIGIN"],
         button=EmptyForm(formdata=None),
