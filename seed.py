@@ -40,6 +40,7 @@ from tqdm import tqdm
 
 from invoiceapp.config import _development_secret_key, load_config
 from invoiceapp.db import ensure_sqlite_directory, make_engine
+from invoiceapp.db_triggers import INVOICE_COUNT_TRIGGERS_SQLITE
 
 # The demo data itself lives in the package (the running demo resets with it, and a
 # wheel holds it); this file is the command that migrates, then seeds. Tests, bench/
@@ -60,7 +61,6 @@ from invoiceapp.demo_data import (
 from invoiceapp.invoicing import catch_up_invoice_counters
 from invoiceapp.models import (
     CURRENCIES,
-    INVOICE_COUNT_TRIGGERS_SQLITE,
     Invoice,
     InvoiceCount,
     Membership,

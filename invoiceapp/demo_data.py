@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 from .authn.passwords import hash_password
 from .authn.totp import encrypt_secret
 from .db import Base, utcnow
+from .db_triggers import AUDIT_TRIGGERS_SQLITE
 from .invoicing import catch_up_invoice_counters, new_public_id
 from .models import (
-    AUDIT_TRIGGERS_SQLITE,
     AuditEvent,
     Invoice,
     InvoiceStatus,

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from flask import Flask, current_app
+from flask import Flask, current_app, url_for
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -34,6 +34,24 @@ SANDBOX_AGENT = "InvoiceApp exercises sandbox"
 SHOWN_HEADERS = ("Location", "WWW-Authenticate", "Content-Type", "Retry-After")
 
 
+@dataclass(frozen=True)
+class Link:
+    """A demo page a teaching row links to, named by endpoint: a renamed route fails
+    loudly (url_for raises) instead of leaving a dead link on the page."""
+
+    endpoint: str
+    anchor: str | None = None
+    values: tuple[tuple[str, str], ...] = ()
+
+    def url(self) -> str:
+        values: dict[str, Any] = dict(self.values)
+        return url_for(self.endpoint, _anchor=self.anchor, **values)
+
+
+def link(endpoint: str, anchor: str | None = None, **values: str) -> Link:
+    return Link(endpoint, anchor, tuple(values.items()))
+
+
 # ---------------------------------------------------------------------------
 # Exercise 1: sort the steps into claim, proof and permission
 # ---------------------------------------------------------------------------
@@ -47,7 +65,7 @@ class SortItem:
     why: str
     file: str  # where this app does the step
     function: str
-    demo: str = ""  # a page that shows it live, if there is one
+    demo: Link | None = None  # a page that shows it live, if there is one
     demo_label: str = ""
 
 
@@ -55,14 +73,15 @@ SORT_ITEMS: tuple[SortItem, ...] = (
     SortItem(
         "email", "Typing your email into the sign-in form", "identification",
         "An email names an account. Anyone can type anyone's; nothing is proven yet.",
-        "invoiceapp/views/account/sign_in.py", "sign_in()", "/sign-in", "The sign-in form",
+        "invoiceapp/views/account/sign_in.py", "sign_in()",
+        link("authn.sign_in_form"), "The sign-in form",
     ),
     SortItem(
         "url", "A username sitting in a URL, like /u/ada", "identification",
         "A name in an address is a claim too. Here the demo panel puts one in the URL "
         "(?email=…): it fills in the form and signs nobody in.",
         "invoiceapp/views/account/sign_in.py", "sign_in_form()",
-        "/sign-in?email=ada%40acme.test", "/sign-in?email=ada@acme.test",
+        link("authn.sign_in_form", email="ada@acme.test"), "/sign-in?email=ada@acme.test",
     ),
     SortItem(
         "hash", "The server checks that your password matches its stored hash", "authentication",
@@ -74,7 +93,7 @@ SORT_ITEMS: tuple[SortItem, ...] = (
         "passkey", "The passkey on your phone signs the sign-in challenge", "authentication",
         "Also a proof: the device signs a fresh, single-use challenge with a key that "
         "never leaves it.",
-        "invoiceapp/authn/passkeys.py", "authenticate()", "/sign-in",
+        "invoiceapp/authn/passkeys.py", "authenticate()", link("authn.sign_in_form"),
         "“Sign in with a passkey” (open the demo at localhost)",
     ),
     SortItem(
@@ -82,14 +101,14 @@ SORT_ITEMS: tuple[SortItem, ...] = (
         "The person is known; the question now is whether this role may do this action. "
         "No is a 403.",
         "invoiceapp/authz/enforce.py", "authorize()",
-        "/exercises#status", "Exercise 2 sends it as a member",
+        link("exercises.exercises", "status"), "Exercise 2 sends it as a member",
     ),
     SortItem(
         "owner", "Looking up whether you own this invoice", "authorization",
         "A permission on one record: only your organizations' invoices are found at all "
         "(404 for the rest), and a member may edit only their own drafts.",
         "invoiceapp/authz/scope.py", "invoice_in_my_orgs_or_404()",
-        "/invoices/inv_42", "inv_42, another organization's invoice",
+        link("invoices.show", invoice_id="inv_42"), "inv_42, another organization's invoice",
     ),
 )  # fmt: skip
 
@@ -161,14 +180,15 @@ class Sandbox:
 
     def _sign_in(self, client: FlaskClient, email: str) -> None:
         data = {"email": email, "password": DEMO_PASSWORD}
-        data["csrf_token"] = self._token(client, "/sign-in")
-        response = self._call(client, "POST", "/sign-in", data=data)
+        sign_in = url_for("authn.sign_in_form")
+        data["csrf_token"] = self._token(client, sign_in)
+        response = self._call(client, "POST", sign_in, data=data)
         if response.status_code != 303:
             raise SandboxError(f"the sandbox could not sign in as {email}")
 
     def send(self, probe: Probe) -> Observed:
         client = self._client(probe.as_whom)
-        data = {"csrf_token": self._token(client, "/tour")} if probe.form else {}
+        data = {"csrf_token": self._token(client, url_for("tour.tour"))} if probe.form else {}
         response = self._call(client, probe.method, probe.path, data=data or None)
         body = response.get_data(as_text=True)
         location = response.headers.get("Location", "")
@@ -180,15 +200,15 @@ class Sandbox:
     def end_elevation(self, email: str) -> None:
         """Make this person's sandbox session as old as a forgotten tab's."""
         client = self._client(email)
-        token = self._token(client, "/tour")
-        self._call(client, "POST", "/account/elevation/end", data={"csrf_token": token})
+        token = self._token(client, url_for("tour.tour"))
+        self._call(client, "POST", url_for("account.end_elevation"), data={"csrf_token": token})
 
     def close(self) -> None:
         """Sign every sandbox session out: none outlives the answer it served."""
         for email, client in self.clients.items():
             if email is not None:
-                token = self._token(client, "/tour")
-                self._call(client, "POST", "/sign-out", data={"csrf_token": token})
+                token = self._token(client, url_for("tour.tour"))
+                self._call(client, "POST", url_for("authn.sign_out"), data={"csrf_token": token})
         self.clients.clear()
 
 
@@ -318,57 +338,57 @@ STATEMENTS: tuple[Statement, ...] = (
 @dataclass(frozen=True)
 class Claim:
     text: str
-    see: str  # a path in the demo
+    see: Link  # a page of the demo
     see_label: str
     test: str  # "tests/<file>.py::<test name>"
 
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("Authentication is yes or no: a request has a principal, or it is nobody's.",
-          "/dashboard", "/dashboard while signed out",
+          link("pages.dashboard"), "/dashboard while signed out",
           "tests/test_lesson_scenarios.py::test_anonymous_page_visit_redirects_to_sign_in_with_next"),
     Claim("An email is a claim; only the password (or a passkey) proves it, and an unknown "
           "email gets the same answer as a wrong password.",
-          "/sign-in", "the sign-in form",
+          link("authn.sign_in_form"), "the sign-in form",
           "tests/test_authentication.py::test_wrong_password_and_unknown_email_get_the_same_answer"),
     Claim("Passwords are kept only as slow, salted, one-way hashes (Argon2id).",
-          "/sign-in", "the sign-in form",
+          link("authn.sign_in_form"), "the sign-in form",
           "tests/test_authentication.py::test_passwords_are_stored_only_as_argon2id_hashes"),
     Claim("A passkey proves possession by signing a fresh challenge, which works once.",
-          "/account/passkeys", "/account/passkeys",
+          link("two_factor.passkeys_page"), "/account/passkeys",
           "tests/test_passkeys.py::test_a_signed_challenge_works_once"),
     Claim("Authorization is asked per action and per record: the same person reads an "
           "invoice and may not delete it.",
-          "/invoices/inv_7", "inv_7 as Linus",
+          link("invoices.show", invoice_id="inv_7"), "inv_7 as Linus",
           "tests/test_lesson_scenarios.py::test_member_deletes_invoice_gets_403_and_invoice_survives"),
     Claim("Authentication runs first: an anonymous post is a 401 before its form is even checked.",
-          "/tour#step-401", "the tour's first step",
+          link("tour.tour", "step-401"), "the tour's first step",
           "tests/test_csrf_and_gate_order.py::test_anonymous_post_without_csrf_token_gets_401_not_400"),
     Claim("A 401 says who to be, in a WWW-Authenticate header; signing in fixes it.",
-          "/exercises#status", "exercise 2",
+          link("exercises.exercises", "status"), "exercise 2",
           "tests/test_lesson_scenarios.py::test_anonymous_post_delete_gets_401_with_www_authenticate"),
     Claim("A 403 is for a known person without the permission; signing in again does not help.",
-          "/exercises#status", "exercise 2",
+          link("exercises.exercises", "status"), "exercise 2",
           "tests/test_csrf_and_gate_order.py::test_member_with_a_valid_token_still_gets_403"),
     Claim("Another organization's record is a 404, the same as one that never existed.",
-          "/invoices/inv_42", "inv_42",
+          link("invoices.show", invoice_id="inv_42"), "inv_42",
           "tests/test_lesson_scenarios.py::test_other_org_invoice_is_404_like_a_missing_one"),
     Claim("A hidden button is courtesy; the server refuses the action anyway.",
-          "/invoices/inv_7", "inv_7 with “Show actions hidden from me” on",
+          link("invoices.show", invoice_id="inv_7"), "inv_7 with “Show actions hidden from me” on",
           "tests/test_teaching.py::test_lab_shows_hidden_buttons_marked_and_pressing_one_gets_the_real_403"),
     Claim("Roles belong to an organization: one person, different answers in two of them.",
-          "/dashboard", "Grace, switching organization",
+          link("pages.dashboard"), "Grace, switching organization",
           "tests/test_lesson_scenarios.py::test_same_user_two_roles_in_two_organizations"),
     Claim("A plan is one input to the decision, never the whole of it.",
-          "/tour#step-plan", "the tour's plan step",
+          link("tour.tour", "step-plan"), "the tour's plan step",
           "tests/test_readme_walk.py::test_the_readme_walk_runs_as_written_twice_in_a_row"),
     Claim("Sensitive changes want a fresh password, even on a valid session.",
-          "/orgs/acme/billing", "Acme's billing, as Ada",
+          link("orgs.billing", slug="acme"), "Acme's billing, as Ada",
           "tests/test_elevation.py::test_owner_with_stale_session_is_sent_to_reauthenticate"),
     Claim("An unverified address is only a claim: no reset link goes to it.",
-          "/dev/mail", "the outbox, after a reset for eve@acme.test",
+          link("dev_mail.outbox"), "the outbox, after a reset for eve@acme.test",
           "tests/test_lesson_walk_pages.py::test_the_outbox_shows_a_reset_held_back_for_an_unverified_address"),
     Claim("Each exercise's answer is the server's own: the page sends the real request.",
-          "/exercises", "this page",
+          link("exercises.exercises"), "this page",
           "tests/test_exercises.py::test_each_status_answer_is_shown_next_to_the_real_request"),
 )  # fmt: skip

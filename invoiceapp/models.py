@@ -1,4 +1,8 @@
-"""The schema: organizations, users, memberships (roles), invoices, server-side sessions."""
+"""The schema: organizations, users, memberships (roles), invoices, server-side sessions.
+
+The triggers the database runs on these tables (counts, the append-only audit log) are in
+invoiceapp/db_triggers.py, attached to this metadata at the end of this file.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from datetime import date, datetime
 
 from flask_login import UserMixin
 from sqlalchemy import (
-    DDL,
     BigInteger,
     Boolean,
     CheckConstraint,
@@ -18,13 +21,13 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
-    event,
     false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .db import Base, UTCDateTime, utcnow
+from .db_triggers import attach_triggers
 
 
 class Plan(enum.StrEnum):
@@ -254,7 +257,7 @@ class InvoiceCount(Base):
     The dashboard's totals and the invoice list's page count read these few rows instead
     of counting invoices, so they cost the same at 10 invoices and at 100,000.
 
-    The database keeps them right itself, with triggers on invoices (below, and in
+    The database keeps them right itself, with triggers on invoices (db_triggers.py, and in
     migration 0006), rather than an app function every write path must remember to call:
     invoices are written by the pages, the API, status changes, copies, the seed's bulk
     insert, the tests' raw SQL and whatever comes next, and a trigger covers them all,
@@ -275,96 +278,6 @@ class InvoiceCount(Base):
     )
     status: Mapped[str] = mapped_column(String(8), primary_key=True)
     live_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-
-
-# The triggers behind InvoiceCount, shared with migration 0006 by copy (migrations never
-# import the app). An invoice counts when deleted_at IS NULL. Additions are upserts (the
-# first invoice of a status creates its row); subtractions are plain UPDATEs, so an
-# organization being deleted (ON DELETE CASCADE on both tables, in either order) never
-# re-creates a row for it.
-#
-# SQLite has row triggers only: one small statement per written row.
-INVOICE_COUNT_TRIGGERS_SQLITE = [
-    "CREATE TRIGGER invoice_counts_insert AFTER INSERT ON invoices "
-    "WHEN NEW.deleted_at IS NULL BEGIN "
-    "INSERT INTO invoice_counts (organization_id, status, live_count) "
-    "VALUES (NEW.organization_id, NEW.status, 1) "
-    "ON CONFLICT (organization_id, status) DO UPDATE SET live_count = live_count + 1; "
-    "END",
-    "CREATE TRIGGER invoice_counts_delete AFTER DELETE ON invoices "
-    "WHEN OLD.deleted_at IS NULL BEGIN "
-    "UPDATE invoice_counts SET live_count = live_count - 1 "
-    "WHERE organization_id = OLD.organization_id AND status = OLD.status; "
-    "END",
-    "CREATE TRIGGER invoice_counts_update "
-    "AFTER UPDATE OF organization_id, status, deleted_at ON invoices "
-    "WHEN (OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL) "
-    "OR OLD.status IS NOT NEW.status OR OLD.organization_id IS NOT NEW.organization_id "
-    "BEGIN "
-    "UPDATE invoice_counts SET live_count = live_count - 1 "
-    "WHERE OLD.deleted_at IS NULL "
-    "AND organization_id = OLD.organization_id AND status = OLD.status; "
-    "INSERT INTO invoice_counts (organization_id, status, live_count) "
-    "SELECT NEW.organization_id, NEW.status, 1 WHERE NEW.deleted_at IS NULL "
-    "ON CONFLICT (organization_id, status) DO UPDATE SET live_count = live_count + 1; "
-    "END",
-]
-# PostgreSQL: statement triggers with transition tables, so a bulk insert of 100,000 rows
-# runs the function once, not 100,000 times. The net change per (organization, status) is
-# applied in a fixed order, so two transactions never lock the same rows in opposite
-# orders (no deadlocks); an UPDATE that changes no count (an edit, a version bump) writes
-# and locks nothing.
-INVOICE_COUNT_TRIGGERS_POSTGRESQL = [
-    "CREATE FUNCTION invoice_counts_add(org integer, state varchar, n bigint) "
-    "RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
-    "UPDATE invoice_counts SET live_count = live_count + n "
-    "WHERE organization_id = org AND status = state; "
-    "IF NOT FOUND AND n > 0 THEN "
-    "INSERT INTO invoice_counts (organization_id, status, live_count) VALUES (org, state, n) "
-    "ON CONFLICT (organization_id, status) "
-    "DO UPDATE SET live_count = invoice_counts.live_count + EXCLUDED.live_count; "
-    "END IF; END $$",
-    # A transition table exists only for the events that have it, hence three queries.
-    "CREATE FUNCTION invoice_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "DECLARE change record; BEGIN "
-    "IF TG_OP = 'INSERT' THEN "
-    "FOR change IN SELECT organization_id, status, count(*) AS n FROM new_rows "
-    "WHERE deleted_at IS NULL GROUP BY organization_id, status "
-    "ORDER BY organization_id, status LOOP "
-    "PERFORM invoice_counts_add(change.organization_id, change.status, change.n); "
-    "END LOOP; "
-    "ELSIF TG_OP = 'DELETE' THEN "
-    "FOR change IN SELECT organization_id, status, -count(*) AS n FROM old_rows "
-    "WHERE deleted_at IS NULL GROUP BY organization_id, status "
-    "ORDER BY organization_id, status LOOP "
-    "PERFORM invoice_counts_add(change.organization_id, change.status, change.n); "
-    "END LOOP; "
-    "ELSE "
-    "FOR change IN SELECT organization_id, status, sum(n) AS n FROM ("
-    "SELECT organization_id, status, -1 AS n FROM old_rows WHERE deleted_at IS NULL "
-    "UNION ALL "
-    "SELECT organization_id, status, 1 AS n FROM new_rows WHERE deleted_at IS NULL"
-    ") AS moves GROUP BY organization_id, status HAVING sum(n) <> 0 "
-    "ORDER BY organization_id, status LOOP "
-    "PERFORM invoice_counts_add(change.organization_id, change.status, change.n); "
-    "END LOOP; "
-    "END IF; "
-    "RETURN NULL; END $$",
-    "CREATE TRIGGER invoice_counts_insert AFTER INSERT ON invoices "
-    "REFERENCING NEW TABLE AS new_rows "
-    "FOR EACH STATEMENT EXECUTE FUNCTION invoice_counts_apply()",
-    "CREATE TRIGGER invoice_counts_update AFTER UPDATE ON invoices "
-    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
-    "FOR EACH STATEMENT EXECUTE FUNCTION invoice_counts_apply()",
-    "CREATE TRIGGER invoice_counts_delete AFTER DELETE ON invoices "
-    "REFERENCING OLD TABLE AS old_rows "
-    "FOR EACH STATEMENT EXECUTE FUNCTION invoice_counts_apply()",
-]
-# After every table exists: the triggers sit on invoices and write invoice_counts.
-for _statement in INVOICE_COUNT_TRIGGERS_SQLITE:
-    event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
-for _statement in INVOICE_COUNT_TRIGGERS_POSTGRESQL:
-    event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
 class UserSession(Base):
@@ -488,7 +401,7 @@ class Invitation(Base):
 class AuditEvent(Base):
     """One authorization decision or sensitive action, kept for the organization's owners.
 
-    Append-only in the database itself: triggers refuse UPDATE and DELETE (below, and in
+    Append-only in the database itself: triggers refuse UPDATE and DELETE (db_triggers.py, and in
     migration 0004). No foreign keys, so deleting a user or an organization never has to
     touch the record.
     """
@@ -515,28 +428,6 @@ class AuditEvent(Base):
     ip_address: Mapped[str | None] = mapped_column(String(45), default=None)
 
 
-# The statements behind "append-only", shared with migration 0004 by copy (migrations
-# never import the app). tests/test_audit.py proves them on SQLite and PostgreSQL.
-AUDIT_TRIGGERS_SQLITE = [
-    "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
-    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
-    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
-    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
-]
-AUDIT_TRIGGERS_POSTGRESQL = [
-    "CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "BEGIN RAISE EXCEPTION 'audit_events is append-only'; END $$",
-    "CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE ON audit_events "
-    "FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()",
-]
-for _statement in AUDIT_TRIGGERS_SQLITE:
-    event.listen(AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
-for _statement in AUDIT_TRIGGERS_POSTGRESQL:
-    event.listen(
-        AuditEvent.__table__, "after_create", DDL(_statement).execute_if(dialect="postgresql")
-    )
-
-
 class AuditCount(Base):
     """How many records an organization's audit log holds, per action, decision and actor.
 
@@ -555,38 +446,6 @@ class AuditCount(Base):
     decision: Mapped[str] = mapped_column(String(8), primary_key=True)
     actor_email: Mapped[str] = mapped_column(String(320), primary_key=True)
     records: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-
-
-# Shared with migration 0006 by copy, like the others.
-AUDIT_COUNT_TRIGGERS_SQLITE = [
-    "CREATE TRIGGER audit_counts_insert AFTER INSERT ON audit_events "
-    "WHEN NEW.organization_id IS NOT NULL BEGIN "
-    "INSERT INTO audit_counts (organization_id, action, decision, actor_email, records) "
-    "VALUES (NEW.organization_id, NEW.action, NEW.decision, coalesce(NEW.actor_email, ''), 1) "
-    "ON CONFLICT (organization_id, action, decision, actor_email) "
-    "DO UPDATE SET records = records + 1; "
-    "END",
-]
-AUDIT_COUNT_TRIGGERS_POSTGRESQL = [
-    "CREATE FUNCTION audit_counts_apply() RETURNS trigger LANGUAGE plpgsql AS $$ "
-    "DECLARE change record; BEGIN "
-    "FOR change IN SELECT organization_id, action, decision, "
-    "coalesce(actor_email, '') AS actor, count(*) AS n FROM new_rows "
-    "WHERE organization_id IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 LOOP "
-    "INSERT INTO audit_counts (organization_id, action, decision, actor_email, records) "
-    "VALUES (change.organization_id, change.action, change.decision, change.actor, change.n) "
-    "ON CONFLICT (organization_id, action, decision, actor_email) "
-    "DO UPDATE SET records = audit_counts.records + EXCLUDED.records; "
-    "END LOOP; "
-    "RETURN NULL; END $$",
-    "CREATE TRIGGER audit_counts_insert AFTER INSERT ON audit_events "
-    "REFERENCING NEW TABLE AS new_rows "
-    "FOR EACH STATEMENT EXECUTE FUNCTION audit_counts_apply()",
-]
-for _statement in AUDIT_COUNT_TRIGGERS_SQLITE:
-    event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="sqlite"))
-for _statement in AUDIT_COUNT_TRIGGERS_POSTGRESQL:
-    event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
 
 class AuditRepeat(Base):
@@ -709,3 +568,7 @@ class SecurityCounter(Base):
     window_ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     # No attempt is checked before this time (the delay); None: no wait.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+# Every table is defined: create_all() also creates their triggers (invoiceapp.db_triggers).
+attach_triggers(Base.metadata, AuditEvent.__table__)

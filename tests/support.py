@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, make_url, pool, select, text
+from sqlalchemy import create_engine, func, make_url, pool, select, text
 from sqlalchemy.orm import Session
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from werkzeug.serving import make_server
@@ -100,6 +100,22 @@ def signed_in_client(app: Flask, email: str) -> FlaskClient:
     return client
 
 
+def sign_in_through_the_form(client: FlaskClient, email: str = "ada@acme.test") -> None:
+    """Sign in as a browser does: the sign-in page's own CSRF token, then the POST. For an
+    app with CSRF on, where sign_in()'s token-less POST would be a 400."""
+    token = csrf_token_from(client.get("/sign-in").get_data(as_text=True))
+    response = client.post(
+        "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
+    )
+    assert response.status_code == 303
+
+
+def signed_in_through_the_form(app: Flask, email: str = "ada@acme.test") -> FlaskClient:
+    client = app.test_client()
+    sign_in_through_the_form(client, email)
+    return client
+
+
 def csrf_token_from(html: str) -> str:
     match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
         r'value="([^"]+)"[^>]*name="csrf_token"', html
@@ -113,6 +129,18 @@ def invoice(db: Session, public_id: str) -> Invoice:
     found = db.scalar(select(Invoice).where(Invoice.public_id == public_id))
     assert found is not None
     return found
+
+
+def count_invoices(db: Session) -> int:
+    """Every invoice row, deleted ones too, as the database has them now."""
+    db.expire_all()
+    return db.scalar(select(func.count()).select_from(Invoice)) or 0
+
+
+def flashes(client: FlaskClient) -> list[str]:
+    """The flash messages waiting in the (signed, but readable) session cookie."""
+    with client.session_transaction() as session:
+        return [message for _category, message in session.get("_flashes", [])]
 
 
 def user(db: Session, email: str) -> User:
@@ -175,9 +203,10 @@ def all_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
 
 
 @contextmanager
-def live_server(app: Flask) -> Iterator[str]:
-    """Serve ``app`` on a free loopback port with a thread per request; yields its URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def live_server(app: Flask, *, threaded: bool = True) -> Iterator[str]:
+    """Serve ``app`` on a free loopback port, with a thread per request or (``threaded=False``)
+    one request at a time, like one sync worker; yields its URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=threaded)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -357,16 +386,13 @@ class SoftAuthenticator:
         auth_data = self._auth_data(UP | UV | AT, 0, attested)
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
         client_data = self._client_data("webauthn.create", options["challenge"], None)
-        return {
-            "id": bytes_to_base64url(self.credential_id),
-            "rawId": bytes_to_base64url(self.credential_id),
-            "type": "public-key",
-            "response": {
+        return self._credential(
+            {
                 "clientDataJSON": bytes_to_base64url(client_data),
                 "attestationObject": bytes_to_base64url(attestation),
                 "transports": ["internal"],
-            },
-        }
+            }
+        )
 
     def get(
         self,
@@ -385,16 +411,23 @@ class SoftAuthenticator:
         signature = self.key.sign(
             auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
         )
-        return {
-            "id": bytes_to_base64url(self.credential_id),
-            "rawId": bytes_to_base64url(self.credential_id),
-            "type": "public-key",
-            "response": {
+        return self._credential(
+            {
                 "clientDataJSON": bytes_to_base64url(client_data),
                 "authenticatorData": bytes_to_base64url(auth_data),
                 "signature": bytes_to_base64url(signature),
                 "userHandle": bytes_to_base64url(self.user_handle),
-            },
+            }
+        )
+
+    def _credential(self, response: dict[str, Any]) -> dict[str, Any]:
+        """The PublicKeyCredential a browser posts, around the authenticator's response."""
+        credential_id = bytes_to_base64url(self.credential_id)
+        return {
+            "id": credential_id,
+            "rawId": credential_id,
+            "type": "public-key",
+            "response": response,
         }
 
 

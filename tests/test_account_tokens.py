@@ -12,25 +12,17 @@ from sqlalchemy.orm import Session
 
 from conftest import Clock
 from invoiceapp.models import PersonalAccessToken
-from support import PASSWORD, bearer, csrf_token_from, make_token, signed_in_client
+from support import (
+    PASSWORD,
+    bearer,
+    csrf_token_from,
+    make_token,
+    signed_in_client,
+    signed_in_through_the_form,
+)
 
 TOKEN = re.compile(r"ia_pat_[A-Za-z0-9_-]{43}")
 FORM = {"name": "nightly export", "organization": "acme", "scope": "read", "expires_days": "30"}
-
-
-def signed_in_with_csrf(app: Flask, email: str) -> FlaskClient:
-    client = app.test_client()
-    page = client.get("/sign-in")
-    response = client.post(
-        "/sign-in",
-        data={
-            "email": email,
-            "password": PASSWORD,
-            "csrf_token": csrf_token_from(page.get_data(as_text=True)),
-        },
-    )
-    assert response.status_code == 303
-    return client
 
 
 def post_form(client: FlaskClient, path: str, data: dict[str, str]) -> object:
@@ -53,7 +45,7 @@ def test_tokens_page_needs_a_sign_in(client: FlaskClient) -> None:
 def test_a_new_token_is_shown_once_and_only_its_hash_is_stored(
     csrf_app: Flask, db: Session
 ) -> None:
-    ada = signed_in_with_csrf(csrf_app, "ada@acme.test")
+    ada = signed_in_through_the_form(csrf_app, "ada@acme.test")
     response = post_form(ada, "/account/tokens", FORM)
     assert response.status_code == 201
     page = response.get_data(as_text=True)
@@ -90,7 +82,7 @@ def test_the_list_shows_scope_organization_dates_last_use_and_state(app: Flask) 
 
 
 def test_bad_fields_are_422_and_make_no_token(csrf_app: Flask, db: Session) -> None:
-    ada = signed_in_with_csrf(csrf_app, "ada@acme.test")
+    ada = signed_in_through_the_form(csrf_app, "ada@acme.test")
     for change in [
         {"name": ""},
         {"name": "x" * 101},
@@ -135,7 +127,7 @@ def test_every_organization_of_the_user_can_be_chosen(app: Flask, db: Session) -
 
 
 def test_a_forged_post_is_400_and_makes_no_token(csrf_app: Flask, db: Session) -> None:
-    ada = signed_in_with_csrf(csrf_app, "ada@acme.test")
+    ada = signed_in_through_the_form(csrf_app, "ada@acme.test")
     assert ada.post("/account/tokens", data=FORM).status_code == 400
     assert tokens(db) == []
 
@@ -144,7 +136,7 @@ def test_revoking_stops_the_token_on_the_next_request(csrf_app: Flask, db: Sessi
     raw = make_token(csrf_app, "ada@acme.test", "acme")
     api = csrf_app.test_client()
     assert api.get("/api/v1/invoices", headers=bearer(raw)).status_code == 200
-    ada = signed_in_with_csrf(csrf_app, "ada@acme.test")
+    ada = signed_in_through_the_form(csrf_app, "ada@acme.test")
     (stored,) = tokens(db)
     response = post_form(ada, f"/account/tokens/{stored.public_id}/revoke", {})
     assert response.status_code == 303

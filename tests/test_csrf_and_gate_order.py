@@ -6,15 +6,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
-from support import PASSWORD, csrf_token_from, invoice
-
-
-def sign_in_through_the_form(client: FlaskClient, email: str) -> None:
-    token = csrf_token_from(client.get("/sign-in").get_data(as_text=True))
-    response = client.post(
-        "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 303
+from support import PASSWORD, csrf_token_from, invoice, sign_in_through_the_form
 
 
 def test_anonymous_post_without_csrf_token_gets_401_not_400(csrf_app: Flask) -> None:

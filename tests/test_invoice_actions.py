@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from conftest import Clock
@@ -29,11 +29,13 @@ from invoiceapp.models import AuditEvent, AuditRepeat, Invoice, Organization
 from seed import demo_invoice_id
 from support import (
     NEW_INVOICE_LOCATION,
-    PASSWORD,
     VALID_INVOICE_FORM,
+    count_invoices,
     csrf_token_from,
+    flashes,
     invoice,
     signed_in_client,
+    signed_in_through_the_form,
     user,
 )
 
@@ -84,17 +86,6 @@ def org_id(db: Session, slug: str) -> int:
 def snapshot(db: Session, public_id: str) -> tuple[Any, ...]:
     row = invoice(db, public_id)
     return (row.customer, row.amount_minor, row.status, row.updated_at, row.deleted_at)
-
-
-def count_invoices(db: Session) -> int:
-    db.expire_all()
-    return db.scalar(select(func.count()).select_from(Invoice)) or 0
-
-
-def flashes(client: FlaskClient) -> list[str]:
-    """The flash messages waiting in the (signed, but readable) session cookie."""
-    with client.session_transaction() as session:
-        return [message for _category, message in session.get("_flashes", [])]
 
 
 def show(client: FlaskClient, public_id: str) -> str:
@@ -546,7 +537,7 @@ def test_buttons_post_with_csrf_and_a_post_without_a_token_is_400(
     app: Flask, db: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(app.config, "WTF_CSRF_ENABLED", True)  # on, as in production
-    ada = signed_in_client_through_form(app, ADA)
+    ada = signed_in_through_the_form(app, ADA)
     forged = ada.post("/invoices/inv_7/mark-paid")
     assert forged.status_code == 400
     assert invoice(db, "inv_7").status == "sent"
@@ -557,16 +548,6 @@ def test_buttons_post_with_csrf_and_a_post_without_a_token_is_400(
     response = ada.post("/invoices/inv_7/mark-paid", data={"csrf_token": token})
     assert response.status_code == 303
     assert invoice(db, "inv_7").status == "paid"
-
-
-def signed_in_client_through_form(app: Flask, email: str) -> FlaskClient:
-    client = app.test_client()
-    token = csrf_token_from(client.get("/sign-in").get_data(as_text=True))
-    response = client.post(
-        "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 303
-    return client
 
 
 def test_a_status_that_changed_meanwhile_is_not_overwritten(app: Flask, db: Session) -> None:

@@ -15,25 +15,21 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from invoiceapp.models import Invoice, Organization
 from seed import demo_invoice_id
 from support import (
     NEW_INVOICE_LOCATION,
-    PASSWORD,
     VALID_INVOICE_FORM,
+    count_invoices,
     csrf_token_from,
     invoice,
     signed_in_client,
+    signed_in_through_the_form,
     user,
 )
-
-
-def count_invoices(db: Session) -> int:
-    db.expire_all()
-    return db.scalar(select(func.count()).select_from(Invoice)) or 0
 
 
 def form(**changes: str) -> dict[str, str]:
@@ -371,16 +367,6 @@ def test_member_edits_another_members_draft_gets_403(
 
 
 # --- Through the real form, CSRF on -----------------------------------------------------
-
-
-def signed_in_through_the_form(app: Flask, email: str) -> FlaskClient:
-    client = app.test_client()
-    token = csrf_token_from(client.get("/sign-in").get_data(as_text=True))
-    response = client.post(
-        "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 303
-    return client
 
 
 def test_create_through_the_real_form_with_csrf(csrf_app: Flask, db: Session) -> None:

@@ -26,10 +26,12 @@ from invoiceapp.db import get_db
 from invoiceapp.invoicing import soft_delete
 from invoiceapp.models import Invoice
 from support import (
+    NEW_INVOICE,
     ROUNDS,
     VALID_INVOICE_FORM,
     all_at_once,
     bearer,
+    count_invoices,
     invoice,
     make_token,
     sent_invoice,
@@ -38,13 +40,6 @@ from support import (
 )
 
 DOORS = ["page", "api"]
-NEW_INVOICE = {
-    "customer": "Stark Industries",
-    "amount": "1250.00",
-    "currency": "EUR",
-    "issue_date": "2024-05-01",
-    "due_date": "2024-05-31",
-}
 EDIT = {k: v for k, v in VALID_INVOICE_FORM.items() if k != "status"}
 VERSION_FIELD = re.compile(r'name="version" type="hidden" value="(\d+)"')
 
@@ -53,11 +48,6 @@ VERSION_FIELD = re.compile(r'name="version" type="hidden" value="(\d+)"')
 def app(app_on_each_engine: Flask) -> Flask:
     """These tests run on SQLite and again on PostgreSQL (conftest.py)."""
     return app_on_each_engine
-
-
-def count_invoices(db: Session) -> int:
-    db.expire_all()
-    return db.scalar(select(func.count()).select_from(Invoice)) or 0
 
 
 def create_with_key(app: Flask, door: str, email: str, key: str) -> Callable[[], tuple[int, str]]:

@@ -14,13 +14,21 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
 from invoiceapp.models import AuditEvent, Invoice, Organization, UserSession
 from seed import demo_invoice_id
-from support import NEW_INVOICE_LOCATION, VALID_INVOICE_FORM, csrf_token_from, invoice, user
+from support import (
+    NEW_INVOICE_LOCATION,
+    VALID_INVOICE_FORM,
+    count_invoices,
+    csrf_token_from,
+    flashes,
+    invoice,
+    user,
+)
 from support import sign_in as sign_in_with_form
 
 GRACE, LINUS = "grace@acme.test", "linus@acme.test"  # Grace: Acme admin, Globex member
@@ -74,16 +82,6 @@ def active_organization_of(db: Session, email: str) -> int | None:
     db.expire_all()
     sessions = db.scalars(select(UserSession).where(UserSession.user_id == user(db, email).id))
     return next(iter(sessions)).active_organization_id
-
-
-def count_invoices(db: Session) -> int:
-    db.expire_all()
-    return db.scalar(select(func.count()).select_from(Invoice)) or 0
-
-
-def flashes(client: FlaskClient) -> list[str]:
-    with client.session_transaction() as session:
-        return [message for _category, message in session.get("_flashes", [])]
 
 
 # --- The new-invoice form ---------------------------------------------------------------

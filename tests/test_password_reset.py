@@ -11,8 +11,6 @@ import re
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,6 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-from werkzeug.serving import make_server
 
 from conftest import Clock, make_test_app
 from invoiceapp.authn.accounts import set_password
@@ -168,18 +165,6 @@ def test_a_real_server_sends_the_answer_then_does_the_work(
     app.extensions["db_engine"].dispose()
 
 
-@contextmanager
-def one_worker_server(app: Flask) -> Iterator[str]:
-    """``app`` behind a server that handles one request at a time, like one sync worker."""
-    server = make_server("127.0.0.1", 0, app, threaded=False)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-
-
 def test_the_next_request_is_answered_while_the_reset_work_is_still_running(
     database_file: Path, outbox: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -197,7 +182,7 @@ def test_the_next_request_is_answered_while_the_reset_work_is_still_running(
         real_work(address)
 
     monkeypatch.setattr(recovery, "send_recovery_link", work_when_released)
-    with one_worker_server(app) as base:
+    with live_server(app, threaded=False) as base:
         body = urllib.parse.urlencode({"email": "ada@acme.test"}).encode()
         with urllib.request.urlopen(base + "/forgot-password", data=body, timeout=10) as answer:
             assert answer.status == 200 and SENT in answer.read().decode()

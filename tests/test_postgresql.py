@@ -34,6 +34,7 @@ from support import (
     NEW_INVOICE_LOCATION,
     PASSWORD,
     VALID_INVOICE_FORM,
+    count_invoices,
     invoice,
     sign_in,
     signed_in_client,
@@ -92,11 +93,6 @@ def created_invoice(db: Session, response: Any) -> Invoice:
     match = NEW_INVOICE_LOCATION.fullmatch(response.headers["Location"])
     assert match, response.headers["Location"]
     return invoice(db, match.group(1))
-
-
-def count_invoices(db: Session) -> int:
-    db.expire_all()
-    return db.scalar(select(func.count()).select_from(Invoice)) or 0
 
 
 def valid_invoice_row(db: Session, **changes: Any) -> dict[str, Any]:

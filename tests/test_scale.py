@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 import seed
 from conftest import app_on_postgres
-from invoiceapp import models
+from invoiceapp import db_triggers
 from invoiceapp.db import utcnow
 from invoiceapp.models import AuditCount, AuditEvent, Invoice, InvoiceCount, Organization
 from support import NEW_INVOICE_LOCATION, VALID_INVOICE_FORM, signed_in_client
@@ -365,10 +365,10 @@ def test_the_migration_creates_the_same_triggers_as_the_models() -> None:
     assert spec and spec.loader
     migration = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(migration)
-    assert migration.TRIGGERS["sqlite"] == models.INVOICE_COUNT_TRIGGERS_SQLITE
-    assert migration.TRIGGERS["postgresql"] == models.INVOICE_COUNT_TRIGGERS_POSTGRESQL
-    assert migration.AUDIT_TRIGGERS["sqlite"] == models.AUDIT_COUNT_TRIGGERS_SQLITE
-    assert migration.AUDIT_TRIGGERS["postgresql"] == models.AUDIT_COUNT_TRIGGERS_POSTGRESQL
+    assert migration.TRIGGERS["sqlite"] == db_triggers.INVOICE_COUNT_TRIGGERS_SQLITE
+    assert migration.TRIGGERS["postgresql"] == db_triggers.INVOICE_COUNT_TRIGGERS_POSTGRESQL
+    assert migration.AUDIT_TRIGGERS["sqlite"] == db_triggers.AUDIT_COUNT_TRIGGERS_SQLITE
+    assert migration.AUDIT_TRIGGERS["postgresql"] == db_triggers.AUDIT_COUNT_TRIGGERS_POSTGRESQL
 
 
 def test_the_bulk_seed_on_sqlite_stores_what_sqlalchemy_would(app: Flask, db: Session) -> None:

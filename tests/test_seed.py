@@ -10,7 +10,6 @@ import importlib.util
 import os
 import re
 import sys
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 from flask import Flask
-from sqlalchemy import create_engine, func, make_url, pool, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -35,6 +34,7 @@ from invoiceapp.models import (
     Organization,
     User,
 )
+from support import postgres_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "correct-horse-battery-staple"
@@ -609,17 +609,8 @@ def postgres_url() -> Iterator[str]:
     base = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
     if not base:
         pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, poolclass=pool.NullPool)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with postgres_schema(base) as url:
+        yield url
 
 
 def test_seeding_postgresql_twice_changes_nothing(postgres_url: str) -> None:

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskClient
 from itsdangerous import TimestampSigner
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
-from support import PASSWORD, csrf_token_from, invoice, latest_mail_to
+from support import PASSWORD, csrf_token_from, invoice, latest_mail_to, signed_in_through_the_form
 
 HOUR = 3600
 Earlier = Callable[[int], AbstractContextManager[None]]
@@ -38,16 +37,6 @@ def signed_earlier(monkeypatch: pytest.MonkeyPatch) -> Earlier:
     return shifted
 
 
-def signed_in(app: Flask, email: str = "ada@acme.test") -> FlaskClient:
-    client = app.test_client()
-    token = csrf_token_from(client.get("/sign-in").get_data(as_text=True))
-    response = client.post(
-        "/sign-in", data={"email": email, "password": PASSWORD, "csrf_token": token}
-    )
-    assert response.status_code == 303
-    return client
-
-
 def test_csrf_tokens_last_as_long_as_an_idle_session(database_file: Path) -> None:
     app = make_test_app(database_file, SESSION_IDLE_SECONDS=1200)
     assert app.config["WTF_CSRF_TIME_LIMIT"] == 1200
@@ -57,7 +46,7 @@ def test_csrf_tokens_last_as_long_as_an_idle_session(database_file: Path) -> Non
 def test_a_delete_form_signed_two_hours_ago_no_longer_deletes(
     csrf_app: Flask, db: Session, signed_earlier: Earlier
 ) -> None:
-    client = signed_in(csrf_app)
+    client = signed_in_through_the_form(csrf_app)
     with signed_earlier(2 * HOUR):
         old = csrf_token_from(client.get("/invoices/inv_7/delete").get_data(as_text=True))
 
@@ -77,7 +66,7 @@ def test_a_delete_form_signed_two_hours_ago_no_longer_deletes(
 def test_a_form_a_little_younger_than_an_idle_session_still_works(
     csrf_app: Flask, db: Session, signed_earlier: Earlier
 ) -> None:
-    client = signed_in(csrf_app)
+    client = signed_in_through_the_form(csrf_app)
     with signed_earlier(29 * 60):
         token = csrf_token_from(client.get("/invoices/inv_7/delete").get_data(as_text=True))
     assert client.post("/invoices/inv_7/delete", data={"csrf_token": token}).status_code == 303
@@ -111,7 +100,7 @@ def test_a_two_day_old_sign_in_form_refuses_and_keeps_the_email_not_the_password
 def test_a_stale_invoice_edit_comes_back_filled_in_and_changes_nothing(
     csrf_app: Flask, db: Session, signed_earlier: Earlier
 ) -> None:
-    client = signed_in(csrf_app)
+    client = signed_in_through_the_form(csrf_app)
     with signed_earlier(HOUR):
         form_page = client.get("/invoices/inv_7/edit").get_data(as_text=True)
     before = invoice(db, "inv_7")
@@ -162,7 +151,8 @@ def test_a_stale_reset_form_keeps_the_link_working_and_the_old_password(
     assert response.status_code == 400
     assert new not in response.text
     assert "This form was open for more than 30 minutes" in response.text
-    assert signed_in(csrf_app).get("/dashboard").status_code == 200  # old password still works
+    # The old password still works.
+    assert signed_in_through_the_form(csrf_app).get("/dashboard").status_code == 200
     done = client.post(path, data={**typed, "csrf_token": csrf_token_from(response.text)})
     assert done.status_code == 303 and done.headers["Location"] == "/sign-in"
 
@@ -174,7 +164,7 @@ def test_someone_elses_expired_token_gets_the_plain_400_and_no_echo(
     stranger = csrf_app.test_client()
     with signed_earlier(2 * HOUR):
         theirs = csrf_token_from(stranger.get("/sign-in").get_data(as_text=True))
-    victim = signed_in(csrf_app)
+    victim = signed_in_through_the_form(csrf_app)
 
     response = victim.post(
         "/invoices/inv_7/edit",
@@ -191,7 +181,7 @@ def test_someone_elses_expired_token_gets_the_plain_400_and_no_echo(
 def test_a_stale_one_button_post_says_so_on_the_400_page(
     csrf_app: Flask, db: Session, signed_earlier: Earlier
 ) -> None:
-    client = signed_in(csrf_app)
+    client = signed_in_through_the_form(csrf_app)
     with signed_earlier(2 * HOUR):
         old = csrf_token_from(client.get("/invoices/inv_7").get_data(as_text=True))
 
@@ -205,7 +195,7 @@ def test_a_stale_one_button_post_says_so_on_the_400_page(
 def test_the_api_with_an_expired_token_keeps_its_json_400(
     csrf_app: Flask, db: Session, signed_earlier: Earlier
 ) -> None:
-    client = signed_in(csrf_app)
+    client = signed_in_through_the_form(csrf_app)
     with signed_earlier(2 * HOUR):
         old = csrf_token_from(client.get("/dashboard").get_data(as_text=True))
 

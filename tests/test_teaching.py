@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, url_for
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
@@ -96,9 +96,11 @@ def test_trace_names_the_inputs_the_rule_and_the_reason(demo: Flask) -> None:
 def test_each_trace_predicts_the_status_the_real_request_gets(demo: Flask, email: str) -> None:
     """The panel is not a second policy: for every action on inv_7, send the request."""
     client = signed_in_client(demo, email)
-    for action, _label, method, path in INVOICE_BUTTONS:
+    for action, _label, method, endpoint in INVOICE_BUTTONS:
         predicted = traces_of(html(client.get("/invoices/inv_7")))[action]  # fresh each time
-        response = client.open("/invoices/inv_7" + path, method=method)
+        with demo.test_request_context():
+            path = url_for(endpoint, invoice_id="inv_7")
+        response = client.open(path, method=method)
         assert real_status(response) == predicted, (email, action)
 
 

@@ -15,7 +15,7 @@ is the same compare-and-set on the version as the edit form's and the delete but
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Response, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 from werkzeug.exceptions import BadRequest, Conflict
@@ -107,7 +107,10 @@ def create_invoice() -> Response:
     except invoicing.CreationKeyTaken:
         raise Conflict("This Idempotency-Key was already used. Send a new one.") from None
     invoice = created.invoice
-    headers = {"ETag": etag_of(invoice), "Location": f"/api/v1/invoices/{invoice.public_id}"}
+    headers = {
+        "ETag": etag_of(invoice),
+        "Location": url_for("api.get_invoice", invoice_id=invoice.public_id),
+    }
     if created.replayed:
         headers["Idempotent-Replayed"] = "true"
     return respond(_out(invoice), status=201, headers=headers)

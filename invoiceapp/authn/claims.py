@@ -24,14 +24,12 @@ from flask import current_app
 from sqlalchemy.orm import Session
 
 from ..db import utcnow
-from ..mail import absolute_url, duration_in_words, send_mail
+from ..mail import duration_in_words, link_for, send_mail
 from ..models import AccountToken, TokenPurpose, User
 from .accounts import set_password
 from .events import EventKind, record_event
 from .factors import RemovedFactors, remove_second_factors
 from .tokens import claim_token, find_usable_token, is_newest, issue_token, revoke_tokens
-
-CLAIM_PATH = "/claim-address/"
 
 
 def send_claim_link(db: Session, user: User) -> None:
@@ -49,7 +47,7 @@ def send_claim_link(db: Session, user: User) -> None:
         user.email,
         "Claim your email address on InvoiceApp",
         "claim_address",
-        claim_url=absolute_url(CLAIM_PATH + raw),
+        claim_url=link_for("claim_address.claim_form", token=raw),
         expires_in=duration_in_words(lifetime),
     )
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 from urllib.parse import urlencode
 
 import flask_login
-from flask import Flask, current_app, redirect, request
+from flask import Flask, current_app, redirect, request, url_for
 from werkzeug.exceptions import Unauthorized
 from werkzeug.wrappers import Response
 
@@ -60,7 +60,7 @@ def _sign_in_url_for_this_page() -> str:
     target = request.full_path if request.query_string else request.path
     # "/" stays readable (/sign-in?next=/dashboard, as CONTRACT §4 writes it); "?", "&",
     # "=" and "#" of the target are still encoded, so the target arrives whole.
-    return "/sign-in?" + urlencode({"next": target}, safe="/")
+    return url_for("authn.sign_in_form") + "?" + urlencode({"next": target}, safe="/")
 
 
 @login_manager.unauthorized_handler

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-DEFAULT_AFTER_SIGN_IN = "/dashboard"
+from flask import url_for
+
 _MAX_NEXT_LENGTH = 2048
 
 
@@ -28,4 +29,5 @@ def safe_next(target: str | None) -> str | None:
 
 
 def next_or_default(target: str | None) -> str:
-    return safe_next(target) or DEFAULT_AFTER_SIGN_IN
+    """``target`` if it is safe, else the dashboard."""
+    return safe_next(target) or url_for("pages.dashboard")

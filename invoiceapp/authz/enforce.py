@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import request
+from flask import request, url_for
 from werkzeug.exceptions import Forbidden, HTTPException
 
 from ..audit import DENIED, record_audit
@@ -68,7 +68,7 @@ class ReauthenticationRequired(HTTPException):
         if self.second_factor:
             query["factor"] = "second"
         # "/" stays readable (?next=/account/password); "?", "&", "=" are still encoded.
-        return "/reauthenticate?" + urlencode(query, safe="/")
+        return url_for("authn.reauthenticate_form") + "?" + urlencode(query, safe="/")
 
 
 def authorize(action: str, resource: object, **context: Any) -> Decision:

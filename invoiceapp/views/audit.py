@@ -14,7 +14,7 @@ import math
 import re
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, current_app, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -134,4 +134,4 @@ def _filtered(query: Select[AuditEvent], filters: dict[str, str]) -> Select[Audi
 
 def _page_url(slug: str, filters: dict[str, str], page: int) -> str:
     """A link to another page that keeps the filters (encoded: emails may hold ``+`` or ``&``)."""
-    return f"/orgs/{slug}/audit?" + urlencode({**filters, "page": page})
+    return url_for("audit.audit_log", slug=slug) + "?" + urlencode({**filters, "page": page})

@@ -6,15 +6,15 @@ scanners open links too, and must not spend it. The button (a POST) claims.
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, session
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 from werkzeug.wrappers import Response
 
-from ..authn.claims import CLAIM_PATH, claim_address, usable_claim
+from ..authn.claims import claim_address, usable_claim
 from ..authn.forms import ResetPasswordForm
 from ..authn.sessions import current_session, end_session
 from ..db import get_db
-from ..mail import absolute_url, send_mail
+from ..mail import link_for, send_mail
 from .account.links import link_invalid, no_store
 
 bp = Blueprint("claim_address", __name__)
@@ -27,14 +27,14 @@ def _token_pages_are_not_kept(response: Response) -> Response:
     return response
 
 
-@bp.get(CLAIM_PATH + "<path:token>")
+@bp.get("/claim-address/<path:token>")
 def claim_form(token: str) -> ResponseReturnValue:
     if usable_claim(get_db(), token) is None:
         return link_invalid("claim")
     return render_template("authn/claim_address.html", form=ResetPasswordForm(), token=token)
 
 
-@bp.post(CLAIM_PATH + "<path:token>")
+@bp.post("/claim-address/<path:token>")
 def claim(token: str) -> ResponseReturnValue:
     db = get_db()
     found = usable_claim(db, token)
@@ -62,8 +62,8 @@ def claim(token: str) -> ResponseReturnValue:
         "address_claimed",
         removed_passkeys=removed.passkeys,
         removed_totp=removed.totp,
-        security_url=absolute_url("/account/security"),
-        reset_url=absolute_url("/forgot-password"),
+        security_url=link_for("account.security"),
+        reset_url=link_for("recovery.forgot_password_form"),
     )
     session.clear()
     flash(
@@ -71,4 +71,4 @@ def claim(token: str) -> ResponseReturnValue:
         "everyone who was signed in to the account has been signed out. Sign in now.",
         "success",
     )
-    return redirect("/sign-in", code=303)
+    return redirect(url_for("authn.sign_in_form"), code=303)

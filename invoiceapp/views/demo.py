@@ -21,6 +21,7 @@ from flask import (
     render_template,
     request,
     session,
+    url_for,
 )
 from flask.typing import ResponseReturnValue
 
@@ -51,7 +52,7 @@ def lab() -> ResponseReturnValue:
         else "The lab is off: you see only what the policy allows.",
         "info",
     )
-    return redirect(safe_next(request.form.get("next")) or "/tour", code=303)
+    return redirect(safe_next(request.form.get("next")) or url_for("tour.tour"), code=303)
 
 
 @bp.get("/reset")
@@ -70,13 +71,13 @@ def reset() -> ResponseReturnValue:
     """
     if request.form.get("confirm") != "yes":
         flash("Nothing was reset. Read what a reset does, then confirm it here.", "info")
-        return redirect("/demo/reset", code=303)
+        return redirect(url_for("demo.reset_form"), code=303)
     db = get_db()
     demo_data.reset(db)
     demo_data.seed(db)
     flash("The demo was reset: every account, organization and invoice is as new. "
           "Everyone was signed out.", "success")  # fmt: skip
-    return redirect("/", code=303)
+    return redirect(url_for("pages.landing"), code=303)
 
 
 # ---------------------------------------------------------------------------
@@ -93,13 +94,14 @@ class LabButton:
     fields: dict[str, str] = field(default_factory=dict)
 
 
+# action, label, method, and the endpoint that takes it
 INVOICE_BUTTONS = (
-    ("invoice.update", "Edit", "GET", "/edit"),
-    ("invoice.send", "Send", "POST", "/send"),
-    ("invoice.mark_paid", "Mark paid", "POST", "/mark-paid"),
-    ("invoice.void", "Void", "POST", "/void"),
-    ("invoice.duplicate", "Duplicate", "POST", "/duplicate"),
-    ("invoice.delete", "Delete this invoice", "GET", "/delete"),
+    ("invoice.update", "Edit", "GET", "invoices.edit"),
+    ("invoice.send", "Send", "POST", "invoices.send"),
+    ("invoice.mark_paid", "Mark paid", "POST", "invoices.mark_paid"),
+    ("invoice.void", "Void", "POST", "invoices.void"),
+    ("invoice.duplicate", "Duplicate", "POST", "invoices.duplicate"),
+    ("invoice.delete", "Delete this invoice", "GET", "invoices.confirm_delete"),
 )
 
 
@@ -118,17 +120,18 @@ def hidden_buttons(resource: object) -> list[LabButton]:
 
 def _buttons_of(resource: object) -> list[tuple[str, str, str, str, dict[str, str]]]:
     if isinstance(resource, Invoice):
-        base = f"/invoices/{resource.public_id}"
-        return [(action, label, method, base + path, {})
-                for action, label, method, path in INVOICE_BUTTONS]  # fmt: skip
+        return [(action, label, method, url_for(endpoint, invoice_id=resource.public_id), {})
+                for action, label, method, endpoint in INVOICE_BUTTONS]  # fmt: skip
     if isinstance(resource, Membership):
-        base = f"/orgs/{resource.organization.slug}/members/{resource.user_id}"
+        slug, user_id = resource.organization.slug, resource.user_id
         other = "member" if resource.role == "admin" else "admin"
+        role_url = url_for("orgs.change_role", slug=slug, user_id=user_id)
+        remove_url = url_for("orgs.remove_member", slug=slug, user_id=user_id)
         return [
-            ("member.change_role", f"Make {other}", "POST", base + "/role", {"role": other}),
-            ("member.remove", "Remove", "POST", base + "/remove", {}),
+            ("member.change_role", f"Make {other}", "POST", role_url, {"role": other}),
+            ("member.remove", "Remove", "POST", remove_url, {}),
         ]
     if isinstance(resource, Organization):
         return [("member.invite", "Send invitation", "POST",
-                 f"/orgs/{resource.slug}/invitations", {"role": "member"})]  # fmt: skip
+                 url_for("orgs.invite", slug=resource.slug), {"role": "member"})]  # fmt: skip
     return []

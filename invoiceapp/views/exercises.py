@@ -11,7 +11,7 @@ and the page says that `make demo` shows the real requests too.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, request, session
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 from ..db import get_db
@@ -72,7 +72,7 @@ def exercises() -> ResponseReturnValue:
 @bp.get("/exercises/<any(sort, status, 'true-false'):part>")
 def back_to_the_exercise(part: str) -> ResponseReturnValue:
     """A checked page reloaded or bookmarked (its address is the form's): back to the list."""
-    return redirect("/exercises#" + part.replace("-", ""), code=303)
+    return redirect(url_for("exercises.exercises", _anchor=part.replace("-", "")), code=303)
 
 
 @bp.post("/exercises/sort")

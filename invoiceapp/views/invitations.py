@@ -11,7 +11,7 @@ same page and status, so the page is no oracle for which tokens once existed.
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template
+from flask import Blueprint, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import IntegrityError
 from werkzeug.wrappers import Response
@@ -103,7 +103,7 @@ def accept(token: str) -> ResponseReturnValue:
         revoke_invitation(db, invitation)
         db.commit()
         flash("You are already a member of this organization.", "info")
-        return redirect(f"/orgs/{slug}", code=303)
+        return redirect(url_for("orgs.show", slug=slug), code=303)
     if not has_room_for_member(db, organization):
         db.rollback()
         record_audit(
@@ -125,7 +125,7 @@ def accept(token: str) -> ResponseReturnValue:
         # The membership's unique constraint: a simultaneous accept got there first.
         db.rollback()
         flash("You are already a member of this organization.", "info")
-        return redirect(f"/orgs/{slug}", code=303)
+        return redirect(url_for("orgs.show", slug=slug), code=303)
     record_audit(
         "member.accept",
         organization_id=organization.id,
@@ -133,7 +133,7 @@ def accept(token: str) -> ResponseReturnValue:
         reason=f"joined as {invitation.role} by invitation {invitation.public_id}",
     )
     flash("Welcome! You joined the organization.", "success")
-    return redirect(f"/orgs/{slug}", code=303)
+    return redirect(url_for("orgs.show", slug=slug), code=303)
 
 
 @bp.after_request

@@ -25,7 +25,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, select
 from sqlalchemy.orm.attributes import set_committed_value
@@ -75,7 +85,7 @@ def _organization_allowing(action: str, named: str | None) -> Organization:
         found = active_organization(require_principal())
         if found is None:
             flash("You are not a member of any organization yet.", "info")
-            abort(redirect("/dashboard", code=303))
+            abort(redirect(url_for("pages.dashboard"), code=303))
         organization = found
     authorize(action, organization)  # policy: 403, asked about that organization
     return organization
@@ -180,12 +190,12 @@ def create() -> ResponseReturnValue:
     except CreationKeyTaken:
         abort(409, "This form was already used by someone else. Open a new one and try again.")
     invoice = created.invoice
-    if created.replayed:
-        return redirect(f"/invoices/{invoice.public_id}", code=303)  # a double submit
+    if created.replayed:  # a double submit
+        return redirect(url_for("invoices.show", invoice_id=invoice.public_id), code=303)
     # Flashed text travels in a signed, readable cookie: no customer data in it.
     flash(f"Invoice {invoice.label} was created.", "success")
     _say_if_not_active(organization)
-    return redirect(f"/invoices/{invoice.public_id}", code=303)
+    return redirect(url_for("invoices.show", invoice_id=invoice.public_id), code=303)
 
 
 def _say_if_not_active(organization: Organization) -> None:
@@ -273,7 +283,7 @@ def update(invoice_id: str) -> ResponseReturnValue:
         return _edit_conflict(invoice, form)
     db.commit()
     flash(f"Invoice {invoice.label} was saved.", "success")
-    return redirect(f"/invoices/{invoice.public_id}", code=303)
+    return redirect(url_for("invoices.show", invoice_id=invoice.public_id), code=303)
 
 
 @dataclass(frozen=True)
@@ -352,7 +362,7 @@ def delete(invoice_id: str) -> ResponseReturnValue:
     _record_done("invoice.delete", invoice, decision.reason)
     flash(f"Invoice {invoice.label} was deleted.", "success")
     # Back to the list it was in, whichever organization another tab made active since.
-    return redirect(f"/invoices?organization={invoice.organization.slug}", code=303)
+    return redirect(url_for("invoices.index", organization=invoice.organization.slug), code=303)
 
 
 # --- Status changes and copies: one POST per action, each asked of the policy ----------
@@ -392,7 +402,7 @@ def duplicate(invoice_id: str) -> ResponseReturnValue:
     db.commit()
     _record_done("invoice.duplicate", invoice, f"{decision.reason}; the copy is {copy.public_id}")
     flash(f"Invoice {invoice.label} was copied to a new draft, {copy.label}.", "success")
-    return redirect(f"/invoices/{copy.public_id}", code=303)
+    return redirect(url_for("invoices.show", invoice_id=copy.public_id), code=303)
 
 
 def _change_status(invoice: Invoice, decision: Decision, done: str) -> ResponseReturnValue:
@@ -406,7 +416,7 @@ def _change_status(invoice: Invoice, decision: Decision, done: str) -> ResponseR
     db.commit()
     _record_done(decision.action, invoice, decision.reason)
     flash(f"Invoice {invoice.label} was {done}.", "success")
-    return redirect(f"/invoices/{invoice.public_id}", code=303)
+    return redirect(url_for("invoices.show", invoice_id=invoice.public_id), code=303)
 
 
 def _record_done(action: str, invoice: Invoice, reason: str = "") -> None:

@@ -28,6 +28,7 @@ from flask import (
     render_template,
     request,
     session,
+    url_for,
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
@@ -50,7 +51,7 @@ from ...background import after_response
 from ...db import get_db
 from ...extensions import limiter
 from ...forms import Form, no_control_characters
-from ...mail import absolute_url, duration_in_words, send_mail
+from ...mail import duration_in_words, link_for, send_mail
 from ...models import AccountToken, TokenPurpose, User
 from .links import link_invalid, no_store
 
@@ -174,7 +175,7 @@ def send_recovery_link(address: str) -> None:
         user.email,
         "Reset your InvoiceApp password",
         "reset_password",
-        reset_url=absolute_url("/reset-password/" + raw),
+        reset_url=link_for("recovery.reset_password_form", token=raw),
         expires_in=duration_in_words(lifetime),
     )
 
@@ -238,11 +239,11 @@ def reset_password(token: str) -> ResponseReturnValue:
         user.email,
         "Your InvoiceApp password was changed",
         "password_was_reset",
-        reset_url=absolute_url("/forgot-password"),
+        reset_url=link_for("recovery.forgot_password_form"),
         removed_passkeys=removed.passkeys,
-        passkeys_url=absolute_url("/account/passkeys"),
+        passkeys_url=link_for("two_factor.passkeys_page"),
         removed_totp=removed.totp,
-        two_factor_url=absolute_url("/account/two-factor"),
+        two_factor_url=link_for("two_factor.two_factor_page"),
     )
     session.clear()
     flash(
@@ -250,6 +251,6 @@ def reset_password(token: str) -> ResponseReturnValue:
         "Sign in with your new password.",
         "success",
     )
-    response = redirect("/sign-in", code=303)
+    response = redirect(url_for("authn.sign_in_form"), code=303)
     trust_browser_after_reset(response, user.email)
     return response

@@ -12,7 +12,16 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -42,7 +51,7 @@ from ...authz.enforce import authorize
 from ...db import get_db, utcnow
 from ...extensions import failures_limit, outage_safe_key
 from ...forms import Form, add_error
-from ...mail import absolute_url, send_mail
+from ...mail import link_for, send_mail
 from ...models import AccountToken, SecurityEvent, TokenPurpose, User, UserSession
 from ...path_ids import path_id_or_404
 from ...principal import Principal, require_principal
@@ -198,14 +207,14 @@ def change_password() -> ResponseReturnValue:
         "Your InvoiceApp password was changed",
         "password_changed",
         name=user.display_name,
-        reset_url=absolute_url("/forgot-password"),
-        sessions_url=absolute_url("/account/sessions"),
+        reset_url=link_for("recovery.forgot_password_form"),
+        sessions_url=link_for("account.sessions"),
         # Factors set up lately without a second factor may be a thief's: the mail names
         # them, and a password reset removes them.
         recent_factors=factors_added_without_second_factor(user),
     )
     flash("Your password was changed. Every other session was signed out.", "success")
-    return redirect("/account", code=303)
+    return redirect(url_for("account.index"), code=303)
 
 
 # ---------------------------------------------------------------------------
@@ -292,13 +301,13 @@ def revoke_session(public_id: str) -> ResponseReturnValue:
         db.commit()
         session.clear()
         flash("You have signed out.", "info")
-        return redirect("/", code=303)
+        return redirect(url_for("pages.landing"), code=303)
     # Deleting the row is the whole revocation: the other browser's cookie now names nothing.
     db.delete(target)
     record_event(db, principal.user.id, EventKind.SESSION_REVOKED, "one other session")
     db.commit()
     flash("That session was signed out.", "success")
-    return redirect("/account/sessions", code=303)
+    return redirect(url_for("account.sessions"), code=303)
 
 
 @bp.post("/sessions/revoke-others")
@@ -314,7 +323,7 @@ def revoke_other_sessions() -> ResponseReturnValue:
         flash(f"Signed out {ended} other session{'s' if ended != 1 else ''}.", "success")
     else:
         flash("There were no other sessions to sign out.", "info")
-    return redirect("/account/sessions", code=303)
+    return redirect(url_for("account.sessions"), code=303)
 
 
 # ---------------------------------------------------------------------------
@@ -439,13 +448,13 @@ def request_email_change() -> ResponseReturnValue:
             "Confirm your new InvoiceApp email address",
             "email_change_confirm",
             name=user.display_name,
-            confirm_url=absolute_url("/account/email/confirm/" + token),
+            confirm_url=link_for("account.confirm_email_change_form", token=token),
             hours=current_app.config["EMAIL_CHANGE_SECONDS"] // 3600,
         )
     # A taken address gets the very same answer, so this form cannot be used to find out
     # who has an account; its owner gets no mail either.
     flash(EMAIL_CHANGE_REQUESTED, "info")
-    return redirect("/account", code=303)
+    return redirect(url_for("account.index"), code=303)
 
 
 @bp.after_request
@@ -532,7 +541,7 @@ def confirm_email_change(token: str) -> ResponseReturnValue:
         "email_changed_notice",
         name=user.display_name,
         new_email=new_address,
-        sign_in_url=absolute_url("/sign-in"),
+        sign_in_url=link_for("authn.sign_in_form"),
     )
     return render_template("account/email_changed.html", new_email=new_address)
 
@@ -577,4 +586,4 @@ def end_elevation() -> ResponseReturnValue:
         flash("Sensitive changes will ask for your password again.", "info")
     else:
         flash("Sensitive changes already ask for your password.", "info")
-    return redirect(safe_next(request.form.get("next")) or "/account", code=303)
+    return redirect(safe_next(request.form.get("next")) or url_for("account.index"), code=303)

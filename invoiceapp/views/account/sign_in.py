@@ -33,6 +33,7 @@ from flask import (
     render_template,
     request,
     session,
+    url_for,
 )
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
@@ -57,7 +58,7 @@ from ...db import get_db, utcnow
 from ...errors import json_error, json_response
 from ...extensions import failures_limit, limiter, outage_safe_key
 from ...forms import add_error
-from ...mail import absolute_url, send_mail
+from ...mail import link_for, send_mail
 from ...models import Membership, Organization, Passkey, User
 from ...principal import require_principal
 
@@ -208,7 +209,7 @@ def sign_in() -> ResponseReturnValue:
         get_db().commit()
         session.clear()
         _begin_pending(user, remember=bool(form.remember.data), next_path=form.next.data)
-        return redirect("/sign-in/two-factor", code=303)
+        return redirect(url_for("authn.two_factor_form"), code=303)
     return _signed_in(
         user, remember=bool(form.remember.data), proof="password", next_path=form.next.data
     )
@@ -321,7 +322,7 @@ def _two_factor_account_limit() -> str:
 def _start_over(message: str) -> BaseResponse:
     session.pop(PENDING_KEY, None)
     flash(message, "error")
-    return redirect("/sign-in", code=303)
+    return redirect(url_for("authn.sign_in_form"), code=303)
 
 
 EXPIRED = "That sign-in took too long, so it was cancelled. Please sign in again."
@@ -333,7 +334,7 @@ def two_factor_form() -> ResponseReturnValue:
     if pending is NoPending.EXPIRED:
         return _start_over(EXPIRED)
     if pending is NoPending.NONE:
-        return redirect("/sign-in", code=303)
+        return redirect(url_for("authn.sign_in_form"), code=303)
     return render_template("authn/two_factor.html", form=CodeForm(formdata=None))
 
 
@@ -399,9 +400,9 @@ def _check_second_factor(user: User, code: str) -> str | None:
             "recovery_code_used",
             name=user.display_name,
             remaining=left,
-            security_url=absolute_url("/account/security"),
-            two_factor_url=absolute_url("/account/two-factor"),
-            reset_url=absolute_url("/forgot-password"),
+            security_url=link_for("account.security"),
+            two_factor_url=link_for("two_factor.two_factor_page"),
+            reset_url=link_for("recovery.forgot_password_form"),
         )
         return "password+recovery_code"
     _wrong_code(user, count)
@@ -420,8 +421,8 @@ def _wrong_code(user: User, count: int | None) -> None:
         "second_factor_locked",
         name=user.display_name,
         attempts=count,
-        reset_url=absolute_url("/forgot-password"),
-        security_url=absolute_url("/account/security"),
+        reset_url=link_for("recovery.forgot_password_form"),
+        security_url=link_for("account.security"),
     )
 
 
@@ -473,7 +474,7 @@ def passkey_sign_in() -> ResponseReturnValue:
 def sign_out_confirm() -> ResponseReturnValue:
     """Signing out changes state, so it is a POST; this page only holds the button."""
     if not flask_login.current_user.is_authenticated:
-        return redirect("/", code=303)
+        return redirect(url_for("pages.landing"), code=303)
     return render_template("authn/sign_out.html", form=EmptyForm())
 
 
@@ -490,7 +491,7 @@ def sign_out() -> ResponseReturnValue:
     get_db().commit()
     session.clear()
     flash("You have signed out.", "info")
-    return redirect("/", code=303)
+    return redirect(url_for("pages.landing"), code=303)
 
 
 def _end_session_after_guessing() -> ResponseReturnValue:
@@ -503,7 +504,7 @@ def _end_session_after_guessing() -> ResponseReturnValue:
         "account. Please sign in again.",
         "error",
     )
-    return redirect("/sign-in", code=303)
+    return redirect(url_for("authn.sign_in_form"), code=303)
 
 
 def _render_reauthenticate(

@@ -16,7 +16,16 @@ opens the link spends nothing.
 from __future__ import annotations
 
 import flask_login
-from flask import Blueprint, current_app, flash, redirect, render_template, request, session
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -35,7 +44,7 @@ from ...authn.tokens import claim_token, find_usable_token, issue_token, revoke_
 from ...db import get_db, utcnow
 from ...extensions import limiter, outage_safe_key
 from ...forms import Form, no_control_characters, strip
-from ...mail import absolute_url, duration_in_words, send_mail
+from ...mail import duration_in_words, link_for, send_mail
 from ...models import AccountToken, Membership, Organization, Plan, Role, TokenPurpose, User
 from ...organizations import SLUG_ATTEMPTS, unique_slug
 from ...principal import require_principal
@@ -65,7 +74,7 @@ def send_verification_mail(db: Session, user: User) -> None:
         user.email,
         "Please verify your email address",
         "verify_email",
-        verify_url=absolute_url("/verify-email/" + raw),
+        verify_url=link_for("signup.verify_email_form", token=raw),
         expires_in=duration_in_words(lifetime),
     )
 
@@ -124,7 +133,7 @@ def _sign_up_limit() -> str:
 @bp.get("/sign-up")
 def sign_up_form() -> ResponseReturnValue:
     if flask_login.current_user.is_authenticated:
-        return redirect("/dashboard", code=303)
+        return redirect(url_for("pages.dashboard"), code=303)
     return render_template("authn/sign_up.html", form=SignUpForm())
 
 
@@ -132,7 +141,7 @@ def sign_up_form() -> ResponseReturnValue:
 @limiter.limit(_sign_up_limit)
 def sign_up() -> ResponseReturnValue:
     if flask_login.current_user.is_authenticated:
-        return redirect("/dashboard", code=303)
+        return redirect(url_for("pages.dashboard"), code=303)
     form = SignUpForm()
     if not form.validate_on_submit():
         return render_template("authn/sign_up.html", form=form), 422
@@ -149,7 +158,7 @@ def sign_up() -> ResponseReturnValue:
         send_verification_mail(db, user)
         db.commit()
     flash(CHECK_YOUR_INBOX, "info")
-    return redirect("/sign-in", code=303)
+    return redirect(url_for("authn.sign_in_form"), code=303)
 
 
 def _create_account(db: Session, form: SignUpForm, password_hash: str) -> User | None:
@@ -198,8 +207,8 @@ def _tell_the_address(db: Session, email: str) -> None:
         email,
         "Someone tried to sign up with your email address",
         "account_exists",
-        sign_in_url=absolute_url("/sign-in"),
-        reset_url=absolute_url("/forgot-password"),
+        sign_in_url=link_for("authn.sign_in_form"),
+        reset_url=link_for("recovery.forgot_password_form"),
     )
 
 
@@ -272,4 +281,4 @@ def resend_verification() -> ResponseReturnValue:
     else:
         send_verification_mail(get_db(), user)
         flash("We have sent you a new verification link. It may take a minute to arrive.", "info")
-    return redirect("/dashboard", code=303)
+    return redirect(url_for("pages.dashboard"), code=303)

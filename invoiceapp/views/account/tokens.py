@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Blueprint, abort, flash, redirect, render_template
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from wtforms import IntegerField, SelectField, StringField
@@ -208,7 +208,7 @@ def revoke(public_id: str) -> ResponseReturnValue:
     record_event(get_db(), principal.user.id, EventKind.API_TOKEN_REVOKED)
     get_db().commit()
     flash("Token revoked. It stopped working at once.", "success")
-    return redirect("/account/tokens", code=303)
+    return redirect(url_for("account_tokens.index"), code=303)
 
 
 def _own_token_or_404(principal: Principal, public_id: str) -> PersonalAccessToken:

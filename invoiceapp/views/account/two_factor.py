@@ -21,7 +21,7 @@ The sign-in side (the second step, passkey sign-in, step-up) is in sign_in.py.
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, request
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import delete, select
 
@@ -35,7 +35,7 @@ from ...db import get_db, rows_changed, utcnow
 from ...errors import json_error, json_response
 from ...extensions import limiter
 from ...forms import add_error
-from ...mail import absolute_url, send_mail
+from ...mail import link_for, send_mail
 from ...models import Passkey, User
 from ...path_ids import path_id_or_404
 from ...principal import require_principal
@@ -45,6 +45,7 @@ bp = Blueprint("two_factor", __name__)
 
 # The policy action for changing the second factors themselves (see the docstring above).
 CHANGE = "account.second_factor.change"
+
 
 def _authorize_for(action: str, user: User, page: str) -> None:
     """authorize(), sending a stale session back to ``page`` (a GET) after re-authenticating,
@@ -87,7 +88,7 @@ PAGE = "/account/two-factor"
 def two_factor_page() -> ResponseReturnValue:
     """Enabled: manage it. Not enabled: enrolment, with a secret made for this user."""
     user = require_principal().user
-    _authorize_for("account.two_factor.manage", user, PAGE)
+    _authorize_for("account.two_factor.manage", user, url_for("two_factor.two_factor_page"))
     if user.totp_enabled_at is not None:
         return _render_manage(user)
     secret = _pending_secret(user)
@@ -135,10 +136,10 @@ def confirm_enrolment() -> ResponseReturnValue:
     """Enrolment completes only when a code proves the app really holds the secret."""
     db = get_db()
     user = require_principal().user
-    _authorize_for(CHANGE, user, PAGE)
+    _authorize_for(CHANGE, user, url_for("two_factor.two_factor_page"))
     if user.totp_enabled_at is not None:
         flash("Two-factor sign-in is already on.", "info")
-        return redirect(PAGE, code=303)
+        return redirect(url_for("two_factor.two_factor_page"), code=303)
     secret = _pending_secret(user)
     form = CodeForm()
     if not form.validate_on_submit():
@@ -168,11 +169,11 @@ def confirm_enrolment() -> ResponseReturnValue:
 def restart_enrolment() -> ResponseReturnValue:
     """A new secret, for someone who scanned the code into the wrong place."""
     user = require_principal().user
-    _authorize_for("account.two_factor.manage", user, PAGE)
+    _authorize_for("account.two_factor.manage", user, url_for("two_factor.two_factor_page"))
     if user.totp_enabled_at is None:
         totp.start_enrolment(user)
         get_db().commit()
-    return redirect(PAGE, code=303)
+    return redirect(url_for("two_factor.two_factor_page"), code=303)
 
 
 @bp.post(PAGE + "/recovery-codes")
@@ -180,9 +181,9 @@ def restart_enrolment() -> ResponseReturnValue:
 def regenerate_recovery_codes() -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
-    _authorize_for(CHANGE, user, PAGE)
+    _authorize_for(CHANGE, user, url_for("two_factor.two_factor_page"))
     if user.totp_enabled_at is None:
-        return redirect(PAGE, code=303)
+        return redirect(url_for("two_factor.two_factor_page"), code=303)
     codes = recovery_codes.replace_codes(db, user)
     record_event(db, user.id, EventKind.RECOVERY_CODES_REGENERATED)
     db.commit()
@@ -203,8 +204,8 @@ def disable() -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
     if user.totp_enabled_at is None:
-        return redirect(PAGE, code=303)
-    _authorize_for("account.two_factor.disable", user, PAGE)
+        return redirect(url_for("two_factor.two_factor_page"), code=303)
+    _authorize_for("account.two_factor.disable", user, url_for("two_factor.two_factor_page"))
     totp.disable(user)
     recovery_codes.remove_codes(db, user)
     record_event(db, user.id, EventKind.TWO_FACTOR_DISABLED)
@@ -213,7 +214,7 @@ def disable() -> ResponseReturnValue:
         user, "Two-factor sign-in was turned off on your InvoiceApp account", "two_factor_disabled"
     )
     flash("Two-factor sign-in is off. Your password alone signs you in again.", "success")
-    return redirect(PAGE, code=303)
+    return redirect(url_for("two_factor.two_factor_page"), code=303)
 
 
 def _notify(user: User, subject: str, template: str, **details: str) -> None:
@@ -224,9 +225,9 @@ def _notify(user: User, subject: str, template: str, **details: str) -> None:
         subject,
         template,
         name=user.display_name,
-        security_url=absolute_url("/account/security"),
-        reset_url=absolute_url("/forgot-password"),
-        passkeys_url=absolute_url(PASSKEYS),
+        security_url=link_for("account.security"),
+        reset_url=link_for("recovery.forgot_password_form"),
+        passkeys_url=link_for("two_factor.passkeys_page"),
         **details,
     )
 
@@ -247,12 +248,13 @@ def passkeys_page() -> ResponseReturnValue:
     # A refusal that fresh proof cannot cure (an unverified address) is shown, not a 403:
     # the list itself needs only a session.
     refused = can_in_template(CHANGE, principal.user)
+    here = url_for("two_factor.passkeys_page")
     return render_template(
         "account/passkeys.html",
         passkeys=passkeys.passkeys_of(get_db(), principal.user),
         flagged_until=passkey_flagged_until,
         refusal=None if refused.allowed else refused.reason,
-        proof_needed_at=_proof_page(CHANGE, principal.user, PASSKEYS) if refused else None,
+        proof_needed_at=_proof_page(CHANGE, principal.user, here) if refused else None,
         passkeys_here=passkeys_work_here(),
         passkey_origin=current_app.config["WEBAUTHN_ORIGIN"],
         button=EmptyForm(formdata=None),
@@ -271,7 +273,7 @@ def _reauthenticate_first(proof_page: str) -> ResponseReturnValue:
 @limiter.limit(lambda: current_app.config["PASSKEY_OPTIONS_RATE_LIMIT"])
 def passkey_registration_options() -> ResponseReturnValue:
     user = require_principal().user
-    if proof_page := _proof_page(CHANGE, user, PASSKEYS):
+    if proof_page := _proof_page(CHANGE, user, url_for("two_factor.passkeys_page")):
         return _reauthenticate_first(proof_page)
     options = passkeys.registration_options(get_db(), user)
     get_db().commit()
@@ -283,7 +285,7 @@ def passkey_registration_options() -> ResponseReturnValue:
 def add_passkey() -> ResponseReturnValue:
     db = get_db()
     user = require_principal().user
-    if proof_page := _proof_page(CHANGE, user, PASSKEYS):
+    if proof_page := _proof_page(CHANGE, user, url_for("two_factor.passkeys_page")):
         return _reauthenticate_first(proof_page)
     try:
         passkey = passkeys.register(
@@ -307,7 +309,7 @@ def add_passkey() -> ResponseReturnValue:
         ),
     )
     flash("Passkey added. You can sign in with it from now on.", "success")
-    return json_response({"redirect": PASSKEYS})
+    return json_response({"redirect": url_for("two_factor.passkeys_page")})
 
 
 @bp.post(PASSKEYS + "/<public_id>/remove")
@@ -322,7 +324,7 @@ def remove_passkey(public_id: str) -> ResponseReturnValue:
     )
     if passkey is None:
         abort(404)
-    _authorize_for(CHANGE, user, PASSKEYS)
+    _authorize_for(CHANGE, user, url_for("two_factor.passkeys_page"))
     removed = rows_changed(
         db,
         delete(Passkey)
@@ -340,4 +342,4 @@ def remove_passkey(public_id: str) -> ResponseReturnValue:
         change="A passkey was removed: it no longer signs in to your account.",
     )
     flash("Passkey removed. It no longer signs in to this account.", "success")
-    return redirect(PASSKEYS, code=303)
+    return redirect(url_for("two_factor.passkeys_page"), code=303)
