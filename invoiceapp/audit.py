@@ -2,7 +2,9 @@
 
 Records are written on a connection of their own and committed at once, so a refusal
 is kept even though the request that caused it changes nothing. The table is
-append-only in the database itself (triggers; see invoiceapp.models.AuditEvent).
+append-only in the database itself (triggers; see invoiceapp.models.AuditEvent), and
+each organization's records form a hash chain (invoiceapp.audit_chain) extended in the
+same transaction as the insert, so an exported log can be checked offline.
 
 Refusals repeat: a script can be refused hundreds of times a minute, and an outsider
 who reaches for another organization's invoice writes into *that* organization's log,
@@ -33,8 +35,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from .audit_chain import GENESIS, record_hash, timestamp
 from .db import utcnow
-from .models import AuditEvent, AuditRepeat
+from .models import AuditChain, AuditEvent, AuditRepeat
 
 ALLOWED, DENIED = "allowed", "denied"
 
@@ -54,6 +57,7 @@ def record_audit(
     decision: str = ALLOWED,
     status: int = 200,
     reason: str = "",
+    rule: str | None = None,
 ) -> None:
     """Append one record (or count a repeated refusal). A failure to write is logged,
     never turned into an error page."""
@@ -68,6 +72,7 @@ def record_audit(
         "decision": decision,
         "status": status,
         "reason": reason[:300],
+        "rule": (rule or "")[:64],
         "ip_address": request.remote_addr if has_request_context() else None,
     }
     try:
@@ -75,7 +80,7 @@ def record_audit(
             if decision == DENIED and connection.dialect.name in _UPSERT:
                 _record_refusal(connection, row)
             else:
-                connection.execute(insert(AuditEvent), row)
+                _append(connection, row)
     except SQLAlchemyError:
         current_app.logger.exception("could not write the audit record for %s", action)
 
@@ -106,10 +111,44 @@ def _record_refusal(connection: Connection, row: dict[str, Any]) -> None:
     repeat_id, refusals = connection.execute(count).one()
     if refusals > 1:
         return  # counted beside the record the window's first refusal wrote
-    event_id = connection.execute(insert(AuditEvent).returning(AuditEvent.id), row).scalar_one()
+    event_id = _append(connection, row)
     connection.execute(
         update(AuditRepeat).where(AuditRepeat.id == repeat_id).values(event_id=event_id)
     )
+
+
+def _append(connection: Connection, row: dict[str, Any]) -> int:
+    """Insert the record as the next link of its organization's chain; return its id.
+
+    The first statement moves the organization's chain head on by one, which takes that
+    row's lock (PostgreSQL) or the write lock (SQLite) until the commit: writers to one
+    organization's log queue behind each other, writers to other organizations do not. The
+    head hands back the hash of the record before, so the new record's hash is computed
+    here, inserted, and written back to the head in the same transaction."""
+    if connection.dialect.name not in _UPSERT:  # pragma: no cover - both engines have it
+        return int(
+            connection.execute(insert(AuditEvent).returning(AuditEvent.id), row).scalar_one()
+        )
+    start = _UPSERT[connection.dialect.name](AuditChain).values(
+        organization_key=row["organization_id"] or 0, last_seq=1, last_hash=GENESIS
+    )
+    step = start.on_conflict_do_update(
+        index_elements=[AuditChain.organization_key],
+        set_={"last_seq": AuditChain.last_seq + 1},
+    ).returning(AuditChain.last_seq, AuditChain.last_hash)
+    seq, previous = connection.execute(step).one()
+    content = {**row, "seq": seq, "created_at": timestamp(row["created_at"])}
+    link = record_hash(content, previous)
+    event_id = connection.execute(
+        insert(AuditEvent).returning(AuditEvent.id),
+        {**row, "chain_seq": seq, "previous_hash": previous, "record_hash": link},
+    ).scalar_one()
+    connection.execute(
+        update(AuditChain)
+        .where(AuditChain.organization_key == (row["organization_id"] or 0))
+        .values(last_hash=link)
+    )
+    return int(event_id)
 
 
 def _bucket(row: dict[str, Any]) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TextIO
 
 import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, or_
 
+from .audit_chain import verify_lines
 from .authz.policy import INVOICE_STATES, POLICY, SELF_SERVICE
 from .db import get_db, rows_changed, utcnow
 from .models import Role, UserSession
@@ -80,6 +82,23 @@ def prune_sessions() -> None:
     click.echo(f"removed {removed} expired sessions")
 
 
+audit_commands = click.Group("audit", help="The audit log's tamper-evident chain.")
+
+
+@audit_commands.command("verify")
+@click.argument("export", type=click.File("r", encoding="utf-8"))
+def verify_audit_export(export: TextIO) -> None:
+    """Check a JSON Lines export of an audit log: every record unchanged, none missing.
+
+    Needs no database: it reads only the file (invoiceapp/audit_chain.py, which also runs
+    on its own as ``python audit_chain.py FILE``). Exits 1 at the first broken link."""
+    verdict = verify_lines(export)
+    click.echo(str(verdict))
+    if not verdict.intact:
+        raise SystemExit(1)
+
+
 def register_commands(app: Flask) -> None:
     app.cli.add_command(print_policy)
+    app.cli.add_command(audit_commands)
     app.cli.add_command(prune_sessions)

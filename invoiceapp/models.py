@@ -413,6 +413,8 @@ class AuditEvent(Base):
         Index("ix_audit_events_org_created", "organization_id", "created_at", "id"),
         Index("ix_audit_events_org_action", "organization_id", "action", "created_at", "id"),
         Index("ix_audit_events_org_actor", "organization_id", "actor_email", "created_at", "id"),
+        # One place in one organization's chain for each record; the export reads this order.
+        Index("ux_audit_events_chain", "organization_id", "chain_seq", unique=True),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -426,6 +428,14 @@ class AuditEvent(Base):
     status: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(String(300), default="")
     ip_address: Mapped[str | None] = mapped_column(String(45), default=None)
+    # Which entry of the policy decided a refusal ("invoice state", "token scope", …): the
+    # same words as the 403 page. Empty for allowed actions.
+    rule: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    # The tamper-evident chain (invoiceapp.audit_chain): each organization's records are
+    # numbered 1, 2, 3, … and each one's hash covers its content and the hash before it.
+    chain_seq: Mapped[int | None] = mapped_column(Integer, default=None)
+    previous_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    record_hash: Mapped[str | None] = mapped_column(String(64), default=None)
 
 
 class AuditCount(Base):
@@ -468,6 +478,18 @@ class AuditRepeat(Base):
     event_id: Mapped[int | None] = mapped_column(Integer, unique=True, default=None)
     refusals: Mapped[int] = mapped_column(Integer, default=1)  # the first one included
     last_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditChain(Base):
+    """The newest link of one organization's audit chain (organization 0: records of no
+    organization). Writers take this row's lock to append, so each organization's records
+    queue only behind their own organization's, never behind one lock for the whole app."""
+
+    __tablename__ = "audit_chains"
+
+    organization_key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
 
 
 class TokenScope(enum.StrEnum):

@@ -22,12 +22,15 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 import seed
 from conftest import POSTGRES_URL, TEST_CONFIG
 from invoiceapp import create_app
+from invoiceapp.audit_chain import verify_lines
+from invoiceapp.audit_log import AuditFilters, as_json_lines, exported_records
 from invoiceapp.db import get_db, make_engine
-from invoiceapp.models import AuditEvent, AuditRepeat, Organization
+from invoiceapp.models import AuditEvent, AuditRepeat, Invoice, Organization
 from support import (
     REDIS_SERVER,
     Browser,
@@ -141,3 +144,41 @@ def test_simultaneous_refusals_on_several_workers_make_one_record_with_every_one
     assert sorted(log) == sorted(expected), (
         f"{len(log)} records for {ROUNDS} rounds of {PARALLEL}, counting {sum(n for *_, n in log)}"
     )
+
+
+WRITERS = 40
+
+
+def test_forty_simultaneous_writers_extend_one_chain_without_a_gap_or_a_fork(
+    served: tuple[str, str],
+) -> None:
+    """Forty different refusals at the same moment, all into Globex's log, on several
+    workers: each gets the next number in the chain and links to the record before it, so
+    the whole log still verifies (invoiceapp.audit_chain). Were the last link read before
+    it was locked, two writers could both follow it and fork the chain; the chain head is
+    moved on by one UPDATE, which takes its lock first."""
+    base, database_url = served
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as db:
+            globex = db.scalars(select(Organization.id).where(Organization.slug == "globex")).one()
+            invoices = list(
+                db.scalars(select(Invoice.public_id).where(Invoice.organization_id == globex))
+            )
+        browsers = {email: signed_in_browser(base, email) for email in ACTORS}
+        reaches = [
+            (browsers[email], f"/invoices/{invoice}{suffix}")
+            for email in ACTORS
+            for invoice in invoices
+            for suffix in ("", "/edit")
+        ][:WRITERS]
+        assert len(reaches) == WRITERS
+        statuses = all_at_once([lambda b=b, p=p: b.request(p)[0] for b, p in reaches])
+        assert statuses == [404] * WRITERS
+        with Session(engine) as db:
+            lines = list(as_json_lines(exported_records(db, globex, AuditFilters())))
+    finally:
+        engine.dispose()
+    verdict = verify_lines(lines)
+    assert verdict.intact, str(verdict)
+    assert (verdict.records, verdict.first_seq, verdict.last_seq) == (WRITERS, 1, WRITERS)

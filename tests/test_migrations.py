@@ -29,7 +29,7 @@ from invoiceapp.db import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
-HEAD = "0015_org_security"
+HEAD = "0017_audit_chain"
 
 
 def alembic_config(url: str) -> Config:

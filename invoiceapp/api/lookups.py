@@ -52,5 +52,6 @@ def _reached_or_404(organization_id: int, label: str) -> None:
         decision=DENIED,
         status=404,
         reason="Outside the organization this access token is for",
+        rule="token's organization",
     )
     abort(404)

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import contains_eager
 
 from ..audit import repeats_of
+from ..audit_log import AuditFilters
 from ..authn.gate import login_required
 from ..authz.enforce import authorize
 from ..authz.policy import can
@@ -100,16 +101,23 @@ def list_members(slug: str) -> Response:
 def list_audit_events(slug: str) -> Response:
     """The organization's audit log, newest first (owners and admins).
 
-    Filter with ?decision=allowed|denied and ?action=invoice.delete.
+    Filter as on the page: ?actor=, ?action=, ?target=, ?decision=allowed|denied, and
+    ?since= / ?until= (days, UTC, both included).
     """
     query = read_query(AuditQuery)
     organization = organization_or_404(slug)  # scope: 404, never 403
     authorize("audit.read", organization)  # policy: 403 for members
-    events = select(AuditEvent).where(AuditEvent.organization_id == organization.id)
-    if query.decision is not None:
-        events = events.where(AuditEvent.decision == query.decision)
-    if query.action is not None:
-        events = events.where(AuditEvent.action == query.action)
+    filters = AuditFilters(
+        action=query.action,
+        actor=query.actor.lower() if query.actor else None,
+        target=query.target,
+        decision=query.decision,
+        since=query.since,
+        until=query.until,
+    )
+    events = filters.applied_to(
+        select(AuditEvent).where(AuditEvent.organization_id == organization.id)
+    )
     page, next_cursor = keyset_page(
         events,
         kind="audit",
@@ -130,7 +138,10 @@ def list_audit_events(slug: str) -> Response:
             decision=cast(Decision, event.decision),  # audit.py writes no other
             status=event.status,
             reason=event.reason,
+            rule=event.rule,
             ip_address=event.ip_address,
+            seq=event.chain_seq,
+            record_hash=event.record_hash,
             count=repeats[event.id].refusals if event.id in repeats else 1,
             last_at=repeats[event.id].last_at if event.id in repeats else None,
         )

@@ -178,8 +178,23 @@ class InvoiceListQuery(PageQuery, OrganizationQuery):
 
 
 class AuditQuery(PageQuery):
+    """The same filters as the audit page (invoiceapp.audit_log.AuditFilters)."""
+
     decision: Literal["allowed", "denied"] | None = None
     action: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_.-]{0,63}$")
+    actor: str | None = Field(
+        default=None,
+        max_length=320,
+        pattern=r"^[^\s@]{1,64}@[^\s@]{1,255}$",
+        description="The actor's email address.",
+    )
+    target: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.@+-]{1,64}$",
+        description="The resource: an invoice id (inv_…), an organization slug, a member's id.",
+    )
+    since: date | None = Field(default=None, description="From this day (UTC), included.")
+    until: date | None = Field(default=None, description="Up to this day (UTC), included.")
 
 
 # --- Responses ------------------------------------------------------------------------
@@ -273,7 +288,18 @@ class AuditEventOut(BaseModel):
     decision: Literal["allowed", "denied"]
     status: int
     reason: str
+    rule: str = Field(
+        default="", description="For a refusal: the rule that decided it, as the 403 page names it."
+    )
     ip_address: str | None
+    seq: int | None = Field(
+        default=None, description="The record's number in the organization's hash chain."
+    )
+    record_hash: str | None = Field(
+        default=None,
+        description="SHA-256 over the record and the hash of the one before it "
+        "(see the JSON Lines export and `flask audit verify`).",
+    )
     count: int = Field(
         default=1,
         description="How many refusals this record stands for: the same actor refused the "

@@ -74,6 +74,7 @@ def unauthenticated() -> Response:
         decision=DENIED,
         status=401,
         reason="No signed-in session",
+        rule="sign-in required",
     )
     raise SignInRequired()
 

@@ -81,6 +81,7 @@ def authorize(action: str, resource: object, **context: Any) -> Decision:
             decision=DENIED,
             status=403,
             reason=decision.reason,
+            rule=decision.rule or "policy table",
         )
         raise PermissionDenied(decision, resource)
     principal = current_principal()

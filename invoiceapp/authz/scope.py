@@ -38,6 +38,9 @@ def live_invoices_of(organization_id: int) -> Select[Invoice]:
 # The order every invoice list uses.
 NEWEST_FIRST = (Invoice.created_at.desc(), Invoice.id.desc())
 
+# The rule an audit record names for a 404 from scope (the 404 page itself names none).
+SCOPE_RULE = "organization scope"
+
 
 def invoice_in_my_orgs_or_404(public_id: str) -> Invoice:
     path_id_or_404("invoice", public_id)  # malformed: the same 404, and no query
@@ -69,6 +72,7 @@ def _record_hidden(public_id: str) -> None:
         decision=DENIED,
         status=404,
         reason="Not in the principal's organizations" if owner else "No such invoice",
+        rule=SCOPE_RULE,
     )
 
 
@@ -90,6 +94,7 @@ def organization_in_my_orgs_or_404(slug: str) -> Organization:
             decision=DENIED,
             status=404,
             reason="Not one of the principal's organizations" if owner else "No such organization",
+            rule=SCOPE_RULE,
         )
         abort(404)
     return organization

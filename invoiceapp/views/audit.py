@@ -11,43 +11,61 @@ the outsider's own organization's log.
 from __future__ import annotations
 
 import math
-import re
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from ..audit import ALLOWED, DENIED, repeats_of
+from ..audit import repeats_of
+from ..audit_log import (
+    DECISIONS,
+    AuditFilters,
+    as_csv,
+    as_json_lines,
+    exported_records,
+    filters_from_args,
+)
 from ..authn.gate import login_required
 from ..authz.enforce import authorize
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db
 from ..errors import in_words
-from ..models import AuditCount, AuditEvent
+from ..models import AuditCount, AuditEvent, Organization
 from .paging import page_number
 
 bp = Blueprint("audit", __name__, url_prefix="/orgs")
 
 PER_PAGE = 50
-DECISIONS = (ALLOWED, DENIED)
-# What a filter value may look like; anything else is ignored rather than searched for.
-_ACTION = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
-_EMAIL = re.compile(r"[^\s@]{1,64}@[^\s@]{1,255}")
 
 NEWEST_FIRST = (AuditEvent.created_at.desc(), AuditEvent.id.desc())
+
+
+def _readable_log(slug: str) -> Organization:
+    organization = organization_in_my_orgs_or_404(slug)  # scope: 404, never 403
+    authorize("audit.read", organization)  # authorization gate: 403 for members
+    return organization
 
 
 @bp.get("/<slug>/audit")
 @login_required  # authentication gate: 302 to sign in
 def audit_log(slug: str) -> ResponseReturnValue:
-    organization = organization_in_my_orgs_or_404(slug)  # scope: 404, never 403
-    authorize("audit.read", organization)  # authorization gate: 403 for members
-
-    filters = _filters()
-    query = select(AuditEvent).where(AuditEvent.organization_id == organization.id)
-    query = _filtered(query, filters)
+    organization = _readable_log(slug)
+    filters = filters_from_args(request.args)
+    query = filters.applied_to(
+        select(AuditEvent).where(AuditEvent.organization_id == organization.id)
+    )
     db = get_db()
     total = _total(db, organization.id, filters)
     pages = max(1, math.ceil(total / PER_PAGE))
@@ -73,7 +91,42 @@ def audit_log(slug: str) -> ResponseReturnValue:
         pages=pages,
         total=total,
         page_url=lambda number: _page_url(slug, filters, number),
+        export_url=lambda kind: url_for(f"audit.export_{kind}", slug=slug, **filters.as_args()),
     )
+
+
+@bp.get("/<slug>/audit/export.jsonl")
+@login_required
+def export_jsonl(slug: str) -> ResponseReturnValue:
+    """JSON Lines, oldest first: the format ``flask audit verify`` checks."""
+    organization = _readable_log(slug)
+    return _download(organization, "jsonl", "application/jsonl", as_json_lines)
+
+
+@bp.get("/<slug>/audit/export.csv")
+@login_required
+def export_csv(slug: str) -> ResponseReturnValue:
+    """CSV for spreadsheets, oldest first (cells that would run as formulas are guarded,
+    so the hashes of such records do not recompute from the CSV: verify the JSON Lines)."""
+    organization = _readable_log(slug)
+    return _download(organization, "csv", "text/csv", as_csv)
+
+
+def _download(
+    organization: Organization,
+    extension: str,
+    mimetype: str,
+    render: Callable[[Iterator[dict[str, Any]]], Iterator[str]],
+) -> Response:
+    filters = filters_from_args(request.args)
+    db = get_db()
+    lines: Iterator[str] = render(exported_records(db, organization.id, filters))
+    response = Response(stream_with_context(lines), mimetype=mimetype)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="audit-{organization.slug}.{extension}"'
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 OLDEST_FIRST = (AuditEvent.created_at.asc(), AuditEvent.id.asc())
@@ -91,47 +144,29 @@ def _page_of(db: Session, query: Select[AuditEvent], total: int, start: int) -> 
     return list(db.scalars(oldest_first))[::-1]
 
 
-def _total(db: Session, organization_id: int, filters: dict[str, str]) -> int:
-    """How many records match, from the counts the database keeps (AuditCount): a few
-    rows per action, decision and actor, however long the log."""
+def _total(db: Session, organization_id: int, filters: AuditFilters) -> int:
+    """How many records match. For the action, actor and outcome filters, from the counts
+    the database keeps (AuditCount: a few rows per action, decision and actor, however long
+    the log); a target or a range of days counts the matching records themselves."""
+    if not filters.counted_ahead:
+        matching = filters.applied_to(
+            select(func.count()).where(AuditEvent.organization_id == organization_id)
+        )
+        return db.scalar(matching) or 0
     counted = select(func.sum(AuditCount.records)).where(
         AuditCount.organization_id == organization_id
     )
-    if "action" in filters:
-        counted = counted.where(AuditCount.action == filters["action"])
-    if "actor" in filters:
-        counted = counted.where(AuditCount.actor_email == filters["actor"])
-    if "decision" in filters:
-        counted = counted.where(AuditCount.decision == filters["decision"])
+    if filters.action is not None:
+        counted = counted.where(AuditCount.action == filters.action)
+    if filters.actor is not None:
+        counted = counted.where(AuditCount.actor_email == filters.actor)
+    if filters.decision is not None:
+        counted = counted.where(AuditCount.decision == filters.decision)
     return db.scalar(counted) or 0
 
 
-def _filters() -> dict[str, str]:
-    """The filters that were asked for and make sense; unknown or malformed ones are dropped."""
-    chosen: dict[str, str] = {}
-    action = request.args.get("action", "").strip()
-    if _ACTION.fullmatch(action):
-        chosen["action"] = action
-    # Emails are stored in lower case (invoiceapp.authn.forms.normalise_email).
-    actor = request.args.get("actor", "").strip().lower()
-    if len(actor) <= 320 and _EMAIL.fullmatch(actor) and actor.isprintable():
-        chosen["actor"] = actor
-    decision = request.args.get("decision", "")
-    if decision in DECISIONS:
-        chosen["decision"] = decision
-    return chosen
-
-
-def _filtered(query: Select[AuditEvent], filters: dict[str, str]) -> Select[AuditEvent]:
-    if "action" in filters:
-        query = query.where(AuditEvent.action == filters["action"])
-    if "actor" in filters:
-        query = query.where(AuditEvent.actor_email == filters["actor"])
-    if "decision" in filters:
-        query = query.where(AuditEvent.decision == filters["decision"])
-    return query
-
-
-def _page_url(slug: str, filters: dict[str, str], page: int) -> str:
+def _page_url(slug: str, filters: AuditFilters, page: int) -> str:
     """A link to another page that keeps the filters (encoded: emails may hold ``+`` or ``&``)."""
-    return url_for("audit.audit_log", slug=slug) + "?" + urlencode({**filters, "page": page})
+    return (
+        url_for("audit.audit_log", slug=slug) + "?" + urlencode({**filters.as_args(), "page": page})
+    )
