@@ -173,7 +173,7 @@ def _send(kind: EmailSignInKind, email: str, nonce: str) -> None:
         db.commit()  # the code exists before the mail that carries it leaves
         send_mail(
             user.email,
-            f"Your InvoiceApp sign-in code: {code}",
+            "Your InvoiceApp sign-in code",  # not in the subject: lock screens show those
             "sign_in_code",
             code=code,
             expires_in=_lifetime(),
