@@ -23,8 +23,11 @@ BASE = "http://127.0.0.1:5000"
 ADA = "ada@acme.test"
 
 
-def ask_for_code(client: FlaskClient, email: str = ADA, **extra: str) -> object:
-    return finished(client.post("/sign-in/code", data={"email": email, **extra}))
+def ask_for_code(
+    client: FlaskClient, email: str = ADA, environ_base: dict[str, str] | None = None, **extra: str
+) -> object:
+    data = {"email": email, **extra}
+    return finished(client.post("/sign-in/code", data=data, environ_base=environ_base or {}))
 
 
 def ask_for_link(client: FlaskClient, email: str = ADA, **extra: str) -> object:
@@ -266,3 +269,35 @@ def test_a_magic_link_works_once_and_for_ten_minutes(
     assert browser.get(late).status_code == 400
     assert browser.post(late).status_code == 400
     assert proofs(db, ADA) == []
+
+
+# ---------------------------------------------------------------------------
+# Rate limits and the decision trace
+# ---------------------------------------------------------------------------
+
+
+def test_asking_for_codes_is_rate_limited_per_address_asked_about(database_file: Path) -> None:
+    from conftest import make_test_app
+
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True)
+    answers = [
+        # A new client address each time: the limit is the address asked about.
+        ask_for_code(app.test_client(), environ_base={"REMOTE_ADDR": f"192.0.2.{n}"})
+        for n in range(6)
+    ]
+    assert [a.status_code for a in answers] == [303] * 5 + [429]  # type: ignore[attr-defined]
+    assert "Retry-After" in answers[-1].headers  # type: ignore[attr-defined]
+
+
+def test_the_decision_trace_shows_a_session_proven_by_an_email_code(
+    database_file: Path,
+) -> None:
+    from conftest import make_test_app
+
+    app = make_test_app(database_file, DEMO_MODE=True)
+    outbox = database_file.parent / "outbox"
+    browser = app.test_client()
+    ask_for_code(browser)
+    assert type_code(browser, mailed_code(outbox)).status_code == 303
+    page = browser.get("/account").get_data(as_text=True)
+    assert "not used (email_code)" in page

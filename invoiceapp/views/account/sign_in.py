@@ -6,7 +6,9 @@ Three kinds of proof meet here (NIST SP 800-63B's "authenticators"):
 - something you have: a code from an authenticator app (totp.py), or one of the
   recovery codes printed when it was set up (recovery_codes.py);
 - something you have *and* know or are: a passkey, unlocked on the device with a PIN
-  or a fingerprint (passkeys.py).
+  or a fingerprint (passkeys.py);
+- access to the account's mailbox: a code or a link sent by email (email_sign_in.py),
+  a first factor like the password.
 
 With TOTP enrolled, a right password is only half a sign-in: the browser is sent to
 /sign-in/two-factor carrying a short-lived, signed note ("this password was right"),
