@@ -301,3 +301,15 @@ def test_the_decision_trace_shows_a_session_proven_by_an_email_code(
     assert type_code(browser, mailed_code(outbox)).status_code == 303
     page = browser.get("/account").get_data(as_text=True)
     assert "not used (email_code)" in page
+
+
+def test_a_link_mailed_to_an_address_since_replaced_no_longer_signs_in(
+    app: Flask, outbox: Path, db: Session
+) -> None:
+    browser = app.test_client()
+    ask_for_link(browser)
+    path = mailed_link(outbox)
+    user(db, ADA).email = "ada.new@example.org"  # the email change took effect meanwhile
+    db.commit()
+    assert browser.post(path).status_code == 400
+    assert proofs(db, "ada.new@example.org") == []

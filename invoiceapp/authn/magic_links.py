@@ -71,11 +71,13 @@ class Accepted:
     user: User
 
 
-def use_link(db: Session, raw: str, nonce: str | None) -> Accepted | Refused:
-    """Spend the link, atomically, if this browser asked for it. A link opened in another
-    browser is not spent: its owner can still use it where they asked. Caller commits."""
+def use_link(db: Session, raw: str, nonce: str | None, email: str | None) -> Accepted | Refused:
+    """Spend the link, atomically, if this browser asked for it, for the address the
+    account still has (a link mailed to an address since replaced is dead). A link opened
+    in another browser is not spent: its owner can still use it where they asked. The
+    caller commits."""
     pending = usable_link(db, raw)
-    if pending is None:
+    if pending is None or (email is not None and email != pending.user.email):
         return Refused.DEAD
     if not asked_here(pending, nonce):
         return Refused.OTHER_BROWSER

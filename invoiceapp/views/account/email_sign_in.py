@@ -323,7 +323,9 @@ def link_page(token: str) -> ResponseReturnValue:
 def use_link(token: str) -> ResponseReturnValue:
     db = get_db()
     requested = requested_here(LINK)
-    outcome = magic_links.use_link(db, token, requested.nonce if requested else None)
+    outcome = magic_links.use_link(
+        db, token, requested.nonce if requested else None, requested.email if requested else None
+    )
     if outcome is magic_links.Refused.DEAD:
         return link_invalid("sign_in")
     if outcome is magic_links.Refused.OTHER_BROWSER:
