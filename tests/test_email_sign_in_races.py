@@ -6,6 +6,11 @@ and PostgreSQL (issue 18, items 1 and 2).
   the right code is refused: the count is one conditional UPDATE per try.
 - A magic link's button pressed several times at once signs in once.
 
+Measured with the "used_at IS NULL" condition taken out of the UPDATE that spends a code
+or a link, 4 rounds each: SQLite signed in more than once in 3 of 4 code rounds and 3 of 4
+link rounds (up to 3 sessions from one code), PostgreSQL in 4 of 4 link rounds. With it:
+exactly one session in every round, on both engines.
+
 Needs redis-server (the workers share their rate-limit storage).
 """
 
