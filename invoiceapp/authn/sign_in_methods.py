@@ -50,12 +50,34 @@ class MethodRefused(Exception):
     """The change would leave the account with no way in; the message says what to do."""
 
 
+def lock_account(db: Session, user: User) -> User:
+    """Take the account's write lock for the rest of the transaction, then re-read it.
+
+    "Is there another way in?" is read before it is written: without a lock, two requests
+    (removing both passkeys at once, or turning the password off while the only passkey is
+    removed) each see the other's way in and both go ahead. PostgreSQL: the user's row,
+    FOR NO KEY UPDATE. SQLite has one writer for the whole database, taken now with BEGIN
+    IMMEDIATE (as invoiceapp.organizations.lock_organization does).
+    """
+    if db.get_bind().dialect.name == "sqlite":
+        raw = db.connection().connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:
+            db.connection().exec_driver_sql("BEGIN IMMEDIATE")
+    return db.scalars(
+        select(User)
+        .where(User.id == user.id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).one()
+
+
 def passkey_count(db: Session, user: User) -> int:
     return db.scalar(select(func.count()).where(Passkey.user_id == user.id)) or 0
 
 
 def set_password_sign_in(db: Session, user: User, enabled: bool) -> None:
     """Turn password sign-in on or off; off needs a passkey. The caller commits."""
+    user = lock_account(db, user)
     if not enabled and passkey_count(db, user) == 0:
         raise MethodRefused(NEEDS_PASSKEY)
     if user.password_sign_in != enabled:
@@ -67,6 +89,7 @@ def set_password_sign_in(db: Session, user: User, enabled: bool) -> None:
 def set_email_sign_in(db: Session, user: User, enabled: bool) -> None:
     """Turn codes and links by email on or off; off also kills those in flight. Always
     allowed: the account keeps its password or a passkey (the rule above)."""
+    user = lock_account(db, user)
     if user.email_sign_in != enabled:
         user.email_sign_in = enabled
         if not enabled:
@@ -76,7 +99,9 @@ def set_email_sign_in(db: Session, user: User, enabled: bool) -> None:
 
 
 def check_passkey_removal(db: Session, user: User) -> None:
-    """Refuse to remove the last passkey of an account whose password sign-in is off."""
+    """Refuse to remove the last passkey of an account whose password sign-in is off.
+    Locks the account first: the caller removes the passkey and commits."""
+    user = lock_account(db, user)
     if not user.password_sign_in and passkey_count(db, user) <= 1:
         raise MethodRefused(LAST_PASSKEY)
 
