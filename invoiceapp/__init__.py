@@ -112,9 +112,11 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from .api import bp as api_bp
     from .tour import init_tour
+    from .views.account.email_sign_in import bp as email_sign_in_bp
     from .views.account.recovery import bp as recovery_bp
     from .views.account.settings import bp as account_bp
     from .views.account.sign_in import bp as authn_bp
+    from .views.account.sign_in_methods import bp as sign_in_methods_bp
     from .views.account.signup import bp as signup_bp
     from .views.account.tokens import bp as account_tokens_bp
     from .views.account.two_factor import bp as two_factor_bp
@@ -135,11 +137,13 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(pages_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(authn_bp)
+    app.register_blueprint(email_sign_in_bp)
     app.register_blueprint(signup_bp)
     app.register_blueprint(recovery_bp)
     app.register_blueprint(claim_address_bp)
     app.register_blueprint(two_factor_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(sign_in_methods_bp)
     app.register_blueprint(account_tokens_bp)
     app.register_blueprint(invoices_bp)
     app.register_blueprint(orgs_bp)

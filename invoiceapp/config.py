@@ -112,6 +112,13 @@ class Defaults:
     RESET_TOKEN_SECONDS = 30 * 60
     EMAIL_CHANGE_SECONDS = 24 * 60 * 60
     INVITATION_SECONDS = 7 * 24 * 60 * 60
+    # Sign-in by mail (invoiceapp.authn.email_codes, magic_links): a code or a link lives
+    # this long, a code takes this many wrong tries; requests are limited per client and
+    # per address asked about (mail is sent only to verified addresses).
+    EMAIL_SIGN_IN_SECONDS = 10 * 60
+    EMAIL_CODE_MAX_TRIES = 5
+    EMAIL_SIGN_IN_RATE_LIMIT = "10 per hour"
+    EMAIL_SIGN_IN_EMAIL_RATE_LIMIT = "5 per hour"
 
     # Work done after the answer is sent (invoiceapp.background): "threads", a small pool
     # per process, so the request worker is free at once; "inline" runs it in the worker

@@ -23,6 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -139,6 +140,10 @@ class User(UserMixin, Base):
     # Wrong second-step codes in a row (invoiceapp.authn.counters): at the limit, codes
     # are refused until a password reset or a recovery code (NIST SP 800-63B).
     second_factor_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The sign-in methods the account holder chose (/account/security): the password can be
+    # turned off once a passkey exists, mailed codes and links turned off (one switch).
+    password_sign_in: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    email_sign_in: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -590,6 +595,36 @@ class SecurityCounter(Base):
     window_ends_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     # No attempt is checked before this time (the delay); None: no wait.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+
+class EmailSignInKind(enum.StrEnum):
+    CODE = "email_code"
+    LINK = "magic_link"
+
+
+class EmailSignIn(Base):
+    """A pending sign-in by mail: a one-time code or a magic link (invoiceapp.authn.email_codes,
+    invoiceapp.authn.magic_links). Only digests are stored: of the code (keyed, so a copy of
+    the table cannot be brute-forced offline), of the link's token, and of the nonce the
+    requesting browser holds, which binds the sign-in to that browser."""
+
+    __tablename__ = "email_sign_ins"
+    __table_args__ = (
+        CheckConstraint(_in("kind", tuple(k.value for k in EmailSignInKind)), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(64), index=True)
+    browser_hash: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Wrong codes typed against this one; at EMAIL_CODE_MAX_TRIES it is dead (counters.py).
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    user: Mapped[User] = relationship()
 
 
 # Every table is defined: create_all() also creates their triggers (invoiceapp.db_triggers).

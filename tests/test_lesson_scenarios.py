@@ -122,6 +122,13 @@ def test_every_route_is_either_public_or_behind_the_authentication_gate(app: Fla
         "authn.two_factor",
         "authn.passkey_options",
         "authn.passkey_sign_in",
+        # Sign-in by a code or a link by email (issue 18): before there is a principal too.
+        "email_sign_in.request_code",
+        "email_sign_in.code_form",
+        "email_sign_in.verify_code",
+        "email_sign_in.request_link",
+        "email_sign_in.link_page",
+        "email_sign_in.use_link",
         "health.healthz",
         "health.readyz",
         "dev_mail.outbox",

@@ -12,17 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from invoiceapp.db import Base
 from invoiceapp.mail import read_outbox
 from invoiceapp.models import User
-from support import csrf_token_from, signed_in_client
+from support import PASSWORD, csrf_token_from, proofs, signed_in_client, user
 
 BASE = "http://127.0.0.1:5000"
 STRONG = "a long and unusual passphrase 4 tests"
 KINDS = ("/verify-email/", "/account/email/confirm/", "/reset-password/", "/claim-address/",
-         "/invitations/")  # fmt: skip
+         "/invitations/", "/sign-in/link/")  # fmt: skip
 
 
 def _finished(response: object) -> None:
@@ -31,9 +32,10 @@ def _finished(response: object) -> None:
     response.close()  # type: ignore[attr-defined]
 
 
-def _every_kind_of_mail(app: Flask) -> None:
+def _every_kind_of_mail(app: Flask) -> FlaskClient:
     """Sign-up (verify), sign-up on an unverified address (claim), forgot-password (reset),
-    an email change and an invitation."""
+    an email change, an invitation and a magic link; returns the browser that asked for
+    the magic link (only it may use the link)."""
     visitor = app.test_client()
     form = {"name": "New Person", "password": STRONG, "organization_name": "Np"}
     _finished(visitor.post("/sign-up", data={**form, "email": "new@example.org"}))
@@ -42,6 +44,9 @@ def _every_kind_of_mail(app: Flask) -> None:
     ada = signed_in_client(app, "ada@acme.test")
     _finished(ada.post("/account/email", data={"email": "ada.new@example.org"}))
     _finished(ada.post("/orgs/acme/invitations", data={"email": "hank@globex.test"}))
+    link_asker = app.test_client()
+    _finished(link_asker.post("/sign-in/link", data={"email": "linus@acme.test"}))
+    return link_asker
 
 
 def _database(app: Flask) -> dict[str, list[tuple[str, ...]]]:
@@ -103,3 +108,39 @@ def test_the_verify_button_works_in_a_browser_with_csrf_on_and_nothing_else_does
     pressed = reader.post(path, data={"csrf_token": csrf_token_from(page.get_data(as_text=True))})
     assert pressed.status_code == 200 and "Your email is verified" in pressed.get_data(as_text=True)
     assert verified()
+
+
+def test_every_mailed_link_still_works_by_post_after_a_scanner_opened_it(
+    app: Flask, outbox: Path
+) -> None:
+    """The GETs above spent nothing: afterwards each link's button (a POST) still acts."""
+    link_asker = _every_kind_of_mail(app)
+    links = {kind: link.removeprefix(BASE) for mail in read_outbox(outbox)
+             for link in mail.links for kind in KINDS if kind in link}  # fmt: skip
+    assert sorted(links) == sorted(KINDS)
+    scanner = app.test_client()
+    for path in links.values():
+        scanner.get(path)
+
+    reader = app.test_client()
+    new_password = {"new_password": STRONG, "confirm_password": STRONG}
+    verified = reader.post(links["/verify-email/"])
+    assert verified.status_code == 200 and "Your email is verified" in verified.get_data(True)
+    assert reader.post(links["/account/email/confirm/"]).status_code in (200, 303)
+    assert reader.post(links["/reset-password/"], data=new_password).status_code == 303
+    assert app.test_client().post(links["/claim-address/"], data=new_password).status_code == 303
+    hank = signed_in_client(app, "hank@globex.test")
+    assert hank.post(links["/invitations/"]).status_code == 303
+    assert link_asker.post(links["/sign-in/link/"]).status_code == 303
+
+    with app.extensions["db_sessionmaker"]() as db:
+        assert user(db, "new@example.org").email_verified
+        assert user(db, "ada.new@example.org").email_verified
+        assert user(db, "eve@acme.test").email_verified  # claimed
+        assert any(m.organization.slug == "acme" for m in user(db, "hank@globex.test").memberships)
+        assert "magic_link" in proofs(db, "linus@acme.test")
+    # Grace's reset took: the old password no longer signs in.
+    old = app.test_client().post(
+        "/sign-in", data={"email": "grace@acme.test", "password": PASSWORD}
+    )
+    assert old.status_code == 401

@@ -514,6 +514,8 @@ ACCOUNT_ACTIONS = {
     "account.two_factor.manage": (True, False),
     # A token outlives the session: a password alone must not mint one (issue 15 review).
     "account.tokens.create": (True, True),
+    # Turning a way in off (issue 18): a thief with a session must not lock the owner out.
+    "account.sign_in_methods.change": (False, True),
 }
 ACCOUNTS = ("mine", "mine, unverified", "someone else's")
 

@@ -5,6 +5,8 @@ The proofs:
 - password_policy.py  which new passwords are accepted (NIST SP 800-63B, zxcvbn)
 - totp.py             authenticator-app codes (RFC 6238); recovery_codes.py for the lost phone
 - passkeys.py         WebAuthn key pairs; second_factor.py says which factors a user has
+- email_codes.py      one-time codes sent by email; magic_links.py for links (a first factor
+                      each, bound to the browser that asked: mailed_sign_in.py)
 - access_tokens.py    personal access tokens for scripts and the API
 
 Carrying a proof, and guarding it:
@@ -19,6 +21,7 @@ Accounts and recovery:
 - accounts.py   setting a password, ending sessions; emails.py for typed addresses
 - tokens.py     single-use mailed links; claims.py for taking back a squatted address
 - factors.py    removing every second factor when the mailbox proves enough (reset, claim)
+- sign_in_methods.py  the methods an account chooses (passwordless), never leaving no way in
 - events.py     security events shown to the account holder
 
 Only mechanisms live here: no blueprint, no page, nothing from authz or views. The pages

@@ -14,6 +14,8 @@ checks than the budget allows.
 - Second-step codes: wrong codes in a row per account (User.second_factor_failures).
   At TWO_FACTOR_MAX_FAILURES (NIST SP 800-63B: at most 100) authenticator codes are
   refused until a password reset or a recovery code.
+- Codes sent by email: wrong tries per code (EmailSignIn.failed_attempts); at
+  EMAIL_CODE_MAX_TRIES the code is dead.
 - Sign-in slow-down: failed sign-ins per claimed account in a window (SecurityCounter).
   From SIGN_IN_SLOWDOWN_AFTER on, each attempt waits longer than the last (1, 2, 4 …
   seconds, at most SIGN_IN_SLOWDOWN_MAX_SECONDS). Nobody is locked out; guessing slows.
@@ -35,7 +37,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ..db import UTCDateTime, rows_changed, utcnow
-from ..models import SecurityCounter, User, UserSession
+from ..models import EmailSignIn, SecurityCounter, User, UserSession
 
 # ---------------------------------------------------------------------------
 # Re-authentication, per session
@@ -78,6 +80,18 @@ def clear_code_failures(db: Session, user: User) -> None:
 
 def codes_locked(user: User) -> bool:
     return user.second_factor_failures >= code_limit()
+
+
+# ---------------------------------------------------------------------------
+# Codes sent by email, per code
+# ---------------------------------------------------------------------------
+
+
+def claim_email_code_try(db: Session, pending: EmailSignIn) -> int | None:
+    """Count one more try at this mailed code; None when its tries are used up (the code
+    is dead: a new one must be asked for). Per account, the sign-in slow-down applies too."""
+    maximum = int(current_app.config["EMAIL_CODE_MAX_TRIES"])
+    return _count_one_more(db, EmailSignIn, pending, "failed_attempts", maximum)
 
 
 # ---------------------------------------------------------------------------
@@ -200,7 +214,11 @@ def _insert_if_missing(db: Session, key: str, window_ends_at: datetime) -> None:
 
 
 def _count_one_more(
-    db: Session, model: type[UserSession | User], row: UserSession | User, column: str, maximum: int
+    db: Session,
+    model: type[UserSession | User | EmailSignIn],
+    row: UserSession | User | EmailSignIn,
+    column: str,
+    maximum: int,
 ) -> int | None:
     """One conditional ``UPDATE … SET column = column + 1 WHERE column < maximum RETURNING``.
 

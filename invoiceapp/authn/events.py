@@ -42,6 +42,7 @@ class EventKind(enum.StrEnum):
     API_TOKEN_CREATED = "api_token_created"
     API_TOKEN_REVOKED = "api_token_revoked"
     ADDRESS_CLAIMED = "address_claimed"
+    SIGN_IN_METHODS_CHANGED = "sign_in_methods_changed"
 
 
 # What /account/security says for each kind.
@@ -70,6 +71,7 @@ DESCRIPTIONS = {
     EventKind.PASSKEY_REMOVED: "Passkey removed",
     EventKind.API_TOKEN_CREATED: "API token created",
     EventKind.API_TOKEN_REVOKED: "API token revoked",
+    EventKind.SIGN_IN_METHODS_CHANGED: "Sign-in methods changed",
     EventKind.ADDRESS_CLAIMED: (
         "Email address claimed through a mailed link: verified, new password, second "
         "factors removed, every session and API token ended"

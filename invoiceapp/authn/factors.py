@@ -17,6 +17,7 @@ from ..models import User
 from . import recovery_codes, totp
 from .events import EventKind, record_event
 from .passkeys import passkeys_of
+from .sign_in_methods import password_back_on
 
 
 @dataclass(frozen=True)
@@ -40,4 +41,6 @@ def remove_second_factors(db: Session, user: User, because: str) -> RemovedFacto
     recovery_codes.remove_codes(db, user)
     if had_totp:
         record_event(db, user.id, EventKind.TWO_FACTOR_DISABLED, because)
+    # With the passkeys gone, the password just chosen is the way in (sign_in_methods.py).
+    password_back_on(db, user, because)
     return RemovedFactors(passkeys=names, totp=had_totp)

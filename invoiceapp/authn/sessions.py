@@ -21,7 +21,13 @@ from ..models import User, UserSession
 
 # Session proofs that include a second factor (UserSession.proof); the principal and the
 # guards on removing a factor both read it.
-TWO_FACTOR_PROOFS = frozenset({"password+totp", "password+recovery_code", "passkey"})
+# A code or link by email ("email_code", "magic_link") is a first factor only, like a
+# password: followed by the authenticator step it makes "email_code+totp" and so on.
+TWO_FACTOR_PROOFS = frozenset(
+    {"password+totp", "password+recovery_code", "passkey"}
+    | {f"{first}+{second}" for first in ("email_code", "magic_link")
+       for second in ("totp", "recovery_code")}
+)  # fmt: skip
 
 
 def _token_hash(token: str) -> str:

@@ -98,6 +98,9 @@ SELF_SERVICE: dict[str, Rule] = {
     # able to plant one of their own (or mint codes that count as one).
     "account.second_factor.change": R.SELF_VERIFIED_ELEVATED_STRONG,
     "account.two_factor.disable":   R.SELF_ELEVATED_STRONG,
+    # Which proofs sign in (password off once a passkey exists, email codes and links off):
+    # turning a way in off is how a thief locks the owner out, so it asks what the others do.
+    "account.sign_in_methods.change": R.SELF_ELEVATED_STRONG,
 }  # fmt: skip
 
 # What each self-service rule asks for besides fresh proof: (a verified email, the second

@@ -2,7 +2,7 @@
 may be, its own elevation window, which domains may be invited, and API tokens.
 
 Revision ID: 0015_org_security
-Revises: 0013_view_as
+Revises: 0014_email_sign_in
 Create Date: 2026-12-07
 
 Columns on organizations, all with defaults that change nothing: "any" proof (the
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0015_org_security"
-down_revision: str | Sequence[str] | None = "0013_view_as"
+down_revision: str | Sequence[str] | None = "0014_email_sign_in"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

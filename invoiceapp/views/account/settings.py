@@ -362,6 +362,8 @@ def security() -> ResponseReturnValue:
     rows = [
         {
             "description": _describe_event(event.kind),
+            # Fixed phrases chosen by the code (events.py), never user input.
+            "detail": event.detail,
             "created_at": event.created_at,
             "ip_address": event.ip_address,
             "device": describe_user_agent(event.user_agent),

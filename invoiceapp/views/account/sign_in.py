@@ -6,7 +6,9 @@ Three kinds of proof meet here (NIST SP 800-63B's "authenticators"):
 - something you have: a code from an authenticator app (totp.py), or one of the
   recovery codes printed when it was set up (recovery_codes.py);
 - something you have *and* know or are: a passkey, unlocked on the device with a PIN
-  or a fingerprint (passkeys.py).
+  or a fingerprint (passkeys.py);
+- access to the account's mailbox: a code or a link sent by email (email_sign_in.py),
+  a first factor like the password.
 
 With TOTP enrolled, a right password is only half a sign-in: the browser is sent to
 /sign-in/two-factor carrying a short-lived, signed note ("this password was right"),
@@ -78,6 +80,8 @@ CODES_LOCKED = (
 )
 PASSKEY_FAILED = "That passkey was not accepted here. Try again, or sign in with your password."
 PENDING_KEY = "two_factor_pending"
+# What may come before the authenticator step.
+FIRST_FACTORS = ("password", "email_code", "magic_link")
 
 
 def _sign_in_limit() -> str:
@@ -190,11 +194,16 @@ def sign_in() -> ResponseReturnValue:
     user = db.scalar(select(User).where(User.email == form.email.data))
     # Authentication: only the password turns the claim into a principal.
     # An unknown email still pays for one hash check (see verify_password).
-    if not verify_password(user.password_hash if user else None, form.password.data or ""):
+    right = verify_password(user.password_hash if user else None, form.password.data or "")
+    # An account that turned password sign-in off (it has a passkey) refuses even the right
+    # password, with the same message and the same count: a stolen password is worth
+    # nothing there, and the answer does not tell the thief it was right.
+    if not right or user is None or not user.password_sign_in:
         # Unknown addresses are counted too: the delay must not tell which exist.
         counters.record_sign_in_failure(db, _claimed_account())
         if user is not None:
-            record_event(db, user.id, EventKind.SIGN_IN_FAILED)
+            detail = "" if user.password_sign_in else "password sign-in is turned off"
+            record_event(db, user.id, EventKind.SIGN_IN_FAILED, detail)
         db.commit()
         form.password.data = ""
         html = _sign_in_page(form, failure=SIGN_IN_FAILED)
@@ -204,15 +213,24 @@ def sign_in() -> ResponseReturnValue:
     counters.forget_sign_in_failures(db, _claimed_account())
     if needs_rehash(user.password_hash):
         user.password_hash = hash_password(form.password.data or "")
+    return first_factor_proven(
+        user, proof="password", remember=bool(form.remember.data), next_path=form.next.data
+    )
+
+
+def first_factor_proven(
+    user: User, *, proof: str, remember: bool, next_path: str | None, detail: str = ""
+) -> BaseResponse:
+    """A password, a code by email or a magic link was right: with an authenticator app
+    set up, that is only the first step (/sign-in/two-factor); otherwise, signed in."""
     if user.totp_enabled_at is not None:
-        # Something you know is proven; something you have is still to come. No session yet.
+        # Something you know (or your mailbox) is proven; something you have is still to
+        # come. No session yet.
         get_db().commit()
         session.clear()
-        _begin_pending(user, remember=bool(form.remember.data), next_path=form.next.data)
+        _begin_pending(user, remember=remember, next_path=next_path, first=proof)
         return redirect(url_for("authn.two_factor_form"), code=303)
-    return _signed_in(
-        user, remember=bool(form.remember.data), proof="password", next_path=form.next.data
-    )
+    return _signed_in(user, remember=remember, proof=proof, next_path=next_path, detail=detail)
 
 
 def _slow_down(form: SignInForm, seconds: int) -> ResponseReturnValue:
@@ -252,7 +270,9 @@ def _password_fingerprint(user: User) -> str:
     return hashlib.sha256(user.password_hash.encode()).hexdigest()[:16]
 
 
-def _begin_pending(user: User, *, remember: bool, next_path: str | None) -> None:
+def _begin_pending(
+    user: User, *, remember: bool, next_path: str | None, first: str = "password"
+) -> None:
     """Remember "this password was right" in Flask's signed cookie for a few minutes.
 
     Signed, so it cannot be forged; short-lived and tied to the password, so a copy is
@@ -266,6 +286,9 @@ def _begin_pending(user: User, *, remember: bool, next_path: str | None) -> None
         "next": safe_next(next_path) or "",
         "expires": utcnow().timestamp() + lifetime,
         "password": _password_fingerprint(user),
+        # The first step's proof ("password", "email_code", "magic_link"): the session
+        # will record it with the second ("email_code+totp").
+        "first": first,
     }
 
 
@@ -274,6 +297,7 @@ class Pending:
     user: User
     remember: bool
     next_path: str
+    first: str = "password"
 
 
 class NoPending(Enum):
@@ -301,7 +325,8 @@ def _pending() -> Pending | NoPending:
         or state.get("password") != _password_fingerprint(user)
     ):
         return NoPending.NONE
-    return Pending(user, bool(state.get("remember")), str(state.get("next") or ""))
+    first = state.get("first") if state.get("first") in FIRST_FACTORS else "password"
+    return Pending(user, bool(state.get("remember")), str(state.get("next") or ""), str(first))
 
 
 @outage_safe_key
@@ -335,7 +360,9 @@ def two_factor_form() -> ResponseReturnValue:
         return _start_over(EXPIRED)
     if pending is NoPending.NONE:
         return redirect(url_for("authn.sign_in_form"), code=303)
-    return render_template("authn/two_factor.html", form=CodeForm(formdata=None))
+    return render_template(
+        "authn/two_factor.html", form=CodeForm(formdata=None), first=pending.first
+    )
 
 
 @bp.post("/sign-in/two-factor")
@@ -352,7 +379,7 @@ def two_factor() -> ResponseReturnValue:
         return _start_over("Please sign in with your email and password first.")
     form = CodeForm()
     if not form.validate_on_submit():
-        return render_template("authn/two_factor.html", form=form), 422
+        return render_template("authn/two_factor.html", form=form, first=pending.first), 422
     user = pending.user
     proof = _check_second_factor(user, form.code.data or "")
     if proof is None:
@@ -360,9 +387,13 @@ def two_factor() -> ResponseReturnValue:
         get_db().commit()
         form.code.data = ""
         failure = CODES_LOCKED if counters.codes_locked(user) else CODE_FAILED
-        html = render_template("authn/two_factor.html", form=form, failure=failure)
+        html = render_template(
+            "authn/two_factor.html", form=form, failure=failure, first=pending.first
+        )
         return html, 401, {"WWW-Authenticate": WWW_AUTHENTICATE}
     detail = "with a recovery code" if proof == "password+recovery_code" else "with a code"
+    # The session records both steps as they were: "email_code+totp", "password+totp"…
+    proof = pending.first + "+" + proof.split("+", 1)[1]
     return _signed_in(
         user, remember=pending.remember, proof=proof, next_path=pending.next_path, detail=detail
     )
@@ -585,12 +616,18 @@ def reauthenticate() -> ResponseReturnValue:
         return _render_reauthenticate(password_form=form, next_path=next_path), 422
     if not _claim_proof_attempt():
         return _end_session_after_guessing()
-    if not verify_password(principal.user.password_hash, form.password.data or ""):
+    if not _password_accepted(principal.user, form.password.data or ""):
         if _count_wrong_proof():
             return _end_session_after_guessing()
         add_error(form.password, "That password is not right.")
         return _render_reauthenticate(password_form=form, next_path=next_path), WRONG_PASSWORD
     return _reauthenticated("password", form.next.data)
+
+
+def _password_accepted(user: User, password: str) -> bool:
+    """The right password, from an account that still signs in with one (a passwordless
+    account's old password proves nothing here either)."""
+    return verify_password(user.password_hash, password) and user.password_sign_in
 
 
 def _claim_proof_attempt() -> bool:
@@ -647,7 +684,7 @@ def reauthenticate_with_code() -> ResponseReturnValue:
         return page, 422
     if not _claim_proof_attempt():
         return _end_session_after_guessing()
-    right_password = verify_password(principal.user.password_hash, form.password.data or "")
+    right_password = _password_accepted(principal.user, form.password.data or "")
     proof = _check_second_factor(principal.user, form.code.data or "") if right_password else None
     if proof is None:
         if _count_wrong_proof():

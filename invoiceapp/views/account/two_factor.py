@@ -30,6 +30,7 @@ from ...authn.events import EventKind, record_event
 from ...authn.forms import CodeForm, EmptyForm
 from ...authn.gate import login_required
 from ...authn.second_factor import has_second_factor, passkey_flagged_until, totp_flagged_until
+from ...authn.sign_in_methods import MethodRefused, check_passkey_removal
 from ...authz.enforce import ReauthenticationRequired, authorize, can_in_template
 from ...db import get_db, rows_changed, utcnow
 from ...errors import json_error, json_response
@@ -325,6 +326,11 @@ def remove_passkey(public_id: str) -> ResponseReturnValue:
     if passkey is None:
         abort(404)
     _authorize_for(CHANGE, user, url_for("two_factor.passkeys_page"))
+    try:
+        check_passkey_removal(db, user)  # never the last way in
+    except MethodRefused as refused:
+        flash(str(refused), "error")
+        return redirect(url_for("two_factor.passkeys_page"), code=303)
     removed = rows_changed(
         db,
         delete(Passkey)
