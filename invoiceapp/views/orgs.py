@@ -30,8 +30,8 @@ from ..authn.redirects import safe_next
 from ..authn.second_factor import has_second_factor
 from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.explain import capabilities
-from ..authz.policy import ROLES
 from ..authz.org_security import invitation_domain_refusal
+from ..authz.policy import ROLES
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db, utcnow
 from ..forms import Form, add_error, no_control_characters, strip

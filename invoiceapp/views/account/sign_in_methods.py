@@ -97,7 +97,7 @@ def change() -> ResponseReturnValue:
         "second_factor_changed",
         name=user.display_name,
         change=change,
-        security_url=absolute_url(PAGE),
+        security_url=link_for("account.security"),
         reset_url=link_for("recovery.forgot_password_form"),
         passkeys_url=link_for("two_factor.passkeys_page"),
     )
