@@ -24,11 +24,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    from .config import load_config
+    from .config import load_config, refuse_undelivered_mail
 
     load_config(app, config)
+    refuse_undelivered_mail(app)
     trust_proxies(app)
     limit_chunked_bodies(app)
+    answer_health_checks_for_any_host(app)
     register_database(app)
     register_extensions(app)
     register_blueprints(app)
@@ -82,6 +84,15 @@ def limit_chunked_bodies(app: Flask) -> None:
 
     app.wsgi_app = ChunkedBodyLimit(  # type: ignore[method-assign]
         app.wsgi_app, lambda: app.config["MAX_CONTENT_LENGTH"]
+    )
+
+
+def answer_health_checks_for_any_host(app: Flask) -> None:
+    """Load balancers probe /healthz and /readyz by IP address (see health_hosts.py)."""
+    from .health_hosts import HealthChecksForAnyHost
+
+    app.wsgi_app = HealthChecksForAnyHost(  # type: ignore[method-assign]
+        app.wsgi_app, lambda: app.config["TRUSTED_HOSTS"]
     )
 
 

@@ -12,6 +12,12 @@ import click
 from flask import Flask
 
 from .authn.passwords import profile_too_weak
+from .deployment import (
+    derive_passkey_settings,
+    mail_stays_on_the_server,
+    serving,
+    undelivered_mail_problem,
+)
 
 
 class Defaults:
@@ -96,6 +102,9 @@ class Defaults:
     # Mail (invoiceapp.mail). Links in mail are built from BASE_URL only, never from Host.
     BASE_URL = "http://127.0.0.1:5000"
     MAIL_BACKEND = "file"  # "file": .eml files in MAIL_OUTBOX_DIR; "smtp": the keys below
+    # Outside development a server refuses the "file" backend (nobody would get the mail)
+    # unless this says files are really wanted; /readyz then says that mail stays here.
+    MAIL_FILE_BACKEND_ALLOWED = False
     MAIL_FROM = "InvoiceApp <no-reply@invoiceapp.test>"
     MAIL_SMTP_HOST = "localhost"
     MAIL_SMTP_PORT = 587
@@ -131,10 +140,12 @@ class Defaults:
     # Wrong codes in a row before the account's authenticator codes stop working, until
     # a password reset or a recovery code (NIST SP 800-63B allows at most 100).
     TWO_FACTOR_MAX_FAILURES = 100
-    # WebAuthn: passkeys belong to a domain name (never an IP address). The demo is
-    # served on 127.0.0.1:5000; passkeys work when it is opened as http://localhost:5000.
-    WEBAUTHN_RP_ID = "localhost"
-    WEBAUTHN_ORIGIN = "http://localhost:5000"
+    # WebAuthn: passkeys belong to a domain name (never an IP address). None: from
+    # BASE_URL (invoiceapp.deployment); an IP address there becomes localhost, so the demo
+    # on 127.0.0.1:5000 has its passkeys on http://localhost:5000. Set to something that
+    # disagrees with BASE_URL, the app refuses to start.
+    WEBAUTHN_RP_ID: str | None = None
+    WEBAUTHN_ORIGIN: str | None = None
     WEBAUTHN_RP_NAME = "InvoiceApp"
     WEBAUTHN_CHALLENGE_SECONDS = 300
     # Challenges are database rows: anonymous clients may not ask for unlimited ones.
@@ -167,7 +178,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     )
     # "Development" is the debugger, the demo, the tests or Flask's development server
     # (`flask run`); anything else, gunicorn included, is a deployment.
-    development = bool(app.debug or app.config["DEMO_MODE"] or app.testing or _under_flask_run())
+    development = is_development(app)
     # Cookies travel only over HTTPS outside development.
     for key in ("SESSION_COOKIE_SECURE", "AUTH_COOKIE_SECURE"):
         if app.config[key] is None:
@@ -194,6 +205,25 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     weak = profile_too_weak(app.config["PASSWORD_HASH_PROFILE"], testing=app.testing)
     if weak:
         raise ConfigurationError(weak)
+    passkeys_elsewhere = derive_passkey_settings(app.config)
+    if passkeys_elsewhere:
+        raise ConfigurationError(passkeys_elsewhere)
+
+
+def is_development(app: Flask) -> bool:
+    """The debugger, the demo, the tests or Flask's development server (`flask run`)."""
+    return bool(app.debug or app.config["DEMO_MODE"] or app.testing or _under_flask_run())
+
+
+def refuse_undelivered_mail(app: Flask) -> None:
+    """A server outside development must send its mail (seed.py and `flask policy` send
+    none, so they are not asked)."""
+    development = is_development(app)
+    problem = undelivered_mail_problem(app.config, development)
+    if problem and serving():
+        raise ConfigurationError(problem)
+    # Decided once, here: /readyz says so when it was allowed outside development.
+    app.extensions["mail_stays_on_the_server"] = mail_stays_on_the_server(app.config, development)
 
 
 def _under_flask_run() -> bool:

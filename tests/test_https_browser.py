@@ -115,6 +115,7 @@ def https_server(
         "FLASK_DATABASE_URL": f"sqlite:///{database}",
         "FLASK_BASE_URL": base,
         "FLASK_MAIL_OUTBOX_DIR": str(folder / "outbox"),
+        "FLASK_MAIL_FILE_BACKEND_ALLOWED": "true",  # the tests read the outbox
         "WEB_CONCURRENCY": "1",
         "BIND": f"127.0.0.1:{port}",
     }
