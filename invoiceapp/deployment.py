@@ -27,8 +27,10 @@ def origin_of(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     port = parts.port
-    return f"{scheme}://{host}" if port in (None, DEFAULT_PORTS.get(scheme)) else (
-        f"{scheme}://{host}:{port}"
+    return (
+        f"{scheme}://{host}"
+        if port in (None, DEFAULT_PORTS.get(scheme))
+        else (f"{scheme}://{host}:{port}")
     )
 
 

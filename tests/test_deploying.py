@@ -206,4 +206,3 @@ def test_several_workers_with_in_memory_rate_limits_are_still_refused(
     settings = gunicorn_settings(monkeypatch, FLASK_RATELIMIT_ENABLED="true")
     with pytest.raises(SystemExit):
         starting(settings, 2)
-
