@@ -80,11 +80,12 @@ def log_how_https_is_recognised(app: Flask, hops: int) -> None:
 
 def limit_chunked_bodies(app: Flask) -> None:
     """MAX_CONTENT_LENGTH also for bodies without a Content-Length (see body_limit.py)."""
-    from .body_limit import ChunkedBodyLimit
+    from .body_limit import ChunkedBodyLimit, refuse_oversized_body
 
     app.wsgi_app = ChunkedBodyLimit(  # type: ignore[method-assign]
         app.wsgi_app, lambda: app.config["MAX_CONTENT_LENGTH"]
     )
+    app.before_request(refuse_oversized_body)  # the first: before the gates read anything
 
 
 def answer_health_checks_for_any_host(app: Flask) -> None:

@@ -169,6 +169,10 @@ class PageQuery(QueryModel):
     cursor: str | None = Field(
         default=None,
         max_length=400,
+        # Cursors are base64url, so 400 characters are 400 bytes in the request line
+        # (percent-encoded UTF-8 takes up to 12 bytes each: past gunicorn's 414). Documented
+        # here; anything else fails decoding as reason invalid_cursor (api/pagination.py).
+        json_schema_extra={"pattern": "^[A-Za-z0-9_-]*$"},
         description="next_cursor from the previous page. Opaque: do not build one.",
     )
 
