@@ -43,7 +43,7 @@ test: install
 # says whether its goals were met; all run, and make fails if any missed. Set
 # INVOICEAPP_TEST_POSTGRES_URL to measure PostgreSQL too (seeding, pages). Several minutes.
 bench: install
-	@status=0; for name in timing_oracles seeding pages throughput; do \
+	@status=0; for name in timing_oracles seeding pages throughput slow_clients; do \
 	  $(BIN)/python bench/$$name.py || status=1; done; exit $$status
 
 # A bounded load run (about a minute): two gunicorn instances on a PostgreSQL cluster and
