@@ -162,6 +162,10 @@ class Defaults:
     # A token's last_used_at is written at most this often, so reads do not all turn
     # into writes.
     API_TOKEN_TOUCH_SECONDS = 60
+    # Personal access tokens per account: at most this many live (neither expired nor
+    # revoked) at once, and at most this many made, per account (a scanner once made 357).
+    MAX_LIVE_API_TOKENS = 20
+    API_TOKEN_CREATE_RATE_LIMIT = "10 per hour"
 
 
 def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:

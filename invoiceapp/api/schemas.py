@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -33,7 +34,8 @@ SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 PUBLIC_ID_PATTERN = r"^inv_[A-Za-z0-9]{1,32}$"
 # Plain decimal text only: no thousands separators, exponents or other digits, so
 # "1,250" can never mean 1.25 to one client and 1250 to another.
-AMOUNT_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+# What money.parse_amount reads: plain digits, or thousands separated by commas (1,250.00).
+AMOUNT_PATTERN = r"^([0-9]{1,10}|[0-9]{1,3}(,[0-9]{3}){1,3})(\.[0-9]{1,2})?$"
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -71,6 +73,22 @@ def _amount_rule(value: str) -> str:
     return value
 
 
+def _amount_words_first(value: object) -> object:
+    """money.parse_amount's message for a text it refuses; anything else goes on as it is
+    (a JSON number fails the str type, as before)."""
+    if isinstance(value, str):
+        _amount_rule(value)
+    return value
+
+
+def _amount_words_first(value: object) -> object:
+    """money.parse_amount's message for a text it refuses; anything else goes on as it is
+    (a JSON number then fails the str type, as before)."""
+    if isinstance(value, str):
+        _amount_rule(value)
+    return value
+
+
 Customer = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
@@ -81,9 +99,16 @@ Amount = Annotated[
     str,
     StringConstraints(pattern=AMOUNT_PATTERN),
     AfterValidator(_amount_rule),
+    # Runs first: a refused amount gets money.py's words, the same as on the invoice form
+    # ("Use a point before the cents…"), rather than the pattern's.
+    BeforeValidator(_amount_words_first),
+    # Runs first (pydantic applies before-validators outside in): a refused amount gets
+    # money.py's words, the same as on the invoice form, rather than the pattern's.
+    BeforeValidator(_amount_words_first),
     Field(
         description="A decimal string with at most two decimals, more than 0 and at most "
-        "1,000,000,000. A string, not a JSON number, so no client rounds it.",
+        "1,000,000,000. A string, not a JSON number, so no client rounds it. A comma may "
+        "only separate thousands (1,250.00); a decimal comma (12,50) is refused.",
         examples=["1250.00"],
     ),
 ]

@@ -18,7 +18,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -66,6 +66,19 @@ def issue_access_token(
     )
     db.add(token)
     return token, raw
+
+
+def live_token_count(db: Session, user_id: int) -> int:
+    """How many of the user's tokens still work (or would, in a member organization)."""
+    return db.scalar(
+        select(func.count())
+        .select_from(PersonalAccessToken)
+        .where(
+            PersonalAccessToken.user_id == user_id,
+            PersonalAccessToken.revoked_at.is_(None),
+            PersonalAccessToken.expires_at > utcnow(),
+        )
+    ) or 0
 
 
 def revoke_access_token(token: PersonalAccessToken) -> None:

@@ -1,0 +1,132 @@
+"""Issue 21, item 7: small things found on the way, each with the scenario that found it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from conftest import make_test_app
+from invoiceapp.models import Invoice, PersonalAccessToken
+from invoiceapp.money import AmountError, parse_amount
+from support import NEW_INVOICE, VALID_INVOICE_FORM, bearer, make_token, signed_in_client, user
+
+TOKEN_FORM = {"name": "scanner", "organization": "acme", "scope": "read", "expires_days": "30"}
+
+
+def live_tokens(db: Session, email: str) -> int:
+    db.expire_all()
+    owner = user(db, email)
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(PersonalAccessToken)
+            .where(
+                PersonalAccessToken.user_id == owner.id, PersonalAccessToken.revoked_at.is_(None)
+            )
+        )
+        or 0
+    )
+
+
+# --- API tokens: a cap on live ones, a rate limit on making them --------------------------
+
+
+def test_a_scanner_cannot_make_more_live_tokens_than_the_cap(database_file: Path) -> None:
+    app = make_test_app(database_file, MAX_LIVE_API_TOKENS=3)
+    session = app.extensions["db_sessionmaker"]()
+    ada = signed_in_client(app, "ada@acme.test")
+    for _ in range(3):
+        assert ada.post("/account/tokens", data=TOKEN_FORM).status_code == 201
+    refused = ada.post("/account/tokens", data=TOKEN_FORM)
+    assert refused.status_code == 409
+    assert "the most one account may have" in refused.get_data(as_text=True)
+    assert 'data-testid="new-token"' not in refused.get_data(as_text=True)
+    assert live_tokens(session, "ada@acme.test") == 3
+    # Revoking one makes room again.
+    revoked = session.scalars(select(PersonalAccessToken)).first()
+    assert revoked is not None
+    assert ada.post(f"/account/tokens/{revoked.public_id}/revoke").status_code == 303
+    assert ada.post("/account/tokens", data=TOKEN_FORM).status_code == 201
+    assert live_tokens(session, "ada@acme.test") == 3
+    session.close()
+    app.extensions["db_engine"].dispose()
+
+
+def test_making_tokens_is_rate_limited_per_account(database_file: Path) -> None:
+    app = make_test_app(
+        database_file, RATELIMIT_ENABLED=True, API_TOKEN_CREATE_RATE_LIMIT="2 per hour"
+    )
+    session = app.extensions["db_sessionmaker"]()
+    ada = signed_in_client(app, "ada@acme.test")
+    assert ada.post("/account/tokens", data={**TOKEN_FORM, "name": ""}).status_code == 422
+    assert ada.post("/account/tokens", data=TOKEN_FORM).status_code == 201
+    assert ada.post("/account/tokens", data=TOKEN_FORM).status_code == 201
+    limited = ada.post("/account/tokens", data=TOKEN_FORM)
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    assert live_tokens(session, "ada@acme.test") == 2  # the form error did not count
+    # Another account has its own count.
+    grace = signed_in_client(app, "grace@acme.test")
+    assert grace.post("/account/tokens", data=TOKEN_FORM).status_code == 201
+    session.close()
+    app.extensions["db_engine"].dispose()
+
+
+# --- HSTS ------------------------------------------------------------------------------------
+
+
+def test_hsts_covers_subdomains_outside_development(database_file: Path) -> None:
+    app = make_test_app(database_file, AUTH_COOKIE_SECURE=True)
+    response = app.test_client().get("/", base_url="https://localhost")
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
+    app.extensions["db_engine"].dispose()
+
+
+# --- Amounts with thousands separators -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "minor"),
+    [("1,000.00", 100000), ("1,234,567.89", 123456789), ("12,345", 1234500), ("999.5", 99950)],
+)
+def test_amounts_with_thousands_separators_are_read_as_thousands(text: str, minor: int) -> None:
+    assert parse_amount(text) == minor
+
+
+@pytest.mark.parametrize(
+    "text", ["1,00", "12,5", "1,0000.00", ",100", "1,,000", "1.000,00", "100,"]
+)
+def test_a_comma_that_does_not_separate_thousands_is_refused_not_dropped(text: str) -> None:
+    with pytest.raises(AmountError, match="a comma may only separate thousands"):
+        parse_amount(text)
+
+
+def test_the_invoice_form_refuses_a_decimal_comma_and_says_why(app: Flask, db: Session) -> None:
+    before = db.scalar(select(func.count()).select_from(Invoice))
+    ada = signed_in_client(app, "ada@acme.test")
+    response = ada.post("/invoices/new", data={**VALID_INVOICE_FORM, "amount": "12,50"})
+    assert response.status_code == 422
+    assert "comma" in response.get_data(as_text=True)
+    assert db.scalar(select(func.count()).select_from(Invoice)) == before
+    made = ada.post("/invoices/new", data={**VALID_INVOICE_FORM, "amount": "1,250.00"})
+    assert made.status_code == 303
+    db.expire_all()
+    newest = db.scalars(select(Invoice).order_by(Invoice.id.desc())).first()
+    assert newest is not None and newest.amount_minor == 125000
+
+
+def test_the_api_refuses_a_decimal_comma_and_reads_thousands(app: Flask) -> None:
+    raw = make_token(app, "ada@acme.test", "acme", "write")
+    client = app.test_client()
+    refused = client.post(
+        "/api/v1/invoices", json={**NEW_INVOICE, "amount": "12,50"}, headers=bearer(raw)
+    )
+    assert refused.status_code == 422
+    assert "comma" in str(refused.get_json()["error"]["fields"]["amount"])
+    made = client.post(
+        "/api/v1/invoices", json={**NEW_INVOICE, "amount": "1,250.00"}, headers=bearer(raw)
+    )
+    assert made.status_code == 201 and made.get_json()["amount"] == "1250.00"
