@@ -32,9 +32,9 @@ from ..text import visible_text_problem
 STATUSES = tuple(status.value for status in InvoiceStatus)
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 PUBLIC_ID_PATTERN = r"^inv_[A-Za-z0-9]{1,32}$"
-# Plain decimal text only: no thousands separators, exponents or other digits, so
-# "1,250" can never mean 1.25 to one client and 1250 to another.
-# What money.parse_amount reads: plain digits, or thousands separated by commas (1,250.00).
+# What money.parse_amount reads, the same as the invoice form: plain digits, or thousands
+# in comma-separated groups of three (1,250.00). No exponents, other digits or decimal
+# commas, so "12,50" can never mean 12.50 to one client and 1250 to another.
 AMOUNT_PATTERN = r"^([0-9]{1,10}|[0-9]{1,3}(,[0-9]{3}){1,3})(\.[0-9]{1,2})?$"
 
 
@@ -75,14 +75,6 @@ def _amount_rule(value: str) -> str:
 
 def _amount_words_first(value: object) -> object:
     """money.parse_amount's message for a text it refuses; anything else goes on as it is
-    (a JSON number fails the str type, as before)."""
-    if isinstance(value, str):
-        _amount_rule(value)
-    return value
-
-
-def _amount_words_first(value: object) -> object:
-    """money.parse_amount's message for a text it refuses; anything else goes on as it is
     (a JSON number then fails the str type, as before)."""
     if isinstance(value, str):
         _amount_rule(value)
@@ -101,9 +93,6 @@ Amount = Annotated[
     AfterValidator(_amount_rule),
     # Runs first: a refused amount gets money.py's words, the same as on the invoice form
     # ("Use a point before the cents…"), rather than the pattern's.
-    BeforeValidator(_amount_words_first),
-    # Runs first (pydantic applies before-validators outside in): a refused amount gets
-    # money.py's words, the same as on the invoice form, rather than the pattern's.
     BeforeValidator(_amount_words_first),
     Field(
         description="A decimal string with at most two decimals, more than 0 and at most "
