@@ -292,6 +292,7 @@ def give_recovery_codes(app: Flask, db: Session, email: str) -> list[str]:
 
 def enrol(client: FlaskClient, clock: Clock) -> tuple[str, list[str]]:
     """Set up TOTP through the pages; returns the secret and the recovery codes shown."""
+    assert client.post("/account/two-factor/start").status_code == 303  # "Set up"
     page = client.get("/account/two-factor")
     assert page.status_code == 200
     html = page.get_data(as_text=True)

@@ -147,7 +147,7 @@ def test_over_https_a_password_reset_by_clicking_changes_the_password(
 
     opened = page.goto(link)
     assert opened.headers["referrer-policy"] == "same-origin"
-    assert opened.headers["strict-transport-security"] == "max-age=31536000"
+    assert opened.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
     page.fill("#new_password", NEW_PASSWORD)
     page.fill("#confirm_password", NEW_PASSWORD)
     assert _answered(page, lambda: page.click("main button[type=submit]")) == 303

@@ -12,7 +12,17 @@ from sqlalchemy.orm import Session
 from conftest import make_test_app
 from invoiceapp.models import Invoice, PersonalAccessToken
 from invoiceapp.money import AmountError, parse_amount
-from support import NEW_INVOICE, VALID_INVOICE_FORM, bearer, make_token, signed_in_client, user
+from support import (
+    NEW_INVOICE,
+    PASSWORD,
+    VALID_INVOICE_FORM,
+    bearer,
+    csrf_token_from,
+    make_token,
+    sign_in,
+    signed_in_client,
+    user,
+)
 
 TOKEN_FORM = {"name": "scanner", "organization": "acme", "scope": "read", "expires_days": "30"}
 
@@ -130,3 +140,67 @@ def test_the_api_refuses_a_decimal_comma_and_reads_thousands(app: Flask) -> None
         "/api/v1/invoices", json={**NEW_INVOICE, "amount": "1,250.00"}, headers=bearer(raw)
     )
     assert made.status_code == 201 and made.get_json()["amount"] == "1250.00"
+
+
+# --- GET /account/two-factor changes nothing ------------------------------------------------
+
+
+def test_viewing_the_two_factor_page_writes_no_secret_until_set_up_is_pressed(
+    csrf_app: Flask, db: Session
+) -> None:
+    linus = csrf_app.test_client()
+    sign_in(linus, "linus@acme.test", csrf_token=csrf_token_from(linus.get("/sign-in").text))
+    page = linus.get("/account/two-factor")
+    assert page.status_code == 200
+    assert 'data-testid="totp-start"' in page.text and "otpauth://" not in page.text
+    db.expire_all()
+    assert user(db, "linus@acme.test").totp_secret_encrypted is None  # the GET wrote nothing
+
+    started = linus.post(
+        "/account/two-factor/start", data={"csrf_token": csrf_token_from(page.text)}
+    )
+    assert started.status_code == 303 and started.headers["Location"] == "/account/two-factor"
+    db.expire_all()
+    stored = user(db, "linus@acme.test").totp_secret_encrypted
+    assert stored is not None and user(db, "linus@acme.test").totp_enabled_at is None
+    setup = linus.get("/account/two-factor").text
+    assert "otpauth://totp/" in setup
+    # Reloading shows the same secret and still writes nothing.
+    assert linus.get("/account/two-factor").text == setup
+    db.expire_all()
+    assert user(db, "linus@acme.test").totp_secret_encrypted == stored
+
+
+def test_starting_two_factor_set_up_needs_the_csrf_token(csrf_app: Flask, db: Session) -> None:
+    linus = csrf_app.test_client()
+    sign_in(linus, "linus@acme.test", csrf_token=csrf_token_from(linus.get("/sign-in").text))
+    assert linus.post("/account/two-factor/start").status_code == 400
+    db.expire_all()
+    assert user(db, "linus@acme.test").totp_secret_encrypted is None
+
+
+# --- Sign-in reads the email as sign-up stored it --------------------------------------------
+
+
+def test_sign_in_reads_the_email_the_way_sign_up_stored_it(app: Flask, db: Session) -> None:
+    """Sign-up stores the address in email-validator's normal form; sign-in once only
+    lower-cased it, so "Zoë" typed as Z-o-e-combining-diaeresis matched no account."""
+    decomposed = "Zoe\u0308@Example.test"
+    signed_up = app.test_client().post(
+        "/sign-up",
+        data={"name": "Zoë", "email": decomposed, "password": "tangerine-lighthouse-quietly-hums",
+              "organization_name": "Zoë's"},
+    )  # fmt: skip
+    assert signed_up.status_code == 303
+    assert user(db, "zoë@example.test") is not None  # one stored spelling, composed
+    for typed in (decomposed, "zoë@example.test", " ZOË@EXAMPLE.TEST "):
+        client = app.test_client()
+        response = client.post(
+            "/sign-in", data={"email": typed, "password": "tangerine-lighthouse-quietly-hums"}
+        )
+        assert response.status_code == 303, typed
+    # A seeded account, its domain typed in full-width letters, as sign-up would store it.
+    ada = app.test_client().post(
+        "/sign-in", data={"email": "ada@ＡＣＭＥ.test", "password": PASSWORD}
+    )
+    assert ada.status_code == 303
