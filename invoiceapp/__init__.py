@@ -106,12 +106,14 @@ def register_database(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from . import background
     from .authn.gate import init_authentication
+    from .authn.passwords import init_passwords
     from .authn.sessions import init_sessions
     from .extensions import csrf, limiter, refund_attempts_that_did_not_fail
     from .gates import register_gates
     from .security_headers import init_security_headers
 
     init_authentication(app)
+    init_passwords(app)  # the unknown-email dummy hash, before the first sign-in
     init_sessions(app)
     init_security_headers(app)
     csrf.init_app(app)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -199,7 +201,10 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
         secure = app.config["AUTH_COOKIE_SECURE"]
         app.config["AUTH_COOKIE_NAME"] = "__Host-invoiceapp_sid" if secure else "invoiceapp_sid"
     if not app.config.get("SECRET_KEY"):
-        if not development:
+        if not development and _listing_commands():
+            # `flask --help`: the app is built only to list its commands, and signs nothing.
+            app.config["SECRET_KEY"] = secrets.token_hex(32)
+        elif not development:
             raise ConfigurationError(
                 "SECRET_KEY is not set. Set FLASK_SECRET_KEY to a long random value "
                 "(python -c 'import secrets; print(secrets.token_hex(32))'), "
@@ -242,6 +247,21 @@ def _under_flask_run() -> bool:
         and context.command is run_command
         and context.params.get("host") in ("127.0.0.1", "localhost", "::1")
     )
+
+
+def _listing_commands() -> bool:
+    """True while `flask --help` (or a bare `flask`) loads the app to list its commands.
+
+    Flask loads it in FlaskGroup.list_commands, which only help screens and shell
+    completion call; running a command (`flask policy`) loads it elsewhere, and still
+    needs a real key. The stack is the one place that tells the two apart.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "list_commands" and frame.f_globals["__name__"] == "flask.cli":
+            return True
+        frame = frame.f_back
+    return False
 
 
 class ConfigurationError(click.ClickException, RuntimeError):
