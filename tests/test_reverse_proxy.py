@@ -16,6 +16,7 @@ import shutil
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,7 @@ class Proxied:
     https: str  # through nginx, over TLS
     http: str  # nginx's plain-HTTP port
     certificate: Path
+    key: Path
     database_url: str
 
 
@@ -77,7 +79,7 @@ def proxied(seeded_database: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     trusting = ssl.create_default_context(cafile=str(cert))
     try:
         wait_until_up(base + "/healthz", app_server, context=trusting)
-        yield Proxied(base, f"http://localhost:{http_port}", cert, f"sqlite:///{database}")
+        yield Proxied(base, f"http://localhost:{http_port}", cert, key, f"sqlite:///{database}")
     finally:
         proxy.terminate()
         app_server.terminate()
@@ -149,3 +151,55 @@ def test_forty_trickling_clients_do_not_starve_healthz_behind_nginx(proxied: Pro
             assert health.status_code == 200
     finally:
         tricklers.close()
+
+
+def test_an_api_body_over_nginx_s_limit_is_the_api_s_json_413(proxied: Proxied) -> None:
+    response = requests.post(
+        proxied.https + "/api/v1/invoices",
+        data=b'{"customer": "' + b"x" * 300_000 + b'"}',
+        headers={"Content-Type": "application/json"},
+        verify=proxied.certificate, timeout=10,
+    )  # fmt: skip
+    assert response.status_code == 413
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json() == {
+        "error": {"code": "too_large", "message": "The request body is too large."}
+    }
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_with_the_app_down_nginx_answers_the_api_with_json_503(
+    proxied: Proxied, tmp_path: Path
+) -> None:
+    """nginx in front of a port where nothing listens: the API still gets its JSON shape."""
+    assert NGINX is not None
+    https_port = free_port()
+    configuration = nginx_configuration(
+        tmp_path, https_port=https_port, http_port=free_port(), upstream=free_port(),
+        cert=proxied.certificate, key=proxied.key,
+    )  # fmt: skip
+    proxy = subprocess.Popen(
+        [NGINX, "-c", str(configuration), "-p", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"https://localhost:{https_port}"
+    try:
+        api = _first_answer(base + "/api/v1/me", proxied.certificate)
+        assert api.status_code == 503
+        assert api.json()["error"]["code"] == "unavailable"
+        assert api.headers["Retry-After"] == "5"
+        page = requests.get(base + "/", verify=proxied.certificate, timeout=10)
+        assert page.status_code == 502  # pages get nginx's own page
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=20)
+
+
+def _first_answer(url: str, certificate: Path) -> requests.Response:
+    """The first answer once nginx listens (it starts in a few milliseconds)."""
+    for _ in range(100):
+        try:
+            return requests.get(url, verify=certificate, timeout=10)
+        except requests.ConnectionError:
+            time.sleep(0.05)
+    raise AssertionError(f"{url} never answered")

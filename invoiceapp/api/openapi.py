@@ -66,7 +66,8 @@ ANSWERED_BEFORE_THE_APP = (
     "bytes itself, as JSON), 431 for a header over 8,190 bytes or too many headers, and "
     "501 for an unsupported method or transfer encoding; a reverse proxy may answer 413 "
     "(a body over its own limit), 502 or 504 (the app is down or too slow), or 400 and "
-    "414 of its own. Treat a non-JSON error by its status code."
+    "414 of its own (the repository's deploy/nginx.conf answers its 413, and 503 for the "
+    "other two, in this JSON shape). Treat a non-JSON error by its status code."
 )
 
 
