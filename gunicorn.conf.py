@@ -37,6 +37,11 @@ _in_memory_limits = bool(_flask_setting("RATELIMIT_ENABLED", True)) and (
 ).startswith("memory://")
 # One worker unless the limits are shared: a second one would count every limit alone.
 workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _in_memory_limits else "2"))
+# gunicorn's own defaults, named because the API relies on them: it refuses query strings
+# over 2,048 bytes itself (invoiceapp/api/blueprint.py), as JSON, well before gunicorn's
+# plain-text 414 for a request line over this; its OpenAPI document names both limits.
+limit_request_line = 4094
+limit_request_field_size = 8190
 # Do not advertise the server software and its version.
 gunicorn.http.wsgi.SERVER = "InvoiceApp"
 
