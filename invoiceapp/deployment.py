@@ -82,6 +82,9 @@ def derive_passkey_settings(config: dict[str, Any]) -> str | None:
             "a domain it belongs to, so browsers would refuse every passkey. Unset "
             "FLASK_WEBAUTHN_RP_ID (it follows BASE_URL) or make the two agree."
         )
+    # Spelled as browsers report them ("https://x.example", no slash), for the exact
+    # comparison the passkey check makes.
+    config["WEBAUTHN_ORIGIN"], config["WEBAUTHN_RP_ID"] = origin, rp_id
     return None
 
 

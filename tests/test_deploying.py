@@ -77,6 +77,17 @@ def test_a_base_url_on_an_ip_address_keeps_passkeys_on_localhost_as_the_demo_nee
     app.extensions["db_engine"].dispose()
 
 
+def test_passkey_settings_are_kept_as_browsers_spell_them(database_file: Path) -> None:
+    app = make_test_app(
+        database_file,
+        BASE_URL="https://Invoices.Example.com:443/",
+        WEBAUTHN_ORIGIN="https://invoices.example.com/",
+    )
+    assert app.config["WEBAUTHN_ORIGIN"] == "https://invoices.example.com"
+    assert app.config["WEBAUTHN_RP_ID"] == "invoices.example.com"
+    app.extensions["db_engine"].dispose()
+
+
 def test_a_passkey_rp_id_for_the_parent_domain_is_accepted(database_file: Path) -> None:
     app = make_test_app(
         database_file, BASE_URL="https://invoices.example.com", WEBAUTHN_RP_ID="example.com"
