@@ -198,12 +198,13 @@ def main() -> int:
         settings = {"FLASK_RATELIMIT_ENABLED": "false", "FLASK_TRUSTED_PROXY_HOPS": "1"}
         with gunicorn(database_url, workers=3, **settings) as base:
             upstream = int(base.rsplit(":", 1)[1])
-            direct = waits_with_tricklers(upstream, None, arguments.clients, arguments.probes)
+            # Through nginx first: straight to gunicorn leaves workers busy for a while.
             with nginx(folder, upstream, cert, key) as https_port:
                 context = ssl.create_default_context(cafile=str(cert))
                 proxied = waits_with_tricklers(
                     https_port, context, arguments.clients, arguments.probes * 4
                 )
+            direct = waits_with_tricklers(upstream, None, arguments.clients, arguments.probes)
     print(f"/healthz with {arguments.clients} trickling clients (3 sync gunicorn workers)")
     print(f"  straight to gunicorn: {summary(direct)}")
     print(f"  through nginx (TLS):  {summary(proxied)}")
