@@ -25,8 +25,10 @@ demo: install
 	$(DEMO_ENV) $(BIN)/python seed.py
 	$(DEMO_ENV) $(BIN)/flask --app invoiceapp run --host 127.0.0.1 --port $(PORT)
 
-# Production-style: gunicorn with gunicorn.conf.py. Needs FLASK_SECRET_KEY (and, with more
-# than one worker, FLASK_RATELIMIT_STORAGE_URI=redis://...).
+# Production-style: gunicorn with gunicorn.conf.py, listening on BIND (default
+# 127.0.0.1:8000, behind the TLS proxy of deploy/nginx.conf). Needs FLASK_SECRET_KEY, mail
+# that is sent (FLASK_MAIL_BACKEND=smtp …), and with more than one worker
+# FLASK_RATELIMIT_STORAGE_URI=redis://... (or FLASK_RATELIMIT_ENABLED=false).
 serve: install
 	@test -n "$$FLASK_SECRET_KEY" || { echo "make serve: set FLASK_SECRET_KEY to a long random value first (python3 -c 'import secrets; print(secrets.token_hex(32))')"; exit 2; }
 	$(BIN)/alembic upgrade head
@@ -43,7 +45,7 @@ test: install
 # says whether its goals were met; all run, and make fails if any missed. Set
 # INVOICEAPP_TEST_POSTGRES_URL to measure PostgreSQL too (seeding, pages). Several minutes.
 bench: install
-	@status=0; for name in timing_oracles seeding pages throughput; do \
+	@status=0; for name in timing_oracles seeding pages throughput slow_clients; do \
 	  $(BIN)/python bench/$$name.py || status=1; done; exit $$status
 
 # A bounded load run (about a minute): two gunicorn instances on a PostgreSQL cluster and

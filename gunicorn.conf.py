@@ -1,7 +1,7 @@
 """gunicorn settings used by `make serve` (gunicorn -c gunicorn.conf.py).
 
-Workers come from WEB_CONCURRENCY (default 2, or 1 while rate limits are kept in
-memory); the address from BIND (default 127.0.0.1:8000, behind a TLS-terminating
+Workers come from WEB_CONCURRENCY (default 2, or 1 while rate limits are on and kept
+in memory); the address from BIND (default 127.0.0.1:8000, behind a TLS-terminating
 proxy). The app keeps no state in one process (sessions and CSRF in the database,
 rate limits in RATELIMIT_STORAGE_URI), so more than one worker needs shared
 rate-limit storage (Redis). gunicorn reads this file from the working directory by
@@ -10,18 +10,38 @@ itself, so the plain `gunicorn "invoiceapp:create_app()"` of CONTRACT.md uses it
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import gunicorn.http.wsgi
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
-# Unset or empty means Flask-Limiter's default, memory://.
-_in_memory_limits = (os.environ.get("FLASK_RATELIMIT_STORAGE_URI") or "memory://").startswith(
-    "memory://"
-)
+
+
+def _flask_setting(key: str, default: object) -> object:
+    """A FLASK_<KEY> variable as the app reads it (Flask's from_prefixed_env: JSON first)."""
+    raw = os.environ.get(f"FLASK_{key}")
+    if raw is None:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+# Unset or empty means Flask-Limiter's default, memory://. Limits switched off
+# (FLASK_RATELIMIT_ENABLED=false) count nothing, so any number of workers agree.
+_in_memory_limits = bool(_flask_setting("RATELIMIT_ENABLED", True)) and (
+    os.environ.get("FLASK_RATELIMIT_STORAGE_URI") or "memory://"
+).startswith("memory://")
 # One worker unless the limits are shared: a second one would count every limit alone.
 workers = int(os.environ.get("WEB_CONCURRENCY", "1" if _in_memory_limits else "2"))
+# gunicorn's own defaults, named because the API relies on them: it refuses query strings
+# over 2,048 bytes itself (invoiceapp/api/blueprint.py), as JSON, well before gunicorn's
+# plain-text 414 for a request line over this; its OpenAPI document names both limits.
+limit_request_line = 4094
+limit_request_field_size = 8190
 # Do not advertise the server software and its version.
 gunicorn.http.wsgi.SERVER = "InvoiceApp"
 

@@ -52,6 +52,7 @@ def build_app(folder: Path):  # type: ignore[no-untyped-def]
             "WTF_CSRF_ENABLED": False,
             "RATELIMIT_ENABLED": False,
             "MAIL_OUTBOX_DIR": str(folder / "outbox"),
+            "MAIL_FILE_BACKEND_ALLOWED": True,  # the bench reads the outbox
             # The production profile (the default): the hash is what an oracle would see.
             "PASSWORD_HASH_PROFILE": "RFC_9106_LOW_MEMORY",
         }
@@ -118,7 +119,13 @@ def measure_keep_alive(folder: Path, rounds: int) -> dict[str, tuple[float, floa
     """Median wait (unknown, known) of the request after forgot-password, per BACKGROUND_JOBS."""
     url = f"sqlite:///{folder / 'keep-alive.sqlite3'}"
     seed.migrate(url)
-    app = create_app({"SECRET_KEY": "bench-only-secret-key", "DATABASE_URL": url})
+    app = create_app(
+        {
+            "SECRET_KEY": "bench-only-secret-key",
+            "DATABASE_URL": url,
+            "MAIL_FILE_BACKEND_ALLOWED": True,  # the bench reads the outbox
+        }
+    )
     with app.app_context():
         seed.seed(get_db())
     app.extensions["db_engine"].dispose()

@@ -24,11 +24,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         template_folder=str(ROOT / "templates"),
         static_folder=str(ROOT / "static"),
     )
-    from .config import load_config
+    from .config import load_config, refuse_undelivered_mail
 
     load_config(app, config)
+    refuse_undelivered_mail(app)
     trust_proxies(app)
     limit_chunked_bodies(app)
+    answer_health_checks_for_any_host(app)
     register_database(app)
     register_extensions(app)
     register_blueprints(app)
@@ -78,10 +80,20 @@ def log_how_https_is_recognised(app: Flask, hops: int) -> None:
 
 def limit_chunked_bodies(app: Flask) -> None:
     """MAX_CONTENT_LENGTH also for bodies without a Content-Length (see body_limit.py)."""
-    from .body_limit import ChunkedBodyLimit
+    from .body_limit import ChunkedBodyLimit, refuse_oversized_body
 
     app.wsgi_app = ChunkedBodyLimit(  # type: ignore[method-assign]
         app.wsgi_app, lambda: app.config["MAX_CONTENT_LENGTH"]
+    )
+    app.before_request(refuse_oversized_body)  # the first: before the gates read anything
+
+
+def answer_health_checks_for_any_host(app: Flask) -> None:
+    """Load balancers probe /healthz and /readyz by IP address (see health_hosts.py)."""
+    from .health_hosts import HealthChecksForAnyHost
+
+    app.wsgi_app = HealthChecksForAnyHost(  # type: ignore[method-assign]
+        app.wsgi_app, lambda: app.config["TRUSTED_HOSTS"]
     )
 
 
@@ -94,12 +106,14 @@ def register_database(app: Flask) -> None:
 def register_extensions(app: Flask) -> None:
     from . import background
     from .authn.gate import init_authentication
+    from .authn.passwords import init_passwords
     from .authn.sessions import init_sessions
     from .extensions import csrf, limiter, refund_attempts_that_did_not_fail
     from .gates import register_gates
     from .security_headers import init_security_headers
 
     init_authentication(app)
+    init_passwords(app)  # the unknown-email dummy hash, before the first sign-in
     init_sessions(app)
     init_security_headers(app)
     csrf.init_app(app)

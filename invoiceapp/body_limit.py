@@ -2,30 +2,23 @@
 
 Werkzeug stops reading such a body at the limit and hands on what it read, so an
 oversized chunked form was silently truncated and then processed. This middleware
-reads the body first: over the limit is a 413 and nothing runs; under it, the app
-sees an ordinary body with a Content-Length.
+reads the body first: under the limit, the app sees an ordinary body with a
+Content-Length; over it, the app sees an empty body and a mark, and the first of its
+before-request functions (``refuse_oversized_body``) answers 413 before anything else
+runs. The 413 is then an ordinary Flask error: the API's JSON, the site's page, and
+the same security and cache headers as every other answer.
 """
 
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from flask import request
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.wrappers import Response
 
-
-def _too_large(environ: dict[str, Any]) -> Any:
-    """The API answers in its own JSON shape; pages get Werkzeug's plain 413."""
-    if environ.get("PATH_INFO", "").startswith("/api/"):
-        body = json.dumps(
-            {"error": {"code": "too_large", "message": "The request body is too large."}}
-        )
-        return Response(body, status=413, mimetype="application/json")
-    return RequestEntityTooLarge()
-
+TOO_LARGE = "invoiceapp.body_too_large"
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -41,9 +34,16 @@ class ChunkedBodyLimit:
         if chunked and not environ.get("CONTENT_LENGTH") and limit is not None:
             body = environ["wsgi.input"].read(limit + 1)
             if len(body) > limit:
-                return _too_large(environ)(environ, start_response)
+                environ[TOO_LARGE] = True
+                body = b""  # nothing of it reaches a view, even one that forgets to check
             environ["wsgi.input"] = io.BytesIO(body)
             environ["CONTENT_LENGTH"] = str(len(body))
             environ.pop("HTTP_TRANSFER_ENCODING", None)
             environ["wsgi.input_terminated"] = False
         return self.app(environ, start_response)
+
+
+def refuse_oversized_body() -> None:
+    """Registered before every other before-request function (create_app)."""
+    if request.environ.get(TOO_LARGE):
+        raise RequestEntityTooLarge()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -12,6 +14,12 @@ import click
 from flask import Flask
 
 from .authn.passwords import profile_too_weak
+from .deployment import (
+    derive_passkey_settings,
+    mail_stays_on_the_server,
+    serving,
+    undelivered_mail_problem,
+)
 
 
 class Defaults:
@@ -96,6 +104,9 @@ class Defaults:
     # Mail (invoiceapp.mail). Links in mail are built from BASE_URL only, never from Host.
     BASE_URL = "http://127.0.0.1:5000"
     MAIL_BACKEND = "file"  # "file": .eml files in MAIL_OUTBOX_DIR; "smtp": the keys below
+    # Outside development a server refuses the "file" backend (nobody would get the mail)
+    # unless this says files are really wanted; /readyz then says that mail stays here.
+    MAIL_FILE_BACKEND_ALLOWED = False
     MAIL_FROM = "InvoiceApp <no-reply@invoiceapp.test>"
     MAIL_SMTP_HOST = "localhost"
     MAIL_SMTP_PORT = 587
@@ -138,10 +149,12 @@ class Defaults:
     # Wrong codes in a row before the account's authenticator codes stop working, until
     # a password reset or a recovery code (NIST SP 800-63B allows at most 100).
     TWO_FACTOR_MAX_FAILURES = 100
-    # WebAuthn: passkeys belong to a domain name (never an IP address). The demo is
-    # served on 127.0.0.1:5000; passkeys work when it is opened as http://localhost:5000.
-    WEBAUTHN_RP_ID = "localhost"
-    WEBAUTHN_ORIGIN = "http://localhost:5000"
+    # WebAuthn: passkeys belong to a domain name (never an IP address). None: from
+    # BASE_URL (invoiceapp.deployment); an IP address there becomes localhost, so the demo
+    # on 127.0.0.1:5000 has its passkeys on http://localhost:5000. Set to something that
+    # disagrees with BASE_URL, the app refuses to start.
+    WEBAUTHN_RP_ID: str | None = None
+    WEBAUTHN_ORIGIN: str | None = None
     WEBAUTHN_RP_NAME = "InvoiceApp"
     WEBAUTHN_CHALLENGE_SECONDS = 300
     # Challenges are database rows: anonymous clients may not ask for unlimited ones.
@@ -158,6 +171,10 @@ class Defaults:
     # A token's last_used_at is written at most this often, so reads do not all turn
     # into writes.
     API_TOKEN_TOUCH_SECONDS = 60
+    # Personal access tokens per account: at most this many live (neither expired nor
+    # revoked) at once, and at most this many made, per account (a scanner once made 357).
+    MAX_LIVE_API_TOKENS = 20
+    API_TOKEN_CREATE_RATE_LIMIT = "10 per hour"
 
 
 def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
@@ -174,7 +191,7 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     )
     # "Development" is the debugger, the demo, the tests or Flask's development server
     # (`flask run`); anything else, gunicorn included, is a deployment.
-    development = bool(app.debug or app.config["DEMO_MODE"] or app.testing or _under_flask_run())
+    development = is_development(app)
     # Cookies travel only over HTTPS outside development.
     for key in ("SESSION_COOKIE_SECURE", "AUTH_COOKIE_SECURE"):
         if app.config[key] is None:
@@ -191,7 +208,10 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
         secure = app.config["AUTH_COOKIE_SECURE"]
         app.config["AUTH_COOKIE_NAME"] = "__Host-invoiceapp_sid" if secure else "invoiceapp_sid"
     if not app.config.get("SECRET_KEY"):
-        if not development:
+        if not development and _listing_commands():
+            # `flask --help`: the app is built only to list its commands, and signs nothing.
+            app.config["SECRET_KEY"] = secrets.token_hex(32)
+        elif not development:
             raise ConfigurationError(
                 "SECRET_KEY is not set. Set FLASK_SECRET_KEY to a long random value "
                 "(python -c 'import secrets; print(secrets.token_hex(32))'), "
@@ -201,6 +221,25 @@ def load_config(app: Flask, overrides: dict[str, Any] | None) -> None:
     weak = profile_too_weak(app.config["PASSWORD_HASH_PROFILE"], testing=app.testing)
     if weak:
         raise ConfigurationError(weak)
+    passkeys_elsewhere = derive_passkey_settings(app.config)
+    if passkeys_elsewhere:
+        raise ConfigurationError(passkeys_elsewhere)
+
+
+def is_development(app: Flask) -> bool:
+    """The debugger, the demo, the tests or Flask's development server (`flask run`)."""
+    return bool(app.debug or app.config["DEMO_MODE"] or app.testing or _under_flask_run())
+
+
+def refuse_undelivered_mail(app: Flask) -> None:
+    """A server outside development must send its mail (seed.py and `flask policy` send
+    none, so they are not asked)."""
+    development = is_development(app)
+    problem = undelivered_mail_problem(app.config, development)
+    if problem and serving():
+        raise ConfigurationError(problem)
+    # Decided once, here: /readyz says so when it was allowed outside development.
+    app.extensions["mail_stays_on_the_server"] = mail_stays_on_the_server(app.config, development)
 
 
 def _under_flask_run() -> bool:
@@ -215,6 +254,21 @@ def _under_flask_run() -> bool:
         and context.command is run_command
         and context.params.get("host") in ("127.0.0.1", "localhost", "::1")
     )
+
+
+def _listing_commands() -> bool:
+    """True while `flask --help` (or a bare `flask`) loads the app to list its commands.
+
+    Flask loads it in FlaskGroup.list_commands, which only help screens and shell
+    completion call; running a command (`flask policy`) loads it elsewhere, and still
+    needs a real key. The stack is the one place that tells the two apart.
+    """
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "list_commands" and frame.f_globals["__name__"] == "flask.cli":
+            return True
+        frame = frame.f_back
+    return False
 
 
 class ConfigurationError(click.ClickException, RuntimeError):

@@ -87,16 +87,35 @@ def _api_error(
     return response
 
 
+# Flask-WTF's own descriptions of the Referer check it makes over HTTPS, after the token
+# passed: an API client sent the token, so "send the token" would be the wrong advice.
+REFERER_REFUSALS = {
+    "The referrer header is missing.": (
+        "Over HTTPS, a write with the session cookie must also carry a Referer header from "
+        "this site, and this request had none (its CSRF token was not the problem). Send "
+        "Referer: the site's address, or use an access token (Authorization: Bearer …)."
+    ),
+    "The referrer does not match the host.": (
+        "Over HTTPS, a write with the session cookie must carry a Referer header from this "
+        "site, and this one names another site (its CSRF token was not the problem). Send "
+        "the site's own address as Referer, or use an access token (Authorization: Bearer …)."
+    ),
+}
+
+
 def _api_reason(error: HTTPException) -> str | None:
     """A short machine-readable word for clients to branch on, when there is one."""
     if isinstance(error, CSRFError):
-        return "csrf"
+        return "csrf_referer" if error.description in REFERER_REFUSALS else "csrf"
     if error.code == 401 and presented_invalid_token():
         return "invalid_token"
     decision = getattr(error, "decision", None)
     if decision is not None:
         return decision.details.get("api_reason")
     return getattr(error, "api_reason", None)
+
+
+UNTRUSTED_HOST = "This server does not answer for the host name in the Host header."
 
 
 def _api_message(error: HTTPException, status: int) -> str:
@@ -118,6 +137,8 @@ def _api_message(error: HTTPException, status: int) -> str:
             f"The CSRF token has expired (tokens last {token_lifetime_in_words()}): "
             "read a fresh one from a page and send it in the X-CSRFToken header."
         )
+    if isinstance(error, CSRFError) and error.description in REFERER_REFUSALS:
+        return REFERER_REFUSALS[error.description]
     if isinstance(error, CSRFError):
         return "Send the CSRF token in the X-CSRFToken header (a bearer token needs none)."
     return error.description or TITLES.get(status, "")
@@ -132,6 +153,9 @@ def _api_challenge() -> str:
 
 def handle_http_error(error: HTTPException) -> Response:
     status = error.code or 500
+    if request_ctx.url_adapter is None and wants_json():
+        # An untrusted Host header under /api/: the API's JSON, like every other answer there.
+        return _api_error(status, UNTRUSTED_HOST, "untrusted_host")
     if request_ctx.url_adapter is None:
         # Refused before routing (an untrusted Host header): no URLs can be built, so no
         # page layout either. A plain line says what happened.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 from .models import MAX_AMOUNT_MINOR
@@ -9,13 +10,32 @@ from .models import MAX_AMOUNT_MINOR
 MAX_AMOUNT_TEXT = "1,000,000,000"
 
 
+# A comma is read only as a thousands separator, in groups of three ("1,250.00", the way
+# format_money prints amounts). Any other comma is refused, never dropped or guessed at:
+# "12,50" is twelve and a half in much of Europe, and dropping the comma made it 1250.
+THOUSANDS = re.compile(r"[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
+SEPARATORS_MESSAGE = (
+    "Use a point before the cents, like 1250.50; a comma may only separate thousands, "
+    "like 1,250.50."
+)
+
+
 class AmountError(ValueError):
     pass
 
 
+def _without_thousands_separators(text: str) -> str:
+    """Commas that separate thousands go; anything else with a comma (or an underscore,
+    which Decimal() would quietly skip too) is refused."""
+    if "_" in text or ("," in text and not THOUSANDS.fullmatch(text)):
+        raise AmountError(SEPARATORS_MESSAGE)
+    return text.replace(",", "")
+
+
 def parse_amount(text: str) -> int:
-    """``"1234.5"`` -> 123450. Positive, finite, at most two decimals, at most a billion."""
-    cleaned = (text or "").strip().replace(",", "").replace("_", "")
+    """``"1234.5"`` or ``"1,234.5"`` -> 123450. Positive, finite, at most two decimals, at
+    most a billion. One function for the invoice form and the API alike."""
+    cleaned = (text or "").strip()
     if not cleaned:
         raise AmountError("Enter an amount.")
     if len(cleaned) > 32:
@@ -23,6 +43,7 @@ def parse_amount(text: str) -> int:
     if not cleaned.isascii():
         # Decimal() also reads Arabic-Indic and other digits; an invoice amount should not.
         raise AmountError("Use the digits 0 to 9, like 1250.00.")
+    cleaned = _without_thousands_separators(cleaned)
     try:
         value = Decimal(cleaned)
     except InvalidOperation:

@@ -25,8 +25,11 @@ def _add_security_headers(response: Response) -> Response:
     response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
     response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
     if current_app.config["AUTH_COOKIE_SECURE"]:
-        # Once seen over HTTPS, browsers refuse plain HTTP to this host for a year.
-        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        # Once seen over HTTPS, browsers refuse plain HTTP to this host and its subdomains
+        # for a year (OWASP): a plain-HTTP subdomain could otherwise set cookies for it.
+        response.headers.setdefault(
+            "Strict-Transport-Security", "max-age=31536000; includeSubDomains"
+        )
     if g.get("auth_session") is not None or g.get("auth_cookie") is not None:
         # Pages for a signed-in user must not be kept by shared or back-button caches.
         response.headers["Cache-Control"] = "no-store"

@@ -425,7 +425,7 @@ def test_fields_that_choose_status_owner_or_organization_are_refused(
         ({"amount": "0"}, "amount"),
         ({"amount": "-5"}, "amount"),
         ({"amount": "1.005"}, "amount"),
-        ({"amount": "1,250.00"}, "amount"),
+        ({"amount": "12,50"}, "amount"),  # a decimal comma (thousands are read: 1,250.00)
         ({"amount": "1e3"}, "amount"),
         ({"amount": "NaN"}, "amount"),
         ({"amount": "1000000000.01"}, "amount"),

@@ -239,6 +239,7 @@ def test_cookies_are_secure_and_host_only_outside_development(database_file: Pat
             "DATABASE_URL": f"sqlite:///{database_file}",
             "WTF_CSRF_ENABLED": False,  # this test is about the cookie, not the form
             "BASE_URL": "https://invoices.example",
+            "MAIL_BACKEND": "smtp",  # a deployment sends its mail
         }
     )
     assert app.config["AUTH_COOKIE_SECURE"] is True
@@ -253,7 +254,7 @@ def test_cookies_are_secure_and_host_only_outside_development(database_file: Pat
     header = next(h for h in response.headers.getlist("Set-Cookie") if "sid=" in h)
     assert header.startswith("__Host-invoiceapp_sid=")
     assert "Secure" in header and "Path=/" in header and "Domain" not in header
-    assert response.headers["Strict-Transport-Security"] == "max-age=31536000"
+    assert response.headers["Strict-Transport-Security"] == "max-age=31536000; includeSubDomains"
     app.extensions["db_engine"].dispose()
 
 

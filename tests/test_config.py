@@ -67,6 +67,7 @@ def test_settings_come_from_flask_prefixed_environment_variables(
     monkeypatch.setenv("FLASK_FRESH_AGE_SECONDS", "5")
     monkeypatch.setenv("FLASK_RATELIMIT_ENABLED", "false")
     monkeypatch.setenv("FLASK_SECRET_KEY", "from-the-environment")
+    monkeypatch.setenv("FLASK_MAIL_BACKEND", "smtp")
     app = create_app({"DATABASE_URL": f"sqlite:///{database_file}"})
     assert app.config["FRESH_AGE_SECONDS"] == 5
     assert app.config["RATELIMIT_ENABLED"] is False

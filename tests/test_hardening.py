@@ -380,7 +380,11 @@ def test_wrong_reauthentication_passwords_are_limited_per_account_across_session
 
 
 def test_cheapest_hash_profile_is_refused_outside_the_tests(tmp_path: Path) -> None:
-    settings = {"SECRET_KEY": "x" * 32, "DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}"}
+    settings = {
+        "SECRET_KEY": "x" * 32,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'a.db'}",
+        "MAIL_BACKEND": "smtp",
+    }
     with pytest.raises(RuntimeError, match="below OWASP's Argon2id minimum"):
         create_app({**settings, "PASSWORD_HASH_PROFILE": "CHEAPEST"})
     # The default (RFC 9106 low memory: 64 MiB, 3 passes) and the high-memory one pass.

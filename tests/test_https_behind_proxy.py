@@ -68,7 +68,12 @@ def test_a_post_without_a_referer_over_https_is_told_why(database_file: Path) ->
 def deployment(database_file: Path, **settings: object) -> Flask:
     """The app as gunicorn starts it: no testing, debug or demo mode, so cookies are Secure."""
     return create_app(
-        {"SECRET_KEY": "k" * 40, "DATABASE_URL": f"sqlite:///{database_file}", **settings}
+        {
+            "SECRET_KEY": "k" * 40,
+            "DATABASE_URL": f"sqlite:///{database_file}",
+            "MAIL_BACKEND": "smtp",
+            **settings,
+        }
     )
 
 

@@ -14,8 +14,6 @@ profile is the production one.
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 import ssl
@@ -33,50 +31,12 @@ from sqlalchemy.orm import Session
 from invoiceapp.db import make_engine
 from invoiceapp.models import Membership, Organization, User
 from invoiceapp.organizations import new_invitation
-from support import PASSWORD, free_port, latest_mail_to, wait_until_up
+from support import PASSWORD, free_port, latest_mail_to, self_signed_certificate, wait_until_up
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
 NEW_PASSWORD = "tangerine-lighthouse-quietly-hums"
-
-
-def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
-    """A throwaway certificate and key for localhost and 127.0.0.1, valid for a day."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 def _trusting_our_certificate() -> ssl.SSLContext:
@@ -106,7 +66,7 @@ def https_server(
     folder = tmp_path_factory.mktemp("https")
     database = folder / "app.sqlite3"
     shutil.copyfile(seeded_database, database)
-    cert_file, key_file = _self_signed_certificate(folder)
+    cert_file, key_file = self_signed_certificate(folder)
     port = free_port()
     base = f"https://localhost:{port}"
     environment = {
@@ -115,6 +75,7 @@ def https_server(
         "FLASK_DATABASE_URL": f"sqlite:///{database}",
         "FLASK_BASE_URL": base,
         "FLASK_MAIL_OUTBOX_DIR": str(folder / "outbox"),
+        "FLASK_MAIL_FILE_BACKEND_ALLOWED": "true",  # the tests read the outbox
         "WEB_CONCURRENCY": "1",
         "BIND": f"127.0.0.1:{port}",
     }
@@ -186,7 +147,7 @@ def test_over_https_a_password_reset_by_clicking_changes_the_password(
 
     opened = page.goto(link)
     assert opened.headers["referrer-policy"] == "same-origin"
-    assert opened.headers["strict-transport-security"] == "max-age=31536000"
+    assert opened.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
     page.fill("#new_password", NEW_PASSWORD)
     page.fill("#confirm_password", NEW_PASSWORD)
     assert _answered(page, lambda: page.click("main button[type=submit]")) == 303

@@ -84,7 +84,9 @@ def test_a_foreign_host_header_is_a_400_before_any_redirect(database_file: Path)
 
 
 def test_trusted_hosts_default_to_base_url_outside_development() -> None:
-    app = create_app({"SECRET_KEY": "k" * 32, "BASE_URL": "https://invoices.example"})
+    app = create_app(
+        {"SECRET_KEY": "k" * 32, "BASE_URL": "https://invoices.example", "MAIL_BACKEND": "smtp"}
+    )
     assert app.config["TRUSTED_HOSTS"] == ["invoices.example"]
 
 
@@ -199,6 +201,7 @@ def test_the_contract_s_plain_gunicorn_command_serves_with_one_worker(tmp_path: 
         **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
         "FLASK_SECRET_KEY": "k" * 32,
         "FLASK_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "FLASK_MAIL_BACKEND": "smtp",
         "BIND": f"127.0.0.1:{port}",
     }
     environment.pop("WEB_CONCURRENCY", None)

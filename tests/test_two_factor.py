@@ -261,6 +261,7 @@ def test_enrolment_shows_uri_and_qr_code_and_keeps_the_secret_encrypted(
     app: Flask, db: Session, database_file: Path, outbox: Path, clock: Clock
 ) -> None:
     client = signed_in_client(app, "linus@acme.test")
+    assert client.post("/account/two-factor/start").status_code == 303  # "Set up"
     html = client.get("/account/two-factor").get_data(as_text=True)
     match = re.search(r'data-testid="totp-uri">(otpauth://totp/InvoiceApp:[^<]+)<', html)
     assert match, "the otpauth:// URI is shown as text"
@@ -409,6 +410,7 @@ def test_a_secret_still_being_enrolled_is_no_second_factor(
     organization's two-factor rule, or on to replacing a passkey-only user's passkey."""
     require_two_factor(db, "acme")
     linus = signed_in_client(app, "linus@acme.test")  # no second factor at all
+    linus.post("/account/two-factor/start")
     html = linus.get("/account/two-factor").get_data(as_text=True)
     uri = re.search(r'data-testid="totp-uri">([^<]+)<', html).group(1).replace("&amp;", "&")
     pending = parse_qs(urlsplit(uri).query)["secret"][0]
@@ -689,6 +691,9 @@ def test_wrong_codes_are_limited_per_account_and_the_owners_browser_keeps_its_ow
 
 def shown_secret(client: FlaskClient) -> str:
     html = client.get("/account/two-factor").get_data(as_text=True)
+    if 'data-testid="totp-start"' in html:  # not started yet: press "Set up"
+        client.post("/account/two-factor/start")
+        html = client.get("/account/two-factor").get_data(as_text=True)
     uri = re.search(r'data-testid="totp-uri">([^<]+)<', html).group(1).replace("&amp;", "&")
     return parse_qs(urlsplit(uri).query)["secret"][0]
 

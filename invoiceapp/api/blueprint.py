@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
 from flask_limiter.util import get_remote_address
+from werkzeug.exceptions import BadRequest
 
 from ..extensions import limiter, outage_safe_key
 from ..principal import current_principal
@@ -45,6 +46,22 @@ limiter.shared_limit(
 limiter.shared_limit(
     lambda: current_app.config["API_USER_RATE_LIMIT"], scope="api-user", key_func=_per_user
 )(bp)
+
+
+# gunicorn answers a request line over 4,094 bytes itself, with a 414 that is not this
+# API's JSON. Query strings are bounded well below that, so the app answers them.
+MAX_QUERY_BYTES = 2048
+
+
+class QueryTooLong(BadRequest):
+    api_reason = "query_too_long"
+    description = f"The query string is longer than {MAX_QUERY_BYTES:,} bytes."
+
+
+@bp.before_request
+def _bounded_query_string() -> None:
+    if len(request.query_string) > MAX_QUERY_BYTES:
+        raise QueryTooLong()
 
 
 @bp.after_request

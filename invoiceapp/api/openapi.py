@@ -33,8 +33,10 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
 
 # What each status means in this API; every operation lists the ones it can answer.
 ERROR_DETAILS = {
-    400: "malformed JSON (reason malformed_json), a malformed Idempotency-Key, or for cookie "
-    "requests no CSRF token in X-CSRFToken (reason csrf).",
+    400: "malformed JSON (reason malformed_json), a malformed Idempotency-Key, a query "
+    "string over 2,048 bytes (reason query_too_long), a Host this server does not answer "
+    "for (reason untrusted_host), or for cookie requests no CSRF token in X-CSRFToken "
+    "(reason csrf) or, over HTTPS, no Referer from this site (reason csrf_referer).",
     401: "no valid session or token (WWW-Authenticate: Bearer, with "
     'error="invalid_token" for a refused token), or reason reauthentication_required.',
     403: "the policy said no; the message names the action and what was missing. "
@@ -57,6 +59,20 @@ ERROR_DETAILS = {
 }
 
 
+# What the servers in front may answer before the app sees the request: not this API's
+# JSON, so clients should go by the status code when the body is not JSON.
+ANSWERED_BEFORE_THE_APP = (
+    "Some answers come from the servers in front of the app, before it sees the request, "
+    "and are not this JSON: the HTTP server (gunicorn) answers 400 for a malformed request, "
+    "414 for a request line over 4,094 bytes (the app refuses query strings over 2,048 "
+    "bytes itself, as JSON), 431 for a header over 8,190 bytes or too many headers, and "
+    "501 for an unsupported method or transfer encoding; a reverse proxy may answer 413 "
+    "(a body over its own limit), 502 or 504 (the app is down or too slow), or 400 and "
+    "414 of its own (the repository's deploy/nginx.conf answers its 413, and 503 for the "
+    "other two, in this JSON shape). Treat a non-JSON error by its status code."
+)
+
+
 def error_description(status: int) -> str:
     """ "conflict: …": the code from the one table (invoiceapp.errors), then what it means here."""
     detail = ERROR_DETAILS[status]
@@ -64,7 +80,8 @@ def error_description(status: int) -> str:
 
 
 # Answers any operation can give.
-SHARED_ERRORS = (405, 429, 500, 503)
+# 400: any request may name an unknown Host or carry an over-long query string.
+SHARED_ERRORS = (400, 405, 429, 500, 503)
 HEADERS = {
     "ETag": {"description": 'The version, as "3": send it back in If-Match.'},
     "Location": {"description": "Where the new resource is."},
@@ -93,7 +110,8 @@ def openapi_document() -> dict[str, Any]:
                 "X-CSRFToken for unsafe methods (GET /api/v1/me gives it). Errors are always "
                 '{"error": {"code", "message", "reason"?, "fields"?}}. PATCH and DELETE take '
                 "If-Match with the ETag from GET (412 when stale); without it they apply to "
-                "the version they read, and a write landing in between is a 409."
+                "the version they read, and a write landing in between is a 409. "
+                + ANSWERED_BEFORE_THE_APP
             ),
         },
         "paths": paths,

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -31,9 +32,10 @@ from ..text import visible_text_problem
 STATUSES = tuple(status.value for status in InvoiceStatus)
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 PUBLIC_ID_PATTERN = r"^inv_[A-Za-z0-9]{1,32}$"
-# Plain decimal text only: no thousands separators, exponents or other digits, so
-# "1,250" can never mean 1.25 to one client and 1250 to another.
-AMOUNT_PATTERN = r"^[0-9]{1,10}(\.[0-9]{1,2})?$"
+# What money.parse_amount reads, the same as the invoice form: plain digits, or thousands
+# in comma-separated groups of three (1,250.00). No exponents, other digits or decimal
+# commas, so "12,50" can never mean 12.50 to one client and 1250 to another.
+AMOUNT_PATTERN = r"^([0-9]{1,10}|[0-9]{1,3}(,[0-9]{3}){1,3})(\.[0-9]{1,2})?$"
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -71,6 +73,14 @@ def _amount_rule(value: str) -> str:
     return value
 
 
+def _amount_words_first(value: object) -> object:
+    """money.parse_amount's message for a text it refuses; anything else goes on as it is
+    (a JSON number then fails the str type, as before)."""
+    if isinstance(value, str):
+        _amount_rule(value)
+    return value
+
+
 Customer = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
@@ -81,9 +91,13 @@ Amount = Annotated[
     str,
     StringConstraints(pattern=AMOUNT_PATTERN),
     AfterValidator(_amount_rule),
+    # Runs first: a refused amount gets money.py's words, the same as on the invoice form
+    # ("Use a point before the cents…"), rather than the pattern's.
+    BeforeValidator(_amount_words_first),
     Field(
         description="A decimal string with at most two decimals, more than 0 and at most "
-        "1,000,000,000. A string, not a JSON number, so no client rounds it.",
+        "1,000,000,000. A string, not a JSON number, so no client rounds it. A comma may "
+        "only separate thousands (1,250.00); a decimal comma (12,50) is refused.",
         examples=["1250.00"],
     ),
 ]
@@ -169,6 +183,10 @@ class PageQuery(QueryModel):
     cursor: str | None = Field(
         default=None,
         max_length=400,
+        # Cursors are base64url, so 400 characters are 400 bytes in the request line
+        # (percent-encoded UTF-8 takes up to 12 bytes each: past gunicorn's 414). Documented
+        # here; anything else fails decoding as reason invalid_cursor (api/pagination.py).
+        json_schema_extra={"pattern": "^[A-Za-z0-9_-]*$"},
         description="next_cursor from the previous page. Opaque: do not build one.",
     )
 

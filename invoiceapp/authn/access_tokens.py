@@ -18,7 +18,7 @@ import secrets
 from datetime import timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -66,6 +66,41 @@ def issue_access_token(
     )
     db.add(token)
     return token, raw
+
+
+def live_token_count(db: Session, user_id: int) -> int:
+    """How many of the user's tokens still work (or would, in a member organization).
+
+    Takes the user's write lock first (lock_user), so that two requests cannot both count
+    "one left" and both make a token; the caller then inserts and commits.
+    """
+    lock_user(db, user_id)
+    return db.scalar(
+        select(func.count())
+        .select_from(PersonalAccessToken)
+        .where(
+            PersonalAccessToken.user_id == user_id,
+            PersonalAccessToken.revoked_at.is_(None),
+            PersonalAccessToken.expires_at > utcnow(),
+        )
+    ) or 0
+
+
+def lock_user(db: Session, user_id: int) -> None:
+    """This user's write lock, for the rest of the transaction: a count read after it is
+    still true when the insert that depends on it commits.
+
+    PostgreSQL: SELECT … FOR NO KEY UPDATE on the user's row (requests for other users do
+    not wait). SQLite allows one writer for the whole database, and an ordinary
+    transaction takes that lock only at its first write: BEGIN IMMEDIATE takes it now.
+    """
+    if db.get_bind().dialect.name == "sqlite":
+        connection = db.connection()
+        raw = connection.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:  # else this request already writes
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    db.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
 
 
 def revoke_access_token(token: PersonalAccessToken) -> None:

@@ -7,12 +7,22 @@ from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, ValidationError
 
 from ..forms import Form
+from .emails import normalise_new_email
 from .password_policy import StrongPassword
 
 
 def normalise_email(value: str | None) -> str:
-    """One spelling per address, so the unique constraint is case-insensitive."""
-    return (value or "").strip().lower()
+    """The address as sign-up stored it (normalise_new_email: Unicode normal form, lower
+    case), so whoever signed up as "Zoë@Example.test" signs in however they type it.
+
+    A claim is never refused here: what is not a valid address is only trimmed and
+    lower-cased, and then simply matches no account.
+    """
+    text = (value or "").strip()
+    try:
+        return normalise_new_email(text)
+    except ValueError:
+        return text.lower()
 
 
 def _no_control_characters(_form: Form, field: StringField) -> None:

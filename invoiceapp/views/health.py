@@ -1,4 +1,8 @@
-"""Health checks for load balancers and orchestrators: public, JSON, no versions."""
+"""Health checks for load balancers and orchestrators: public, JSON, no versions.
+
+Both answer whatever Host the request names (invoiceapp/health_hosts.py): load balancers
+probe by IP address, and neither page builds a link from the host.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,14 @@ def readyz() -> ResponseReturnValue:
     if current_app.config["RATELIMIT_STORAGE_URI"].startswith(("redis://", "rediss://")):
         checks["redis"] = _redis_ok()
     ready = all(checks.values())
-    body = {"status": "ok" if ready else "unavailable", "checks": checks, "request": _as_seen()}
+    body: dict[str, object] = {
+        "status": "ok" if ready else "unavailable",
+        "checks": checks,
+        "request": _as_seen(),
+    }
+    if current_app.extensions.get("mail_stays_on_the_server"):
+        # Allowed with MAIL_FILE_BACKEND_ALLOWED; whoever deploys should still see it.
+        body["mail"] = "written to files on this server (MAIL_BACKEND=file), not sent"
     response = jsonify(body)
     response.status_code = 200 if ready else 503
     if not ready:

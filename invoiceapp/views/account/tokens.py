@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from wtforms import IntegerField, SelectField, StringField
@@ -24,6 +24,7 @@ from ...authn.access_tokens import (
     MAX_NAME_LENGTH,
     MIN_EXPIRES_DAYS,
     issue_access_token,
+    live_token_count,
     revoke_access_token,
 )
 from ...authn.events import EventKind, record_event
@@ -32,6 +33,7 @@ from ...authz.enforce import ReauthenticationRequired, authorize
 from ...authz.org_security import TOKEN_LIFETIME_RULE, token_creation_refusal
 from ...authz.scope import my_organizations
 from ...db import get_db, utcnow
+from ...extensions import failures_limit, outage_safe_key
 from ...forms import Form, strip
 from ...models import Organization, PersonalAccessToken, TokenScope
 from ...path_ids import path_id_or_404
@@ -136,7 +138,11 @@ def _rows(principal: Principal) -> list[TokenRow]:
 
 
 def _page(
-    form: NewTokenForm, *, new_token: str | None = None, status: int = 200
+    form: NewTokenForm,
+    *,
+    new_token: str | None = None,
+    status: int = 200,
+    refusal: str | None = None,
 ) -> ResponseReturnValue:
     principal = require_principal()
     html = render_template(
@@ -144,6 +150,7 @@ def _page(
         form=form,
         rows=_rows(principal),
         new_token=new_token,
+        refusal=refusal,
         # No form to fill in and lose: a stale session is sent to confirm it's you first.
         proof_needed_at=_proof_needed_at(principal),
     )
@@ -164,14 +171,45 @@ def index() -> ResponseReturnValue:
     return _page(_form(require_principal(), posted=False))
 
 
+def _token_creation_limit() -> str:
+    return current_app.config["API_TOKEN_CREATE_RATE_LIMIT"]
+
+
+@outage_safe_key
+def _creating_account() -> str:
+    return f"api-token-create:{require_principal().user.id}"
+
+
+def _token_made(response: object) -> bool:
+    """Only a token actually made keeps its place in the count (a form error does not)."""
+    return getattr(response, "status_code", None) == 201
+
+
+def _too_many_live_tokens(principal: Principal) -> str | None:
+    """Each live token is one more way into the account: their number is bounded."""
+    most = current_app.config["MAX_LIVE_API_TOKENS"]
+    if live_token_count(get_db(), principal.user.id) < most:
+        return None
+    return (
+        f"You already have {most} tokens that still work, the most one account may have. "
+        "Revoke one you no longer use, then make the new one. No token was made."
+    )
+
+
 @bp.post("")
 @login_required
+@failures_limit(
+    _token_creation_limit, name="api-token-create", failed=_token_made, key_func=_creating_account
+)
 def create() -> ResponseReturnValue:
     principal = require_principal()
     authorize("account.tokens.create", principal.user)  # stale: confirm it's you first
     form = _form(principal, posted=True)
     if not form.validate():
         return _page(form, status=422)
+    refusal = _too_many_live_tokens(principal)
+    if refusal:
+        return _page(form, status=409, refusal=refusal)
     organization = next(
         org for org in my_organizations(principal) if org.slug == form.organization.data
     )

@@ -87,21 +87,31 @@ PAGE = "/account/two-factor"
 @bp.get(PAGE)
 @login_required
 def two_factor_page() -> ResponseReturnValue:
-    """Enabled: manage it. Not enabled: enrolment, with a secret made for this user."""
+    """Enabled: manage it. Enrolment started: the secret to scan. Neither: a "Set up"
+    button. A GET changes nothing (a prefetch or a crawler must not make a secret); the
+    secret is made by the button's POST."""
     user = require_principal().user
     _authorize_for("account.two_factor.manage", user, url_for("two_factor.two_factor_page"))
     if user.totp_enabled_at is not None:
         return _render_manage(user)
-    secret = _pending_secret(user)
+    secret = _shown_secret(user)
+    if secret is None:
+        return render_template("account/two_factor_start.html", form=EmptyForm(formdata=None))
     return _render_setup(user, secret, CodeForm(formdata=None))
 
 
-def _pending_secret(user: User) -> str:
-    """The secret being enrolled: the one already shown, else a new one (committed)."""
+def _shown_secret(user: User) -> str | None:
+    """The secret being enrolled, if enrolment has started (read only)."""
     try:
-        secret = totp.secret_of(user)
+        return totp.secret_of(user)
     except totp.SecretUnreadable:
-        secret = None
+        return None
+
+
+def _pending_secret(user: User) -> str:
+    """The secret being enrolled: the one already shown, else a new one (committed).
+    For POSTs only."""
+    secret = _shown_secret(user)
     if secret is None:
         secret = totp.start_enrolment(user)
         get_db().commit()
@@ -166,9 +176,11 @@ def confirm_enrolment() -> ResponseReturnValue:
 
 
 @bp.post(PAGE + "/restart")
+@bp.post(PAGE + "/start")  # registered first: url_for() names this one
 @login_required
 def restart_enrolment() -> ResponseReturnValue:
-    """A new secret, for someone who scanned the code into the wrong place."""
+    """A new secret: the "Set up" button, and "Start over" for someone who scanned the
+    code into the wrong place."""
     user = require_principal().user
     _authorize_for("account.two_factor.manage", user, url_for("two_factor.two_factor_page"))
     if user.totp_enabled_at is None:
