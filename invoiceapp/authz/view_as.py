@@ -79,6 +79,8 @@ def _clear(session: UserSession, reason: str, who: str | None) -> None:
 
 def view_as_gate() -> None:
     """Every request: a view that no longer holds ends; a write while viewing is a 403."""
+    if request.routing_exception is not None:
+        return  # a 404 or 405 follows whoever asks: nothing to look at, no statement spent
     auth_session = current_session()
     if auth_session is None or auth_session.view_as_organization_id is None:
         return  # the usual case, and no statement spent on it
@@ -97,7 +99,7 @@ def view_as_gate() -> None:
         # Demoted meanwhile, say: the view ends, and this request runs as the real user.
         end_view_as(principal, reason="ended: the viewer may no longer view as this")
         return
-    if request.method in UNSAFE_METHODS and request.routing_exception is None:
+    if request.method in UNSAFE_METHODS:
         if request.endpoint not in ALLOWED_WHILE_VIEWING:
             _refuse_write(principal, view, organization)
 
