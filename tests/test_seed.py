@@ -178,6 +178,7 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
         "account_tokens": 0,
         "security_events": 0,
         "invitations": 0,
+        "shares": 0,
         "audit_events": 0,
         "audit_counts": 0,
         "personal_access_tokens": 0,
