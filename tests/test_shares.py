@@ -18,7 +18,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from invoiceapp.db import utcnow
+from conftest import make_test_app
+from invoiceapp.db import get_db, utcnow
 from invoiceapp.models import AuditEvent, Invoice, Organization, Share
 from invoiceapp.shares import share_token_hash
 from support import latest_mail_to, make_token, signed_in_client
@@ -176,6 +177,8 @@ def test_an_action_beyond_the_share_is_a_403_naming_the_share(
     assert "Your share from Ada Lovelace allows reading only" in body
     for verb in ("void", "send", "duplicate"):
         assert guest.post(f"/invoices/{invoice.public_id}/{verb}").status_code == 403
+    refusals = actions(db, "invoice.mark_paid")  # in Acme's log, with the guest as actor
+    assert [(e.decision, e.status, e.actor_email) for e in refusals] == [("denied", 403, GUEST)]
     assert guest.get(f"/invoices/{invoice.public_id}/edit").status_code == 403
     db.expire_all()
     assert db.get(Invoice, invoice.id).status == "sent"  # type: ignore[union-attr]
@@ -312,3 +315,14 @@ def test_share_expiry_defaults_are_kept(app: Flask, db: Session, outbox: Path) -
     stored = db.scalar(select(Share))
     assert stored is not None
     assert stored.expires_at - stored.created_at == timedelta(days=7)
+
+
+def test_the_demo_trace_shows_the_share(database_file: Path, outbox: Path) -> None:
+    app = make_test_app(database_file, DEMO_MODE=True)
+    guest = accepted_guest(app, outbox)
+    with app.app_context():
+        public_id = get_db().scalar(select(Invoice.public_id).where(Invoice.customer == CUSTOMER))
+    page = guest.get(f"/invoices/{public_id}").get_data(as_text=True)
+    assert "Allowed by a share from Ada Lovelace, expires" in page  # invoice.read's row
+    assert "Your share from Ada Lovelace allows reading only" in page  # the other rows
+    app.extensions["db_engine"].dispose()
