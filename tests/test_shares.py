@@ -326,3 +326,17 @@ def test_the_demo_trace_shows_the_share(database_file: Path, outbox: Path) -> No
     assert "Allowed by a share from Ada Lovelace, expires" in page  # invoice.read's row
     assert "Your share from Ada Lovelace allows reading only" in page  # the other rows
     app.extensions["db_engine"].dispose()
+
+
+def test_sharing_again_replaces_the_earlier_share(app: Flask, db: Session, outbox: Path) -> None:
+    ada = signed_in_client(app, "ada@acme.test")
+    first = share(ada, outbox, access="read")
+    second = share(ada, outbox, access="read_mark_paid")
+    guest = signed_in_client(app, GUEST)
+    assert guest.post(first).status_code == 404  # the earlier link no longer works
+    assert guest.post(second).status_code == 303
+    db.expire_all()
+    states = sorted((s.access, s.revoked_at is None) for s in db.scalars(select(Share)))
+    assert states == [("read", False), ("read_mark_paid", True)]
+    reasons = [e.reason for e in actions(db, "invoice.share")]
+    assert reasons[-1].endswith("; it replaces the earlier share")

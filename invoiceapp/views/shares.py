@@ -34,7 +34,7 @@ from ..authz.scope import (
     organization_in_my_orgs_or_404,
     shared_with,
 )
-from ..db import get_db, utcnow
+from ..db import get_db, rows_changed, utcnow
 from ..forms import Form
 from ..mail import absolute_url, send_mail
 from ..models import Invoice, Organization, Share, ShareAccess
@@ -152,7 +152,7 @@ def create(slug: str) -> ResponseReturnValue:
             "decides what they see, and a share would add nothing."
         ]
         return _render(organization, form, 409)
-    _replace_earlier(email, organization, customer)
+    replaced = _replace_earlier(email, organization, customer)
     user = require_principal().user
     share, raw = new_share(
         db,
@@ -179,32 +179,36 @@ def create(slug: str) -> ResponseReturnValue:
         "invoice.share",
         organization_id=organization.id,
         resource_id=f"share:{share.public_id}",
-        reason=f"shared {share.access} until {share.expires_at:%Y-%m-%d}",
+        reason=f"shared {share.access} until {share.expires_at:%Y-%m-%d}"
+        + ("; it replaces the earlier share" if replaced else ""),
     )
     flash(f"Shared. We mailed {email} a link to accept it.", "success")
     return redirect(url_for("shares.index", slug=organization.slug), code=303)
 
 
-def _replace_earlier(email: str, organization: Organization, customer: str) -> None:
+def _replace_earlier(email: str, organization: Organization, customer: str) -> int:
     """One live share per address and customer: a new one (new access, new expiry) replaces
-    the earlier, whose link and grant stop working."""
-    get_db().execute(
+    the earlier, whose link and grant stop working. Returns how many it replaced."""
+    return rows_changed(
+        get_db(),
         update(Share)
         .where(
             Share.organization_id == organization.id,
             Share.email == email,
             Share.customer == customer,
             Share.revoked_at.is_(None),
+            Share.expires_at > utcnow(),
         )
         .values(revoked_at=utcnow())
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False),
     )
 
 
 @bp.post("/orgs/<slug>/shares/<share_id>/revoke")
 @login_required
 def revoke(slug: str, share_id: str) -> ResponseReturnValue:
-    organization = organization_in_my_orgs_or_404(slug)
+    organization = organization_in_my_orgs_or_404(slug)  # scope: 404
+    authorize("invoice.share", organization)  # policy: 403, before saying whether it exists
     path_id_or_404("invitation", share_id)  # the same shape: secrets.token_hex(8)
     db = get_db()
     share = db.scalar(
@@ -212,7 +216,6 @@ def revoke(slug: str, share_id: str) -> ResponseReturnValue:
     )
     if share is None:
         raise NotFound()
-    authorize("invoice.share", organization)
     if revoke_share(db, share):
         db.commit()
         record_audit(
