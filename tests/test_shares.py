@@ -340,3 +340,19 @@ def test_sharing_again_replaces_the_earlier_share(app: Flask, db: Session, outbo
     assert states == [("read", False), ("read_mark_paid", True)]
     reasons = [e.reason for e in actions(db, "invoice.share")]
     assert reasons[-1].endswith("; it replaces the earlier share")
+
+
+def test_the_guests_list_is_grouped_and_paginated(database_file: Path, outbox: Path) -> None:
+    app = make_test_app(database_file, INVOICES_PER_PAGE=1)
+    ada = signed_in_client(app, "ada@acme.test")
+    paths = [share(ada, outbox, customer=c) for c in (CUSTOMER, "Northwind Traders")]
+    hank = signed_in_client(app, GUEST)
+    for path in paths:
+        assert hank.post(path).status_code == 303
+    first = hank.get("/shared").get_data(as_text=True)
+    second = hank.get("/shared?page=2").get_data(as_text=True)
+    assert "Page 1 of 2 · 2 invoices" in first and "Page 2 of 2" in second
+    # Each page heads its invoices with their organization and customer.
+    assert "Acme" in first and "Maple Leaf Logistics</bdi></h2>" in first
+    assert "Northwind Traders</bdi></h2>" in second
+    app.extensions["db_engine"].dispose()
