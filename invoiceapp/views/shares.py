@@ -166,7 +166,8 @@ def create(slug: str) -> ResponseReturnValue:
     db.commit()  # the link in the mail works as soon as it arrives
     send_mail(
         email,
-        f"{user.display_name} shared invoices with you on InvoiceApp",
+        # One line whatever the name holds: a subject is a mail header.
+        " ".join(f"{user.display_name} shared invoices with you on InvoiceApp".split()),
         "share",
         accept_url=absolute_url(url_for("shares.show_link", token=raw)),
         sharer_name=user.display_name,
