@@ -403,6 +403,54 @@ class Invitation(Base):
         return self.accepted_at is None and self.revoked_at is None
 
 
+class ShareAccess(enum.StrEnum):
+    """What a share lets its guest do (the policy's SHARE_ACCESS says which actions)."""
+
+    READ = "read"
+    READ_MARK_PAID = "read_mark_paid"
+
+
+class Share(Base):
+    """One customer's invoices shared with a person outside the organization (a guest).
+
+    Mailed like an invitation, as a single-use link whose SHA-256 alone is stored; once
+    accepted it is a grant to that user, an input to can() until it expires or is revoked.
+    """
+
+    __tablename__ = "shares"
+    __table_args__ = (
+        CheckConstraint(_in("access", tuple(a.value for a in ShareAccess)), name="access"),
+        CheckConstraint("length(customer) > 0", name="customer_not_empty"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # For the revoke button; unrelated to the token in the mailed link.
+    public_id: Mapped[str] = mapped_column(String(32), unique=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    customer: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    access: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    shared_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
+    )
+    # Who accepted it: the grant belongs to this user from then on.
+    guest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Both the link and the grant end here.
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+
+    organization: Mapped[Organization] = relationship()
+    shared_by: Mapped[User | None] = relationship(foreign_keys=[shared_by_id])
+    guest: Mapped[User | None] = relationship(foreign_keys=[guest_id])
+
+
 class AuditEvent(Base):
     """One authorization decision or sensitive action, kept for the organization's owners.
 

@@ -13,6 +13,7 @@ from .authn.access_tokens import current_access_token
 from .authn.sessions import TWO_FACTOR_PROOFS, current_session
 from .db import get_db
 from .models import Membership, Organization, PersonalAccessToken, User, UserSession
+from .shares import Grant, grants_of
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class Principal:
     # (their real roles), for the banner, the trace and the checks that keep it honest.
     viewing_as: ViewAs | None = None
     viewer: Principal | None = None
+    # Shares accepted from organizations this person may not belong to (invoiceapp.shares):
+    # read with the roles, in a browser session only; a token and the API carry none.
+    grants: tuple[Grant, ...] = ()
 
     @property
     def proof(self) -> str:
@@ -97,6 +101,7 @@ def current_principal() -> Principal | None:
                 user=user, session=current_session(), roles=roles, organizations=organizations
             )
             if not request.path.startswith("/api/"):  # the API always acts as the real user
+                principal = replace(principal, grants=grants_of(user))
                 principal = _viewing_as(principal) or principal
     g.principal = principal
     return principal

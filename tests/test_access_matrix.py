@@ -198,6 +198,8 @@ CONTRACT_INVOICE_ROWS = {
     "invoice.void":   (Rule.YES,      Rule.YES,      Rule.NO),
     "invoice.duplicate": (Rule.FLAG_ON, Rule.FLAG_ON, Rule.FLAG_ON),
     "invoice.export": (Rule.PRO_PLAN, Rule.PRO_PLAN, Rule.PRO_PLAN),
+    # CONTRACT section 5: sharing with someone outside the organization, owner and admin.
+    "invoice.share":  (Rule.YES,      Rule.YES,      Rule.NO),
 }  # fmt: skip
 
 

@@ -137,6 +137,7 @@ MISSING = {
     "token": "A" * 43,
     "mail_id": "nothing-here",
     "part": "no-such-part",  # /exercises/<part>: the router itself answers 404
+    "share_id": "0123456789abcdef",  # /orgs/<slug>/shares/<share_id>/revoke
 }
 MISSING_PUBLIC_ID = {
     "/account/sessions/": "0123456789abcdef",

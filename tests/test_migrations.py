@@ -29,7 +29,7 @@ from invoiceapp.db import Base
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
-HEAD = "0017_audit_chain"
+HEAD = "0018_shares"
 
 
 def alembic_config(url: str) -> Config:

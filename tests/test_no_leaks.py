@@ -16,6 +16,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from flask import Flask
@@ -24,11 +25,12 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 import seed
+from invoiceapp.authn.passwords import hash_password
 from invoiceapp.db import utcnow
 from invoiceapp.invoicing import catch_up_invoice_counters
-from invoiceapp.models import Invoice, Organization
+from invoiceapp.models import Invoice, Organization, User
 from seed import random_public_id
-from support import signed_in_client
+from support import PASSWORD, latest_mail_to, signed_in_client
 
 
 # The backend-switching fixtures: SQLite, and PostgreSQL when it is configured.
@@ -226,3 +228,89 @@ def test_no_page_shows_the_other_organizations_ids(
 
     leaks = {name: sorted(ids & foreign) for name, ids in seen.items() if ids & foreign}
     assert not leaks, f"{viewer} saw the other organization's invoices: {leaks}"
+
+
+# --- A guest: someone outside both organizations, with one customer of Acme shared ----------
+
+OUTSIDER = "olive@outside.test"
+SHARED_CUSTOMER = "Twin Trading 3"  # Globex has a customer of the very same name
+
+
+def outsider_with_a_share(app: Flask, db: Session) -> FlaskClient:
+    """Olive, a verified account in no organization, accepts a share of Acme's twin."""
+    with app.app_context():
+        password_hash = hash_password(PASSWORD)
+    db.add(User(email=OUTSIDER, display_name="Olive Outside", password_hash=password_hash,
+                email_verified_at=utcnow()))  # fmt: skip
+    db.commit()
+    ada = signed_in_client(app, "ada@acme.test")
+    response = ada.post(
+        "/orgs/acme/shares",
+        data={"email": OUTSIDER, "customer": SHARED_CUSTOMER, "access": "read_mark_paid",
+              "expires_days": "30"},
+    )  # fmt: skip
+    assert response.status_code == 303
+    mail = latest_mail_to(app.config["MAIL_OUTBOX_DIR"], OUTSIDER)
+    assert mail is not None
+    link = next(link for link in mail.links if "/shares/" in link)
+    guest = signed_in_client(app, OUTSIDER)
+    assert guest.post(urlsplit(link).path).status_code == 303
+    return guest
+
+
+def test_a_guest_sees_only_what_was_shared(
+    app: Flask, db: Session, look_alikes: dict[str, set[str]]
+) -> None:
+    guest = outsider_with_a_share(app, db)
+    db.expire_all()
+    shared = set(
+        db.scalars(
+            select(Invoice.public_id).where(
+                Invoice.organization_id == org_id(db, "acme"),
+                Invoice.customer == SHARED_CUSTOMER,
+                Invoice.deleted_at.is_(None),
+            )
+        )
+    )
+    everything = look_alikes["acme"] | look_alikes["globex"]
+    assert shared and len(everything - shared) > 80
+    seen: dict[str, set[str]] = {}
+
+    # The guest's own list: exactly the shared invoices, not Globex's twin of the customer.
+    listed = set().union(*(ids_in(body) for body in every_page(guest, "/shared")))
+    assert listed == shared
+
+    # Each shared invoice opens; every other one is the 404 of an id that never existed.
+    for public_id in shared:
+        assert guest.get(f"/invoices/{public_id}").status_code == 200
+    missing = guest.get("/invoices/inv_doesnotexist0000")
+    for public_id in sorted(everything - shared):
+        hidden = guest.get(f"/invoices/{public_id}")
+        assert hidden.status_code == 404
+        assert hidden.get_data() == missing.get_data(), public_id
+
+    # Lists, counts, exports and audit logs of both organizations: a stranger's 404.
+    for slug in ("acme", "globex"):
+        for path in (f"/invoices?organization={slug}", f"/invoices/export.csv?organization={slug}",
+                     f"/orgs/{slug}", f"/orgs/{slug}/audit", f"/orgs/{slug}/members",
+                     f"/orgs/{slug}/shares", f"/api/v1/invoices?organization={slug}",
+                     f"/api/v1/orgs/{slug}/audit"):  # fmt: skip
+            response = guest.get(path)
+            assert response.status_code == 404, path
+            seen[path] = ids_in(response.get_data(as_text=True))
+    # With no organization of her own, the plain list and export send her to the dashboard.
+    for path in ("/invoices", "/invoices/export.csv"):
+        response = guest.get(path)
+        assert response.status_code == 303, path
+        seen[path] = ids_in(response.get_data(as_text=True))
+    dashboard = guest.get("/dashboard").get_data(as_text=True)
+    seen["/dashboard"] = ids_in(dashboard)
+    assert not STAT.findall(dashboard)  # no organization's counts
+    assert 'data-testid="shared-link"' in dashboard
+    # The API carries no shares, by cookie or token: the shared invoice is a 404 there too.
+    api = guest.get(f"/api/v1/invoices/{min(shared)}")
+    assert api.status_code == 404
+    seen["api"] = ids_in(api.get_data(as_text=True))
+
+    leaks = {name: sorted(ids) for name, ids in seen.items() if ids}
+    assert not leaks, f"the guest saw invoices beyond the share: {leaks}"

@@ -40,6 +40,7 @@ from invoiceapp.authz.policy import POLICY, SELF_SERVICE, Decision, can
 from invoiceapp.db import utcnow
 from invoiceapp.models import Invoice, Membership, Organization, User
 from invoiceapp.principal import Principal
+from invoiceapp.shares import Grant
 
 OWNER, ADMIN, MEMBER = "owner", "admin", "member"
 ROLES: tuple[str | None, ...] = (OWNER, ADMIN, MEMBER, None)
@@ -101,6 +102,7 @@ ORGANIZATION_ACTIONS = (
     "org.security.update",
     "member.read",
     "audit.read",
+    "invoice.share",
 )
 INVITE = "member.invite"
 MEMBERSHIP_ACTIONS = ("member.remove", "member.change_role")
@@ -220,7 +222,7 @@ def role_answer(case: Case) -> tuple[bool, bool]:
         return role != OWNER, False  # the owner transfers ownership first
     if action == "org.settings.update":
         return role == OWNER, False
-    if action in ("org.billing.read", "audit.read"):
+    if action in ("org.billing.read", "audit.read", "invoice.share"):
         return manager, False
     if action in ("org.billing.update", "org.transfer_ownership", "org.security.update"):
         return role == OWNER, True  # "yes, elevated"
@@ -594,3 +596,97 @@ def test_the_owner_acting_on_their_own_membership_is_told_it_is_themselves(
         assert not decision.allowed
         assert decision.rule == "not yourself"
         assert decision.reason == "Nobody can remove or re-role themselves here"
+
+
+# --- Shares: a grant is one more input -----------------------------------------------------
+
+# A share grants a person outside the organization invoice.read (and, with read_mark_paid,
+# invoice.mark_paid) on one customer's invoices, until it expires or is revoked (CONTRACT
+# section 7). Nothing else: no organization action, no other customer, no API token.
+GRANTS = (None, "read", "read_mark_paid", "expired", "revoked")
+SHARED, NOT_SHARED = "Shared Customer", "Look-alike Ltd"
+
+
+def grant(kind: str | None) -> tuple[Grant, ...]:
+    if kind is None:
+        return ()
+    now = utcnow()
+    expired = kind == "expired"
+    return (
+        Grant(
+            share_id="0123456789abcdef",
+            organization_id=HOME,
+            customer=SHARED,
+            access="read" if kind in ("read", "expired", "revoked") else kind,
+            shared_by="Ada",
+            expires_at=now - timedelta(seconds=1) if expired else now + timedelta(days=3),
+            revoked_at=now if kind == "revoked" else None,
+        ),
+    )
+
+
+def grant_expected(kind: str | None, action: str, customer: str, status: str | None,
+                   credential: str, two_factor: bool) -> bool:  # fmt: skip
+    """A guest (no role in the organization) answers from the share alone."""
+    if (
+        kind not in ("read", "read_mark_paid")
+        or customer != SHARED
+        or credential in (READ_TOKEN, WRITE_TOKEN)
+    ):
+        return False
+    allowed = action == "invoice.read" or (
+        kind == "read_mark_paid" and action == "invoice.mark_paid" and status == "sent"
+    )
+    if two_factor and credential not in (FRESH_TWO_FACTOR, STALE_TWO_FACTOR):
+        return False  # the organization's two-factor rule holds for guests too
+    return allowed
+
+
+def test_every_grant_case_matches_the_contract(app_context: None) -> None:
+    mismatches: list[str] = []
+    count = 0
+    for role, kind, credential, two_factor, customer in itertools.product(
+        (None, MEMBER, ADMIN), GRANTS, CREDENTIALS, (False, True), (SHARED, NOT_SHARED)
+    ):
+        org = organization(HOME, "pro", True, two_factor)
+        base = principal(role, credential)
+        who = Principal(user=base.user, session=base.session, roles=base.roles,
+                        token_scope=base.token_scope, grants=grant(kind))  # fmt: skip
+        for action in sorted(CONTRACT_ACTIONS):
+            for resource, context, fields in resources(action, org, role):
+                if isinstance(resource, Invoice):
+                    resource.customer = customer
+                decision = can(who, action, resource, **context)
+                count += 1
+                if role is not None:
+                    # A member gains nothing from a share: exactly their role's answer.
+                    plain = can(base, action, resource, **context)
+                    if (decision.allowed, decision.reason) != (plain.allowed, plain.reason):
+                        mismatches.append(f"{role} {kind} {action}: the share changed it")
+                    continue
+                want = grant_expected(kind, action, customer, fields.get("status"),
+                                      credential, two_factor)  # fmt: skip
+                if decision.allowed != want:
+                    mismatches.append(
+                        f"{kind} {credential} 2fa={two_factor} {customer} {action} {fields}: "
+                        f"expected {want}, got {decision.allowed} ({decision.reason})"
+                    )
+                if decision.rule == "share" and not decision.allowed:
+                    assert "Your share from Ada allows" in decision.reason
+                assert "Look-alike" not in decision.reason and "Shared Customer" not in (
+                    decision.reason
+                )
+    assert not mismatches, f"{len(mismatches)} of {count} differ:\n" + "\n".join(mismatches[:40])
+    assert count > 20_000
+
+
+def test_a_guests_refusal_beyond_the_share_names_it(app_context: None) -> None:
+    org = organization(HOME, "pro", True)
+    base = principal(None, FRESH_PASSWORD)
+    who = Principal(user=base.user, session=base.session, roles={}, grants=grant("read"))
+    invoice = Invoice(organization_id=HOME, organization=org, status="sent",
+                      created_by_id=SOMEONE_ELSE, number=1, customer=SHARED)  # fmt: skip
+    refused = can(who, "invoice.mark_paid", invoice)
+    assert not refused.allowed and refused.reason == "Your share from Ada allows reading only"
+    allowed = can(who, "invoice.read", invoice)
+    assert allowed.allowed and allowed.reason.startswith("Allowed by a share from Ada, expires ")

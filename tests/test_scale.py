@@ -309,10 +309,11 @@ def test_statements_per_page_do_not_grow_with_the_data(app: Flask, db: Session) 
     assert max(large.values()) <= 8, large
 
 
-def test_knowing_who_asks_costs_two_statements_and_the_scoped_lookup_one(app: Flask) -> None:
+def test_knowing_who_asks_costs_three_statements_and_the_scoped_lookup_one(app: Flask) -> None:
     """The signed-in hot path (bench/throughput.py measures its speed): the session with
-    its user, the roles with their organizations, then the invoice, scoped. The header's
-    switcher and the policy's organization rules reuse what those loaded."""
+    its user, the roles with their organizations, the shares accepted from elsewhere
+    (invoiceapp.shares, one indexed read), then the invoice, scoped. The header's switcher
+    and the policy's organization rules reuse what those loaded."""
     ada = signed_in_client(app, "ada@acme.test")
     seen: list[str] = []
     engine = app.extensions["db_engine"]
@@ -328,8 +329,9 @@ def test_knowing_who_asks_costs_two_statements_and_the_scoped_lookup_one(app: Fl
         event.remove(engine, "before_cursor_execute", count)
     assert "FROM sessions JOIN users" in seen[0]
     assert "FROM memberships JOIN organizations" in seen[1]
-    assert "FROM invoices" in seen[2] and "public_id" in seen[2]
-    assert not any("FROM organizations" in statement for statement in seen[3:]), seen
+    assert "FROM shares" in seen[2]
+    assert "FROM invoices" in seen[3] and "public_id" in seen[3]
+    assert not any("FROM organizations" in statement for statement in seen[4:]), seen
 
 
 def test_after_a_rollback_the_header_reads_the_organizations_in_one_statement(

@@ -178,6 +178,7 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
         "account_tokens": 0,
         "security_events": 0,
         "invitations": 0,
+        "shares": 0,
         "audit_events": 0,
         "audit_counts": 0,
         "personal_access_tokens": 0,
@@ -191,7 +192,7 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
     }
     assert "users: 7 created, 0 already present" in first_output
     assert "users: 0 created, 7 already present" in second_output
-    assert "already at 0017_audit_chain" in second_output
+    assert "already at 0018_shares" in second_output
     assert PASSWORD in second_output  # the summary tells the demo password
 
 

@@ -33,11 +33,13 @@ from .policy import (
     POLICY,
     READ_ONLY_ACTIONS,
     SELF_SERVICE,
+    SHARE_RULE,
     TWO_FACTOR_RULE,
     VIEW_AS_RULE,
     Decision,
     Rule,
     can,
+    grant_for,
     organization_of,
     roles_granted,
 )
@@ -121,7 +123,7 @@ def _trace(principal: Principal | None, action: str, resource: object, decision:
         proof=principal.proof if principal is not None else "none",
         two_factor_proven=principal.two_factor_proven if principal is not None else False,
         decision=decision,
-        status=_status(principal, decision, organization),
+        status=_status(principal, decision, organization, resource),
         viewing_as=principal.viewing_as.who
         if principal is not None and principal.viewing_as is not None
         else None,
@@ -139,13 +141,17 @@ def explain_each(actions: Iterable[str], resources: Iterable[object]) -> list[Tr
 
 
 def _status(
-    principal: Principal | None, decision: Decision, organization: Organization | None
+    principal: Principal | None,
+    decision: Decision,
+    organization: Organization | None,
+    resource: object = None,
 ) -> str:
     """The gates after authentication, in their order (see invoiceapp.gates)."""
     if principal is None:
         return "401"
     if organization is not None and principal.role_in(organization.id) is None:
-        return "404"  # scope answers before the policy is asked
+        if grant_for(principal, resource) is None:
+            return "404"  # scope answers before the policy is asked (a share: it found it)
     if not decision.allowed:
         return "403"
     if principal.viewing_as is not None and decision.action not in READ_ONLY_ACTIONS:
@@ -424,6 +430,10 @@ class Why:
         rows.append(("Elevated (password entered recently)", "yes" if i["elevated"] else "no"))
         if i["token_scope"] is not None:
             rows.append(("Access token scope", i["token_scope"]))
+        if i.get("share") is not None:
+            share = i["share"]
+            rows.append(("Share", f"from {share['shared_by']}, {share['access']}, "
+                                  f"expires {share['expires']}"))  # fmt: skip
         return rows
 
 
@@ -482,7 +492,19 @@ def _inputs(
         "elevated": trace.elevated,
         "elevation_seconds_left": trace.elevation_seconds_left,
         "token_scope": principal.token_scope if principal is not None else None,
+        "share": _share(principal, resource, trace.role),
     }
+
+
+def _share(
+    principal: Principal | None, resource: object, role: str | None
+) -> dict[str, Any] | None:
+    """The share that answered for someone without a role here (invoiceapp.shares)."""
+    grant = grant_for(principal, resource) if principal is not None and role is None else None
+    if grant is None:
+        return None
+    until = grant.expires_at.strftime("%Y-%m-%d")
+    return {"shared_by": grant.shared_by, "access": grant.access, "expires": until}
 
 
 def _viewed(principal: Principal) -> dict[str, Any] | None:
@@ -528,6 +550,7 @@ def _remedy(principal: Principal | None, trace: Trace, organization: Organizatio
         "invoice state": "No role changes this: it depends on the invoice's state.",
         "one owner": "No role changes this: ownership moves only by a transfer.",
         "not yourself": "No role changes this: someone else has to do it for you.",
+        SHARE_RULE: "Ask whoever shared these invoices with you for a share that allows it.",
         Rule.TRANSFER_FIRST.value: "Transfer ownership to another member first, then leave.",
         Rule.PRO_PLAN.value: f"Ask the {_roles_in_words('org.billing.update')} of {org} to "
         "move it to the pro plan on its billing page.",

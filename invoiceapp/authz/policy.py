@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..db import utcnow
 from ..models import (
     Invoice,
     InvoiceStatus,
@@ -23,6 +24,7 @@ from ..models import (
     User,
 )
 from ..principal import Principal
+from ..shares import Grant
 from . import org_security
 from .org_security import TWO_FACTOR_RULE as TWO_FACTOR_RULE  # its name on the 403 page
 
@@ -75,7 +77,18 @@ POLICY: dict[str, dict[str, Rule]] = {
     "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     # Look at the organization as a member or a role sees it; never one above your own.
     "org.view_as":              {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    # Share one customer's invoices with a person outside the organization (SHARE_ACCESS).
+    "invoice.share":            {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
 }  # fmt: skip
+
+# What a share grants its guest, who holds no role here, on the invoices of the one
+# customer it names (invoiceapp.shares). Everything else stays a 404 for them, as for a
+# stranger: the scope (authz/scope.py) finds no other invoice, list or page of theirs.
+SHARE_ACCESS: dict[str, frozenset[str]] = {
+    "read":           frozenset({"invoice.read"}),
+    "read_mark_paid": frozenset({"invoice.read", "invoice.mark_paid"}),
+}  # fmt: skip
+SHARE_ACCESS_WORDS = {"read": "reading only", "read_mark_paid": "reading and marking paid only"}
 
 # One's own account: no organization, so no role column. Each cell is exactly what can()
 # enforces: the account holder only (never someone else's account, never through an API
@@ -191,6 +204,9 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     organization = organization_of(resource)
     role = principal.role_in(organization.id) if organization is not None else None
     needed = " or ".join(roles_granted(action))
+    grant = grant_for(principal, resource) if role is None else None  # members: the role
+    if grant is not None and isinstance(resource, Invoice):
+        return _narrowed(principal, _granted(principal, action, resource, grant))
     if role is None:
         return Decision(
             False, action, "You are not a member of this organization", missing=f"the {needed} role"
@@ -204,6 +220,47 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
         decision = _security_policy(principal, organization, decision, context)
     return _narrowed(principal, decision)
 
+
+SHARE_RULE = "share"
+
+
+def grant_for(principal: Principal, resource: object) -> Grant | None:
+    """The live share that covers this invoice for someone without a role there, if any.
+    A token carries no shares (it is a member's credential for one organization)."""
+    if not isinstance(resource, Invoice) or principal.token_scope is not None:
+        return None
+    now = utcnow()
+    for grant in principal.grants:
+        if grant.live(now) and grant.covers(resource.organization_id, resource.customer):
+            return grant
+    return None
+
+
+def _granted(principal: Principal, action: str, invoice: Invoice, grant: Grant) -> Decision:
+    """A guest's answer: the share's access, then the rules that hold for everyone (the
+    invoice's state, the organization's two-factor rule)."""
+    until = grant.expires_at.strftime("%Y-%m-%d")
+    details = {"share": grant.share_id, "shared_by": grant.shared_by, "expires": until}
+    if action not in SHARE_ACCESS[grant.access]:
+        return Decision(
+            False,
+            action,
+            f"Your share from {grant.shared_by} allows {SHARE_ACCESS_WORDS[grant.access]}",
+            missing=f"a share that allows {action}, or membership of the organization",
+            rule=SHARE_RULE,
+            details=details,
+        )
+    allowed = Decision(
+        True,
+        action,
+        f"Allowed by a share from {grant.shared_by}, expires {until}",
+        rule=SHARE_RULE,
+        details=details,
+    )
+    if action in INVOICE_STATES and invoice.status not in INVOICE_STATES[action]:
+        return Decision(False, action, _state_refusal(action, invoice.status),
+                        missing="nothing a share can give", rule="invoice state")  # fmt: skip
+    return _security_policy(principal, invoice.organization, allowed, {})
 
 # Looking at an organization as another member sees it changes nothing (authz/view_as.py).
 VIEW_AS_RULE = "view-as mode"

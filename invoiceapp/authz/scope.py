@@ -8,7 +8,7 @@ Answering 403 would confirm that the invoice exists, which leaks across tenants.
 from __future__ import annotations
 
 from flask import abort, g, request
-from sqlalchemy import Select, bindparam, inspect, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, false, inspect, or_, select
 
 from ..audit import DENIED, record_audit
 from ..db import get_db
@@ -42,11 +42,34 @@ NEWEST_FIRST = (Invoice.created_at.desc(), Invoice.id.desc())
 SCOPE_RULE = "organization scope"
 
 
+def shared_with(principal: Principal) -> ColumnElement[bool]:
+    """Invoices of a customer shared with the principal (invoiceapp.shares): the OR that
+    lets a guest reach exactly those, and nothing else of that organization."""
+    return or_(
+        false(),
+        *(
+            and_(Invoice.organization_id == grant.organization_id,
+                 Invoice.customer == grant.customer)
+            for grant in principal.grants
+        ),
+    )  # fmt: skip
+
+
 def invoice_in_my_orgs_or_404(public_id: str) -> Invoice:
     path_id_or_404("invoice", public_id)  # malformed: the same 404, and no query
+    principal = require_principal()
+    query = VISIBLE_INVOICE_BY_PUBLIC_ID
+    if principal.grants:  # "my organizations OR a customer shared with me", still in SQL
+        query = select(Invoice).where(
+            or_(
+                Invoice.organization_id.in_(bindparam("organization_ids", expanding=True)),
+                shared_with(principal),
+            ),
+            Invoice.deleted_at.is_(None),
+            Invoice.public_id == bindparam("public_id"),
+        )
     invoice = get_db().scalar(
-        VISIBLE_INVOICE_BY_PUBLIC_ID,
-        {"organization_ids": require_principal().organization_ids, "public_id": public_id},
+        query, {"organization_ids": principal.organization_ids, "public_id": public_id}
     )
     if invoice is None:
         _record_hidden(public_id)

@@ -43,7 +43,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..audit import record_audit
 from ..authn.gate import login_required
 from ..authz.enforce import authorize
-from ..authz.policy import Decision, can
+from ..authz.policy import Decision, can, grant_for
 from ..authz.scope import (
     NEWEST_FIRST,
     active_organization,
@@ -228,10 +228,15 @@ def export_csv() -> ResponseReturnValue:
 def show(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)
     authorize("invoice.read", invoice)
+    principal = require_principal()
     return render_template(
         "invoices/show.html",
         invoice=invoice,
-        sending_ends_editing=_sending_ends_editing(require_principal(), invoice),
+        sending_ends_editing=_sending_ends_editing(principal, invoice),
+        # Someone outside the organization reads it by a share: say whose, and until when.
+        grant=grant_for(principal, invoice)
+        if principal.role_in(invoice.organization_id) is None
+        else None,
     )
 
 
