@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
@@ -26,6 +26,8 @@ from .invoicing import csv_safe
 from .models import AuditEvent, AuditRepeat
 
 DECISIONS = (ALLOWED, DENIED)
+# Any SELECT over audit_events: whole records (the page, the API) or columns (the export).
+SelectT = TypeVar("SelectT", bound=Select)
 BATCH = 1000
 
 # What a filter value may look like; anything else is refused (API) or dropped (page).
@@ -46,7 +48,7 @@ class AuditFilters:
     since: date | None = None
     until: date | None = None
 
-    def applied_to(self, query: Select[Any]) -> Select[Any]:
+    def applied_to(self, query: SelectT) -> SelectT:
         conditions = []
         if self.action is not None:
             conditions.append(AuditEvent.action == self.action)
@@ -159,7 +161,7 @@ def exported_records(
             yield record
         if len(rows) < BATCH:
             return
-        after = rows[-1][0]
+        after = rows[-1][0] or 0  # never None: the query asked for chain_seq > after
         db.expunge_all()  # nothing to keep between batches
 
 
