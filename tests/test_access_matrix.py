@@ -395,3 +395,20 @@ def test_an_account_action_through_a_token_is_refused_and_changes_nothing(
     assert made.headers["WWW-Authenticate"].startswith("Session ")
     assert db.scalar(select(func.count()).select_from(PersonalAccessToken)) == before
     assert client.post("/sign-in", data={"email": ADA, "password": PASSWORD}).status_code == 303
+
+
+def test_a_refused_edit_says_in_a_sentence_which_rule_refused_it(app: Flask, db: Session) -> None:
+    """The 403 page reads the decision's reason out: the state rule for a paid invoice
+    ("A paid invoice ...", capitalised, whole), and authorship for a member ("A member ...")."""
+    paid = demo_invoice_id(db, "acme", 1)
+    someone_elses_draft = demo_invoice_id(db, "acme", 9)
+    before = (snapshot(db, paid), snapshot(db, someone_elses_draft))
+
+    by_owner = client_for(app, "owner").post(f"/invoices/{paid}/edit", data=EDITED)
+    by_member = client_for(app, "member").get(f"/invoices/{someone_elses_draft}/edit")
+
+    assert (by_owner.status_code, by_member.status_code) == (403, 403)
+    assert "A paid invoice cannot be edited" in by_owner.get_data(as_text=True)
+    assert "A member may only edit invoices they created" in by_member.get_data(as_text=True)
+    db.expire_all()
+    assert (snapshot(db, paid), snapshot(db, someone_elses_draft)) == before

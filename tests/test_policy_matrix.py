@@ -20,6 +20,7 @@ Pure Python, tens of thousands of cases in one test: a few seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -467,3 +468,14 @@ def test_the_owner_acting_on_their_own_membership_is_told_it_is_themselves(
         assert not decision.allowed
         assert decision.rule == "not yourself"
         assert decision.reason == "Nobody can remove or re-role themselves here"
+
+
+def test_a_decision_cannot_be_flipped_after_can_made_it(app_context: None) -> None:
+    """A Decision is frozen: code between can() and the action cannot turn a no into a yes."""
+    decision = can(
+        principal(MEMBER, FRESH_PASSWORD), "org.settings.update", organization(HOME, "pro", True)
+    )
+    assert not decision.allowed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.allowed = True  # type: ignore[misc]
+    assert not decision
