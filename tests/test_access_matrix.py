@@ -285,6 +285,11 @@ CAN_CASES = [
     *[(email, "invoice.export", "globex", False, f"globex-free-{role}-exports")
       for role, email in GLOBEX_ROLES.items()],
     (HANK, "invoice.export", "acme", False, "pro-plan-without-membership-exports"),
+    # managing members, asked of the organization as a whole (its capabilities page): the
+    # owner's role says yes; an admin's answer depends on the member
+    (ADA, "member.remove", "acme", True, "owner-removes-in-acme"),
+    (ADA, "member.change_role", "acme", True, "owner-changes-roles-in-acme"),
+    (GRACE, "member.remove", "acme", False, "admin-removes-someone-in-acme"),
 ]  # fmt: skip
 
 
@@ -412,3 +417,16 @@ def test_a_refused_edit_says_in_a_sentence_which_rule_refused_it(app: Flask, db:
     assert "A member may only edit invoices they created" in by_member.get_data(as_text=True)
     db.expire_all()
     assert (snapshot(db, paid), snapshot(db, someone_elses_draft)) == before
+
+
+def test_the_owner_s_organization_page_lists_member_management_as_allowed(app: Flask) -> None:
+    """The capabilities table asks can() about the organization, not one member: the
+    one-owner invariants (which need a member) must not turn that into an error page."""
+    page = client_for(app, "owner").get("/orgs/acme")
+
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    for action in ("member.remove", "member.change_role"):
+        row = body.split(f"<code>{action}</code>")[1].split("</tr>")[0]
+        assert "<td>allowed</td>" in row
+        assert f"The owner role includes {action}" in row
