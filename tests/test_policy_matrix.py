@@ -479,3 +479,15 @@ def test_a_decision_cannot_be_flipped_after_can_made_it(app_context: None) -> No
     with pytest.raises(dataclasses.FrozenInstanceError):
         decision.allowed = True  # type: ignore[misc]
     assert not decision
+
+
+def test_an_account_answer_says_whether_the_fresh_check_must_use_the_second_factor(
+    app_context: None,
+) -> None:
+    me = principal(MEMBER, FRESH_TWO_FACTOR)
+    for action, (_verified, strong) in ACCOUNT_ACTIONS.items():
+        decision = can(me, action, me.user)
+        assert decision.allowed and decision.requires_second_factor is strong
+        assert decision.reason == "People may change their own account after a fresh check" + (
+            " that uses their second factor" if strong else ""
+        )
