@@ -32,7 +32,7 @@ import pytest
 from flask import Flask
 
 from invoiceapp.authn.sessions import is_fresh
-from invoiceapp.authz.policy import POLICY, SELF_SERVICE, Decision, can
+from invoiceapp.authz.policy import POLICY, SELF_SERVICE, Decision, Rule, can
 from invoiceapp.db import utcnow
 from invoiceapp.models import Invoice, Membership, Organization, User
 from invoiceapp.principal import Principal
@@ -491,3 +491,20 @@ def test_an_account_answer_says_whether_the_fresh_check_must_use_the_second_fact
         assert decision.reason == "People may change their own account after a fresh check" + (
             " that uses their second factor" if strong else ""
         )
+
+
+@pytest.mark.parametrize("rule", [rule for rule in Rule if rule.value.startswith("self")])
+def test_a_self_service_rule_enforces_its_words_in_whichever_cell_it_is_put(
+    app_context: None, monkeypatch: pytest.MonkeyPatch, rule: Rule
+) -> None:
+    """Every self-service rule, even one no cell uses today, means what it says: "verified
+    email" refuses an unverified address, "second factor" asks for it, nothing else does."""
+    monkeypatch.setitem(SELF_SERVICE, "account.password.change", rule)
+    verified, unverified = (principal(MEMBER, FRESH_PASSWORD, verified=v) for v in (True, False))
+
+    mine = can(verified, "account.password.change", verified.user)
+    unproven = can(unverified, "account.password.change", unverified.user)
+
+    assert mine.allowed and mine.requires_elevation
+    assert mine.requires_second_factor is ("second factor" in rule.value)
+    assert unproven.allowed is ("verified email" not in rule.value)
