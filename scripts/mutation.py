@@ -123,25 +123,19 @@ def test_environment() -> dict[str, str]:
     return env
 
 
-def annotation_lines(module: Path) -> set[tuple[int, int]]:
-    """(row, column) of every position inside a type annotation. With ``from __future__
-    import annotations`` they are never evaluated, so a mutant there cannot change anything."""
-    positions: set[tuple[int, int]] = set()
+def annotation_spans(module: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(start, end) as (row, column) of every type annotation. With ``from __future__ import
+    annotations`` they are never evaluated, so a mutant inside one cannot change anything."""
+    spans = []
     for node in ast.walk(ast.parse(module.read_text())):
-        notes: list[ast.expr | None] = []
+        note: ast.expr | None = None
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            notes.append(node.returns)
-        elif isinstance(node, ast.arg):
-            notes.append(node.annotation)
-        elif isinstance(node, ast.AnnAssign):
-            notes.append(node.annotation)
-        for note in notes:
-            if note is None:
-                continue
-            for inner in ast.walk(note):
-                if hasattr(inner, "lineno"):
-                    positions.add((inner.lineno, inner.col_offset))
-    return positions
+            note = node.returns
+        elif isinstance(node, ast.arg | ast.AnnAssign):
+            note = node.annotation
+        if note is not None and note.end_lineno is not None and note.end_col_offset is not None:
+            spans.append(((note.lineno, note.col_offset), (note.end_lineno, note.end_col_offset)))
+    return spans
 
 
 def skip_noise(session: Path, module: Path, all_operators: bool) -> int:
@@ -150,13 +144,14 @@ def skip_noise(session: Path, module: Path, all_operators: bool) -> int:
     from cosmic_ray.work_db import use_db
     from cosmic_ray.work_item import WorkerOutcome, WorkResult
 
-    in_annotations = annotation_lines(module)
+    spans = annotation_spans(module)
     skipped = 0
     with use_db(str(session)) as db:
         for item in db.work_items:
             mutation = item.mutations[0]
             reason = _skip_reason(mutation.operator_name, all_operators)
-            if (mutation.start_pos[0], mutation.start_pos[1]) in in_annotations:
+            where = (mutation.start_pos[0], mutation.start_pos[1])
+            if any(start <= where < end for start, end in spans):
                 reason = "in a type annotation (never evaluated)"
             if reason:
                 db.set_result(

@@ -32,7 +32,7 @@ import pytest
 from flask import Flask
 
 from invoiceapp.authn.sessions import is_fresh
-from invoiceapp.authz.policy import POLICY, SELF_SERVICE, Decision, Rule, can
+from invoiceapp.authz.policy import NEEDS_VERIFIED_EMAIL, POLICY, SELF_SERVICE, Decision, Rule, can
 from invoiceapp.db import utcnow
 from invoiceapp.models import Invoice, Membership, Organization, User
 from invoiceapp.principal import Principal
@@ -508,3 +508,11 @@ def test_a_self_service_rule_enforces_its_words_in_whichever_cell_it_is_put(
     assert mine.allowed and mine.requires_elevation
     assert mine.requires_second_factor is ("second factor" in rule.value)
     assert unproven.allowed is ("verified email" not in rule.value)
+
+
+def test_the_actions_said_to_need_a_verified_email_are_the_contract_s() -> None:
+    """NEEDS_VERIFIED_EMAIL (what the claims code checks an unverified account against) is
+    read off the table's cells: it must name the contract's actions, not the second factor's."""
+    assert {action for action, (verified, _) in ACCOUNT_ACTIONS.items() if verified} == (
+        NEEDS_VERIFIED_EMAIL
+    )
