@@ -14,11 +14,11 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
-from invoiceapp.models import AuditEvent, Invoice, Organization, UserSession
+from invoiceapp.models import AuditEvent, Invoice, Membership, Organization, UserSession
 from seed import demo_invoice_id
 from support import (
     NEW_INVOICE_LOCATION,
@@ -370,3 +370,26 @@ def test_demo_mode_says_a_hidden_invoice_or_organization_is_real_and_a_missing_o
     assert "This invoice is real" in said["/invoices/inv_42"]
     assert "This organization is real" in said["/orgs/globex"]
     assert " is real: " not in said["/invoices/inv_999999"] + said["/orgs/nowhere"]
+
+
+def test_after_leaving_the_active_organization_the_list_falls_back_to_the_first_one(
+    app: Flask, db: Session
+) -> None:
+    """The session still points at Globex after Grace is removed from it: /invoices lists
+    her first organization's invoices (Acme), not an error and not Globex's."""
+    grace = browser_for(app, GRACE)
+    switch(grace, "globex")
+    assert active_organization_of(db, GRACE) == org_id(db, "globex")
+    db.execute(
+        delete(Membership).where(
+            Membership.user_id == user(db, GRACE).id,
+            Membership.organization_id == org_id(db, "globex"),
+        )
+    )
+    db.commit()
+
+    page = grace.get("/invoices")
+
+    assert page.status_code == 200
+    assert "Invoices <small>Acme Inc</small>" in page.get_data(as_text=True)
+    assert "inv_42" not in page.get_data(as_text=True)
