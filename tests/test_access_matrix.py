@@ -430,3 +430,15 @@ def test_the_owner_s_organization_page_lists_member_management_as_allowed(app: F
         row = body.split(f"<code>{action}</code>")[1].split("</tr>")[0]
         assert "<td>allowed</td>" in row
         assert f"The owner role includes {action}" in row
+
+
+def test_an_admin_who_tries_to_remove_the_owner_is_told_admins_manage_plain_members(
+    app: Flask, db: Session
+) -> None:
+    ada = user(db, ADA).id
+
+    response = client_for(app, "admin").post(f"/orgs/acme/members/{ada}/remove")
+
+    assert response.status_code == 403
+    assert "An admin may only manage plain members" in response.get_data(as_text=True)
+    assert roles_in_acme(db) == {ADA: "owner", GRACE: "admin"}
