@@ -287,6 +287,11 @@ CAN_CASES = [
     *[(email, "invoice.export", "globex", False, f"globex-free-{role}-exports")
       for role, email in GLOBEX_ROLES.items()],
     (HANK, "invoice.export", "acme", False, "pro-plan-without-membership-exports"),
+    # managing members, asked of the organization as a whole (its capabilities page): the
+    # owner's role says yes; an admin's answer depends on the member
+    (ADA, "member.remove", "acme", True, "owner-removes-in-acme"),
+    (ADA, "member.change_role", "acme", True, "owner-changes-roles-in-acme"),
+    (GRACE, "member.remove", "acme", False, "admin-removes-someone-in-acme"),
 ]  # fmt: skip
 
 
@@ -397,3 +402,45 @@ def test_an_account_action_through_a_token_is_refused_and_changes_nothing(
     assert made.headers["WWW-Authenticate"].startswith("Session ")
     assert db.scalar(select(func.count()).select_from(PersonalAccessToken)) == before
     assert client.post("/sign-in", data={"email": ADA, "password": PASSWORD}).status_code == 303
+
+
+def test_a_refused_edit_says_in_a_sentence_which_rule_refused_it(app: Flask, db: Session) -> None:
+    """The 403 page reads the decision's reason out: the state rule for a paid invoice
+    ("A paid invoice ...", capitalised, whole), and authorship for a member ("A member ...")."""
+    paid = demo_invoice_id(db, "acme", 1)
+    someone_elses_draft = demo_invoice_id(db, "acme", 9)
+    before = (snapshot(db, paid), snapshot(db, someone_elses_draft))
+
+    by_owner = client_for(app, "owner").post(f"/invoices/{paid}/edit", data=EDITED)
+    by_member = client_for(app, "member").get(f"/invoices/{someone_elses_draft}/edit")
+
+    assert (by_owner.status_code, by_member.status_code) == (403, 403)
+    assert "A paid invoice cannot be edited" in by_owner.get_data(as_text=True)
+    assert "A member may only edit invoices they created" in by_member.get_data(as_text=True)
+    db.expire_all()
+    assert (snapshot(db, paid), snapshot(db, someone_elses_draft)) == before
+
+
+def test_the_owner_s_organization_page_lists_member_management_as_allowed(app: Flask) -> None:
+    """The capabilities table asks can() about the organization, not one member: the
+    one-owner invariants (which need a member) must not turn that into an error page."""
+    page = client_for(app, "owner").get("/orgs/acme")
+
+    assert page.status_code == 200
+    body = page.get_data(as_text=True)
+    for action in ("member.remove", "member.change_role"):
+        row = body.split(f"<code>{action}</code>")[1].split("</tr>")[0]
+        assert "<td>allowed</td>" in row
+        assert f"The owner role includes {action}" in row
+
+
+def test_an_admin_who_tries_to_remove_the_owner_is_told_admins_manage_plain_members(
+    app: Flask, db: Session
+) -> None:
+    ada = user(db, ADA).id
+
+    response = client_for(app, "admin").post(f"/orgs/acme/members/{ada}/remove")
+
+    assert response.status_code == 403
+    assert "An admin may only manage plain members" in response.get_data(as_text=True)
+    assert roles_in_acme(db) == {ADA: "owner", GRACE: "admin"}

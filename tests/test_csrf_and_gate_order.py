@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from invoiceapp.models import AuditEvent
 from support import PASSWORD, csrf_token_from, invoice, sign_in_through_the_form
 
 
@@ -85,3 +87,20 @@ def test_forms_carry_csrf_tokens(csrf_app: Flask) -> None:
     sign_in_through_the_form(client, "ada@acme.test")
     for page in ("/invoices/new", "/invoices/inv_7/edit", "/invoices/inv_7/delete", "/sign-out"):
         assert 'name="csrf_token"' in client.get(page).get_data(as_text=True), page
+
+
+def test_an_anonymous_refusal_is_logged_under_the_route_s_name_not_its_path(
+    csrf_app: Flask, db: Session
+) -> None:
+    """The gate's 401 is one audit record: the endpoint (never the path, which on some
+    routes holds a token), no organization, no actor, denied, 401."""
+    before = db.scalar(select(func.max(AuditEvent.id))) or 0
+
+    response = csrf_app.test_client().post("/invoices/inv_7/delete")
+
+    assert response.status_code == 401
+    logged = db.scalars(select(AuditEvent).where(AuditEvent.id > before)).all()
+    assert [(e.action, e.organization_id, e.actor_id, e.decision, e.status, e.reason)
+            for e in logged] == [
+        ("invoices.delete", None, None, "denied", 401, "No signed-in session")
+    ]  # fmt: skip

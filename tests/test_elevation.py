@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from flask import Flask, jsonify
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
@@ -21,8 +21,8 @@ from invoiceapp.authn.gate import login_required
 from invoiceapp.authz.enforce import authorize
 from invoiceapp.authz.scope import organization_in_my_orgs_or_404
 from invoiceapp.db import utcnow
-from invoiceapp.models import UserSession
-from support import AUTH_COOKIE, PASSWORD, csrf_token_from, signed_in_client, user
+from invoiceapp.models import AuditEvent, Organization, UserSession
+from support import AUTH_COOKIE, PASSWORD, csrf_token_from, invoice, signed_in_client, user
 
 
 @pytest.fixture()
@@ -126,3 +126,32 @@ def test_reauthenticating_rotates_the_session_token_and_csrf_token(database_file
     stale.set_cookie(AUTH_COOKIE, before_cookie)
     assert stale.get("/dashboard").status_code == 302
     app.extensions["db_engine"].dispose()
+
+
+def test_a_403_is_logged_under_the_resource_s_public_name(app: Flask, db: Session) -> None:
+    """authorize()'s refusal is one audit record in the resource's organization, naming an
+    organization by its slug, an invoice by its public id and a member by their user id."""
+    before = db.scalar(select(func.max(AuditEvent.id))) or 0
+    grace, linus = (
+        signed_in_client(app, "grace@acme.test"),
+        signed_in_client(app, "linus@acme.test"),
+    )
+    ada = user(db, "ada@acme.test").id
+
+    refused = [
+        grace.post("/orgs/acme/billing-probe"),  # admin: billing is the owner's
+        linus.post("/invoices/inv_7/delete"),  # member: never deletes
+        grace.post(f"/orgs/acme/members/{ada}/remove"),  # admin: plain members only
+    ]
+
+    assert [response.status_code for response in refused] == [403, 403, 403]
+    db.expire_all()
+    acme = db.scalar(select(Organization.id).where(Organization.slug == "acme"))
+    logged = db.scalars(select(AuditEvent).where(AuditEvent.id > before).order_by(AuditEvent.id))
+    assert [(e.action, e.organization_id, e.resource_id, e.decision, e.status)
+            for e in logged] == [
+        ("org.billing.update", acme, "acme", "denied", 403),
+        ("invoice.delete", acme, "inv_7", "denied", 403),
+        ("member.remove", acme, f"membership:{ada}", "denied", 403),
+    ]  # fmt: skip
+    assert invoice(db, "inv_7").deleted_at is None

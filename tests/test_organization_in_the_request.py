@@ -14,11 +14,11 @@ from pathlib import Path
 
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
-from invoiceapp.models import AuditEvent, Invoice, Organization, UserSession
+from invoiceapp.models import AuditEvent, Invoice, Membership, Organization, UserSession
 from seed import demo_invoice_id
 from support import (
     NEW_INVOICE_LOCATION,
@@ -27,6 +27,7 @@ from support import (
     csrf_token_from,
     flashes,
     invoice,
+    signed_in_client,
     user,
 )
 from support import sign_in as sign_in_with_form
@@ -310,3 +311,77 @@ def test_the_tour_counts_an_export_by_the_role_in_the_organization_it_named(
         assert 'data-testid="mark-plan">not yet' in tour
     finally:
         demo.extensions["db_engine"].dispose()
+
+
+def scope_refusals(db: Session, after: int) -> set[tuple[object, ...]]:
+    db.expire_all()
+    return {
+        (e.action, e.organization_id, e.resource_id, e.decision, e.status, e.reason)
+        for e in db.scalars(select(AuditEvent).where(AuditEvent.id > after))
+    }
+
+
+def test_a_hidden_invoice_and_a_missing_one_answer_alike_and_are_logged_apart(
+    app: Flask, db: Session
+) -> None:
+    """Scope's 404: the same page for Globex's invoice and for an id that never existed;
+    the log tells them apart, and the hidden one goes to Globex's own log."""
+    after = db.scalar(select(func.max(AuditEvent.id))) or 0
+    linus = signed_in_client(app, LINUS)
+    linus.get("/dashboard")  # uses up the "signed in" flash, so the error pages compare equal
+
+    hidden, missing = linus.get("/invoices/inv_42"), linus.get("/invoices/inv_999999")
+    hidden_org, missing_org = linus.get("/orgs/globex"), linus.get("/orgs/nowhere")
+
+    assert [r.status_code for r in (hidden, missing, hidden_org, missing_org)] == [404] * 4
+    assert hidden.get_data() == missing.get_data()
+    assert hidden_org.get_data() == missing_org.get_data()
+    globex = org_id(db, "globex")
+    assert scope_refusals(db, after) == {
+        ("invoices.show", globex, "inv_42", "denied", 404, "Not in the principal's organizations"),
+        ("invoices.show", None, "inv_999999", "denied", 404, "No such invoice"),
+        ("orgs.show", globex, "globex", "denied", 404, "Not one of the principal's organizations"),
+        ("orgs.show", None, "nowhere", "denied", 404, "No such organization"),
+    }
+
+
+def test_demo_mode_says_a_hidden_invoice_or_organization_is_real_and_a_missing_one_is_not(
+    database_file: Path,
+) -> None:
+    """Demo mode's 404 page explains the hiding, only for what exists elsewhere."""
+    app = make_test_app(database_file, DEMO_MODE=True)
+    linus = signed_in_client(app, LINUS)
+    try:
+        pages = {path: linus.get(path) for path in ("/invoices/inv_42", "/invoices/inv_999999",
+                                                    "/orgs/globex", "/orgs/nowhere")}  # fmt: skip
+    finally:
+        app.extensions["db_engine"].dispose()
+
+    assert {path: page.status_code for path, page in pages.items()} == dict.fromkeys(pages, 404)
+    said = {path: page.get_data(as_text=True) for path, page in pages.items()}
+    assert "This invoice is real" in said["/invoices/inv_42"]
+    assert "This organization is real" in said["/orgs/globex"]
+    assert " is real: " not in said["/invoices/inv_999999"] + said["/orgs/nowhere"]
+
+
+def test_after_leaving_the_active_organization_the_list_falls_back_to_the_first_one(
+    app: Flask, db: Session
+) -> None:
+    """The session still points at Globex after Grace is removed from it: /invoices lists
+    her first organization's invoices (Acme), not an error and not Globex's."""
+    grace = browser_for(app, GRACE)
+    switch(grace, "globex")
+    assert active_organization_of(db, GRACE) == org_id(db, "globex")
+    db.execute(
+        delete(Membership).where(
+            Membership.user_id == user(db, GRACE).id,
+            Membership.organization_id == org_id(db, "globex"),
+        )
+    )
+    db.commit()
+
+    page = grace.get("/invoices")
+
+    assert page.status_code == 200
+    assert "Invoices <small>Acme Inc</small>" in page.get_data(as_text=True)
+    assert "inv_42" not in page.get_data(as_text=True)

@@ -25,6 +25,7 @@ Pure Python, tens of thousands of cases in one test: a few seconds.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ import pytest
 from flask import Flask
 
 from invoiceapp.authn.sessions import is_fresh
-from invoiceapp.authz.policy import POLICY, SELF_SERVICE, Decision, can
+from invoiceapp.authz.policy import NEEDS_VERIFIED_EMAIL, POLICY, SELF_SERVICE, Decision, Rule, can
 from invoiceapp.db import utcnow
 from invoiceapp.models import Invoice, Membership, Organization, User
 from invoiceapp.principal import Principal
@@ -690,3 +691,51 @@ def test_a_guests_refusal_beyond_the_share_names_it(app_context: None) -> None:
     assert not refused.allowed and refused.reason == "Your share from Ada allows reading only"
     allowed = can(who, "invoice.read", invoice)
     assert allowed.allowed and allowed.reason.startswith("Allowed by a share from Ada, expires ")
+
+
+def test_a_decision_cannot_be_flipped_after_can_made_it(app_context: None) -> None:
+    """A Decision is frozen: code between can() and the action cannot turn a no into a yes."""
+    decision = can(
+        principal(MEMBER, FRESH_PASSWORD), "org.settings.update", organization(HOME, "pro", True)
+    )
+    assert not decision.allowed
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        decision.allowed = True  # type: ignore[misc]
+    assert not decision
+
+
+def test_an_account_answer_says_whether_the_fresh_check_must_use_the_second_factor(
+    app_context: None,
+) -> None:
+    me = principal(MEMBER, FRESH_TWO_FACTOR)
+    for action, (_verified, strong) in ACCOUNT_ACTIONS.items():
+        decision = can(me, action, me.user)
+        assert decision.allowed and decision.requires_second_factor is strong
+        assert decision.reason == "People may change their own account after a fresh check" + (
+            " that uses their second factor" if strong else ""
+        )
+
+
+@pytest.mark.parametrize("rule", [rule for rule in Rule if rule.value.startswith("self")])
+def test_a_self_service_rule_enforces_its_words_in_whichever_cell_it_is_put(
+    app_context: None, monkeypatch: pytest.MonkeyPatch, rule: Rule
+) -> None:
+    """Every self-service rule, even one no cell uses today, means what it says: "verified
+    email" refuses an unverified address, "second factor" asks for it, nothing else does."""
+    monkeypatch.setitem(SELF_SERVICE, "account.password.change", rule)
+    verified, unverified = (principal(MEMBER, FRESH_PASSWORD, verified=v) for v in (True, False))
+
+    mine = can(verified, "account.password.change", verified.user)
+    unproven = can(unverified, "account.password.change", unverified.user)
+
+    assert mine.allowed and mine.requires_elevation
+    assert mine.requires_second_factor is ("second factor" in rule.value)
+    assert unproven.allowed is ("verified email" not in rule.value)
+
+
+def test_the_actions_said_to_need_a_verified_email_are_the_contract_s() -> None:
+    """NEEDS_VERIFIED_EMAIL (what the claims code checks an unverified account against) is
+    read off the table's cells: it must name the contract's actions, not the second factor's."""
+    assert {action for action, (verified, _) in ACCOUNT_ACTIONS.items() if verified} == (
+        NEEDS_VERIFIED_EMAIL
+    )
