@@ -53,6 +53,12 @@ def make_test_app(database_file: Path, **overrides: Any) -> Flask:
 
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 
+# Every gunicorn the tests start imports the app once and forks its workers from it
+# (--preload; gunicorn.conf.py's post_fork gives each worker its own database connections):
+# half the CPU of a start with three workers, and the suite starts dozens. A test that sets
+# GUNICORN_CMD_ARGS itself replaces this.
+os.environ.setdefault("GUNICORN_CMD_ARGS", "--preload")
+
 
 @contextmanager
 def app_on_postgres(*, seeded: bool = True, **overrides: Any) -> Iterator[Flask]:
