@@ -45,7 +45,8 @@ test: install
 # says whether its goals were met; all run, and make fails if any missed. Set
 # INVOICEAPP_TEST_POSTGRES_URL to measure PostgreSQL too (seeding, pages). Several minutes.
 bench: install
-	@status=0; for name in timing_oracles seeding pages throughput; do \
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
+	@status=0; for name in timing_oracles seeding pages throughput peer_pages; do \
 	  $(BIN)/python bench/$$name.py || status=1; done; exit $$status
 
 # A bounded load run (about a minute): two gunicorn instances on a PostgreSQL cluster and
