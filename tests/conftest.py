@@ -350,9 +350,8 @@ def shared_served(
 ) -> Iterator[tuple[str, Flask]]:
     """Like ``served``, but one server per engine for every test that asks for it: for races
     that each round run on rows of their own (a fresh invoice, a fresh key), and so cannot
-    see another test's. Starting gunicorn is most of such a test's time. Mark the module
-    ``pytest.mark.xdist_group("shared_served")`` so that make test's xdist workers do not
-    each start their own."""
+    see another test's. Starting gunicorn is most of such a test's time (each xdist worker
+    that runs such a test starts its own)."""
     folder = tmp_path_factory.mktemp(f"shared-served-{request.param}")
     with _race_server(request.param, folder, redis_url) as served:
         yield served

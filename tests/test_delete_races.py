@@ -27,12 +27,9 @@ from support import (
     signed_in_session,
 )
 
-pytestmark = [
-    pytest.mark.skipif(
-        REDIS_SERVER is None, reason="needs redis-server for several gunicorn workers"
-    ),
-    pytest.mark.xdist_group("shared_served"),  # conftest's shared_served starts once
-]
+pytestmark = pytest.mark.skipif(
+    REDIS_SERVER is None, reason="needs redis-server for several gunicorn workers"
+)
 
 
 def _post(client: requests.Session, url: str) -> Callable[[], requests.Response]:

@@ -232,7 +232,6 @@ def test_soft_delete_refuses_a_version_that_is_no_longer_current(app: Flask, db:
 RETRIES = 4
 
 
-@pytest.mark.xdist_group("shared_served")  # conftest's shared_served starts once
 def test_one_key_sent_by_several_workers_at_once_makes_one_invoice(
     shared_served: tuple[str, Flask],
 ) -> None:
@@ -268,7 +267,6 @@ def test_one_key_sent_by_several_workers_at_once_makes_one_invoice(
     assert outcomes == Counter({"201": ROUNDS * RETRIES})
 
 
-@pytest.mark.xdist_group("shared_served")  # conftest's shared_served starts once
 def test_a_delete_racing_an_edit_never_deletes_what_the_deleter_did_not_see(
     shared_served: tuple[str, Flask],
 ) -> None:

@@ -56,10 +56,6 @@ ROOT = Path(__file__).resolve().parent.parent
 RACE_RUNS = int(os.environ.get("INVOICEAPP_RACE_RUNS", "8"))
 WORKERS, THREADS = 3, 2
 
-# One xdist worker runs the whole module, so its servers start once (make test's
-# --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("membership_races")
-
 
 # ---------------------------------------------------------------------------
 # A live server: gunicorn, several workers, on the engine of the parameter

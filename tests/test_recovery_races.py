@@ -38,12 +38,7 @@ AT_ONCE = 4
 ROUNDS = 15
 NEW_PASSWORD = "glacier kelp mesa indigo {n}"
 
-pytestmark = [
-    pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server"),
-    # One xdist worker runs the whole module, so its servers start once (make test's
-    # --dist loadgroup).
-    pytest.mark.xdist_group("recovery_races"),
-]
+pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")
 
 
 @contextmanager

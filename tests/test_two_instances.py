@@ -26,14 +26,10 @@ from support import PASSWORD, REDIS_SERVER, Browser, free_port, postgres_schema,
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 
-pytestmark = [
-    pytest.mark.skipif(
-        not (POSTGRES_URL and REDIS_SERVER),
-        reason="needs INVOICEAPP_TEST_POSTGRES_URL and redis-server (.ci/run provides both)",
-    ),
-    # Both tests on one xdist worker: the two instances start once (--dist loadgroup).
-    pytest.mark.xdist_group("two_instances"),
-]
+pytestmark = pytest.mark.skipif(
+    not (POSTGRES_URL and REDIS_SERVER),
+    reason="needs INVOICEAPP_TEST_POSTGRES_URL and redis-server (.ci/run provides both)",
+)
 
 
 @pytest.fixture(scope="module")

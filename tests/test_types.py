@@ -38,7 +38,7 @@ def test_make_test_lints_and_type_checks_before_it_runs_the_suite() -> None:
     assert commands == [
         "$(BIN)/python -m ruff check .",
         "$(BIN)/python -m mypy",
-        "$(BIN)/python -m pytest -n auto --dist loadgroup",
+        "$(BIN)/python -m pytest -n auto",
     ]
 
 
