@@ -55,3 +55,14 @@ def on_starting(server: Any) -> None:
             "its own count (twice the limit or more). Set FLASK_RATELIMIT_STORAGE_URI to a "
             "shared store such as redis://127.0.0.1:6379/0, or WEB_CONCURRENCY=1."
         )
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    # With --preload (the tests start their servers so: the app is imported once, not once
+    # per worker) the app was built before the fork. Drop any database connection the
+    # parent may hold without closing it, so that no two processes ever share one
+    # (SQLAlchemy's advice for multiprocessing); each worker opens its own.
+    app = getattr(server.app, "callable", None)
+    engine = getattr(app, "extensions", {}).get("db_engine")
+    if engine is not None:
+        engine.dispose(close=False)

@@ -4,9 +4,11 @@ statements, gunicorn on a free loopback port, and a cookie-keeping HTTP client."
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -15,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -188,3 +190,68 @@ class Browser:
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
+
+
+# --- Figures that a noisy machine cannot move much ------------------------------------------
+#
+# A shared machine speeds up and slows down by tens of percent within seconds. Two medians
+# taken a minute apart compare two different machines; a ratio taken within one pair (A
+# then B, or B then A, alternating which goes first) compares the same one. So every figure
+# below is the median of per-pair ratios, printed with its spread, and a verdict is given
+# only once the median is known well enough to land on one side of its goal.
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """The 25th, 50th and 75th percentiles: the median and the spread around it."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0], ordered[0], ordered[0]
+    low, median, high = statistics.quantiles(ordered, n=4, method="inclusive")
+    return low, median, high
+
+
+def median_interval(values: list[float]) -> tuple[float, float]:
+    """A 95 % confidence interval for the median, from order statistics alone (no
+    assumption about the shape of the noise): the ranks n/2 ± 0.98·√n."""
+    ordered = sorted(values)
+    n = len(ordered)
+    half_width = 0.98 * math.sqrt(n)
+    low = max(0, math.floor(n / 2 - half_width))
+    high = min(n - 1, math.ceil(n / 2 + half_width) - 1)
+    return ordered[low], ordered[high]
+
+
+def settled(values: list[float], goal: float) -> bool:
+    """Whether the median's confidence interval lies wholly on one side of ``goal``."""
+    low, high = median_interval(values)
+    return low > goal or high < goal
+
+
+def paired_ratios(
+    first: Callable[[], float],
+    second: Callable[[], float],
+    rounds: int,
+    *,
+    keep_going: Callable[[list[float]], bool] = lambda _ratios: False,
+    max_rounds: int | None = None,
+) -> list[float]:
+    """``second() / first()`` for ``rounds`` pairs, which one runs first alternating; then
+    more pairs, up to ``max_rounds``, while ``keep_going(ratios)`` says the figure is not
+    yet clear."""
+    ratios: list[float] = []
+    limit = max(rounds, max_rounds or rounds)
+    while len(ratios) < limit and (len(ratios) < rounds or keep_going(ratios)):
+        if len(ratios) % 2 == 0:
+            a = first()
+            b = second()
+        else:
+            b = second()
+            a = first()
+        ratios.append(b / a)
+    return ratios
+
+
+def spread(values: list[float], form: str = "{:.2f}") -> str:
+    """'1.04 (1.01–1.09, 40 pairs)': the median, the middle half of the pairs, how many."""
+    low, median, high = quartiles(values)
+    return f"{form.format(median)} ({form.format(low)}–{form.format(high)}, {len(values)} pairs)"

@@ -53,6 +53,12 @@ def make_test_app(database_file: Path, **overrides: Any) -> Flask:
 
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
 
+# Every gunicorn the tests start imports the app once and forks its workers from it
+# (--preload; gunicorn.conf.py's post_fork gives each worker its own database connections):
+# half the CPU of a start with three workers, and the suite starts dozens. A test that sets
+# GUNICORN_CMD_ARGS itself replaces this.
+os.environ.setdefault("GUNICORN_CMD_ARGS", "--preload")
+
 
 @contextmanager
 def app_on_postgres(*, seeded: bool = True, **overrides: Any) -> Iterator[Flask]:
@@ -293,13 +299,11 @@ def _seeded_database_url(engine_name: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def served(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
-) -> Iterator[tuple[str, Flask]]:
-    """gunicorn with RACE_WORKERS processes on a seeded database; its URL, and an app on the
-    same database for the test's own reads and writes."""
-    with _seeded_database_url(request.param, tmp_path) as database_url:
+@contextmanager
+def _race_server(engine_name: str, folder: Path, redis_url: str) -> Iterator[tuple[str, Flask]]:
+    """gunicorn with RACE_WORKERS processes on a seeded database of its own; its URL, and an
+    app on the same database for the test's own reads and writes."""
+    with _seeded_database_url(engine_name, folder) as database_url:
         environment = {
             **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
             "FLASK_SECRET_KEY": "race-test-key-" + "k" * 30,
@@ -328,6 +332,29 @@ def served(
             process.terminate()
             process.wait(timeout=20)
             app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def served(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
+) -> Iterator[tuple[str, Flask]]:
+    """gunicorn with RACE_WORKERS processes on a seeded database, fresh for this test; its
+    URL, and an app on the same database for the test's own reads and writes."""
+    with _race_server(request.param, tmp_path, redis_url) as served:
+        yield served
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def shared_served(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
+) -> Iterator[tuple[str, Flask]]:
+    """Like ``served``, but one server per engine for every test that asks for it: for races
+    that each round run on rows of their own (a fresh invoice, a fresh key), and so cannot
+    see another test's. Starting gunicorn is most of such a test's time (each xdist worker
+    that runs such a test starts its own)."""
+    folder = tmp_path_factory.mktemp(f"shared-served-{request.param}")
+    with _race_server(request.param, folder, redis_url) as served:
+        yield served
 
 
 # --- The same tests on both engines ---------------------------------------------------------

@@ -37,9 +37,9 @@ def _post(client: requests.Session, url: str) -> Callable[[], requests.Response]
 
 
 def test_delete_racing_mark_paid_never_leaves_a_paid_invoice_deleted(
-    served: tuple[str, Flask],
+    shared_served: tuple[str, Flask],
 ) -> None:
-    base, live_app = served
+    base, live_app = shared_served
     outcomes: Counter[tuple[int, int]] = Counter()
     untruthful: list[str] = []  # a round where the answers and the stored row disagree
     paid_and_deleted = 0

@@ -6,7 +6,7 @@ API's DELETE checked the version. The API's create had no idempotency key, so a 
 POST made a second invoice, while the page's form carried a creation key. Each difference
 is tested here through both doors, page and API, on SQLite and (when
 INVOICEAPP_TEST_POSTGRES_URL is set) on PostgreSQL; the races run against gunicorn with
-several workers (tests/test_delete_races.py's ``served``).
+several workers (conftest's ``shared_served``, which tests/test_delete_races.py uses too).
 """
 
 from __future__ import annotations
@@ -223,10 +223,10 @@ RETRIES = 4
 
 
 def test_one_key_sent_by_several_workers_at_once_makes_one_invoice(
-    served: tuple[str, Flask],
+    shared_served: tuple[str, Flask],
 ) -> None:
     """A client that retries before the first answer came: RETRIES posts, one key, at once."""
-    base, live_app = served
+    base, live_app = shared_served
     linus = signed_in_session(base, "linus@acme.test")  # CSRF is off in ``served``: no header
     extra_invoices, split_answers, outcomes = 0, 0, Counter[str]()
     for _ in range(ROUNDS):
@@ -258,10 +258,10 @@ def test_one_key_sent_by_several_workers_at_once_makes_one_invoice(
 
 
 def test_a_delete_racing_an_edit_never_deletes_what_the_deleter_did_not_see(
-    served: tuple[str, Flask],
+    shared_served: tuple[str, Flask],
 ) -> None:
     """Ada presses Delete on version 1 while Grace saves an edit of version 1: one wins."""
-    base, live_app = served
+    base, live_app = shared_served
     ada, grace = (
         signed_in_session(base, "ada@acme.test"),
         signed_in_session(base, "grace@acme.test"),

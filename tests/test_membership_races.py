@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import uuid
@@ -104,12 +105,22 @@ def gunicorn(database_url: str, folder: Path) -> Iterator[str]:
         process.wait(timeout=20)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def live(request: pytest.FixtureRequest, database_file: Path, tmp_path: Path) -> Iterator[Live]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def live(
+    request: pytest.FixtureRequest,
+    seeded_database: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Live]:
+    """One server per engine for the whole module: every run races in an organization of its
+    own, so no test sees another's, and starting gunicorn once instead of per test saves
+    most of this file's time."""
+    folder = tmp_path_factory.mktemp(f"membership-races-{request.param}")
     if request.param == "sqlite":
+        database_file = folder / "races.sqlite3"
+        shutil.copyfile(seeded_database, database_file)
         url = f"sqlite:///{database_file}"
         app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
-        with gunicorn(url, tmp_path) as base:
+        with gunicorn(url, folder) as base:
             yield Live(base, app)
         app.extensions["db_engine"].dispose()
         return
@@ -121,7 +132,7 @@ def live(request: pytest.FixtureRequest, database_file: Path, tmp_path: Path) ->
         with app.app_context():
             seed.seed(get_db())
         try:
-            with gunicorn(url, tmp_path) as base:
+            with gunicorn(url, folder) as base:
                 yield Live(base, app)
         finally:
             app.extensions["db_engine"].dispose()

@@ -64,13 +64,16 @@ def _migrate_and_seed(url: str) -> None:
     app.extensions["db_engine"].dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
+    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path, Engine]]:
-    """gunicorn with several workers; yields its URL, its outbox and the database."""
-    outbox = tmp_path / "outbox"
-    with seeded_database(request.param, tmp_path) as url:
+    """gunicorn with several workers; yields its URL, its outbox and the database. One per
+    engine for the module: the tests touch different accounts (Ada; new addresses), and
+    count only the mail sent after they start."""
+    folder = tmp_path_factory.mktemp(f"recovery-races-{request.param}")
+    outbox = folder / "outbox"
+    with seeded_database(request.param, folder) as url:
         environment = {
             "FLASK_TESTING": "true",  # the cheap hash profile is allowed only in tests
             "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
