@@ -227,7 +227,9 @@ def main() -> int:
         port = stack.enter_context(served(BARE_APP, limits, "/"))
         targets["bare"] = (port, raw_get("/", port))
         for engine, url in urls.items():
-            port = stack.enter_context(served(APP, {**limits, "FLASK_DATABASE_URL": url}, "/healthz"))
+            port = stack.enter_context(
+                served(APP, {**limits, "FLASK_DATABASE_URL": url}, "/healthz")
+            )
             targets[engine] = (port, signed_in_request(port))
         for port, request in targets.values():  # warm up every worker
             hammer(port, request, 1.0, args.threads)
@@ -258,7 +260,7 @@ def report(
     )
     met = not problems
     bare = statistics.median(rates["bare"])
-    print(f"  plain Flask \"ok\"      {bare:7.0f} req/s   (rounds: {_each(rates['bare'], '.0f')})")
+    print(f'  plain Flask "ok"      {bare:7.0f} req/s   (rounds: {_each(rates["bare"], ".0f")})')
     for engine in engines:
         pairs = [page / base for base, page in zip(rates["bare"], rates[engine], strict=True)]
         ratio = statistics.median(pairs)
@@ -266,7 +268,9 @@ def report(
         verdict = "ok" if ratio >= GOAL_RATIO else f"BELOW {GOAL_RATIO:.0%}"
         met = met and ratio >= GOAL_RATIO and auth <= GOAL_AUTH_STATEMENTS
         page = statistics.median(rates[engine])
-        print(f"  invoice, {engine:12s} {page:7.0f} req/s   (rounds: {_each(rates[engine], '.0f')})")
+        print(
+            f"  invoice, {engine:12s} {page:7.0f} req/s   (rounds: {_each(rates[engine], '.0f')})"
+        )
         print(
             f"    ratio {ratio:6.1%}  {verdict}   spread {min(pairs):.1%}-{max(pairs):.1%}"
             f"   (rounds: {_each(pairs, '.1%')})"
