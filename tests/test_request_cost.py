@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import pytest
 from sqlalchemy import create_engine, pool, text
 
-from conftest import POSTGRES_URL, app_on_postgres
+from conftest import POSTGRES_URL, app_on_postgres, make_test_app
+from invoiceapp.extensions import limiter
 from support import signed_in_client
 
 
@@ -30,3 +35,35 @@ def test_a_connection_the_database_dropped_costs_one_503_and_the_next_request_re
         after = client.get("/invoices/inv_7")
         assert after.status_code == 200
         assert "INV-" in after.get_data(as_text=True) or "inv_7" in after.get_data(as_text=True)
+
+
+def test_a_page_without_limits_never_asks_the_limiter_and_limited_routes_still_are(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flask-Limiter resolved the limits of every request, though the invoice page has
+    none. Now only routes with limits (sign-in, the API) reach it, and they are limited."""
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True, SIGN_IN_RATE_LIMIT="3 per minute")
+    client = signed_in_client(app, "ada@acme.test")
+    assert client.get("/invoices/inv_7").status_code == 200  # each endpoint learnt once
+    resolved: list[str | None] = []
+    real = limiter.limit_manager.resolve_limits
+
+    def counting(flask_app: Any, endpoint: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        resolved.append(endpoint)
+        return real(flask_app, endpoint, *args, **kwargs)
+
+    monkeypatch.setattr(limiter.limit_manager, "resolve_limits", counting)
+    assert client.get("/invoices/inv_7").status_code == 200
+    assert resolved == []
+
+    assert client.get("/api/v1/invoices").status_code == 200
+    assert resolved  # the API's limits are still worked out
+    assert "X-RateLimit-Limit" in client.get("/api/v1/invoices").headers
+
+    stranger = app.test_client()
+    answers = [
+        stranger.post("/sign-in", data={"email": "ada@acme.test", "password": "wrong"}).status_code
+        for _ in range(4)
+    ]
+    assert answers[-1] == 429
+    app.extensions["db_engine"].dispose()
