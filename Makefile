@@ -45,7 +45,8 @@ test: install
 
 # Measurements, not tests: each prints what it measured in one run, and its exit code
 # says whether its goals were met; all run, and make fails if any missed. Set
-# INVOICEAPP_TEST_POSTGRES_URL to measure PostgreSQL too (seeding, pages). Several minutes.
+# INVOICEAPP_TEST_POSTGRES_URL to measure PostgreSQL too (seeding, pages, throughput);
+# throughput also needs redis-server (its rate limits are shared, as deployed). Several minutes.
 bench: install
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	@status=0; for name in timing_oracles seeding pages throughput slow_clients peer_pages audit_chain; do \

@@ -108,7 +108,12 @@ def register_extensions(app: Flask) -> None:
     from .authn.gate import init_authentication
     from .authn.passwords import init_passwords
     from .authn.sessions import init_sessions
-    from .extensions import csrf, limiter, refund_attempts_that_did_not_fail
+    from .extensions import (
+        csrf,
+        limiter,
+        refund_attempts_that_did_not_fail,
+        skip_routes_without_limits,
+    )
     from .gates import register_gates
     from .security_headers import init_security_headers
 
@@ -119,6 +124,7 @@ def register_extensions(app: Flask) -> None:
     csrf.init_app(app)
     register_gates(app)  # authentication, then CSRF: before any view runs
     limiter.init_app(app)
+    skip_routes_without_limits(app)  # pages without limits never ask the limiter
     app.after_request(refund_attempts_that_did_not_fail)  # failure-only limits
     background.init_app(app)  # forgot-password's look-up and mail, off the request worker
 

@@ -18,7 +18,8 @@ Meanwhile PostgreSQL is stopped (pg_ctl stop -m fast) for a few seconds and star
 The run fails (exit code 1) on any of:
 
   - a 5xx other than a 503 while the database is down (plus a few seconds' grace), or any
-    503 outside that window: the app must recover by itself (pool_pre_ping);
+    503 outside that window: the app must recover by itself (a dropped connection
+    invalidates the pool: invoiceapp/db.py);
   - a 503 that leaks anything (a trace, a driver, SQL, the server's address) or that is
     neither the HTML page nor the JSON error body;
   - a forbidden delete that is not a 403, a cross-organization request that is not a 404;
