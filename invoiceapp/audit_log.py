@@ -143,26 +143,33 @@ _COLUMNS = (
 def exported_records(
     db: Session, organization_id: int, filters: AuditFilters
 ) -> Iterator[dict[str, Any]]:
-    """The organization's matching records, oldest first, a batch at a time."""
+    """The organization's matching records, oldest first, a batch at a time.
+
+    The read transaction ends with the last batch (or when the download is cut short and
+    the server closes the stream), not when the request's session is torn down: a reader
+    left open would hold its locks for as long as the response object lives."""
     after = 0
-    while True:
-        query = (
-            select(*_COLUMNS)
-            .outerjoin(AuditRepeat, AuditRepeat.event_id == AuditEvent.id)
-            .where(AuditEvent.organization_id == organization_id, AuditEvent.chain_seq > after)
-            .order_by(AuditEvent.chain_seq)
-            .limit(BATCH)
-        )
-        rows = db.execute(filters.applied_to(query)).all()
-        for row in rows:
-            record = dict(zip(EXPORT_FIELDS, row, strict=True))
-            record["created_at"] = timestamp(record["created_at"])
-            record["times"] = record["times"] or 1
-            yield record
-        if len(rows) < BATCH:
-            return
-        after = rows[-1][0] or 0  # never None: the query asked for chain_seq > after
-        db.expunge_all()  # nothing to keep between batches
+    try:
+        while True:
+            query = (
+                select(*_COLUMNS)
+                .outerjoin(AuditRepeat, AuditRepeat.event_id == AuditEvent.id)
+                .where(AuditEvent.organization_id == organization_id, AuditEvent.chain_seq > after)
+                .order_by(AuditEvent.chain_seq)
+                .limit(BATCH)
+            )
+            rows = db.execute(filters.applied_to(query)).all()
+            for row in rows:
+                record = dict(zip(EXPORT_FIELDS, row, strict=True))
+                record["created_at"] = timestamp(record["created_at"])
+                record["times"] = record["times"] or 1
+                yield record
+            if len(rows) < BATCH:
+                return
+            after = rows[-1][0] or 0  # never None: the query asked for chain_seq > after
+            db.expunge_all()  # nothing to keep between batches
+    finally:
+        db.rollback()
 
 
 def as_json_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:

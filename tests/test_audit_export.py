@@ -264,3 +264,15 @@ def test_an_export_holds_only_its_own_organizations_records(
     globex = export(signed_in_client(app, HANK), slug="globex").splitlines()
     assert [json.loads(line)["resource_id"] for line in globex] == ["inv_g0", "inv_g1", "inv_g2"]
     assert verify_lines(globex).intact
+
+
+def test_a_finished_download_leaves_no_transaction_open(
+    app: Flask, db: Session, log: None
+) -> None:
+    """The response object outlives its stream (a test client, a proxy that is slow to
+    close): the export's read transaction must end with its last record, or it would hold
+    the log's locks (on PostgreSQL a TRUNCATE or a migration then waits for ever)."""
+    db.commit()  # the test's own session lets go of its connection
+    response = signed_in_client(app, ADA).get("/orgs/acme/audit/export.jsonl")
+    assert response.get_data(as_text=True).count("\n") == 5  # read to the end, not closed
+    assert app.extensions["db_engine"].pool.checkedout() == 0
