@@ -67,7 +67,7 @@ def change_plan(slug: str) -> ResponseReturnValue:
     old_plan, new_plan = organization.plan, form.plan.data or ""
     if old_plan == new_plan:
         flash("Nothing changed: that is already the plan.", "info")
-        return to_page(f"/orgs/{organization.slug}/billing")
+        return to_page("orgs.billing", slug=organization.slug)
     db = get_db()
     try:
         organization = lock_and_recheck(organization)  # you are still the owner
@@ -90,4 +90,4 @@ def change_plan(slug: str) -> ResponseReturnValue:
         reason=f"plan {old_plan} -> {new_plan}",
     )
     flash("Plan changed.", "success")
-    return to_page(f"/orgs/{organization.slug}/billing")
+    return to_page("orgs.billing", slug=organization.slug)

@@ -9,7 +9,9 @@ Every view about one organization runs the lesson's steps in order:
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect
+from typing import Any
+
+from flask import Blueprint, abort, redirect, url_for
 from flask.typing import ResponseReturnValue
 
 from ...db import get_db
@@ -23,8 +25,9 @@ bp = Blueprint("orgs", __name__, url_prefix="/orgs")
 MAX_ID = 2**31 - 1
 
 
-def to_page(path: str) -> ResponseReturnValue:
-    return redirect(path, code=303)
+def to_page(endpoint: str, **values: Any) -> ResponseReturnValue:
+    """303 See Other to a page named by its endpoint: after a POST, the browser GETs it."""
+    return redirect(url_for(endpoint, **values), code=303)
 
 
 def member_or_404(organization: Organization, user_id: int) -> Membership:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, request
+from flask import abort, current_app, flash, request, url_for
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
@@ -65,7 +65,7 @@ def _send_invitation(organization: Organization, invitation: Invitation, raw_tok
         invitation.email,
         one_line(f"You are invited to join {organization.name} on InvoiceApp"),
         "invitation",
-        accept_url=absolute_url("/invitations/" + raw_token),
+        accept_url=absolute_url(url_for("invitations.show", token=raw_token)),
         organization_name=organization.name,
         inviter_name=inviter.display_name,
         role=invitation.role,
@@ -113,7 +113,7 @@ def invite(slug: str) -> ResponseReturnValue:
         reason=f"invited as {role}",
     )
     flash("Invitation sent.", "success")
-    return to_page(f"/orgs/{organization.slug}/members")
+    return to_page("orgs.members", slug=organization.slug)
 
 
 @bp.post("/<slug>/invitations/<public_id>/revoke")
@@ -132,7 +132,7 @@ def revoke(slug: str, public_id: str) -> ResponseReturnValue:
             reason=f"revoked an invitation as {invitation.role}",
         )
     flash("Invitation revoked. Its link no longer works.", "success")
-    return to_page(f"/orgs/{organization.slug}/members")
+    return to_page("orgs.members", slug=organization.slug)
 
 
 @bp.post("/<slug>/invitations/<public_id>/resend")
@@ -161,4 +161,4 @@ def resend(slug: str, public_id: str) -> ResponseReturnValue:
         reason=f"sent a new link, as {invitation.role}",
     )
     flash("Invitation sent again with a new link.", "success")
-    return to_page(f"/orgs/{organization.slug}/members")
+    return to_page("orgs.members", slug=organization.slug)

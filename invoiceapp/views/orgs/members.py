@@ -122,7 +122,7 @@ def change_role(slug: str, user_id: int) -> ResponseReturnValue:
     old_role = membership.role
     if old_role == new_role:
         flash("Nothing changed: that is already their role.", "info")
-        return to_page(f"/orgs/{organization.slug}/members")
+        return to_page("orgs.members", slug=organization.slug)
     db = get_db()
     try:
         lock_and_recheck(organization, membership)
@@ -137,7 +137,7 @@ def change_role(slug: str, user_id: int) -> ResponseReturnValue:
         reason=f"role {old_role} -> {new_role}",
     )
     flash("Role changed. It applies from their very next request.", "success")
-    return to_page(f"/orgs/{organization.slug}/members")
+    return to_page("orgs.members", slug=organization.slug)
 
 
 @bp.post("/<slug>/members/<int(max=2147483647):user_id>/remove")
@@ -162,7 +162,7 @@ def remove_member(slug: str, user_id: int) -> ResponseReturnValue:
         reason=f"removed a {role}",
     )
     flash("Member removed. They lost access at once, API tokens included.", "success")
-    return to_page(f"/orgs/{organization.slug}/members")
+    return to_page("orgs.members", slug=organization.slug)
 
 
 def _member_token_or_404(membership: Membership, public_id: str) -> PersonalAccessToken:
@@ -199,4 +199,4 @@ def revoke_member_token(slug: str, user_id: int, public_id: str) -> ResponseRetu
         reason=f"revoked an API token of membership:{user_id}",
     )
     flash("Token revoked. It stops working on its very next request.", "success")
-    return to_page(f"/orgs/{organization.slug}/members")
+    return to_page("orgs.members", slug=organization.slug)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import flash, render_template
+from flask import flash, render_template, url_for
 from flask.typing import ResponseReturnValue
 
 from ...audit import record_audit
@@ -60,7 +60,7 @@ def transfer(slug: str) -> ResponseReturnValue:
             organization_name=organization.name,
             old_owner_name=old_owner.display_name,
             new_owner_name=new_owner.display_name,
-            organization_url=absolute_url(f"/orgs/{organization.slug}"),
+            organization_url=absolute_url(url_for("orgs.show", slug=organization.slug)),
         )
     record_audit(
         "org.transfer_ownership",
@@ -69,4 +69,4 @@ def transfer(slug: str) -> ResponseReturnValue:
         reason=f"owner user {old_owner.id} -> user {target.user_id}; old owner is now admin",
     )
     flash("Ownership transferred. You are now an admin.", "success")
-    return to_page(f"/orgs/{organization.slug}/members")
+    return to_page("orgs.members", slug=organization.slug)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from flask import flash, redirect, render_template, request
+from flask import flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
 from ...audit import record_audit
@@ -42,7 +42,7 @@ def switch() -> ResponseReturnValue:
     get_db().commit()
     flash(f"Now working in {organization.name}.", "info")
     back = safe_next(request.form.get("next"))
-    return redirect(_unpinned(back) if back else "/invoices", code=303)
+    return redirect(_unpinned(back) if back else url_for("invoices.index"), code=303)
 
 
 def _unpinned(path: str) -> str:
@@ -84,7 +84,7 @@ def create() -> ResponseReturnValue:
         reason="created the organization as its owner",
     )
     flash("Organization created. You are its owner.", "success")
-    return to_page(f"/orgs/{organization.slug}")
+    return to_page("orgs.show", slug=organization.slug)
 
 
 @bp.get("/<slug>")
@@ -128,7 +128,9 @@ def _may_switch_two_factor_rule(organization: Organization, turning_on: bool) ->
     principal = require_principal()
     if turning_on and not has_second_factor(principal.user):
         return False
-    page = f"/orgs/{organization.slug}"  # after re-authenticating, back to the form (a GET)
+    page = url_for(
+        "orgs.show", slug=organization.slug
+    )  # after re-authenticating, back to the form (a GET)
     try:
         # Self, elevated: fresh proof. (Not account.password.change: that one also wants
         # the second factor, which switching the rule off does not need.)
@@ -172,7 +174,7 @@ def update_settings(slug: str) -> ResponseReturnValue:
             reason=f"requires two-factor {'on' if requires_two_factor else 'off'}",
         )
     flash("Settings saved." if changed or rule_changed else "Nothing changed.", "success")
-    return to_page(f"/orgs/{organization.slug}")
+    return to_page("orgs.show", slug=organization.slug)
 
 
 @bp.post("/<slug>/leave")
@@ -196,4 +198,4 @@ def leave(slug: str) -> ResponseReturnValue:
         reason="left the organization",
     )
     flash("You left the organization.", "success")
-    return to_page("/dashboard")
+    return to_page("pages.dashboard")
