@@ -186,10 +186,11 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
         "webauthn_challenges": 0,
         "security_counters": 0,
         "audit_repeats": 0,
+        "custom_roles": 0,
     }
     assert "users: 7 created, 0 already present" in first_output
     assert "users: 0 created, 7 already present" in second_output
-    assert "already at 0011_address_claims" in second_output
+    assert "already at 0012_custom_roles" in second_output
     assert PASSWORD in second_output  # the summary tells the demo password
 
 
