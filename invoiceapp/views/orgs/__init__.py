@@ -9,13 +9,14 @@ One blueprint, ``orgs``, in modules named for what they hold:
 - invitations.py  invite, revoke, resend (accepting is views/invitations.py)
 - ownership.py    transfer of ownership
 - billing.py      the plan
+- roles.py        custom roles: the organization's own roles (owner only)
 
 Forms read only their own fields, so an ``organization_id``, ``owner`` or ``plan``
 posted alongside changes nothing (mass assignment). Flash messages name no people and
 no organizations: they travel in a readable cookie.
 """
 
-from . import billing, invitations, members, ownership, settings  # noqa: F401  # register the routes
+from . import billing, invitations, members, ownership, roles, settings  # noqa: F401  # routes
 from .common import bp
 
 __all__ = ["bp"]

@@ -6,21 +6,35 @@ posted alongside changes nothing (mass assignment).
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 from sqlalchemy import select
-from wtforms import BooleanField, SelectField, StringField
+from wtforms import BooleanField, SelectField, SelectMultipleField, StringField
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # new in WTForms 3.3; types-WTForms is 3.2
 from wtforms.validators import DataRequired, Length
 
 from ...authn.emails import MAX_EMAIL_LENGTH, valid_new_email
+from ...authz.policy import GRANTABLE_ACTIONS
+from ...authz.roles import MAX_NAME_LENGTH as MAX_ROLE_NAME_LENGTH
 from ...db import get_db
 from ...forms import Form, no_control_characters, strip
-from ...models import Membership, Organization, Plan, Role, User
+from ...models import CustomRole, Membership, Organization, Plan, Role, User
 from ...principal import require_principal
 
 MAX_NAME_LENGTH = 100
 # Roles a form may hand out. The owner changes only by a transfer.
 ASSIGNABLE_ROLES = [Role.MEMBER.value, Role.ADMIN.value]
 PLANS = [Plan.FREE.value, Plan.PRO.value]
+# Ticked on a new custom role's form: seeing the organization, its members and invoices,
+# and leaving it. The owner may untick them; a role holds exactly what is ticked.
+NEW_ROLE_DEFAULTS = ["invoice.read", "org.read", "org.leave", "member.read"]
+
+
+def role_choices(custom_roles: list[CustomRole]) -> list[tuple[str, str]]:
+    """The roles a form may hand out: member, admin and the organization's own roles."""
+    return [(role, role) for role in ASSIGNABLE_ROLES] + [
+        (role.key, role.name) for role in custom_roles
+    ]
 
 
 class NewOrganizationForm(Form):
@@ -57,6 +71,37 @@ class InviteForm(Form):
 
 class RoleForm(Form):
     role = SelectField("Role", choices=ASSIGNABLE_ROLES)  # type: ignore[arg-type]  # plain values are choices too; the stubs want pairs
+
+
+RoleFormT = TypeVar("RoleFormT", InviteForm, RoleForm)
+
+
+def with_roles(form: RoleFormT, custom_roles: list[CustomRole]) -> RoleFormT:
+    """``form`` offering member, admin and this organization's custom roles."""
+    form.role.choices = [SelectChoice(value, label) for value, label in role_choices(custom_roles)]
+    return form
+
+
+class CustomRoleForm(Form):
+    name = StringField(
+        "Role name",
+        filters=[strip],
+        validators=[
+            DataRequired("Enter the role's name."),
+            Length(
+                max=MAX_ROLE_NAME_LENGTH,
+                message=f"Use at most {MAX_ROLE_NAME_LENGTH} characters.",
+            ),
+            no_control_characters,
+        ],
+        render_kw={"maxlength": MAX_ROLE_NAME_LENGTH},
+    )
+    # Checked against the policy's list by the view (authz.roles.actions_problem).
+    actions = SelectMultipleField(
+        "Actions",
+        choices=[SelectChoice(action, action) for action in GRANTABLE_ACTIONS],
+        validate_choice=False,
+    )
 
 
 class TransferForm(Form):

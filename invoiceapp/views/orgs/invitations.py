@@ -9,6 +9,7 @@ from sqlalchemy import select
 from ...audit import record_audit
 from ...authn.gate import login_required
 from ...authz.enforce import authorize
+from ...authz.roles import custom_roles_of
 from ...authz.scope import organization_in_my_orgs_or_404
 from ...db import get_db
 from ...mail import absolute_url, send_mail
@@ -25,8 +26,8 @@ from ...organizations import (
 from ...path_ids import path_id_or_404
 from ...principal import require_principal
 from .common import bp, lock_and_recheck, one_line, to_page
-from .forms import InviteForm
-from .members import changed_meanwhile, render_members
+from .forms import InviteForm, with_roles
+from .members import changed_meanwhile, render_members, still_a_role
 
 FULL = (
     f"The free plan allows {FREE_PLAN_MEMBER_LIMIT} members, pending invitations included. "
@@ -79,7 +80,7 @@ def invite(slug: str) -> ResponseReturnValue:
     organization = organization_in_my_orgs_or_404(slug)
     # The role asked for is an input: an admin may not invite an owner.
     authorize("member.invite", organization, role=request.form.get("role", ""))
-    form = InviteForm()
+    form = with_roles(InviteForm(), custom_roles_of(get_db(), organization.id))
     if not form.validate():
         return render_members(organization, invite_form=form, status=422)
     email, role = form.email.data or "", form.role.data or Role.MEMBER.value
@@ -87,6 +88,7 @@ def invite(slug: str) -> ResponseReturnValue:
     db = get_db()
     try:
         organization = lock_and_recheck(organization)  # the plan as it is now, not as read
+        still_a_role(organization, role)
     except MembershipChanged:
         return changed_meanwhile(organization)
     if is_member_by_email(db, organization.id, email):

@@ -13,6 +13,7 @@ from ...audit import record_audit
 from ...authn.access_tokens import revoke_access_token
 from ...authn.gate import login_required
 from ...authz.enforce import authorize
+from ...authz.roles import custom_role_or_none, custom_roles_of
 from ...authz.scope import organization_in_my_orgs_or_404
 from ...db import get_db, utcnow
 from ...models import Invitation, Membership, Organization, PersonalAccessToken, Plan, User
@@ -26,12 +27,31 @@ from ...organizations import (
 from ...path_ids import path_id_or_404
 from ...principal import require_principal
 from .common import bp, lock_and_recheck, member_or_404, to_page
-from .forms import ASSIGNABLE_ROLES, InviteForm, RoleForm, new_transfer_form
+from .forms import (
+    ASSIGNABLE_ROLES,
+    InviteForm,
+    RoleForm,
+    new_transfer_form,
+    role_choices,
+    with_roles,
+)
 
 CHANGED_MEANWHILE = (
     "Someone changed this organization's members or roles while you were deciding, so "
     "nothing was done. Here is the list as it is now; try again if it still makes sense."
 )
+
+
+CHOOSE_A_ROLE = "Choose one of the roles offered: member, admin or one of this organization's own."
+
+
+def still_a_role(organization: Organization, role: str) -> None:
+    """Inside the organization's lock: a custom role handed out must still exist (deleting
+    one takes the same lock and refuses while anyone holds it). MembershipChanged if not."""
+    if role in ASSIGNABLE_ROLES:
+        return
+    if custom_role_or_none(get_db(), organization.id, role) is None:
+        raise MembershipChanged(f"role {role} was deleted meanwhile")
 
 
 def changed_meanwhile(organization: Organization) -> ResponseReturnValue:
@@ -64,15 +84,17 @@ def render_members(
         )
         .order_by(Invitation.created_at, Invitation.id)
     ).all()
+    custom_roles = custom_roles_of(db, organization.id)
     html = render_template(
         "orgs/members.html",
         organization=organization,
         members=members,
         invitations=invitations,
         tokens=tokens,
-        invite_form=invite_form or InviteForm(formdata=None),
+        invite_form=with_roles(invite_form or InviteForm(formdata=None), custom_roles),
         transfer_form=new_transfer_form(organization),
-        assignable_roles=ASSIGNABLE_ROLES,
+        role_choices=role_choices(custom_roles),
+        custom_roles={role.key: role for role in custom_roles},
         seats=seats_in_use(db, organization.id),
         limit=FREE_PLAN_MEMBER_LIMIT if organization.plan == Plan.FREE else None,
         problem=problem,
@@ -116,9 +138,9 @@ def change_role(slug: str, user_id: int) -> ResponseReturnValue:
     new_role = request.form.get("role", "")
     # The policy refuses "owner", the owner's own membership and yourself (403).
     authorize("member.change_role", membership, role=new_role)
-    form = RoleForm()
+    form = with_roles(RoleForm(), custom_roles_of(get_db(), organization.id))
     if not form.validate():
-        return render_members(organization, problem="Choose the role member or admin.", status=422)
+        return render_members(organization, problem=CHOOSE_A_ROLE, status=422)
     old_role = membership.role
     if old_role == new_role:
         flash("Nothing changed: that is already their role.", "info")
@@ -126,6 +148,7 @@ def change_role(slug: str, user_id: int) -> ResponseReturnValue:
     db = get_db()
     try:
         lock_and_recheck(organization, membership)
+        still_a_role(organization, new_role)  # not deleted since the form was read
         set_role(db, membership, from_role=old_role, to_role=new_role)
         db.commit()
     except MembershipChanged:

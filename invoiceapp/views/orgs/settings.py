@@ -13,6 +13,7 @@ from ...authn.redirects import safe_next
 from ...authn.second_factor import has_second_factor
 from ...authz.enforce import ReauthenticationRequired, authorize
 from ...authz.explain import capabilities
+from ...authz.policy import role_name
 from ...authz.scope import organization_in_my_orgs_or_404
 from ...db import get_db
 from ...forms import add_error
@@ -105,7 +106,7 @@ def _render_show(organization: Organization, settings_form: SettingsForm) -> str
     return render_template(
         "orgs/show.html",
         organization=organization,
-        role=principal.role_in(organization.id),
+        role=role_name(principal, organization.id),
         capabilities=capabilities(principal, organization),
         seats=seats_in_use(get_db(), organization.id),
         settings_form=settings_form,
