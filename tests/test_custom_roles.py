@@ -11,6 +11,7 @@ The property-based matrix over random custom roles is in test_policy_matrix.py.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from conftest import make_test_app
 from invoiceapp.db import get_db, utcnow
 from invoiceapp.models import AuditEvent, CustomRole, Invitation, Membership, UserSession
 from support import bearer, make_token, signed_in_client, user
@@ -369,3 +371,40 @@ def test_a_custom_role_is_read_with_the_request_on_each_engine(app_on_each_engin
     assert linus.post("/invoices/inv_7/mark-paid").status_code == 303
     assert linus.post("/invoices/inv_7/void").status_code == 403
     assert ada.post("/orgs/acme/roles/bookkeeper/delete").status_code == 409
+
+
+# ---------------------------------------------------------------------------
+# The printouts: the overview's capabilities, the demo trace, flask policy
+# ---------------------------------------------------------------------------
+
+
+def test_the_overview_names_the_custom_role_and_answers_each_action_with_its_rule(
+    app: Flask, bookkeeper: FlaskClient
+) -> None:
+    page = text(bookkeeper.get("/orgs/acme"))
+    assert 'data-testid="role-here">Bookkeeper</span>' in page
+    assert "The Bookkeeper role includes invoice.mark_paid" in page
+    assert "The Bookkeeper role does not include invoice.delete" in page
+    assert "The pro plan includes invoice.export for a Bookkeeper" in page
+
+
+def test_flask_policy_prints_the_custom_role_column(app: Flask) -> None:
+    output = app.test_cli_runner().invoke(args=["policy"]).output
+    assert "custom role holding it" in output
+    transfer = next(line for line in output.splitlines() if line.startswith("org.transfer"))
+    assert transfer.rstrip().endswith("never (the owner's)")
+    remove = next(line for line in output.splitlines() if line.startswith("member.remove"))
+    assert remove.rstrip().endswith("members only")
+
+
+def test_the_header_and_the_demo_trace_name_the_custom_role(
+    app: Flask, db: Session, database_file: Path
+) -> None:
+    ada = client_of(app, ADA)
+    make_role(ada, "acme", "Bookkeeper", BOOKKEEPER)
+    give_role(ada, "acme", db, LINUS, "bookkeeper")
+    demo = make_test_app(database_file, DEMO_MODE=True)
+    page = text(client_of(demo, LINUS).get("/orgs/acme/members"))
+    demo.extensions["db_engine"].dispose()
+    assert 'title="Your role in Acme Inc">Bookkeeper</span>' in page
+    assert "role <strong>Bookkeeper (custom role: invoice.read" in page

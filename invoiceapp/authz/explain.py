@@ -24,7 +24,15 @@ from ..db import utcnow
 from ..models import Invoice, Membership, Organization, User, UserSession
 from ..principal import Principal, current_principal
 from .enforce import step_up_needed
-from .policy import PER_RESOURCE_RULES, POLICY, SELF_SERVICE, Decision, can, organization_of
+from .policy import (
+    PER_RESOURCE_RULES,
+    POLICY,
+    SELF_SERVICE,
+    Decision,
+    can,
+    organization_of,
+    rule_of,
+)
 
 # What a request would get, in the words the panels use.
 STATUS_TEXT = {
@@ -80,7 +88,7 @@ def explain(action: str, resource: object, **context: Any) -> Trace:
     organization = organization_of(resource)
     auth_session = principal.session if principal is not None else None
     role = (
-        principal.role_in(organization.id)
+        _role_label(principal, organization.id)
         if principal is not None and organization is not None
         else None
     )
@@ -101,6 +109,18 @@ def explain(action: str, resource: object, **context: Any) -> Trace:
         decision=decision,
         status=_status(principal, decision, organization),
     )
+
+
+def _role_label(principal: Principal, organization_id: int) -> str | None:
+    """ "admin", or "Bookkeeper (custom role: invoice.read, invoice.export)"."""
+    key = principal.role_in(organization_id)
+    if key is None or key in POLICY["org.read"]:
+        return key
+    custom = principal.custom_role(organization_id, key)
+    if custom is None:
+        return f"{key} (a role that no longer exists)"
+    held = ", ".join(action for action in POLICY if action in custom.actions)
+    return f"{custom.name} (custom role: {held})"
 
 
 def explain_many(actions: Iterable[str], resource: object) -> list[Trace]:
@@ -177,10 +197,9 @@ class Capability:
 def capabilities(principal: Principal, organization: Organization) -> list[Capability]:
     """Every action of both tables, answered by can() for this organization where the
     answer does not depend on one invoice, one member or one's own account."""
-    role = principal.role_in(organization.id)
     rows = []
-    for action, rules in POLICY.items():
-        rule = rules.get(role or "")
+    for action in POLICY:
+        rule = rule_of(principal, action, organization.id)
         if rule in PER_RESOURCE_RULES:
             rows.append(Capability(action, None, f"Depends on which one: {rule.value}"))
             continue

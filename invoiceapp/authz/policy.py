@@ -234,6 +234,18 @@ def custom_rule(custom: RoleGrant, action: str) -> Rule:
     return Rule.NO
 
 
+def rule_of(principal: Principal, action: str, organization_id: int) -> Rule | None:
+    """The table's cell for the principal's role here (a custom role's, read as above);
+    None outside the organization or for a role that no longer exists."""
+    role = principal.role_in(organization_id)
+    if role is None:
+        return None
+    if role in POLICY[action]:
+        return POLICY[action][role]
+    custom = principal.custom_role(organization_id, role)
+    return custom_rule(custom, action) if custom is not None else None
+
+
 def actions_held(principal: Principal, organization_id: int, role: str) -> frozenset[str] | None:
     """The actions a role holds in an organization (any rule but a plain no); None for a
     key that names no role there."""
