@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from conftest import make_test_app
 from invoiceapp.db import get_db, utcnow
 from invoiceapp.models import AuditEvent, CustomRole, Invitation, Membership, UserSession
-from support import bearer, make_token, signed_in_client, user
+from support import bearer, latest_mail_to, make_token, signed_in_client, user
 
 ADA, GRACE, LINUS = "ada@acme.test", "grace@acme.test", "linus@acme.test"
 HANK, MARGE = "hank@globex.test", "marge@globex.test"
@@ -408,3 +408,26 @@ def test_the_header_and_the_demo_trace_name_the_custom_role(
     demo.extensions["db_engine"].dispose()
     assert 'title="Your role in Acme Inc">Bookkeeper</span>' in page
     assert "role <strong>Bookkeeper (custom role: invoice.read" in page
+
+
+def test_an_invitation_with_a_custom_role_names_it_in_the_mail_and_joins_with_it(
+    app: Flask, db: Session, database_file: Path
+) -> None:
+    ada = client_of(app, ADA)
+    make_role(ada, "acme", "Bookkeeper", BOOKKEEPER)
+    response = ada.post(
+        "/orgs/acme/invitations", data={"email": "marge@globex.test", "role": "bookkeeper"}
+    )
+    assert response.status_code == 303
+    mail = latest_mail_to(database_file.parent / "outbox", MARGE)
+    assert mail is not None and "as a Bookkeeper" in mail.text
+    (link,) = [link.removeprefix("http://127.0.0.1:5000") for link in mail.links
+               if "/invitations/" in link]  # fmt: skip
+    marge = client_of(app, MARGE)
+    assert "You will join as <strong>Bookkeeper</strong>" in text(marge.get(link))
+    assert marge.post(link).status_code == 303
+    db.expire_all()
+    acme_roles = db.scalars(
+        select(Membership.role).where(Membership.user_id == user(db, MARGE).id)
+    ).all()
+    assert "bookkeeper" in acme_roles

@@ -67,6 +67,12 @@ def custom_role_or_none(db: Session, organization_id: int, key: str) -> CustomRo
     )
 
 
+def role_title(db: Session, organization_id: int, key: str) -> str:
+    """A role key as people read it: "admin", or a custom role's name."""
+    custom = None if key in BUILT_IN_ROLES else custom_role_or_none(db, organization_id, key)
+    return custom.name if custom is not None else key
+
+
 def name_problem(db: Session, organization_id: int, name: str, *, except_key: str = "") -> str:
     """Why ``name`` cannot name a role here, in words; "" when it can."""
     folded = name.casefold()

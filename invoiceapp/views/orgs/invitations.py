@@ -9,7 +9,7 @@ from sqlalchemy import select
 from ...audit import record_audit
 from ...authn.gate import login_required
 from ...authz.enforce import authorize
-from ...authz.roles import custom_roles_of
+from ...authz.roles import custom_roles_of, role_title
 from ...authz.scope import organization_in_my_orgs_or_404
 from ...db import get_db
 from ...mail import absolute_url, send_mail
@@ -69,7 +69,7 @@ def _send_invitation(organization: Organization, invitation: Invitation, raw_tok
         accept_url=absolute_url(url_for("invitations.show", token=raw_token)),
         organization_name=organization.name,
         inviter_name=inviter.display_name,
-        role=invitation.role,
+        role=role_title(get_db(), organization.id, invitation.role),
         expires_in=_expires_in_words(lifetime),
     )
 
