@@ -10,6 +10,7 @@ The property-based matrix over random custom roles is in test_policy_matrix.py.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,25 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
+from invoiceapp.authz.policy import GRANTABLE_ACTIONS, POLICY, can
+from invoiceapp.authz.roles import create_role
 from invoiceapp.db import get_db, utcnow
-from invoiceapp.models import AuditEvent, CustomRole, Invitation, Membership, UserSession
+from invoiceapp.models import (
+    AuditEvent,
+    CustomRole,
+    Invitation,
+    Invoice,
+    Membership,
+    Organization,
+    UserSession,
+)
+from invoiceapp.principal import Principal
 from support import bearer, latest_mail_to, make_token, signed_in_client, user
 
 ADA, GRACE, LINUS = "ada@acme.test", "grace@acme.test", "linus@acme.test"
@@ -431,3 +445,58 @@ def test_an_invitation_with_a_custom_role_names_it_in_the_mail_and_joins_with_it
         select(Membership.role).where(Membership.user_id == user(db, MARGE).id)
     ).all()
     assert "bookkeeper" in acme_roles
+
+
+# ---------------------------------------------------------------------------
+# SQL: random roles stored and read back on both engines; one statement per request
+# ---------------------------------------------------------------------------
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(actions=st.frozensets(st.sampled_from(GRANTABLE_ACTIONS), min_size=1))
+def test_a_random_role_stored_in_sql_answers_like_the_admin_cell_on_each_engine(
+    app_on_each_engine: Flask, actions: frozenset[str]
+) -> None:
+    """What the database gives back for a role is what can() decides on: each action the
+    role holds answers as an admin's does (same rule, same elevation), the rest are no."""
+    app = app_on_each_engine
+    with app.test_request_context():
+        db = get_db()
+        acme = db.scalars(select(Organization).where(Organization.slug == "acme")).one()
+        role = create_role(db, acme, f"Role {uuid.uuid4().hex[:8]}", sorted(actions))
+        db.commit()
+        linus = user(db, LINUS)
+        custom = Principal(user=linus, session=None, roles={acme.id: role.key})
+        admin = Principal(user=linus, session=None, roles={acme.id: "admin"})
+        draft = Invoice(organization_id=acme.id, organization=acme, status="draft",
+                        created_by_id=linus.id + 1000, number=1, customer="X")  # fmt: skip
+        for action in POLICY:
+            resource = draft if action.startswith("invoice.") else acme
+            got, admins = can(custom, action, resource), can(admin, action, resource)
+            if action in actions:
+                assert (got.allowed, got.rule, got.requires_elevation) == (
+                    admins.allowed, admins.rule, admins.requires_elevation), action  # fmt: skip
+            else:
+                assert not got.allowed, action
+        db.delete(role)
+        db.commit()
+
+
+def test_a_request_reads_custom_roles_once_however_often_it_asks_can(
+    app: Flask, bookkeeper: FlaskClient
+) -> None:
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = bookkeeper.get("/invoices")  # a can() per invoice and per button
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    assert response.status_code == 200
+    assert sum("FROM custom_roles" in statement for statement in statements) == 1
