@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..db import utcnow
 from ..models import CustomRole, Invitation, Membership, Organization, Role, User
+from ..principal import RoleGrant
 from .policy import GRANTABLE_ACTIONS
 
 MAX_NAME_LENGTH = 40
@@ -55,6 +56,14 @@ def custom_roles_of(db: Session, organization_id: int) -> list[CustomRole]:
             .order_by(CustomRole.name, CustomRole.id)
         )
     )
+
+
+def grants_of(db: Session, organization_id: int) -> dict[str, RoleGrant]:
+    """The organization's custom roles as the policy reads them, by key: one statement."""
+    return {
+        role.key: RoleGrant(role.key, role.name, frozenset(role.action_list))
+        for role in custom_roles_of(db, organization_id)
+    }
 
 
 def custom_role_or_none(db: Session, organization_id: int, key: str) -> CustomRole | None:

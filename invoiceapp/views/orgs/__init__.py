@@ -10,13 +10,14 @@ One blueprint, ``orgs``, in modules named for what they hold:
 - ownership.py    transfer of ownership
 - billing.py      the plan
 - roles.py        custom roles: the organization's own roles (owner only)
+- access.py       access review: who may do what to an invoice, what one member may do
 
 Forms read only their own fields, so an ``organization_id``, ``owner`` or ``plan``
 posted alongside changes nothing (mass assignment). Flash messages name no people and
 no organizations: they travel in a readable cookie.
 """
 
-from . import billing, invitations, members, ownership, roles, settings  # noqa: F401  # routes
+from . import access, billing, invitations, members, ownership, roles, settings  # noqa: F401
 from .common import bp
 
 __all__ = ["bp"]
