@@ -20,7 +20,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, select
+from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
@@ -500,3 +500,40 @@ def test_a_request_reads_custom_roles_once_however_often_it_asks_can(
         event.remove(engine, "before_cursor_execute", record)
     assert response.status_code == 200
     assert sum("FROM custom_roles" in statement for statement in statements) == 1
+
+
+# ---------------------------------------------------------------------------
+# A role deleted between the check and the write
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("handing_out", ["role change", "invitation"])
+def test_a_role_deleted_while_being_handed_out_is_409_and_nobody_holds_it(
+    app: Flask, db: Session, monkeypatch: pytest.MonkeyPatch, handing_out: str
+) -> None:
+    """The delete commits after the view checked the form, just before it takes the
+    organization's lock; inside the lock the view finds the role gone and changes nothing."""
+    import invoiceapp.views.orgs.invitations as invitation_views
+    import invoiceapp.views.orgs.members as member_views
+
+    ada = client_of(app, ADA)
+    make_role(ada, "acme", "Bookkeeper", BOOKKEEPER)
+    module = member_views if handing_out == "role change" else invitation_views
+    real = module.lock_and_recheck
+
+    def delete_then_lock(*args: Any, **kwargs: Any) -> Any:
+        db.execute(delete(CustomRole))
+        db.commit()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "lock_and_recheck", delete_then_lock)
+    if handing_out == "role change":
+        response = give_role(ada, "acme", db, LINUS, "bookkeeper")
+    else:
+        response = ada.post(
+            "/orgs/acme/invitations", data={"email": "new@example.com", "role": "bookkeeper"}
+        )
+    assert response.status_code == 409
+    assert "while you were deciding" in text(response)
+    assert role_of(db, LINUS) == "member"
+    assert db.scalars(select(Invitation)).all() == []
