@@ -12,7 +12,16 @@ from sqlalchemy import bindparam, select
 from .authn.access_tokens import current_access_token
 from .authn.sessions import TWO_FACTOR_PROOFS, current_session
 from .db import get_db
-from .models import Membership, Organization, PersonalAccessToken, User, UserSession
+from .models import CustomRole, Membership, Organization, PersonalAccessToken, User, UserSession
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """A custom role as the policy reads it: its key, its name and the actions it holds."""
+
+    key: str
+    name: str
+    actions: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -53,6 +62,10 @@ class Principal:
     # (their real roles), for the banner, the trace and the checks that keep it honest.
     viewing_as: ViewAs | None = None
     viewer: Principal | None = None
+    # organization id -> custom role key -> the role. None until the policy first meets a
+    # key that is not a built-in role: then one statement reads them for all of ``roles``,
+    # so a request costs at most one query more, however many times it asks can().
+    custom_roles: Mapping[int, Mapping[str, RoleGrant]] | None = None
 
     @property
     def proof(self) -> str:
@@ -79,6 +92,28 @@ class Principal:
     @property
     def organization_ids(self) -> list[int]:
         return list(self.roles)
+
+    def custom_role(self, organization_id: int, key: str) -> RoleGrant | None:
+        """The custom role ``key`` of one of the principal's organizations, as it is now."""
+        loaded = self.custom_roles
+        if loaded is None:
+            loaded = _custom_roles_in(list(self.roles))
+            object.__setattr__(self, "custom_roles", loaded)  # a cache: frozen otherwise
+        return loaded.get(organization_id, {}).get(key)
+
+
+def _custom_roles_in(organization_ids: list[int]) -> dict[int, dict[str, RoleGrant]]:
+    """Every custom role of these organizations, in one statement."""
+    found: dict[int, dict[str, RoleGrant]] = {}
+    if not organization_ids:
+        return found
+    rows = get_db().scalars(
+        select(CustomRole).where(CustomRole.organization_id.in_(organization_ids))
+    )
+    for role in rows:
+        grant = RoleGrant(role.key, role.name, frozenset(role.actions.split()))
+        found.setdefault(role.organization_id, {})[role.key] = grant
+    return found
 
 
 def current_principal() -> Principal | None:

@@ -40,6 +40,7 @@ from .policy import (
     can,
     organization_of,
     roles_granted,
+    rule_of,
 )
 
 # What a request would get, in the words the panels use.
@@ -102,7 +103,7 @@ def _trace(principal: Principal | None, action: str, resource: object, decision:
     organization = organization_of(resource)
     auth_session = principal.session if principal is not None else None
     role = (
-        principal.role_in(organization.id)
+        _role_label(principal, organization.id)
         if principal is not None and organization is not None
         else None
     )
@@ -126,6 +127,18 @@ def _trace(principal: Principal | None, action: str, resource: object, decision:
         if principal is not None and principal.viewing_as is not None
         else None,
     )
+
+
+def _role_label(principal: Principal, organization_id: int) -> str | None:
+    """ "admin", or "Bookkeeper (custom role: invoice.read, invoice.export)"."""
+    key = principal.role_in(organization_id)
+    if key is None or key in POLICY["org.read"]:
+        return key
+    custom = principal.custom_role(organization_id, key)
+    if custom is None:
+        return f"{key} (a role that no longer exists)"
+    held = ", ".join(action for action in POLICY if action in custom.actions)
+    return f"{custom.name} (custom role: {held})"
 
 
 def explain_many(actions: Iterable[str], resource: object) -> list[Trace]:
@@ -205,10 +218,9 @@ class Capability:
 def capabilities(principal: Principal, organization: Organization) -> list[Capability]:
     """Every action of both tables, answered by can() for this organization where the
     answer does not depend on one invoice, one member or one's own account."""
-    role = principal.role_in(organization.id)
     rows = []
-    for action, rules in POLICY.items():
-        rule = rules.get(role or "")
+    for action in POLICY:
+        rule = rule_of(principal, action, organization.id)
         if rule in PER_RESOURCE_RULES:
             rows.append(Capability(action, None, f"Depends on which one: {rule.value}"))
             continue
