@@ -618,11 +618,13 @@ def test_the_owner_acting_on_their_own_membership_is_told_it_is_themselves(
 # --- Custom roles: random ones, property-based ---------------------------------------------
 
 # CONTRACT section 7: a custom role holds actions of the table, never the owner-only ones
-# (billing changes, transfer, settings, the roles themselves). Written out, not derived.
+# (billing changes, transfer, settings and security policy, the roles themselves). Written
+# out, not derived. Viewing as a member is an admin's action, so a custom role may hold it.
 GRANTABLE = frozenset(CONTRACT_ACTIONS) - {
     "org.billing.update",
     "org.transfer_ownership",
     "org.settings.update",
+    "org.security.update",
     "org.roles.read",
     "org.roles.update",
 }
@@ -644,6 +646,7 @@ def custom_expected(case: Case, mine: frozenset[str], other: frozenset[str]) -> 
     if case.role is None or case.action not in mine:
         return Expected(False)
     handed = [case.new_role] if case.new_role else []
+    handed += [case.viewed_role] if case.viewed_role else []  # view as: not above your own
     managed = [case.target_role] if case.target_role else []
     if any(not holds(role, mine, other) <= mine for role in handed + managed):
         if case.target_role != OWNER and case.new_role != OWNER and not case.target_is_self:
@@ -665,6 +668,8 @@ def custom_resources(
     yield from resources(action, org, CUSTOM)
     if action == INVITE:
         yield org, {"role": OTHER_CUSTOM}, {"new_role": OTHER_CUSTOM}
+    if action == VIEW_AS:
+        yield org, {"role": OTHER_CUSTOM}, {"viewed_role": OTHER_CUSTOM}
     if action in MEMBERSHIP_ACTIONS:
         new_roles = (MEMBER, ADMIN, OTHER_CUSTOM) if action == "member.change_role" else (None,)
         for target, new_role in itertools.product((OTHER_CUSTOM, MEMBER), new_roles):
@@ -686,7 +691,7 @@ actions_of_a_role = st.frozensets(st.sampled_from(sorted(GRANTABLE)))
     flag=st.booleans(),
     credential=st.sampled_from(CREDENTIALS),
     enrolled=st.booleans(),
-    two_factor=st.booleans(),
+    proof_rule=st.sampled_from(PROOF_RULES),  # the security policy: an input of its own
     home=st.booleans(),
 )
 def test_a_random_custom_role_answers_like_the_table_for_its_actions_and_no_to_the_rest(
@@ -696,12 +701,12 @@ def test_a_random_custom_role_answers_like_the_table_for_its_actions_and_no_to_t
     flag: bool,
     credential: str,
     enrolled: bool,
-    two_factor: bool,
+    proof_rule: str,
     home: bool,
 ) -> None:
     app = Flask(__name__)
     app.config["FRESH_AGE_SECONDS"] = 600
-    org = organization(HOME if home else ELSEWHERE, plan, flag, two_factor)
+    org = organization(HOME if home else ELSEWHERE, plan, flag, proof_rule)
     who = custom_principal(mine, other, credential)
     mismatches = []
     with app.app_context():
@@ -709,7 +714,7 @@ def test_a_random_custom_role_answers_like_the_table_for_its_actions_and_no_to_t
             for resource, context, fields in custom_resources(action, org):
                 case = Case(CUSTOM if home else None, action, plan, flag, **fields,
                             credential=credential, enrolled=enrolled,
-                            requires_two_factor=two_factor)  # fmt: skip
+                            proof_rule=proof_rule)  # fmt: skip
                 decision = can(who, action, resource, **context)
                 got = actual(who, decision, enrolled)
                 want = outcome(custom_expected(case, mine, other), credential, enrolled)
