@@ -17,9 +17,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import event, insert, select
 from sqlalchemy.orm import Session
 
-from invoiceapp.authz.access import INVOICE_ACTIONS, REVIEW_SESSION
+from invoiceapp.authz.access import INVOICE_ACTIONS, conditions, invoice_review, review_session
 from invoiceapp.authz.policy import POLICY, can
-from invoiceapp.db import utcnow
+from invoiceapp.db import get_db, utcnow
 from invoiceapp.models import Membership, Organization, User
 from invoiceapp.principal import Principal
 from support import invoice, signed_in_client, user
@@ -54,7 +54,8 @@ def test_the_invoice_review_agrees_with_can_asked_for_each_member(app: Flask, db
     assert len(rows) == len(members) * len(INVOICE_ACTIONS)
     with app.test_request_context():
         for role, person in members:
-            one = Principal(user=person, session=REVIEW_SESSION, roles={organization.id: role})
+            one = Principal(user=person, session=review_session(organization),
+                            roles={organization.id: role})  # fmt: skip
             for action in INVOICE_ACTIONS:
                 decision = can(one, action, inv_7)
                 [row] = [r for r in rows if r["email"] == person.email and r["action"] == action]
@@ -153,3 +154,49 @@ def test_the_review_costs_the_same_statements_at_a_thousand_members(
     assert _statements(app, ada, path) == few
     rows = csv_rows(client_of(app, ADA).get(path))
     assert len(rows) == before + 1000 * len(INVOICE_ACTIONS)
+
+
+# ---------------------------------------------------------------------------
+# The organization's security policy: stated once, and applied like any request
+# ---------------------------------------------------------------------------
+
+
+def test_the_review_states_the_security_policy_and_answers_for_a_session_that_meets_it(
+    app: Flask, db: Session
+) -> None:
+    """A session age limit and "no mailed codes or links": Ada (fresh, password) meets
+    both, so she sees the page; each member's answers are their role's, and the policy is
+    said once above them rather than turning every row into a no."""
+    organization = acme(db)
+    organization.proof_rule, organization.max_session_hours = "no_mailed", 8
+    db.commit()
+    ada = client_of(app, ADA)
+    response = ada.get("/orgs/acme/access?invoice=inv_7")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert 'data-testid="access-conditions"' in page
+    assert "no sign-in by emailed code or magic link" in page
+    assert "sessions signed in at most 8 h ago" in page
+    rows = csv_rows(ada.get("/orgs/acme/access?invoice=inv_7&format=csv"))
+    [linus_reads] = [r for r in rows if r["email"] == LINUS and r["action"] == "invoice.read"]
+    assert linus_reads["answer"] == "yes"
+
+
+def test_under_passkeys_only_the_review_answers_for_a_passkey_session(
+    app: Flask, db: Session
+) -> None:
+    organization = acme(db)
+    organization.requires_two_factor, organization.proof_rule = True, "passkey"
+    db.commit()
+    with app.test_request_context():
+        rows = invoice_review(get_db(), acme(get_db()), invoice(get_db(), "inv_7"))
+        assert review_session(acme(get_db())).proof == "passkey"
+        stated = conditions(acme(get_db()))
+    reads = {row.email: row.allowed for row in rows if row.action == "invoice.read"}
+    assert reads[LINUS] is True and reads[ADA] is True
+    assert stated[0] == "sign-in proofs: passkeys only"
+
+
+def test_a_default_security_policy_adds_no_conditions(app: Flask, db: Session) -> None:
+    page = client_of(app, ADA).get("/orgs/acme/access?invoice=inv_7").get_data(as_text=True)
+    assert 'data-testid="access-conditions"' not in page

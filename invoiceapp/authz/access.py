@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..db import utcnow
 from ..models import Invoice, Membership, Organization, User, UserSession
 from ..principal import Principal, RoleGrant
+from . import org_security
 from .policy import PER_RESOURCE_RULES, POLICY, Decision, can, role_name, rule_of
 from .roles import grants_of
 
@@ -31,9 +33,24 @@ INVOICE_ACTIONS = (
     "invoice.void",
     "invoice.duplicate",
 )
-# The review answers for a session proven with a second factor: an organization that
-# requires one refuses every other session, whoever the member is (the page says so).
-REVIEW_SESSION = UserSession(proof="password+totp")
+
+
+def review_session(organization: Organization) -> UserSession:
+    """The session the review answers for: one that meets the organization's security
+    policy (signed in just now, with a passkey where only passkeys will do, else with a
+    second factor). The policy refuses every other session whoever the member is, so the
+    review states it once, above the answers (conditions()), instead of in every row."""
+    proof = "passkey" if org_security.proof_rule(organization) == org_security.PASSKEY else None
+    now = utcnow()
+    return UserSession(proof=proof or "password+totp", created_at=now, authenticated_at=now)
+
+
+def conditions(organization: Organization) -> tuple[str, ...]:
+    """The organization's security policy in words, when it asks more than the default:
+    what a member's session must meet for the review's answers to hold."""
+    flags = org_security.security_policy_flags(organization)
+    default = org_security.proof_rule(organization) == org_security.ANY and len(flags) == 1
+    return () if default else flags
 
 
 @dataclass(frozen=True)
@@ -114,7 +131,7 @@ def _stand_in(
     """A principal holding ``role`` here, as can() sees a member: no query of its own."""
     return Principal(
         user=User(id=user_id),
-        session=REVIEW_SESSION,
+        session=review_session(organization),
         roles={organization.id: role},
         organizations={organization.id: organization},
         custom_roles={organization.id: grants},

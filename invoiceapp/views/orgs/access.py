@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 
 from ...authn.gate import login_required
-from ...authz.access import Access, invoice_review, member_review
+from ...authz.access import Access, conditions, invoice_review, member_review
 from ...authz.enforce import authorize
 from ...authz.scope import live_invoices_of, organization_in_my_orgs_or_404
 from ...db import get_db
@@ -85,6 +85,7 @@ def access(slug: str) -> ResponseReturnValue:
         organization=organization,
         subject=subject,
         rows=rows,
+        conditions=conditions(organization),
         answer=_answer,
         invoice_id=invoice_id,
         member_id=member_id,
