@@ -46,7 +46,7 @@ class AuditFilters:
     since: date | None = None
     until: date | None = None
 
-    def applied_to(self, query: Select[Any]) -> Select[Any]:
+    def applied_to(self, query: Select[*tuple[Any, ...]]) -> Select[*tuple[Any, ...]]:
         conditions = []
         if self.action is not None:
             conditions.append(AuditEvent.action == self.action)

@@ -91,7 +91,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
         pages=pages,
         total=total,
         page_url=lambda number: _page_url(slug, filters, number),
-        export_url=lambda kind: url_for(f"audit.export_{kind}", slug=slug, **filters.as_args()),
+        export_url=lambda kind: _export_url(kind, slug, filters),
     )
 
 
@@ -170,3 +170,9 @@ def _page_url(slug: str, filters: AuditFilters, page: int) -> str:
     return (
         url_for("audit.audit_log", slug=slug) + "?" + urlencode({**filters.as_args(), "page": page})
     )
+
+
+def _export_url(kind: str, slug: str, filters: AuditFilters) -> str:
+    """A download link that keeps the filters."""
+    values: dict[str, Any] = {"slug": slug, **filters.as_args()}
+    return url_for(f"audit.export_{kind}", **values)
