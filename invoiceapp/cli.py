@@ -11,9 +11,19 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, or_
 
 from .audit_chain import verify_lines
-from .authz.policy import INVOICE_STATES, POLICY, SELF_SERVICE
+from .authz.policy import (
+    CUSTOM_ROLE_COLUMN,
+    GRANTABLE_ACTIONS,
+    INVOICE_STATES,
+    POLICY,
+    SELF_SERVICE,
+)
 from .db import get_db, rows_changed, utcnow
 from .models import Role, UserSession
+
+# The column for an organization's own roles, and its cell where no custom role may hold it.
+CUSTOM_ROLE_HEADER = "custom role holding it"
+NEVER_GRANTABLE = "never (the owner's)"
 
 # Who the self-service table's one column is about.
 SELF_SERVICE_WHO = "the account holder, in a browser session, never through an API token"
@@ -29,9 +39,10 @@ def print_policy(markdown: bool) -> None:
         return
     width = max(len(action) for action in (*POLICY, *SELF_SERVICE)) + 2
     column = max(len(rule.value) for rules in POLICY.values() for rule in rules.values()) + 2
-    click.echo("action".ljust(width) + "".join(role.ljust(column) for role in roles).rstrip())
+    header = "".join(role.ljust(column) for role in roles) + CUSTOM_ROLE_HEADER
+    click.echo("action".ljust(width) + header)
     for action, rules in POLICY.items():
-        cells = "".join(rules[role].value.ljust(column) for role in roles)
+        cells = "".join(rules[role].value.ljust(column) for role in roles) + custom_cell(action)
         click.echo(action.ljust(width) + cells.rstrip())
     click.echo(f"\nYour own account, one column: {SELF_SERVICE_WHO}.")
     for action, rule in SELF_SERVICE.items():
@@ -41,13 +52,22 @@ def print_policy(markdown: bool) -> None:
         click.echo(f"  {action.ljust(width)}{', '.join(sorted(states))}")
 
 
+def custom_cell(action: str) -> str:
+    """What a custom role holding ``action`` gets: the admin column's rule, or never."""
+    if action not in GRANTABLE_ACTIONS:
+        return NEVER_GRANTABLE
+    return POLICY[action][CUSTOM_ROLE_COLUMN].value
+
+
 def policy_markdown() -> str:
     """The policy as README.md shows it: one source, so the two cannot drift apart
     (tests/test_readme_walk.py compares them)."""
     roles = [role.value for role in Role]
-    lines = ["| action | " + " | ".join(roles) + " |", "|---" * (len(roles) + 1) + "|"]
+    header = "| action | " + " | ".join([*roles, CUSTOM_ROLE_HEADER]) + " |"
+    lines = [header, "|---" * (len(roles) + 2) + "|"]
     for action, rules in POLICY.items():
-        lines.append(f"| {action} | " + " | ".join(rules[role].value for role in roles) + " |")
+        cells = [rules[role].value for role in roles] + [custom_cell(action)]
+        lines.append(f"| {action} | " + " | ".join(cells) + " |")
     lines += ["", f"| your own account | {SELF_SERVICE_WHO} |", "|---|---|"]
     lines += [f"| {action} | {rule.value} |" for action, rule in SELF_SERVICE.items()]
     return "\n".join(lines)

@@ -59,6 +59,15 @@ def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({quoted})"
 
 
+def _in_not(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"{column} NOT IN ({quoted})"
+
+
+# What a role column holds: "owner", "admin", "member" or a custom role's key.
+ROLE_KEY_SHAPE = "length(role) > 0 AND role = lower(role)"
+
+
 # The security policy's choices (invoiceapp.authz.org_security says what each means).
 PROOF_RULES = ("any", "no_mailed", "second_factor", "passkey")
 TOKEN_CREATORS = ("everyone", "managers", "nobody")
@@ -160,7 +169,8 @@ class Membership(Base):
     __tablename__ = "memberships"
     __table_args__ = (
         UniqueConstraint("user_id", "organization_id"),
-        CheckConstraint(_in("role", tuple(r.value for r in Role)), name="role"),
+        # A built-in role or a custom role's key (CustomRole): never empty, lower case.
+        CheckConstraint(ROLE_KEY_SHAPE, name="role"),
         # At most one owner per organization, whatever the code does. (At least one is
         # checked at commit: invoiceapp.organizations, "Exactly one owner".)
         Index(
@@ -182,6 +192,38 @@ class Membership(Base):
 
     user: Mapped[User] = relationship(back_populates="memberships")
     organization: Mapped[Organization] = relationship(back_populates="memberships")
+
+
+class CustomRole(Base):
+    """A role an organization's owner defined: a name and actions of the policy table.
+
+    Memberships and invitations hold its ``key`` in their role column, like "admin". Which
+    actions a custom role may hold, and how each is answered, is in invoiceapp.authz.policy.
+    """
+
+    __tablename__ = "custom_roles"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "key"),
+        CheckConstraint(_in_not("key", tuple(r.value for r in Role)), name="key_not_built_in"),
+        CheckConstraint("length(key) > 0 AND key = lower(key)", name="key_shape"),
+        CheckConstraint("length(name) > 0", name="name_not_empty"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    # Made from the name when the role is created, then fixed: renaming keeps members' roles.
+    key: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(40))
+    # Action names, space-separated and sorted ("invoice.export invoice.read").
+    actions: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def action_list(self) -> list[str]:
+        return self.actions.split()
 
 
 class Invoice(Base):
@@ -376,7 +418,7 @@ class Invitation(Base):
 
     __tablename__ = "invitations"
     __table_args__ = (
-        CheckConstraint(_in("role", tuple(r.value for r in Role)), name="role"),
+        CheckConstraint(ROLE_KEY_SHAPE, name="role"),
         Index("ix_invitations_org_email", "organization_id", "email"),
     )
 

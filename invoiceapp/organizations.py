@@ -32,8 +32,6 @@ RESERVED_SLUGS = frozenset({"new", "switch"})
 # Two requests racing for the same slug: the loser tries the next free one.
 SLUG_ATTEMPTS = 5
 
-# Roles an invitation can hand out (the table's CHECK allows "owner"; this never does).
-INVITABLE_ROLES = frozenset({Role.MEMBER.value, Role.ADMIN.value})
 # secrets.token_urlsafe(32) is 43 URL-safe characters; anything else was never ours.
 INVITATION_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 
@@ -432,7 +430,7 @@ def find_usable_invitation(db: Session, raw: object) -> Invitation | None:
     )
     if invitation is None or not invitation.pending or invitation.expires_at <= utcnow():
         return None
-    if invitation.role not in INVITABLE_ROLES:
+    if invitation.role == Role.OWNER:
         return None  # one owner per organization: ownership moves only by a transfer
     return invitation
 

@@ -12,8 +12,27 @@ from sqlalchemy import bindparam, select
 from .authn.access_tokens import current_access_token
 from .authn.sessions import TWO_FACTOR_PROOFS, current_session
 from .db import get_db
-from .models import Membership, Organization, PersonalAccessToken, User, UserSession
+from .models import (
+    CustomRole,
+    Membership,
+    Organization,
+    PersonalAccessToken,
+    Role,
+    User,
+    UserSession,
+)
 from .shares import Grant, grants_of
+
+BUILT_IN_ROLES = frozenset(role.value for role in Role)
+
+
+@dataclass(frozen=True)
+class RoleGrant:
+    """A custom role as the policy reads it: its key, its name and the actions it holds."""
+
+    key: str
+    name: str
+    actions: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -24,16 +43,19 @@ class ViewAs:
     organization_id: int
     organization_slug: str
     organization_name: str
-    role: str  # the member's current role there, or the chosen role
+    role: str  # the member's current role there, or the chosen role (a key)
     member_id: int | None  # None when viewing as a role rather than a person
     member_name: str | None
+    role_name: str = ""  # the role as people read it: "admin", or a custom role's name
 
     @property
     def who(self) -> str:
-        """ "Linus Torvalds (member)" or "the admin role": how pages and the audit say it."""
+        """ "Linus Torvalds (member)" or "the Bookkeeper role": how pages and the audit
+        say it."""
+        role = self.role_name or self.role
         if self.member_name is not None:
-            return f"{self.member_name} ({self.role})"
-        return f"the {self.role} role"
+            return f"{self.member_name} ({role})"
+        return f"the {role} role"
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,10 @@ class Principal:
     # Shares accepted from organizations this person may not belong to (invoiceapp.shares):
     # read with the roles, in a browser session only; a token and the API carry none.
     grants: tuple[Grant, ...] = ()
+    # organization id -> custom role key -> the role. None until the policy first meets a
+    # key that is not a built-in role: then one statement reads them for all of ``roles``,
+    # so a request costs at most one query more, however many times it asks can().
+    custom_roles: Mapping[int, Mapping[str, RoleGrant]] | None = None
 
     @property
     def proof(self) -> str:
@@ -83,6 +109,32 @@ class Principal:
     @property
     def organization_ids(self) -> list[int]:
         return list(self.roles)
+
+    def custom_role(self, organization_id: int, key: str) -> RoleGrant | None:
+        """The custom role ``key`` of one of the principal's organizations, as it is now."""
+        return self.custom_roles_in(organization_id).get(key)
+
+    def custom_roles_in(self, organization_id: int) -> Mapping[str, RoleGrant]:
+        """Every custom role of one of the principal's organizations, by key."""
+        loaded = self.custom_roles
+        if loaded is None:
+            loaded = _custom_roles_in(list(self.roles))
+            object.__setattr__(self, "custom_roles", loaded)  # a cache: frozen otherwise
+        return loaded.get(organization_id, {})
+
+
+def _custom_roles_in(organization_ids: list[int]) -> dict[int, dict[str, RoleGrant]]:
+    """Every custom role of these organizations, in one statement."""
+    found: dict[int, dict[str, RoleGrant]] = {}
+    if not organization_ids:
+        return found
+    rows = get_db().scalars(
+        select(CustomRole).where(CustomRole.organization_id.in_(organization_ids))
+    )
+    for role in rows:
+        grant = RoleGrant(role.key, role.name, frozenset(role.actions.split()))
+        found.setdefault(role.organization_id, {})[role.key] = grant
+    return found
 
 
 def current_principal() -> Principal | None:
@@ -141,8 +193,18 @@ def _viewing_as(real: Principal) -> Principal | None:
         role=role,
         member_id=member.id if member is not None else None,
         member_name=member.display_name if member is not None else None,
+        role_name=_role_name(real, organization.id, role),
     )
     return replace(real, roles={**real.roles, organization.id: role}, viewing_as=view, viewer=real)
+
+
+def _role_name(principal: Principal, organization_id: int, role: str) -> str:
+    """A built-in role's key, or a custom role's name (read with the principal's custom
+    roles, so only in view-as mode of a custom role does this cost a statement)."""
+    if role in BUILT_IN_ROLES:
+        return role
+    custom = principal.custom_role(organization_id, role)
+    return custom.name if custom is not None else role
 
 
 # A user's roles with their organizations, in the order they joined; built once with bound

@@ -15,6 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .authz.enforce import can_in_template
 from .authz.explain import explain, explain_each, explain_many, gate_report, principal_state
+from .authz.policy import role_name
 from .authz.scope import active_organization, my_organizations
 from .money import format_money
 from .principal import current_principal
@@ -43,6 +44,12 @@ def _layout_context() -> dict[str, Any]:
         return MINIMAL_LAYOUT
 
 
+def _role_name_in(organization_id: int) -> str | None:
+    """The signed-in person's role in an organization as people read it (custom: its name)."""
+    principal = current_principal()
+    return role_name(principal, organization_id) if principal is not None else None
+
+
 def _principal_context() -> dict[str, Any]:
     principal = current_principal()
     # First: it reads the organizations again if a rollback expired them.
@@ -51,7 +58,7 @@ def _principal_context() -> dict[str, Any]:
     return {
         "principal": principal,
         "active_org": organization,
-        "active_role": principal.role_in(organization.id) if principal and organization else None,
+        "active_role": _role_name_in(organization.id) if organization else None,
         "my_orgs": organizations,
         "demo_mode": current_app.config["DEMO_MODE"],
         "lab_on": lab_is_on(),
@@ -78,6 +85,7 @@ def isolate_rtl(text: str) -> Markup:
 
 def init_templating(app: Flask) -> None:
     app.jinja_env.globals["can"] = can_in_template
+    app.jinja_env.globals["role_name_in"] = _role_name_in
     app.jinja_env.globals["explain"] = explain
     app.jinja_env.globals["explain_many"] = explain_many
     app.jinja_env.globals["explain_each"] = explain_each

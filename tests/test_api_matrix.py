@@ -60,6 +60,7 @@ ROUTES = {
     ),
     "members": Route("GET", "/api/v1/orgs/acme/members", "/api/v1/orgs/globex/members"),
     "audit": Route("GET", "/api/v1/orgs/acme/audit", "/api/v1/orgs/globex/audit"),
+    "roles": Route("GET", "/api/v1/orgs/acme/roles", "/api/v1/orgs/globex/roles"),
     "explain": Route(
         "GET",
         "/api/v1/authz/explain?action=invoice.read&invoice=inv_7",

@@ -21,7 +21,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-import invoiceapp.views.orgs
 from invoiceapp.db import get_db
 from invoiceapp.models import (
     AuditEvent,
@@ -33,6 +32,7 @@ from invoiceapp.models import (
     Role,
 )
 from invoiceapp.organizations import OwnershipChanged, membership_of, set_role
+from invoiceapp.views.orgs import billing, invitations, members, ownership, settings
 from support import bearer, make_token, signed_in_client, user
 
 CHANGED = "while you were deciding"
@@ -99,7 +99,7 @@ def transfer_now(db: Session, slug: str, old_owner: str, new_owner: str) -> Call
 
 def after_authorize(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
     """Run ``change`` once, right after the view's first authorize() has said yes."""
-    real = invoiceapp.views.orgs.authorize
+    real = members.authorize
     done: list[bool] = []
 
     def authorize_then_change(*args: Any, **kwargs: Any) -> Any:
@@ -109,7 +109,9 @@ def after_authorize(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None])
             change()
         return decision
 
-    monkeypatch.setattr(invoiceapp.views.orgs, "authorize", authorize_then_change)
+    # The organization pages are several modules, each holding its own name for authorize.
+    for module in (billing, invitations, members, ownership, settings):
+        monkeypatch.setattr(module, "authorize", authorize_then_change)
 
 
 def client_of(app: Flask, email: str) -> FlaskClient:

@@ -28,19 +28,30 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from invoiceapp.authn.sessions import is_fresh
-from invoiceapp.authz.policy import NEEDS_VERIFIED_EMAIL, POLICY, SELF_SERVICE, Decision, Rule, can
+from invoiceapp.authz.policy import (
+    GRANTABLE_ACTIONS,
+    NEEDS_VERIFIED_EMAIL,
+    POLICY,
+    SELF_SERVICE,
+    WITHIN_YOUR_ROLE,
+    Decision,
+    Rule,
+    can,
+)
 from invoiceapp.db import utcnow
 from invoiceapp.models import Invoice, Membership, Organization, User
-from invoiceapp.principal import Principal
+from invoiceapp.principal import Principal, RoleGrant
 from invoiceapp.shares import Grant
 
 OWNER, ADMIN, MEMBER = "owner", "admin", "member"
@@ -104,6 +115,8 @@ ORGANIZATION_ACTIONS = (
     "member.read",
     "audit.read",
     "invoice.share",
+    "org.roles.read",
+    "org.roles.update",
 )
 INVITE = "member.invite"
 MEMBERSHIP_ACTIONS = ("member.remove", "member.change_role")
@@ -149,7 +162,7 @@ class Expected:
 
 # What a read token may do: the actions that change nothing ("read tokens only read").
 READING = frozenset({"invoice.read", "invoice.export", "org.read", "member.read",
-                     "org.billing.read", "audit.read"})  # fmt: skip
+                     "org.billing.read", "audit.read", "org.roles.read"})  # fmt: skip
 
 
 def expected(case: Case) -> Expected:
@@ -227,6 +240,10 @@ def role_answer(case: Case) -> tuple[bool, bool]:
         return manager, False
     if action in ("org.billing.update", "org.transfer_ownership", "org.security.update"):
         return role == OWNER, True  # "yes, elevated"
+    if action == "org.roles.read":
+        return role == OWNER, False  # custom roles: "owner; changes elevated" (section 5)
+    if action == "org.roles.update":
+        return role == OWNER, True
     if action == INVITE:
         # Nobody invites a second owner: ownership moves only by a transfer.
         if case.new_role == OWNER:
@@ -240,7 +257,8 @@ def role_answer(case: Case) -> tuple[bool, bool]:
         # transfer, and nobody is made owner by a role change.
         if case.target_is_self or case.target_role == OWNER or case.new_role == OWNER:
             return False, False
-        return role == OWNER or (role == ADMIN and case.target_role == MEMBER), False
+        # An admin manages "members only": not another admin, not the owner.
+        return role == OWNER or (role == ADMIN and case.target_role not in (OWNER, ADMIN)), False
     raise AssertionError(f"the contract has no row for {action}")
 
 
@@ -422,12 +440,15 @@ TOKEN_SETTINGS = {"proof_rule": ("any", "passkey"),
 def security_cases() -> Iterator[tuple[Case, Principal, Any, dict[str, Any], bool]]:
     actions = sorted(CONTRACT_ACTIONS)
     sessions = [c for c in CREDENTIALS if c not in TOKENS]
-    for credentials, settings in ((sessions, SESSION_SETTINGS), (sorted(TOKENS), TOKEN_SETTINGS)):
-        names = list(settings)
+    for credentials, policy_settings in (
+        (sessions, SESSION_SETTINGS),
+        (sorted(TOKENS), TOKEN_SETTINGS),
+    ):
+        names = list(policy_settings)
         # A token is never elevated, so whether a second factor is enrolled changes nothing.
-        enrolments = (False,) if settings is TOKEN_SETTINGS else (False, True)
+        enrolments = (False,) if policy_settings is TOKEN_SETTINGS else (False, True)
         for role, credential, enrolled, values in itertools.product(
-            ROLES, credentials, enrolments, itertools.product(*settings.values())
+            ROLES, credentials, enrolments, itertools.product(*policy_settings.values())
         ):
             chosen = dict(zip(names, values, strict=True))
             org = organization(HOME, "pro", True, **chosen)
@@ -739,3 +760,141 @@ def test_the_actions_said_to_need_a_verified_email_are_the_contract_s() -> None:
     assert {action for action, (verified, _) in ACCOUNT_ACTIONS.items() if verified} == (
         NEEDS_VERIFIED_EMAIL
     )
+
+
+# --- Custom roles: random ones, property-based ---------------------------------------------
+
+# CONTRACT section 7: a custom role holds actions of the table, never the owner-only ones
+# (billing changes, transfer, settings and security policy, the roles themselves). Written
+# out, not derived. Viewing as a member is an admin's action, so a custom role may hold it.
+GRANTABLE = frozenset(CONTRACT_ACTIONS) - {
+    "org.billing.update",
+    "org.transfer_ownership",
+    "org.settings.update",
+    "org.security.update",
+    "org.roles.read",
+    "org.roles.update",
+}
+# What each built-in role holds (any cell but a plain no), for "within your own role".
+MEMBER_HOLDS = frozenset({"invoice.read", "invoice.create", "invoice.update", "invoice.send",
+                          "invoice.duplicate", "invoice.export", "org.read", "org.leave",
+                          "member.read"})  # fmt: skip
+CUSTOM, OTHER_CUSTOM = "bookkeeper", "other"
+
+
+def holds(role: str, mine: frozenset[str], other: frozenset[str]) -> frozenset[str]:
+    return {OWNER: frozenset(CONTRACT_ACTIONS), ADMIN: GRANTABLE, MEMBER: MEMBER_HOLDS,
+            CUSTOM: mine, OTHER_CUSTOM: other}[role]  # fmt: skip
+
+
+def custom_expected(case: Case, mine: frozenset[str], other: frozenset[str]) -> Expected:
+    """A custom role holding the action answers as the table's non-owner (admin) cell,
+    and hands out or manages only roles within its own; every other action is a no."""
+    if case.role is None or case.action not in mine:
+        return Expected(False)
+    handed = [case.new_role] if case.new_role else []
+    handed += [case.viewed_role] if case.viewed_role else []  # view as: not above your own
+    managed = [case.target_role] if case.target_role else []
+    if any(not holds(role, mine, other) <= mine for role in handed + managed):
+        if case.target_role != OWNER and case.new_role != OWNER and not case.target_is_self:
+            return Expected(False)
+    return expected(replace(case, role=ADMIN))
+
+
+def custom_principal(mine: frozenset[str], other: frozenset[str], credential: str) -> Principal:
+    base = principal(CUSTOM, credential)
+    grants = {CUSTOM: RoleGrant(CUSTOM, "Bookkeeper", mine),
+              OTHER_CUSTOM: RoleGrant(OTHER_CUSTOM, "Other", other)}  # fmt: skip
+    return replace(base, custom_roles={HOME: grants})
+
+
+def custom_resources(
+    action: str, org: Organization
+) -> Iterator[tuple[Any, dict[str, Any], dict[str, Any]]]:
+    """resources(), plus members holding a custom role and custom roles handed out."""
+    yield from resources(action, org, CUSTOM)
+    if action == INVITE:
+        yield org, {"role": OTHER_CUSTOM}, {"new_role": OTHER_CUSTOM}
+    if action == VIEW_AS:
+        yield org, {"role": OTHER_CUSTOM}, {"viewed_role": OTHER_CUSTOM}
+    if action in MEMBERSHIP_ACTIONS:
+        new_roles = (MEMBER, ADMIN, OTHER_CUSTOM) if action == "member.change_role" else (None,)
+        for target, new_role in itertools.product((OTHER_CUSTOM, MEMBER), new_roles):
+            membership = Membership(organization_id=org.id, organization=org,
+                                    user_id=SOMEONE_ELSE, role=target)  # fmt: skip
+            context = {"role": new_role} if new_role else {}
+            fields = {"target_role": target, "target_is_self": False, "new_role": new_role}
+            yield membership, context, fields
+
+
+actions_of_a_role = st.frozensets(st.sampled_from(sorted(GRANTABLE)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    mine=actions_of_a_role,
+    other=actions_of_a_role,
+    plan=st.sampled_from(PLANS),
+    flag=st.booleans(),
+    credential=st.sampled_from(CREDENTIALS),
+    enrolled=st.booleans(),
+    proof_rule=st.sampled_from(PROOF_RULES),  # the security policy: an input of its own
+    home=st.booleans(),
+)
+def test_a_random_custom_role_answers_like_the_table_for_its_actions_and_no_to_the_rest(
+    mine: frozenset[str],
+    other: frozenset[str],
+    plan: str,
+    flag: bool,
+    credential: str,
+    enrolled: bool,
+    proof_rule: str,
+    home: bool,
+) -> None:
+    app = Flask(__name__)
+    app.config["FRESH_AGE_SECONDS"] = 600
+    org = organization(HOME if home else ELSEWHERE, plan, flag, proof_rule)
+    who = custom_principal(mine, other, credential)
+    mismatches = []
+    with app.app_context():
+        for action in sorted(CONTRACT_ACTIONS):
+            for resource, context, fields in custom_resources(action, org):
+                case = Case(CUSTOM if home else None, action, plan, flag, **fields,
+                            credential=credential, enrolled=enrolled,
+                            proof_rule=proof_rule)  # fmt: skip
+                decision = can(who, action, resource, **context)
+                got = actual(who, decision, enrolled)
+                want = outcome(custom_expected(case, mine, other), credential, enrolled)
+                if got != want:
+                    mismatches.append(f"{sorted(mine)} {case}: want {want}, got {got} "
+                                      f"({decision.reason})")  # fmt: skip
+                if decision.allowed and home:
+                    assert "Bookkeeper" in decision.reason or decision.rule != "yes", decision
+    assert not mismatches, "\n".join(mismatches[:20])
+
+
+def test_the_table_says_which_actions_a_custom_role_may_hold() -> None:
+    assert set(GRANTABLE_ACTIONS) == GRANTABLE
+
+
+def test_a_custom_role_with_export_on_the_free_plan_is_refused_naming_the_plan(
+    app_context: None,
+) -> None:
+    who = custom_principal(frozenset({"invoice.export"}), frozenset(), FRESH_PASSWORD)
+    decision = can(who, "invoice.export", organization(HOME, "free", False))
+    assert not decision.allowed
+    assert decision.missing == "the pro plan"
+    assert decision.rule == "plan pro only"
+
+
+def test_a_custom_role_may_not_invite_an_admin_or_a_role_holding_more_than_it(
+    app_context: None,
+) -> None:
+    who = custom_principal(frozenset({"member.invite", "invoice.read"}),
+                           frozenset({"invoice.read"}), FRESH_PASSWORD)  # fmt: skip
+    home = organization(HOME, "pro", False)
+    assert can(who, "member.invite", home, role=OTHER_CUSTOM).allowed
+    refused = can(who, "member.invite", home, role=ADMIN)
+    assert not refused.allowed
+    assert refused.rule == WITHIN_YOUR_ROLE
+    assert "Bookkeeper" in refused.reason

@@ -16,6 +16,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from conftest import make_test_app
+from invoiceapp.authz.roles import create_role
 from invoiceapp.demo_data import demo_invoice_id
 from invoiceapp.models import AuditEvent, Invoice, Membership, Organization, UserSession
 from support import NEW_INVOICE, invoice, signed_in_client, user
@@ -290,3 +291,78 @@ def test_the_members_page_offers_view_as_only_where_the_policy_allows(
     assert ids["ada@acme.test"] not in grace_members and ids["grace@acme.test"] not in grace_members
     assert grace_roles == {"member"}  # not the owner's, and not her own
     assert offered("linus@acme.test") == (set(), set())
+
+
+# ---------------------------------------------------------------------------
+# Custom roles: view as a member holding one, or as one; "not above your own" compares
+# the actions each role holds
+# ---------------------------------------------------------------------------
+
+BOOKKEEPER = ["invoice.read", "invoice.mark_paid", "invoice.export", "org.read", "member.read"]
+
+
+def custom_role(db: Session, name: str, actions: list[str], *holders: str) -> str:
+    """Add a role to Acme (as the roles page would) and give it to ``holders``."""
+    acme = db.scalars(select(Organization).where(Organization.slug == "acme")).one()
+    role = create_role(db, acme, name, actions)
+    for email in holders:
+        db.execute(update(Membership).where(Membership.organization_id == acme.id,
+                   Membership.user_id == user(db, email).id).values(role=role.key))  # fmt: skip
+    db.commit()
+    return role.key
+
+
+def test_an_owner_views_as_a_member_holding_a_custom_role(ada: FlaskClient, db: Session) -> None:
+    custom_role(db, "Bookkeeper", BOOKKEEPER, "linus@acme.test")
+    linus = user(db, "linus@acme.test")
+    assert view_as(ada, member=linus.id).status_code == 303
+    page = ada.get("/invoices/inv_7").get_data(as_text=True)
+    assert "Linus Torvalds (Bookkeeper)" in page  # the banner names the role, not its key
+    assert "/invoices/inv_7/mark-paid" in page  # the Bookkeeper's button
+    assert "/invoices/inv_7/delete" not in page  # not one of its actions
+    assert ada.get("/orgs/acme/billing").status_code == 403
+    [record] = audit_rows(db, "org.view_as")
+    assert record.reason.startswith("started viewing as Linus Torvalds (Bookkeeper)")
+
+
+def test_an_owner_views_as_a_custom_role_and_the_members_page_offers_it(
+    ada: FlaskClient, db: Session
+) -> None:
+    key = custom_role(db, "Bookkeeper", BOOKKEEPER)
+    members_page = ada.get("/orgs/acme/members").get_data(as_text=True)
+    assert f'name="role" value="{key}">' in members_page
+    assert "View as the Bookkeeper role" in members_page
+    assert view_as(ada, role=key).status_code == 303
+    assert session_of(db, "ada@acme.test").view_as_role == key
+    page = ada.get("/dashboard").get_data(as_text=True)
+    assert "the Bookkeeper role" in page
+    assert ada.get("/orgs/acme/audit").status_code == 403  # not one of its actions
+
+
+def test_a_role_key_of_another_organization_or_none_is_422(ada: FlaskClient, db: Session) -> None:
+    globex = db.scalars(select(Organization).where(Organization.slug == "globex")).one()
+    create_role(db, globex, "Auditor", ["org.read", "audit.read"])
+    db.commit()
+    assert view_as(ada, role="auditor").status_code == 422
+    assert view_as(ada, role="nobody-has-it").status_code == 422
+    assert session_of(db, "ada@acme.test").view_as_organization_id is None
+
+
+def test_a_custom_role_views_only_as_roles_whose_actions_it_holds_too(
+    app: Flask, db: Session
+) -> None:
+    """An "Auditor" that holds org.view_as may look as a narrower role, but not as the
+    Bookkeeper (who marks invoices paid) nor as a plain member (who creates invoices)."""
+    narrow = custom_role(db, "Reader", ["org.read", "member.read"])
+    bookkeeper = custom_role(db, "Bookkeeper", BOOKKEEPER)
+    custom_role(db, "Auditor", ["org.read", "member.read", "audit.read", "org.view_as"],
+                "grace@acme.test")  # fmt: skip
+    grace = signed_in_client(app, "grace@acme.test")
+    for above in (bookkeeper, "member"):
+        refused = view_as(grace, role=above)
+        assert refused.status_code == 403
+        assert "no more than your own role" in refused.get_data(as_text=True)
+    assert view_as(grace, member=user(db, "linus@acme.test").id).status_code == 403
+    assert session_of(db, "grace@acme.test").view_as_organization_id is None
+    assert view_as(grace, role=narrow).status_code == 303
+    assert session_of(db, "grace@acme.test").view_as_role == narrow

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from invoiceapp.models import Organization
-from support import bearer, make_token, signed_in_client
+from invoiceapp.authz.roles import create_role
+from invoiceapp.models import Invoice, Membership, Organization
+from support import bearer, make_token, signed_in_client, user
 
 EXPLAIN = "/api/v1/authz/explain"
 
@@ -164,3 +165,57 @@ def test_explain_api_needs_a_principal(app: Flask) -> None:
     response = app.test_client().get(f"{EXPLAIN}?action=invoice.read")
     assert response.status_code == 401
     assert response.get_json()["error"]["code"] == "unauthorized"
+
+
+def _acme_role(db: Session, name: str, actions: list[str]) -> str:
+    acme = db.scalars(select(Organization).where(Organization.slug == "acme")).one()
+    key = create_role(db, acme, name, actions).key
+    db.commit()
+    return key
+
+
+def test_the_why_names_the_custom_role_that_would_allow_it(app: Flask, db: Session) -> None:
+    """Linus (member) may not mark inv_7 paid. Acme's Bookkeeper role would let him; its
+    Reader role would not, so only the Bookkeeper is suggested, on the page and in the API."""
+    _acme_role(db, "Reader", ["invoice.read", "org.read"])
+    _acme_role(db, "Bookkeeper", ["invoice.read", "invoice.mark_paid", "org.read"])
+    linus = signed_in_client(app, "linus@acme.test")
+    body = linus.get(f"{EXPLAIN}?action=invoice.mark_paid&invoice=inv_7").get_json()
+    assert body["remedy"] == (
+        "Ask an owner or admin of Acme Inc for the Bookkeeper role, or for the owner or admin role."
+    )
+    page = linus.post("/invoices/inv_7/mark-paid")
+    assert page.status_code == 403
+    assert "for the Bookkeeper role" in page.get_data(as_text=True)
+    assert "Reader" not in page.get_data(as_text=True)
+
+
+def test_a_custom_role_is_not_suggested_where_another_rule_would_still_refuse(
+    app: Flask, db: Session
+) -> None:
+    """A draft cannot be marked paid by anyone (the invoice's state), so the Bookkeeper
+    role would not help Linus there, and the remedy does not send him to ask for it."""
+    _acme_role(db, "Bookkeeper", ["invoice.read", "invoice.mark_paid", "org.read"])
+    acme = db.scalars(select(Organization).where(Organization.slug == "acme")).one()
+    draft = db.scalars(
+        select(Invoice.public_id).where(Invoice.organization_id == acme.id,
+                                        Invoice.status == "draft")
+    ).first()  # fmt: skip
+    linus = signed_in_client(app, "linus@acme.test")
+    body = linus.get(f"{EXPLAIN}?action=invoice.mark_paid&invoice={draft}").get_json()
+    assert body["rule"] == "no"
+    assert body["remedy"] == "Ask an owner or admin of Acme Inc for the owner or admin role."
+
+
+def test_a_custom_role_holder_sees_its_name_and_actions_in_the_why(app: Flask, db: Session) -> None:
+    key = _acme_role(db, "Bookkeeper", ["invoice.read", "invoice.mark_paid", "org.read"])
+    db.execute(update(Membership).where(Membership.user_id == user(db, "linus@acme.test").id)
+               .values(role=key))  # fmt: skip
+    db.commit()
+    linus = signed_in_client(app, "linus@acme.test")
+    body = linus.get(f"{EXPLAIN}?action=invoice.delete&invoice=inv_7").get_json()
+    assert body["allowed"] is False
+    assert body["inputs"]["role"] == (
+        "Bookkeeper (custom role: invoice.read, invoice.mark_paid, org.read)"
+    )
+    assert body["reason"] == "The Bookkeeper role does not include invoice.delete"

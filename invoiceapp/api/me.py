@@ -11,9 +11,10 @@ from sqlalchemy import select
 
 from ..authn.gate import login_required
 from ..authn.sessions import is_fresh
+from ..authz.policy import role_name
 from ..authz.scope import active_organization
 from ..db import get_db
-from ..models import Organization, Role, TokenScope
+from ..models import Organization, TokenScope
 from ..principal import Principal, require_principal
 from .blueprint import operation
 from .registry import respond
@@ -70,7 +71,8 @@ def memberships_reached(principal: Principal) -> list[MembershipOut]:
             slug=by_id[org_id].slug,
             name=by_id[org_id].name,
             plan=by_id[org_id].plan,
-            role=Role(role),
+            role=role,
+            role_name=role_name(principal, org_id) or role,
         )
         for org_id, role in principal.roles.items()
         if org_id in by_id

@@ -17,10 +17,11 @@ from ..audit import repeats_of
 from ..audit_log import AuditFilters
 from ..authn.gate import login_required
 from ..authz.enforce import authorize
-from ..authz.policy import can
+from ..authz.policy import POLICY, actions_held, can
+from ..authz.roles import custom_roles_of
 from ..db import get_db
 from ..models import AuditEvent, Membership, Organization, Role, User
-from ..principal import require_principal
+from ..principal import Principal, require_principal
 from .blueprint import operation
 from .lookups import organization_or_404
 from .me import memberships_reached
@@ -34,6 +35,8 @@ from .schemas import (
     MemberPage,
     OrganizationList,
     PageQuery,
+    RoleList,
+    RoleOut,
 )
 
 Decision = Literal["allowed", "denied"]
@@ -84,16 +87,44 @@ def list_members(slug: str) -> Response:
         cursor=query.cursor,
         newest_first=False,
     )
+    names = {role.key: role.name for role in custom_roles_of(get_db(), organization.id)}
     items = [
         MemberOut(
             name=membership.user.display_name,
             email=membership.user.email,
-            role=Role(membership.role),
+            role=membership.role,
+            role_name=names.get(membership.role, membership.role),
             joined_at=membership.created_at,
         )
         for membership in page
     ]
     return respond(MemberPage(items=items, next_cursor=next_cursor))
+
+
+@operation("GET", "/orgs/<slug>/roles", response=RoleList, errors=(403, 404))
+@login_required
+def list_roles(slug: str) -> Response:
+    """The roles members here may hold: the three built-in ones, then the organization's
+    own, each with the actions it holds. Whoever may read the members may read this."""
+    organization = organization_or_404(slug)  # scope: 404, never 403
+    authorize("member.read", organization)  # policy: 403
+    principal = require_principal()
+    items = [
+        RoleOut(key=role.value, name=role.value, built_in=True,
+                actions=_held(principal, organization, role.value))
+        for role in Role
+    ] + [
+        RoleOut(key=role.key, name=role.name, built_in=False,
+                actions=_held(principal, organization, role.key))
+        for role in custom_roles_of(get_db(), organization.id)
+    ]  # fmt: skip
+    return respond(RoleList(items=items))
+
+
+def _held(principal: Principal, organization: Organization, key: str) -> list[str]:
+    """The actions a role holds, in the policy table's order."""
+    held = actions_held(principal, organization.id, key) or frozenset()
+    return [action for action in POLICY if action in held]
 
 
 @operation("GET", "/orgs/<slug>/audit", query=AuditQuery, response=AuditPage, errors=(403, 404))

@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from ..errors import API_CODES
-from ..models import CURRENCIES, InvoiceStatus, Role, TokenScope
+from ..models import CURRENCIES, InvoiceStatus, TokenScope
 from ..money import AmountError, parse_amount
 from ..text import visible_text_problem
 
@@ -247,11 +247,19 @@ class UserOut(BaseModel):
     email_verified: bool
 
 
+# owner, admin, member, or a custom role's key: roles are per organization.
+ROLE_DESCRIPTION = (
+    "owner, admin, member, or the key of one of the organization's own roles "
+    "(GET /api/v1/orgs/{slug}/roles)"
+)
+
+
 class MembershipOut(BaseModel):
     slug: str
     name: str
     plan: str
-    role: Role
+    role: str = Field(description=ROLE_DESCRIPTION)
+    role_name: str = Field(description="The role as people read it (a custom role's name).")
 
 
 class TokenOut(BaseModel):
@@ -289,8 +297,23 @@ class OrganizationList(BaseModel):
 class MemberOut(BaseModel):
     name: str
     email: str
-    role: Role
+    role: str = Field(description=ROLE_DESCRIPTION)
+    role_name: str = Field(description="The role as people read it (a custom role's name).")
     joined_at: datetime
+
+
+class RoleOut(BaseModel):
+    key: str = Field(description="What a membership's or an invitation's role holds.")
+    name: str
+    built_in: bool
+    actions: list[str] = Field(
+        description="The policy's actions the role holds (any rule but a plain no); each is "
+        "answered by the rule of the policy table, plan, flags and invoice state included."
+    )
+
+
+class RoleList(BaseModel):
+    items: list[RoleOut]
 
 
 class MemberPage(BaseModel):

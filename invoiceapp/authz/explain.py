@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ from .policy import (
     grant_for,
     organization_of,
     roles_granted,
+    rule_of,
 )
 
 # What a request would get, in the words the panels use.
@@ -104,7 +105,7 @@ def _trace(principal: Principal | None, action: str, resource: object, decision:
     organization = organization_of(resource)
     auth_session = principal.session if principal is not None else None
     role = (
-        principal.role_in(organization.id)
+        _role_label(principal, organization.id)
         if principal is not None and organization is not None
         else None
     )
@@ -128,6 +129,18 @@ def _trace(principal: Principal | None, action: str, resource: object, decision:
         if principal is not None and principal.viewing_as is not None
         else None,
     )
+
+
+def _role_label(principal: Principal, organization_id: int) -> str | None:
+    """ "admin", or "Bookkeeper (custom role: invoice.read, invoice.export)"."""
+    key = principal.role_in(organization_id)
+    if key is None or key in POLICY["org.read"]:
+        return key
+    custom = principal.custom_role(organization_id, key)
+    if custom is None:
+        return f"{key} (a role that no longer exists)"
+    held = ", ".join(action for action in POLICY if action in custom.actions)
+    return f"{custom.name} (custom role: {held})"
 
 
 def explain_many(actions: Iterable[str], resource: object) -> list[Trace]:
@@ -211,10 +224,9 @@ class Capability:
 def capabilities(principal: Principal, organization: Organization) -> list[Capability]:
     """Every action of both tables, answered by can() for this organization where the
     answer does not depend on one invoice, one member or one's own account."""
-    role = principal.role_in(organization.id)
     rows = []
-    for action, rules in POLICY.items():
-        rule = rules.get(role or "")
+    for action in POLICY:
+        rule = rule_of(principal, action, organization.id)
         if rule in PER_RESOURCE_RULES:
             rows.append(Capability(action, None, f"Depends on which one: {rule.value}"))
             continue
@@ -450,7 +462,7 @@ def why(action: str, resource: object, decision: Decision | None = None, **conte
     return Why(
         trace=trace,
         inputs=_inputs(principal, trace, organization, resource),
-        remedy=_remedy(principal, trace, organization),
+        remedy=_remedy(principal, trace, organization, resource),
     )
 
 
@@ -532,7 +544,12 @@ def _roles_in_words(action: str) -> str:
     return " or ".join(roles) if roles else "someone allowed"
 
 
-def _remedy(principal: Principal | None, trace: Trace, organization: Organization | None) -> str:
+def _remedy(
+    principal: Principal | None,
+    trace: Trace,
+    organization: Organization | None,
+    resource: object,
+) -> str:
     """What would change the answer, in words a person can act on."""
     decision = trace.decision
     org = organization.name if organization is not None else "the organization"
@@ -566,10 +583,39 @@ def _remedy(principal: Principal | None, trace: Trace, organization: Organizatio
         return f"The answer depends on which {which}: ask about one in particular."
     managers = _roles_in_words("member.change_role")
     if rule == Rule.NO.value:
+        helping = _custom_roles_that_would_allow(principal, decision.action, resource)
+        if helping:
+            return (f"Ask {_a(managers)} of {org} for the {' or '.join(helping)} role, or "
+                    f"for {decision.missing}.")  # fmt: skip
         return f"Ask {_a(managers)} of {org} for {decision.missing}."
     if decision.missing:
         return f"It needs {decision.missing}. Ask {_a(managers)} of {org} if you need it done."
     return "Nothing you can change from here."
+
+
+def _custom_roles_that_would_allow(
+    principal: Principal | None, action: str, resource: object, most: int = 2
+) -> list[str]:
+    """The organization's own roles under which this very request would be allowed, the
+    narrowest first. can() itself is asked, as if the caller held each one (same session,
+    plan and security policy), so a role is named only where it would really help; the
+    roles are already loaded with the principal, so this costs no statement."""
+    organization = organization_of(resource)
+    if principal is None or organization is None:
+        return []
+    held = principal.role_in(organization.id)
+    candidates = sorted(
+        principal.custom_roles_in(organization.id).values(),
+        key=lambda grant: (len(grant.actions), grant.name),
+    )
+    names = []
+    for grant in candidates:
+        if action not in grant.actions or grant.key == held:
+            continue
+        holder = replace(principal, roles={**principal.roles, organization.id: grant.key})
+        if can(holder, action, resource).allowed:
+            names.append(grant.name)
+    return names[:most]
 
 
 def _a(words: str) -> str:

@@ -23,7 +23,7 @@ from ..models import (
     TokenScope,
     User,
 )
-from ..principal import Principal
+from ..principal import Principal, RoleGrant
 from ..shares import Grant
 from . import org_security
 from .org_security import TWO_FACTOR_RULE as TWO_FACTOR_RULE  # its name on the 403 page
@@ -79,6 +79,8 @@ POLICY: dict[str, dict[str, Rule]] = {
     "org.view_as":              {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     # Share one customer's invoices with a person outside the organization (SHARE_ACCESS).
     "invoice.share":            {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    "org.roles.read":           {OWNER: R.YES,      ADMIN: R.NO,      MEMBER: R.NO},
+    "org.roles.update":         {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
 }  # fmt: skip
 
 # What a share grants its guest, who holds no role here, on the invoices of the one
@@ -89,6 +91,16 @@ SHARE_ACCESS: dict[str, frozenset[str]] = {
     "read_mark_paid": frozenset({"invoice.read", "invoice.mark_paid"}),
 }  # fmt: skip
 SHARE_ACCESS_WORDS = {"read": "reading only", "read_mark_paid": "reading and marking paid only"}
+
+# Custom roles: an owner defines them per organization (invoiceapp.authz.roles), each a
+# name and some actions of the table above. A custom role holding an action gets the rule
+# the table gives a role that is not the owner: the admin column ("members only" included).
+# Every action it does not hold is a no. Whatever the admin column refuses belongs to the
+# owner (billing changes, transfer, settings, the roles themselves): never grantable.
+CUSTOM_ROLE_COLUMN = ADMIN
+GRANTABLE_ACTIONS: tuple[str, ...] = tuple(
+    action for action, rules in POLICY.items() if rules[CUSTOM_ROLE_COLUMN] is not Rule.NO
+)
 
 # One's own account: no organization, so no role column. Each cell is exactly what can()
 # enforces: the account holder only (never someone else's account, never through an API
@@ -137,7 +149,15 @@ PER_RESOURCE_RULES = frozenset({Rule.OWN_DRAFTS, Rule.MEMBERS_ONLY})
 # What a personal access token with the "read" scope may do. Everything else needs
 # "write" — and the user's role as well: a scope narrows a role, never widens it.
 READ_ONLY_ACTIONS = frozenset(
-    {"invoice.read", "invoice.export", "org.read", "member.read", "org.billing.read", "audit.read"}
+    {
+        "invoice.read",
+        "invoice.export",
+        "org.read",
+        "member.read",
+        "org.billing.read",
+        "audit.read",
+        "org.roles.read",
+    }
 )
 
 # The invoice's state is a rule input too: which states each invoice action starts from.
@@ -207,13 +227,25 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     grant = grant_for(principal, resource) if role is None else None  # members: the role
     if grant is not None and isinstance(resource, Invoice):
         return _narrowed(principal, _granted(principal, action, resource, grant))
-    if role is None:
+    if organization is None or role is None:
         return Decision(
             False, action, "You are not a member of this organization", missing=f"the {needed} role"
         )
 
-    rule = POLICY[action][role]
-    decision = _ROLE_RULES[rule](_Question(principal, action, resource, role, rule, needed))
+    # A built-in role reads its own column; a custom role (stored per organization, loaded
+    # once per request) reads the admin column for the actions it holds, and is a no else.
+    custom = None if role in POLICY[action] else principal.custom_role(organization.id, role)
+    if custom is not None:
+        rule, called = custom_rule(custom, action), custom.name
+    elif role in POLICY[action]:
+        rule, called = POLICY[action][role], role
+    else:  # a custom role deleted meanwhile (a 409 prevents it while anyone holds it)
+        return Decision(
+            False, action, "Your role in this organization no longer exists", role=role,
+            missing=f"the {needed} role", rule="unknown role",
+        )  # fmt: skip
+    question = _Question(principal, action, resource, called, rule, needed)
+    decision = _ROLE_RULES[rule](question)
     if decision.allowed:
         decision = _invariants(principal, action, resource, role, decision, context)
     if decision.allowed and organization is not None:
@@ -264,6 +296,45 @@ def _granted(principal: Principal, action: str, invoice: Invoice, grant: Grant) 
 
 # Looking at an organization as another member sees it changes nothing (authz/view_as.py).
 VIEW_AS_RULE = "view-as mode"
+
+
+def custom_rule(custom: RoleGrant, action: str) -> Rule:
+    """The table's rule for a custom role: the admin column's where it holds the action."""
+    if action in custom.actions and action in GRANTABLE_ACTIONS:
+        return POLICY[action][CUSTOM_ROLE_COLUMN]
+    return Rule.NO
+
+
+def rule_of(principal: Principal, action: str, organization_id: int) -> Rule | None:
+    """The table's cell for the principal's role here (a custom role's, read as above);
+    None outside the organization or for a role that no longer exists."""
+    role = principal.role_in(organization_id)
+    if role is None:
+        return None
+    if role in POLICY[action]:
+        return POLICY[action][role]
+    custom = principal.custom_role(organization_id, role)
+    return custom_rule(custom, action) if custom is not None else None
+
+
+def actions_held(principal: Principal, organization_id: int, role: str) -> frozenset[str] | None:
+    """The actions a role holds in an organization (any rule but a plain no); None for a
+    key that names no role there."""
+    if role in POLICY["org.read"]:
+        return frozenset(action for action, rules in POLICY.items() if rules[role] is not R.NO)
+    custom = principal.custom_role(organization_id, role)
+    if custom is None:
+        return None
+    return frozenset(custom.actions & set(GRANTABLE_ACTIONS))
+
+
+def role_name(principal: Principal, organization_id: int) -> str | None:
+    """The principal's role in an organization as people read it ("admin", "Bookkeeper")."""
+    role = principal.role_in(organization_id)
+    if role is None or role in POLICY["org.read"]:
+        return role
+    custom = principal.custom_role(organization_id, role)
+    return custom.name if custom is not None else role
 
 
 def _security_policy(
@@ -402,9 +473,10 @@ def _flag_on(q: _Question) -> Decision:
 
 def _members_only(q: _Question) -> Decision:
     # Whom nobody may make an owner is an invariant (_invariants), not this rule's business.
+    # "Plain members": the member role or a custom role, never an admin or the owner.
     if not isinstance(q.resource, Membership):
         return q.deny(f"For {_a(q.role)} this depends on the member", "a specific member")
-    if q.resource.role != MEMBER:
+    if q.resource.role in (OWNER, ADMIN):
         return q.deny(f"{q.someone} may only manage plain members", "the owner role")
     return q.allow(f"{q.someone} may manage plain members")
 
@@ -453,25 +525,69 @@ def _invariants(
             return deny("The owner changes only by an ownership transfer", "one owner")
         if action == "member.change_role" and context.get("role") == OWNER:
             return deny("Ownership moves only by a transfer", "one owner")
-    if action == "org.view_as" and not holds_no_more_than(context.get("role"), role):
+    if action == "org.view_as" and not holds_no_more_than(
+        principal, organization_of(resource), context.get("role"), role
+    ):
         return deny(
             "You may view as a member or role whose permissions are within your own, so "
             "that looking never shows what you may not see",
             "no more than your own role",
         )
+    return _within_your_role(principal, action, resource, role, allowed, context)
+
+
+# The rule's name when a role would hand out (or manage) more than it holds itself.
+WITHIN_YOUR_ROLE = "within your own role"
+
+
+def _within_your_role(
+    principal: Principal,
+    action: str,
+    resource: object,
+    role: str,
+    allowed: Decision,
+    context: dict[str, Any],
+) -> Decision:
+    """Nobody hands out, or manages, a role holding actions their own role does not.
+
+    The owner holds every action and an admin every one a custom role may, so this never
+    refuses them; it stops a custom role with member.invite from inviting an admin.
+    """
+    organization = organization_of(resource)
+    if action not in ("member.invite", "member.remove", "member.change_role"):
+        return allowed
+    if organization is None:
+        return allowed
+    mine = actions_held(principal, organization.id, role) or frozenset()
+    theirs = [context.get("role")] if action != "member.remove" else []
+    if isinstance(resource, Membership):
+        theirs.append(resource.role)
+    for other in theirs:
+        # A key that names no role here is the form's to refuse (422), not the policy's.
+        held = actions_held(principal, organization.id, other) if other else None
+        if held is not None and not held <= mine:
+            return Decision(
+                False, action,
+                f"The {allowed.role} role may only hand out or manage roles whose actions it "
+                "holds itself", role=allowed.role, missing="a role holding all of theirs",
+                rule=WITHIN_YOUR_ROLE,
+            )  # fmt: skip
     return allowed
 
 
-def holds_no_more_than(role: str | None, own_role: str) -> bool:
-    """Every action the table gives ``role`` is one it gives ``own_role`` too (None: the
-    question is about no role in particular)."""
+def holds_no_more_than(
+    principal: Principal, organization: Organization | None, role: str | None, own_role: str
+) -> bool:
+    """Every action ``role`` holds in the organization, ``own_role`` holds too: built-in
+    roles by the table's columns, custom roles by their actions (None: the question is
+    about no role in particular). A key that names no role there is never within."""
     if role is None:
         return True
-
-    def actions(of: str) -> set[str]:
-        return {action for action, rules in POLICY.items() if rules.get(of, Rule.NO) != Rule.NO}
-
-    return role in ROLES and actions(role) <= actions(own_role)
+    if organization is None:
+        return False
+    theirs = actions_held(principal, organization.id, role)
+    mine = actions_held(principal, organization.id, own_role) or frozenset()
+    return theirs is not None and theirs <= mine
 
 
 # Every role the table has a column for.

@@ -24,6 +24,7 @@ from ..models import Membership, Organization, UserSession
 from ..principal import Principal, ViewAs, current_principal, forget_principal
 from .enforce import PermissionDenied, authorize
 from .policy import VIEW_AS_RULE, Decision, can
+from .roles import role_title
 
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -48,7 +49,8 @@ def start_view_as(
     get_db().commit()
     forget_principal()
     who = f"membership:{member.user_id}" if member is not None else f"role:{role}"
-    name = f"the {role} role" if member is None else f"{member.user.display_name} ({member.role})"
+    called = role_title(get_db(), organization.id, target_role or "")
+    name = f"the {called} role" if member is None else f"{member.user.display_name} ({called})"
     record_audit(
         "org.view_as",
         organization_id=organization.id,

@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 from ..audit import DENIED, record_audit
 from ..authn.gate import login_required
 from ..authz.org_security import invitation_domain_refusal
+from ..authz.roles import role_title
 from ..db import get_db
 from ..models import Invitation, Membership
 from ..organizations import (
@@ -63,7 +64,11 @@ def _why_not(invitation: Invitation) -> str | None:
 
 
 def _show(invitation: Invitation, problem: str | None, status: int) -> ResponseReturnValue:
-    return render_template("invitations/show.html", invitation=invitation, problem=problem), status
+    role = role_title(get_db(), invitation.organization_id, invitation.role)
+    html = render_template(
+        "invitations/show.html", invitation=invitation, role=role, problem=problem
+    )
+    return html, status
 
 
 @bp.get("/<path:token>")

@@ -13,6 +13,7 @@ from werkzeug.exceptions import UnprocessableEntity
 
 from ..authn.gate import login_required
 from ..authz.policy import ROLES
+from ..authz.roles import custom_role_or_none
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..authz.view_as import end_view_as, start_view_as
 from ..db import get_db
@@ -58,7 +59,7 @@ def _chosen(organization: Organization) -> tuple[Membership | None, str | None]:
     if bool(member_field) == bool(role_field):
         raise UnprocessableEntity("Choose one member, or one role, to view the organization as.")
     if role_field:
-        if role_field not in ROLES:
+        if not _is_a_role_of(organization, role_field):
             raise UnprocessableEntity("There is no such role to view as: choose one from the list.")
         return None, role_field
     if not member_field.isdigit() or int(member_field) > MAX_ID:
@@ -69,3 +70,8 @@ def _chosen(organization: Organization) -> tuple[Membership | None, str | None]:
     if membership.user_id == require_principal().user.id:
         raise UnprocessableEntity("That is you: choose another member, or a role.")
     return membership, None
+
+
+def _is_a_role_of(organization: Organization, key: str) -> bool:
+    """A built-in role, or one of this organization's own custom roles."""
+    return key in ROLES or custom_role_or_none(get_db(), organization.id, key) is not None

@@ -1,7 +1,7 @@
 """View as member: a session may look at one organization as a member or a role sees it.
 
 Revision ID: 0013_view_as
-Revises: 0011_address_claims
+Revises: 0012_custom_roles
 Create Date: 2026-12-07
 
 Three nullable columns on sessions (invoiceapp.authz.view_as): the organization looked at,
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0013_view_as"
-down_revision: str | Sequence[str] | None = "0011_address_claims"
+down_revision: str | Sequence[str] | None = "0012_custom_roles"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -42,9 +42,7 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
-        batch.create_index(
-            op.f("ix_sessions_view_as_organization_id"), ["view_as_organization_id"]
-        )
+        batch.create_index(op.f("ix_sessions_view_as_organization_id"), ["view_as_organization_id"])
         batch.create_index(op.f("ix_sessions_view_as_user_id"), ["view_as_user_id"])
 
 
