@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from .audit import ALLOWED, DENIED
 from .audit_chain import timestamp
+from .audit_retention import checkpoint_fields
 from .invoicing import csv_safe
-from .models import AuditEvent, AuditRepeat
+from .models import AuditCheckpoint, AuditEvent, AuditRepeat
 
 DECISIONS = (ALLOWED, DENIED)
 BATCH = 1000
@@ -139,10 +140,10 @@ _COLUMNS = (
 
 
 def exported_records(
-    db: Session, organization_id: int, filters: AuditFilters
+    db: Session, organization_id: int, filters: AuditFilters, after: int = 0
 ) -> Iterator[dict[str, Any]]:
-    """The organization's matching records, oldest first, a batch at a time."""
-    after = 0
+    """The organization's matching records after number ``after``, oldest first, a batch
+    at a time."""
     while True:
         query = (
             select(*_COLUMNS)
@@ -161,6 +162,18 @@ def exported_records(
             return
         after = rows[-1][0]
         db.expunge_all()  # nothing to keep between batches
+
+
+def starting_checkpoint(db: Session, organization_id: int) -> dict[str, Any] | None:
+    """Where the organization's chain starts, if retention removed its oldest records: the
+    whole log's export begins with it, so the chain verifies from there."""
+    checkpoint = db.get(AuditCheckpoint, organization_id)
+    return checkpoint_fields(checkpoint) if checkpoint is not None else None
+
+
+def checkpoint_line(checkpoint: dict[str, Any]) -> str:
+    """The export's first line after pruning (invoiceapp.audit_chain reads it)."""
+    return json.dumps({"checkpoint": checkpoint}, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def as_json_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:

@@ -10,6 +10,7 @@ the outsider's own organization's log.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -34,8 +35,10 @@ from ..audit_log import (
     AuditFilters,
     as_csv,
     as_json_lines,
+    checkpoint_line,
     exported_records,
     filters_from_args,
+    starting_checkpoint,
 )
 from ..authn.gate import login_required
 from ..authz.enforce import authorize
@@ -100,7 +103,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
 def export_jsonl(slug: str) -> ResponseReturnValue:
     """JSON Lines, oldest first: the format ``flask audit verify`` checks."""
     organization = _readable_log(slug)
-    return _download(organization, "jsonl", "application/jsonl", as_json_lines)
+    return _download(organization, "jsonl", "application/jsonl", as_json_lines, checkpoint=True)
 
 
 @bp.get("/<slug>/audit/export.csv")
@@ -117,10 +120,18 @@ def _download(
     extension: str,
     mimetype: str,
     render: Callable[[Iterator[dict[str, Any]]], Iterator[str]],
+    *,
+    checkpoint: bool = False,
 ) -> Response:
     filters = filters_from_args(request.args)
     db = get_db()
-    lines: Iterator[str] = render(exported_records(db, organization.id, filters))
+    # The whole log, after retention removed its start: the first line is the signed
+    # checkpoint the chain continues from (a filtered export has gaps anyway).
+    start = starting_checkpoint(db, organization.id) if checkpoint and not filters else None
+    after = start["last_seq"] if start is not None else 0
+    lines: Iterator[str] = render(exported_records(db, organization.id, filters, after))
+    if start is not None:
+        lines = itertools.chain([checkpoint_line(start)], lines)
     response = Response(stream_with_context(lines), mimetype=mimetype)
     response.headers["Content-Disposition"] = (
         f'attachment; filename="audit-{organization.slug}.{extension}"'
