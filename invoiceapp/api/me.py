@@ -71,6 +71,7 @@ def memberships_reached(principal: Principal) -> list[MembershipOut]:
             name=by_id[org_id].name,
             plan=by_id[org_id].plan,
             role=Role(role),
+            audit_retention_days=by_id[org_id].audit_retention_days,
         )
         for org_id, role in principal.roles.items()
         if org_id in by_id

@@ -252,6 +252,9 @@ class MembershipOut(BaseModel):
     name: str
     plan: str
     role: Role
+    audit_retention_days: int | None = Field(
+        description="How many days the audit log keeps records; null keeps them forever."
+    )
 
 
 class TokenOut(BaseModel):

@@ -20,6 +20,8 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    flash,
+    redirect,
     render_template,
     request,
     stream_with_context,
@@ -29,7 +31,7 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from ..audit import repeats_of
+from ..audit import record_audit, repeats_of
 from ..audit_log import (
     DECISIONS,
     AuditFilters,
@@ -40,12 +42,13 @@ from ..audit_log import (
     filters_from_args,
     starting_checkpoint,
 )
+from ..audit_retention import MAX_DAYS, MIN_DAYS
 from ..authn.gate import login_required
 from ..authz.enforce import authorize
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db
 from ..errors import in_words
-from ..models import AuditCount, AuditEvent, Organization
+from ..models import AuditCheckpoint, AuditCount, AuditEvent, Organization
 from .paging import page_number
 
 bp = Blueprint("audit", __name__, url_prefix="/orgs")
@@ -84,6 +87,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
     return render_template(
         "orgs/audit.html",
         organization=organization,
+        checkpoint=db.get(AuditCheckpoint, organization.id),  # retention removed the oldest
         events=events,
         repeats=repeats_of(db, events),  # refusals repeated in one window: one row, a count
         window=in_words(current_app.config["AUDIT_REPEAT_WINDOW_SECONDS"]),
@@ -113,6 +117,63 @@ def export_csv(slug: str) -> ResponseReturnValue:
     so the hashes of such records do not recompute from the CSV: verify the JSON Lines)."""
     organization = _readable_log(slug)
     return _download(organization, "csv", "text/csv", as_csv)
+
+
+# --- Retention: the owner's setting (the operator's ``flask audit prune`` removes) ----------
+
+
+@bp.post("/<slug>/audit/retention")
+@login_required
+def update_retention(slug: str) -> ResponseReturnValue:
+    """Set how many days the log keeps records, or keep them forever (an empty field).
+
+    Nothing is removed here: the operator's ``flask audit prune`` does that, later."""
+    organization = organization_in_my_orgs_or_404(slug)  # scope: 404, never 403
+    authorize("audit.retention.update", organization)  # owner, with a fresh password
+    days, problem = retention_from_form(request.form.get("days", ""))
+    if problem:
+        typed = request.form.get("days", "")[:20]
+        page = render_template(
+            "orgs/audit_retention.html", organization=organization, typed=typed, problem=problem
+        )
+        return page, 422
+    if days == organization.audit_retention_days:
+        flash("Nothing changed: that is already the setting.", "info")
+        return redirect(url_for("orgs.show", slug=slug), 303)
+    before = _retention_in_words(organization.audit_retention_days)
+    organization.audit_retention_days = days
+    get_db().commit()
+    record_audit(
+        "audit.retention.update",
+        organization_id=organization.id,
+        resource_id=organization.slug,
+        reason=f"audit retention {before} -> {_retention_in_words(days)}",
+    )
+    flash("Audit log retention saved.", "success")
+    return redirect(url_for("orgs.show", slug=slug), 303)
+
+
+def retention_from_form(typed: str) -> tuple[int | None, str]:
+    """The days typed (empty: keep forever), or what is wrong with them, in words."""
+    typed = typed.strip()
+    if not typed:
+        return None, ""
+    if not typed.isdigit():
+        return (
+            None,
+            "Enter a whole number of days, or leave the field empty to keep records forever.",
+        )
+    days = int(typed)
+    if not MIN_DAYS <= days <= MAX_DAYS:
+        return None, (
+            f"Choose between {MIN_DAYS} and {MAX_DAYS} days (ten years), or leave the field "
+            "empty to keep records forever."
+        )
+    return days, ""
+
+
+def _retention_in_words(days: int | None) -> str:
+    return "forever" if days is None else f"{days} days"
 
 
 def _download(
