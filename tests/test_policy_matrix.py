@@ -101,6 +101,7 @@ ORGANIZATION_ACTIONS = (
     "org.security.update",
     "member.read",
     "audit.read",
+    "audit.retention.update",
 )
 INVITE = "member.invite"
 MEMBERSHIP_ACTIONS = ("member.remove", "member.change_role")
@@ -222,7 +223,8 @@ def role_answer(case: Case) -> tuple[bool, bool]:
         return role == OWNER, False
     if action in ("org.billing.read", "audit.read"):
         return manager, False
-    if action in ("org.billing.update", "org.transfer_ownership", "org.security.update"):
+    if action in ("org.billing.update", "org.transfer_ownership", "org.security.update",
+                  "audit.retention.update"):  # fmt: skip
         return role == OWNER, True  # "yes, elevated"
     if action == INVITE:
         # Nobody invites a second owner: ownership moves only by a transfer.
