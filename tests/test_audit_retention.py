@@ -44,6 +44,7 @@ from invoiceapp.models import (
     Invoice,
     Organization,
     User,
+    UserSession,
 )
 from support import REDIS_SERVER, all_at_once, signed_in_client, signed_in_session
 
@@ -362,3 +363,103 @@ def test_prune_while_records_are_being_written_leaves_a_chain_that_verifies(
     assert checkpoint.removed == removed > 0
     assert checkpoint.last_seq + verdict.records == head.last_seq >= sum(map(len, batches))
     assert prunes > 1
+
+
+# --- The owner's setting, the audit page and the API ---------------------------------------
+
+
+def retention_of(db: Session, slug: str) -> int | None:
+    db.expire_all()
+    return db.scalars(
+        select(Organization.audit_retention_days).where(Organization.slug == slug)
+    ).one()
+
+
+def age_sessions(db: Session, email: str, minutes: int) -> None:
+    """The password was entered ``minutes`` ago: past FRESH_AGE_SECONDS, not elevated."""
+    user = db.scalars(select(User).where(User.email == email)).one()
+    db.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user.id)
+        .values(authenticated_at=utcnow() - timedelta(minutes=minutes))
+    )
+    db.commit()
+
+
+def test_the_owner_sets_the_retention_and_the_change_is_audited(app: Flask, db: Session) -> None:
+    ada = signed_in_client(app, ADA)
+    page = ada.get("/orgs/acme").get_data(as_text=True)
+    assert 'data-testid="audit-retention"' in page and "forever" in page
+    response = ada.post("/orgs/acme/audit/retention", data={"days": "365"})
+    assert response.status_code == 303
+    assert retention_of(db, "acme") == 365
+    (record,) = db.scalars(
+        select(AuditEvent).where(AuditEvent.action == "audit.retention.update")
+    ).all()
+    assert record.reason == "audit retention forever -> 365 days"
+    assert record.actor_email == ADA
+    # Emptying the field keeps records forever again.
+    assert ada.post("/orgs/acme/audit/retention", data={"days": ""}).status_code == 303
+    assert retention_of(db, "acme") is None
+    # The API's organizations show it.
+    ada.post("/orgs/acme/audit/retention", data={"days": "30"})
+    items = ada.get("/api/v1/orgs").get_json()["items"]
+    assert {item["slug"]: item["audit_retention_days"] for item in items} == {"acme": 30}
+
+
+@pytest.mark.parametrize(
+    ("typed", "problem"),
+    [
+        ("29", "Choose between 30 and 3650 days"),
+        ("3651", "Choose between 30 and 3650 days"),
+        ("a year", "Enter a whole number of days"),
+        ("-5", "Enter a whole number of days"),
+    ],
+)
+def test_a_retention_out_of_range_or_not_a_number_is_refused_with_a_clear_message(
+    app: Flask, db: Session, typed: str, problem: str
+) -> None:
+    response = signed_in_client(app, ADA).post("/orgs/acme/audit/retention", data={"days": typed})
+    assert response.status_code == 422
+    assert problem in response.get_data(as_text=True)
+    assert retention_of(db, "acme") is None
+
+
+def test_an_admin_or_member_cannot_set_the_retention(app: Flask, db: Session) -> None:
+    for email in ("grace@acme.test", "linus@acme.test"):
+        client = signed_in_client(app, email)
+        assert 'data-testid="audit-retention"' not in client.get("/orgs/acme").get_data(
+            as_text=True
+        )
+        response = client.post("/orgs/acme/audit/retention", data={"days": "30"})
+        assert response.status_code == 403
+        assert "audit.retention.update" in response.get_data(as_text=True)
+    assert retention_of(db, "acme") is None
+    # Another organization's setting is a 404, like one that does not exist.
+    hank = signed_in_client(app, "hank@globex.test")
+    assert hank.post("/orgs/acme/audit/retention", data={"days": "30"}).status_code == 404
+
+
+def test_a_stale_session_is_sent_to_reauthenticate_before_changing_the_retention(
+    app: Flask, db: Session
+) -> None:
+    ada = signed_in_client(app, ADA)
+    age_sessions(db, ADA, minutes=11)
+    response = ada.post("/orgs/acme/audit/retention", data={"days": "30"})
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/reauthenticate?next=/orgs/acme"
+    assert retention_of(db, "acme") is None
+
+
+def test_the_audit_page_says_when_records_were_removed(
+    app: Flask, db: Session, old_and_new: None
+) -> None:
+    ada = signed_in_client(app, ADA)
+    assert 'data-testid="retention-checkpoint"' not in ada.get("/orgs/acme/audit").get_data(
+        as_text=True
+    )
+    run_prune(app)
+    page = ada.get("/orgs/acme/audit").get_data(as_text=True)
+    cutoff = (utcnow() - timedelta(days=90)).date().isoformat()
+    today = utcnow().date().isoformat()
+    assert f"Records before {cutoff} were removed on {today} under the retention setting" in page

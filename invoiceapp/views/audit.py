@@ -44,7 +44,7 @@ from ..audit_log import (
 )
 from ..audit_retention import MAX_DAYS, MIN_DAYS
 from ..authn.gate import login_required
-from ..authz.enforce import authorize
+from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db
 from ..errors import in_words
@@ -129,7 +129,11 @@ def update_retention(slug: str) -> ResponseReturnValue:
 
     Nothing is removed here: the operator's ``flask audit prune`` does that, later."""
     organization = organization_in_my_orgs_or_404(slug)  # scope: 404, never 403
-    authorize("audit.retention.update", organization)  # owner, with a fresh password
+    try:
+        authorize("audit.retention.update", organization)  # owner, with a fresh password
+    except ReauthenticationRequired as needed:  # then back to the form (a GET), not this POST
+        page = url_for("orgs.show", slug=slug)
+        raise ReauthenticationRequired(page, second_factor=needed.second_factor) from None
     days, problem = retention_from_form(request.form.get("days", ""))
     if problem:
         typed = request.form.get("days", "")[:20]
