@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -105,7 +105,8 @@ def prune(
             .order_by(Organization.id)
         ).all()
     reports = []
-    for organization_id, slug, days in settings:
+    for organization_id, slug, setting in settings:
+        days = setting or 0  # never None: the query asked for set ones
         cutoff = now - timedelta(days=days)
         if dry_run:
             reports.append(Pruned(slug, days, _would_remove(engine, organization_id, cutoff), None))
@@ -202,7 +203,7 @@ def _prune_batch(
     return len(removed), seq
 
 
-def _forget_counts(connection: Connection, organization_id: int, removed: list[Any]) -> None:
+def _forget_counts(connection: Connection, organization_id: int, removed: Sequence[Any]) -> None:
     """Keep audit_counts (the page's totals, kept by an insert trigger) equal to the log.
     Rows are updated in a fixed order, so two prunes never wait on each other in a circle."""
     counts = Counter((row.action, row.decision, row.actor_email or "") for row in removed)
