@@ -188,6 +188,8 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
         "audit_repeats": 0,
         "audit_chains": 0,
         "email_sign_ins": 0,
+        "audit_checkpoints": 0,
+        "audit_prune_permits": 0,
     }
     assert "users: 7 created, 0 already present" in first_output
     assert "users: 0 created, 7 already present" in second_output
