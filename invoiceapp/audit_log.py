@@ -161,6 +161,10 @@ def exported_records(
             record["times"] = record["times"] or 1
             yield record
         if len(rows) < BATCH:
+            # End the read transaction now: the response (and with it the request's
+            # session) may be closed long after the last line, and an open transaction
+            # holds locks that a TRUNCATE or a migration would wait for.
+            db.rollback()
             return
         after = rows[-1][0]
         db.expunge_all()  # nothing to keep between batches
