@@ -12,6 +12,12 @@ without installing the app:
     python invoiceapp/audit_chain.py audit.jsonl
 
 The app runs the same check as ``flask --app invoiceapp audit verify audit.jsonl``.
+
+After ``flask audit prune`` removed an organization's oldest records (retention), a whole
+export starts with a checkpoint line, ``{"checkpoint": {...}}``: the last removed record's
+number and hash, how many were removed, and an HMAC signature. The chain is checked from
+that hash on. The signature needs the server's key: ``flask audit verify`` checks it; this
+script says it cannot, and still checks every link.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +51,23 @@ HASHED_FIELDS = (
 )
 
 
+# What a checkpoint's signature covers, in this order (invoiceapp.audit_retention signs).
+CHECKPOINT_FIELDS = (
+    "organization_id",
+    "last_seq",
+    "last_hash",
+    "removed",
+    "removed_before",
+    "pruned_at",
+)
+
+
+def checkpoint_message(checkpoint: Mapping[str, Any]) -> bytes:
+    """The bytes a checkpoint's signature covers: its fields as compact JSON."""
+    content = ["audit checkpoint", *(checkpoint[name] for name in CHECKPOINT_FIELDS)]
+    return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 def timestamp(moment: datetime) -> str:
     """The one text form of a record's time, to the microsecond, in UTC."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -67,6 +90,10 @@ class Verdict:
     last_seq: int | None
     broken_at_line: int | None = None
     problem: str = ""
+    # The export's checkpoint line, if it starts after pruned records.
+    checkpoint: Mapping[str, Any] | None = None
+    # True or False once the signature was checked; None: no key to check it with.
+    signature_holds: bool | None = None
 
     @property
     def intact(self) -> bool:
@@ -74,37 +101,86 @@ class Verdict:
 
     def __str__(self) -> str:
         if not self.intact:
-            return f"BROKEN at line {self.broken_at_line}: {self.problem}"
+            return (
+                self._about_checkpoint() + f"BROKEN at line {self.broken_at_line}: {self.problem}"
+            )
         if not self.records:
-            return "OK: the file holds no records"
-        return (
+            return self._about_checkpoint() + "OK: the file holds no records"
+        return self._about_checkpoint() + (
             f"OK: {self.records} records, an unbroken chain from number {self.first_seq} "
             f"to number {self.last_seq}"
         )
 
+    def _about_checkpoint(self) -> str:
+        if self.checkpoint is None:
+            return ""
+        point = self.checkpoint
+        signed = {
+            None: "signature not checked: that needs the server's key (flask audit verify)",
+            True: "signature valid",
+            False: "signature INVALID",
+        }[self.signature_holds]
+        return (
+            f"Checkpoint: {point['removed']} records up to number {point['last_seq']} were "
+            f"removed under the retention setting (those before {point['removed_before']}, "
+            f"on {point['pruned_at']}); {signed}.\n"
+        )
 
-def verify_lines(lines: Iterable[str]) -> Verdict:
+
+def verify_lines(
+    lines: Iterable[str], signature_check: Callable[[Mapping[str, Any]], bool] | None = None
+) -> Verdict:
     """Check an export in JSON Lines, oldest first, as ``/orgs/<slug>/audit/export.jsonl``
     writes it. Stops at the first broken link: everything after it is suspect anyway.
 
     The first record may follow a gap (an export from a date on, or records removed by
     retention): its ``previous_hash`` is then taken on trust, and every link after it is
     checked. An export filtered by actor, action or outcome has gaps by design and does
-    not verify; export the whole log (or a range of days) to check it."""
+    not verify; export the whole log (or a range of days) to check it.
+
+    A first line that is a checkpoint (records removed by retention) fixes where the chain
+    starts: the next record must follow its number and hash. ``signature_check``, given
+    the server's key, says whether the checkpoint's signature holds; a bad one is a break."""
     count = 0
     first_seq: int | None = None
     last_seq: int | None = None
     last_hash: str | None = None
+    checkpoint: Mapping[str, Any] | None = None
+    signed: bool | None = None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
+        if number == 1 and line.lstrip().startswith('{"checkpoint"'):
+            checkpoint = _checkpoint(line)
+            if checkpoint is None:
+                return Verdict(0, None, None, number, "the checkpoint line is malformed")
+            if signature_check is not None:
+                signed = signature_check(checkpoint)
+                if not signed:
+                    return Verdict(0, None, None, number, "the checkpoint's signature is not ours",
+                                   checkpoint, signed)  # fmt: skip
+            last_seq, last_hash = checkpoint["last_seq"], checkpoint["last_hash"]
+            continue
         problem = _problem(line, last_seq, last_hash)
         if isinstance(problem, str):
-            return Verdict(count, first_seq, last_seq, number, problem)
+            return Verdict(count, first_seq, last_seq, number, problem, checkpoint, signed)
         count += 1
         last_seq, last_hash = problem
         first_seq = last_seq if first_seq is None else first_seq
-    return Verdict(count, first_seq, last_seq)
+    return Verdict(count, first_seq, last_seq, None, "", checkpoint, signed)
+
+
+def _checkpoint(line: str) -> Mapping[str, Any] | None:
+    """The checkpoint of a checkpoint line, if it has every field it must."""
+    try:
+        checkpoint = json.loads(line)["checkpoint"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(checkpoint, dict) or any(n not in checkpoint for n in CHECKPOINT_FIELDS):
+        return None
+    if not isinstance(checkpoint["last_seq"], int) or not isinstance(checkpoint["last_hash"], str):
+        return None
+    return checkpoint
 
 
 def _problem(line: str, last_seq: int | None, last_hash: str | None) -> str | tuple[int, str]:

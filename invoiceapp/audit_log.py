@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 
 from .audit import ALLOWED, DENIED
 from .audit_chain import timestamp
+from .audit_retention import checkpoint_fields
 from .invoicing import csv_safe
-from .models import AuditEvent, AuditRepeat
+from .models import AuditCheckpoint, AuditEvent, AuditRepeat
 
 DECISIONS = (ALLOWED, DENIED)
 # Any SELECT over audit_events: whole records (the page, the API) or columns (the export).
@@ -141,14 +142,14 @@ _COLUMNS = (
 
 
 def exported_records(
-    db: Session, organization_id: int, filters: AuditFilters
+    db: Session, organization_id: int, filters: AuditFilters, after: int = 0
 ) -> Iterator[dict[str, Any]]:
-    """The organization's matching records, oldest first, a batch at a time.
+    """The organization's matching records after number ``after``, oldest first, a batch
+    at a time.
 
     The read transaction ends with the last batch (or when the download is cut short and
     the server closes the stream), not when the request's session is torn down: a reader
     left open would hold its locks for as long as the response object lives."""
-    after = 0
     try:
         while True:
             query = (
@@ -170,6 +171,18 @@ def exported_records(
             db.expunge_all()  # nothing to keep between batches
     finally:
         db.rollback()
+
+
+def starting_checkpoint(db: Session, organization_id: int) -> dict[str, Any] | None:
+    """Where the organization's chain starts, if retention removed its oldest records: the
+    whole log's export begins with it, so the chain verifies from there."""
+    checkpoint = db.get(AuditCheckpoint, organization_id)
+    return checkpoint_fields(checkpoint) if checkpoint is not None else None
+
+
+def checkpoint_line(checkpoint: dict[str, Any]) -> str:
+    """The export's first line after pruning (invoiceapp.audit_chain reads it)."""
+    return json.dumps({"checkpoint": checkpoint}, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def as_json_lines(records: Iterator[dict[str, Any]]) -> Iterator[str]:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 from flask.cli import with_appcontext
 from sqlalchemy import delete, or_
 
 from .audit_chain import verify_lines
+from .audit_retention import prune, signature_holds
 from .authz.policy import (
     CUSTOM_ROLE_COLUMN,
     GRANTABLE_ACTIONS,
@@ -111,11 +113,44 @@ def verify_audit_export(export: TextIO) -> None:
     """Check a JSON Lines export of an audit log: every record unchanged, none missing.
 
     Needs no database: it reads only the file (invoiceapp/audit_chain.py, which also runs
-    on its own as ``python audit_chain.py FILE``). Exits 1 at the first broken link."""
-    verdict = verify_lines(export)
+    on its own as ``python audit_chain.py FILE``), and SECRET_KEY to check the signature of
+    a retention checkpoint. Exits 1 at the first broken link or a bad signature."""
+    verdict = verify_lines(export, _checkpoint_signature_check())
     click.echo(str(verdict))
     if not verdict.intact:
         raise SystemExit(1)
+
+
+def _checkpoint_signature_check() -> Callable[[Mapping[str, Any]], bool] | None:
+    """Under ``flask audit verify`` the app, and so SECRET_KEY, is at hand; called as a
+    plain click command (no app), the signature is reported as not checked."""
+    if not has_app_context():
+        return None
+    secret = current_app.config["SECRET_KEY"]
+    return lambda checkpoint: signature_holds(checkpoint, secret)
+
+
+@audit_commands.command("prune")
+@click.option("--dry-run", is_flag=True, help="Only count what would be removed.")
+@with_appcontext
+def prune_audit_logs(dry_run: bool) -> None:
+    """Remove audit records older than each organization's retention setting, leaving a
+    signed checkpoint so the rest of its chain still verifies. Safe to run again, and
+    while the app is writing; run it daily from cron."""
+    reports = prune(
+        current_app.extensions["db_engine"],
+        utcnow(),
+        current_app.config["SECRET_KEY"],
+        dry_run=dry_run,
+    )
+    if not reports:
+        click.echo("no organization has a retention setting: nothing to remove")
+    for report in reports:
+        verb = "would remove" if dry_run else "removed"
+        where = f" (the chain now starts after number {report.last_seq})" if report.last_seq else ""
+        click.echo(
+            f"{report.slug}: keeps {report.days} days; {verb} {report.removed} records{where}"
+        )
 
 
 def register_commands(app: Flask) -> None:

@@ -1,8 +1,9 @@
 """The triggers the database runs itself: counts kept by the database, an append-only log.
 
-Three sets, each for SQLite and for PostgreSQL:
+Four sets, each for SQLite and for PostgreSQL:
 - INVOICE_COUNT_TRIGGERS_*  keep invoice_counts equal to the live invoices (InvoiceCount)
 - AUDIT_TRIGGERS_*          refuse UPDATE and DELETE on audit_events (AuditEvent)
+- AUDIT_PRUNE_TRIGGERS_*    ...except a DELETE by ``flask audit prune`` (retention)
 - AUDIT_COUNT_TRIGGERS_*    keep audit_counts equal to the log's records (AuditCount)
 
 The schema in invoiceapp/models.py says what the tables hold; this module says what the
@@ -118,6 +119,28 @@ AUDIT_TRIGGERS_POSTGRESQL = [
 ]
 
 
+# Retention (migration 0019 keeps a copy): the append-only rule above, with one door for
+# ``flask audit prune`` (invoiceapp.audit_retention). UPDATE stays refused always. DELETE
+# passes only inside a transaction that said so itself: on PostgreSQL with
+# ``SET LOCAL invoiceapp.audit_prune = 'on'`` (gone at commit or rollback), on SQLite while
+# audit_prune_permits holds a row, inserted and deleted again in the same transaction.
+# An ordinary DELETE from the app still fails. This guards against bugs and mistakes, not
+# against someone who can run any SQL as the app's user (they could drop the trigger).
+AUDIT_PRUNE_TRIGGERS_SQLITE = [
+    "DROP TRIGGER IF EXISTS audit_events_no_delete",
+    "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
+    "WHEN NOT EXISTS (SELECT 1 FROM audit_prune_permits) "
+    "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END",
+]
+AUDIT_PRUNE_TRIGGERS_POSTGRESQL = [
+    "CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger "
+    "LANGUAGE plpgsql AS $$ BEGIN "
+    "IF TG_OP = 'DELETE' AND current_setting('invoiceapp.audit_prune', true) = 'on' THEN "
+    "RETURN OLD; END IF; "
+    "RAISE EXCEPTION 'audit_events is append-only'; END $$",
+]
+
+
 # Shared with migration 0006 by copy, like the others.
 AUDIT_COUNT_TRIGGERS_SQLITE = [
     "CREATE TRIGGER audit_counts_insert AFTER INSERT ON audit_events "
@@ -163,3 +186,5 @@ def attach_triggers(metadata: MetaData, audit_events: FromClause) -> None:
     _on_create(metadata, INVOICE_COUNT_TRIGGERS_POSTGRESQL, "postgresql")
     _on_create(metadata, AUDIT_COUNT_TRIGGERS_SQLITE, "sqlite")
     _on_create(metadata, AUDIT_COUNT_TRIGGERS_POSTGRESQL, "postgresql")
+    _on_create(metadata, AUDIT_PRUNE_TRIGGERS_SQLITE, "sqlite")
+    _on_create(metadata, AUDIT_PRUNE_TRIGGERS_POSTGRESQL, "postgresql")

@@ -115,6 +115,9 @@ class Organization(Base):
     token_max_days: Mapped[int | None] = mapped_column(Integer, default=None)
     # Under a proof rule stricter than "any", API tokens may still read (never write).
     tokens_may_read: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # How many days the audit log keeps its records; None keeps them forever. Only the
+    # operator's ``flask audit prune`` removes older ones (invoiceapp.audit_retention).
+    audit_retention_days: Mapped[int | None] = mapped_column(Integer, default=None)
 
     # The database's ON DELETE CASCADE removes memberships; the ORM must not try first.
     memberships: Mapped[list[Membership]] = relationship(
@@ -585,6 +588,35 @@ class AuditChain(Base):
     organization_key: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """Where an organization's audit chain now starts, after ``flask audit prune`` removed
+    its oldest records: the last removed record's number and hash (the next record's
+    ``previous_hash``), how many were removed in all, the cut-off date and when. Signed
+    with a key derived from SECRET_KEY (invoiceapp.audit_retention), so an export that
+    starts here can show the start was ours. No foreign key, like the log itself."""
+
+    __tablename__ = "audit_checkpoints"
+
+    organization_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    removed: Mapped[int] = mapped_column(Integer)
+    removed_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    pruned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    signature: Mapped[str] = mapped_column(String(64))
+
+
+class AuditPrunePermit(Base):
+    """SQLite's permission slip for removing audit records: its trigger refuses a DELETE on
+    audit_events unless this table holds a row. ``flask audit prune`` inserts the row and
+    deletes it again inside its own transaction, so no other connection ever sees it.
+    (PostgreSQL uses a transaction-local setting instead; see invoiceapp.db_triggers.)"""
+
+    __tablename__ = "audit_prune_permits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
 
 
 class TokenScope(enum.StrEnum):

@@ -26,10 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 ALL_STATEMENTS = {
     "sqlite": db_triggers.INVOICE_COUNT_TRIGGERS_SQLITE
     + db_triggers.AUDIT_TRIGGERS_SQLITE
-    + db_triggers.AUDIT_COUNT_TRIGGERS_SQLITE,
+    + db_triggers.AUDIT_COUNT_TRIGGERS_SQLITE
+    + db_triggers.AUDIT_PRUNE_TRIGGERS_SQLITE,
     "postgresql": db_triggers.INVOICE_COUNT_TRIGGERS_POSTGRESQL
     + db_triggers.AUDIT_TRIGGERS_POSTGRESQL
-    + db_triggers.AUDIT_COUNT_TRIGGERS_POSTGRESQL,
+    + db_triggers.AUDIT_COUNT_TRIGGERS_POSTGRESQL
+    + db_triggers.AUDIT_PRUNE_TRIGGERS_POSTGRESQL,
 }
 
 
@@ -52,6 +54,13 @@ def test_the_append_only_migration_copies_the_audit_triggers_exactly() -> None:
     migration = _migration("0004_organizations.py")
     assert migration.TRIGGERS["sqlite"] == db_triggers.AUDIT_TRIGGERS_SQLITE
     assert migration.TRIGGERS["postgresql"] == db_triggers.AUDIT_TRIGGERS_POSTGRESQL
+
+
+def test_the_retention_migration_copies_the_prune_door_exactly() -> None:
+    """0019 lets ``flask audit prune`` through the append-only triggers; same copy rule."""
+    migration = _migration("0019_audit_retention.py")
+    assert migration.TRIGGERS["sqlite"] == db_triggers.AUDIT_PRUNE_TRIGGERS_SQLITE
+    assert migration.TRIGGERS["postgresql"] == db_triggers.AUDIT_PRUNE_TRIGGERS_POSTGRESQL
 
 
 def _names_created_by(statements: list[str]) -> set[str]:

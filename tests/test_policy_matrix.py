@@ -117,6 +117,7 @@ ORGANIZATION_ACTIONS = (
     "invoice.share",
     "org.roles.read",
     "org.roles.update",
+    "audit.retention.update",
 )
 INVITE = "member.invite"
 MEMBERSHIP_ACTIONS = ("member.remove", "member.change_role")
@@ -238,7 +239,8 @@ def role_answer(case: Case) -> tuple[bool, bool]:
         return role == OWNER, False
     if action in ("org.billing.read", "audit.read", "invoice.share"):
         return manager, False
-    if action in ("org.billing.update", "org.transfer_ownership", "org.security.update"):
+    if action in ("org.billing.update", "org.transfer_ownership", "org.security.update",
+                  "audit.retention.update"):  # fmt: skip
         return role == OWNER, True  # "yes, elevated"
     if action == "org.roles.read":
         return role == OWNER, False  # custom roles: "owner; changes elevated" (section 5)

@@ -73,6 +73,7 @@ def memberships_reached(principal: Principal) -> list[MembershipOut]:
             plan=by_id[org_id].plan,
             role=role,
             role_name=role_name(principal, org_id) or role,
+            audit_retention_days=by_id[org_id].audit_retention_days,
         )
         for org_id, role in principal.roles.items()
         if org_id in by_id

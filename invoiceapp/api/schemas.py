@@ -260,6 +260,9 @@ class MembershipOut(BaseModel):
     plan: str
     role: str = Field(description=ROLE_DESCRIPTION)
     role_name: str = Field(description="The role as people read it (a custom role's name).")
+    audit_retention_days: int | None = Field(
+        description="How many days the audit log keeps records; null keeps them forever."
+    )
 
 
 class TokenOut(BaseModel):

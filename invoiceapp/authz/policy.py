@@ -75,6 +75,8 @@ POLICY: dict[str, dict[str, Rule]] = {
     "org.transfer_ownership":   {OWNER: R.ELEVATED_STRONG, ADMIN: R.NO, MEMBER: R.NO},
     "org.security.update":      {OWNER: R.ELEVATED_STRONG, ADMIN: R.NO, MEMBER: R.NO},
     "audit.read":               {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
+    # How long the audit log keeps records: shortening it is how evidence would be lost.
+    "audit.retention.update":   {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
     # Look at the organization as a member or a role sees it; never one above your own.
     "org.view_as":              {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     # Share one customer's invoices with a person outside the organization (SHARE_ACCESS).

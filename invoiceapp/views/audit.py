@@ -10,6 +10,7 @@ the outsider's own organization's log.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +20,8 @@ from flask import (
     Blueprint,
     Response,
     current_app,
+    flash,
+    redirect,
     render_template,
     request,
     stream_with_context,
@@ -28,21 +31,24 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from ..audit import repeats_of
+from ..audit import record_audit, repeats_of
 from ..audit_log import (
     DECISIONS,
     AuditFilters,
     as_csv,
     as_json_lines,
+    checkpoint_line,
     exported_records,
     filters_from_args,
+    starting_checkpoint,
 )
+from ..audit_retention import MAX_DAYS, MIN_DAYS
 from ..authn.gate import login_required
-from ..authz.enforce import authorize
+from ..authz.enforce import ReauthenticationRequired, authorize
 from ..authz.scope import organization_in_my_orgs_or_404
 from ..db import get_db
 from ..errors import in_words
-from ..models import AuditCount, AuditEvent, Organization
+from ..models import AuditCheckpoint, AuditCount, AuditEvent, Organization
 from .paging import page_number
 
 bp = Blueprint("audit", __name__, url_prefix="/orgs")
@@ -81,6 +87,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
     return render_template(
         "orgs/audit.html",
         organization=organization,
+        checkpoint=db.get(AuditCheckpoint, organization.id),  # retention removed the oldest
         events=events,
         repeats=repeats_of(db, events),  # refusals repeated in one window: one row, a count
         window=in_words(current_app.config["AUDIT_REPEAT_WINDOW_SECONDS"]),
@@ -91,7 +98,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
         pages=pages,
         total=total,
         page_url=lambda number: _page_url(slug, filters, number),
-        export_url=lambda kind: _with_filters(url_for(f"audit.export_{kind}", slug=slug), filters),
+        export_url=lambda kind: _export_url(slug, filters, kind),
     )
 
 
@@ -100,7 +107,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
 def export_jsonl(slug: str) -> ResponseReturnValue:
     """JSON Lines, oldest first: the format ``flask audit verify`` checks."""
     organization = _readable_log(slug)
-    return _download(organization, "jsonl", "application/jsonl", as_json_lines)
+    return _download(organization, "jsonl", "application/jsonl", as_json_lines, checkpoint=True)
 
 
 @bp.get("/<slug>/audit/export.csv")
@@ -112,15 +119,84 @@ def export_csv(slug: str) -> ResponseReturnValue:
     return _download(organization, "csv", "text/csv", as_csv)
 
 
+# --- Retention: the owner's setting (the operator's ``flask audit prune`` removes) ----------
+
+
+@bp.post("/<slug>/audit/retention")
+@login_required
+def update_retention(slug: str) -> ResponseReturnValue:
+    """Set how many days the log keeps records, or keep them forever (an empty field).
+
+    Nothing is removed here: the operator's ``flask audit prune`` does that, later."""
+    organization = organization_in_my_orgs_or_404(slug)  # scope: 404, never 403
+    try:
+        authorize("audit.retention.update", organization)  # owner, with a fresh password
+    except ReauthenticationRequired as needed:  # then back to the form (a GET), not this POST
+        page = url_for("orgs.show", slug=slug)
+        raise ReauthenticationRequired(page, second_factor=needed.second_factor) from None
+    days, problem = retention_from_form(request.form.get("days", ""))
+    if problem:
+        typed = request.form.get("days", "")[:20]
+        page = render_template(
+            "orgs/audit_retention.html", organization=organization, typed=typed, problem=problem
+        )
+        return page, 422
+    if days == organization.audit_retention_days:
+        flash("Nothing changed: that is already the setting.", "info")
+        return redirect(url_for("orgs.show", slug=slug), 303)
+    before = _retention_in_words(organization.audit_retention_days)
+    organization.audit_retention_days = days
+    get_db().commit()
+    record_audit(
+        "audit.retention.update",
+        organization_id=organization.id,
+        resource_id=organization.slug,
+        reason=f"audit retention {before} -> {_retention_in_words(days)}",
+    )
+    flash("Audit log retention saved.", "success")
+    return redirect(url_for("orgs.show", slug=slug), 303)
+
+
+def retention_from_form(typed: str) -> tuple[int | None, str]:
+    """The days typed (empty: keep forever), or what is wrong with them, in words."""
+    typed = typed.strip()
+    if not typed:
+        return None, ""
+    if not typed.isdigit():
+        return (
+            None,
+            "Enter a whole number of days, or leave the field empty to keep records forever.",
+        )
+    days = int(typed)
+    if not MIN_DAYS <= days <= MAX_DAYS:
+        return None, (
+            f"Choose between {MIN_DAYS} and {MAX_DAYS} days (ten years), or leave the field "
+            "empty to keep records forever."
+        )
+    return days, ""
+
+
+def _retention_in_words(days: int | None) -> str:
+    return "forever" if days is None else f"{days} days"
+
+
 def _download(
     organization: Organization,
     extension: str,
     mimetype: str,
     render: Callable[[Iterator[dict[str, Any]]], Iterator[str]],
+    *,
+    checkpoint: bool = False,
 ) -> Response:
     filters = filters_from_args(request.args)
     db = get_db()
-    lines: Iterator[str] = render(exported_records(db, organization.id, filters))
+    # The whole log, after retention removed its start: the first line is the signed
+    # checkpoint the chain continues from (a filtered export has gaps anyway).
+    start = starting_checkpoint(db, organization.id) if checkpoint and not filters else None
+    after = start["last_seq"] if start is not None else 0
+    lines: Iterator[str] = render(exported_records(db, organization.id, filters, after))
+    if start is not None:
+        lines = itertools.chain([checkpoint_line(start)], lines)
     response = Response(stream_with_context(lines), mimetype=mimetype)
     response.headers["Content-Disposition"] = (
         f'attachment; filename="audit-{organization.slug}.{extension}"'
@@ -165,8 +241,10 @@ def _total(db: Session, organization_id: int, filters: AuditFilters) -> int:
     return db.scalar(counted) or 0
 
 
-def _with_filters(path: str, filters: AuditFilters) -> str:
-    return f"{path}?{urlencode(filters.as_args())}" if filters else path
+def _export_url(slug: str, filters: AuditFilters, kind: str) -> str:
+    """A download link that keeps the filters."""
+    query = urlencode(filters.as_args())
+    return url_for(f"audit.export_{kind}", slug=slug) + (f"?{query}" if query else "")
 
 
 def _page_url(slug: str, filters: AuditFilters, page: int) -> str:
