@@ -776,6 +776,7 @@ GRANTABLE = frozenset(CONTRACT_ACTIONS) - {
     "org.security.update",
     "org.roles.read",
     "org.roles.update",
+    "audit.retention.update",
 }
 # What each built-in role holds (any cell but a plain no), for "within your own role".
 MEMBER_HOLDS = frozenset({"invoice.read", "invoice.create", "invoice.update", "invoice.send",
