@@ -10,7 +10,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, or_
 
-from .audit_chain import verify_lines
+from .audit_chain import Noted, parse_noted, verify_lines
 from .authz.policy import INVOICE_STATES, POLICY, SELF_SERVICE
 from .db import get_db, rows_changed, utcnow
 from .models import Role, UserSession
@@ -85,15 +85,32 @@ def prune_sessions() -> None:
 audit_commands = click.Group("audit", help="The audit log's tamper-evident chain.")
 
 
+def _noted(_context: click.Context, _parameter: click.Parameter, value: str | None) -> Noted | None:
+    try:
+        return parse_noted(value) if value else None
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @audit_commands.command("verify")
 @click.argument("export", type=click.File("r", encoding="utf-8"))
-def verify_audit_export(export: TextIO) -> None:
+@click.option(
+    "--noted",
+    metavar="SEQ:HASH",
+    callback=_noted,
+    help="A record's number and record_hash kept from an earlier export: this one must hold "
+    "it unchanged. Without it, a log rewritten with recomputed hashes also verifies.",
+)
+def verify_audit_export(export: TextIO, noted: Noted | None) -> None:
     """Check a JSON Lines export of an audit log: every record unchanged, none missing.
 
     Needs no database: it reads only the file (invoiceapp/audit_chain.py, which also runs
-    on its own as ``python audit_chain.py FILE``). Exits 1 at the first broken link."""
-    verdict = verify_lines(export)
+    on its own as ``python audit_chain.py FILE [SEQ:HASH]``). Exits 1 at the first broken
+    link."""
+    verdict = verify_lines(export, noted)
     click.echo(str(verdict))
+    if noted is not None and verdict.intact:
+        click.echo(f"Record {noted.seq} carries the hash you noted.")
     if not verdict.intact:
         raise SystemExit(1)
 
