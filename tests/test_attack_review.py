@@ -8,7 +8,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
+from test_account_pages import confirm_path, mail_to
 from test_email_sign_in import ask_for_code, ask_for_link, mailed_code, mailed_link, type_code
 from test_org_security import acme, owner_with_second_factor, set_policy
 
@@ -165,3 +167,26 @@ def test_another_organizations_records_rechained_into_an_export_are_refused(
     assert str(verify_lines(forged)) == (
         "BROKEN at line 3: record 3 belongs to another organization's log"
     )
+
+
+def _move_address(owner: FlaskClient, outbox: Path, new: str) -> None:
+    assert owner.post("/account/email", data={"email": new}).status_code == 303
+    pressed = owner.post(confirm_path(mail_to(outbox, new)))
+    assert pressed.status_code == 200
+
+
+def test_a_code_asked_for_before_the_address_moved_away_and_back_no_longer_signs_in(
+    app: Flask, outbox: Path, db: Session
+) -> None:
+    """Codes and links in flight belong to the address they were mailed to: moving the
+    account to another address ends them, and moving it back does not bring them back."""
+    intruder = app.test_client()
+    ask_for_code(intruder)
+    typed = mailed_code(outbox)
+    owner = signed_in_client(app, ADA)
+    _move_address(owner, outbox, "ada@analytical.example")
+    _move_address(owner, outbox, ADA)
+
+    late = type_code(intruder, typed)
+    assert late.status_code == 401
+    assert "email_code" not in proofs(db, ADA)
