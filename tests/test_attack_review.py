@@ -18,7 +18,15 @@ from conftest import Clock
 from invoiceapp.audit import record_audit
 from invoiceapp.audit_chain import GENESIS, parse_noted, record_hash, verify_lines
 from invoiceapp.cli import audit_commands
-from support import ask_for_reset, choose, latest_mail_to, proofs, reset_path, signed_in_client
+from support import (
+    ask_for_reset,
+    choose,
+    finished,
+    latest_mail_to,
+    proofs,
+    reset_path,
+    signed_in_client,
+)
 
 ADA = "ada@acme.test"
 
@@ -106,7 +114,8 @@ def _acme_export(app: Flask, db: Session) -> list[str]:
         with app.test_request_context():
             record_audit("invoice.void", organization_id=acme(db).id, reason=reason)
     owner = signed_in_client(app, ADA)
-    lines = owner.get("/orgs/acme/audit/export.jsonl").get_data(as_text=True).splitlines()
+    exported = finished(owner.get("/orgs/acme/audit/export.jsonl"))  # closed: no open read
+    lines = exported.get_data(as_text=True).splitlines()
     assert verify_lines(lines).intact
     return lines
 
