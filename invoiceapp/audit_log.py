@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
@@ -145,7 +145,7 @@ def exported_records(
     after = 0
     while True:
         query = (
-            select(*_COLUMNS)
+            cast("Select[Any]", select(*_COLUMNS))  # fifteen columns: too many to spell out
             .outerjoin(AuditRepeat, AuditRepeat.event_id == AuditEvent.id)
             .where(AuditEvent.organization_id == organization_id, AuditEvent.chain_seq > after)
             .order_by(AuditEvent.chain_seq)

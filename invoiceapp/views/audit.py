@@ -91,7 +91,7 @@ def audit_log(slug: str) -> ResponseReturnValue:
         pages=pages,
         total=total,
         page_url=lambda number: _page_url(slug, filters, number),
-        export_url=lambda kind: url_for(f"audit.export_{kind}", slug=slug, **filters.as_args()),
+        export_url=lambda kind: _export_url(kind, slug, filters),
     )
 
 
@@ -163,6 +163,12 @@ def _total(db: Session, organization_id: int, filters: AuditFilters) -> int:
     if filters.decision is not None:
         counted = counted.where(AuditCount.decision == filters.decision)
     return db.scalar(counted) or 0
+
+
+def _export_url(kind: str, slug: str, filters: AuditFilters) -> str:
+    """The export in ``kind`` (jsonl or csv), with the page's filters."""
+    arguments: dict[str, Any] = {"slug": slug, **filters.as_args()}
+    return url_for(f"audit.export_{kind}", **arguments)
 
 
 def _page_url(slug: str, filters: AuditFilters, page: int) -> str:
