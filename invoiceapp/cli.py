@@ -11,7 +11,7 @@ from flask import Flask, current_app, has_app_context
 from flask.cli import with_appcontext
 from sqlalchemy import delete, or_
 
-from .audit_chain import verify_lines
+from .audit_chain import Noted, parse_noted, verify_lines
 from .audit_retention import prune, signature_holds
 from .authz.policy import (
     CUSTOM_ROLE_COLUMN,
@@ -107,16 +107,32 @@ def prune_sessions() -> None:
 audit_commands = click.Group("audit", help="The audit log's tamper-evident chain.")
 
 
+def _noted(_context: click.Context, _parameter: click.Parameter, value: str | None) -> Noted | None:
+    try:
+        return parse_noted(value) if value else None
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
 @audit_commands.command("verify")
 @click.argument("export", type=click.File("r", encoding="utf-8"))
-def verify_audit_export(export: TextIO) -> None:
+@click.option(
+    "--noted",
+    metavar="SEQ:HASH",
+    callback=_noted,
+    help="A record's number and record_hash kept from an earlier export: this one must hold "
+    "it unchanged. Without it, a log rewritten with recomputed hashes also verifies.",
+)
+def verify_audit_export(export: TextIO, noted: Noted | None) -> None:
     """Check a JSON Lines export of an audit log: every record unchanged, none missing.
 
     Needs no database: it reads only the file (invoiceapp/audit_chain.py, which also runs
-    on its own as ``python audit_chain.py FILE``), and SECRET_KEY to check the signature of
-    a retention checkpoint. Exits 1 at the first broken link or a bad signature."""
-    verdict = verify_lines(export, _checkpoint_signature_check())
+    on its own as ``python audit_chain.py FILE [SEQ:HASH]``), and SECRET_KEY to check the
+    signature of a retention checkpoint. Exits 1 at the first broken link or a bad signature."""
+    verdict = verify_lines(export, _checkpoint_signature_check(), noted)
     click.echo(str(verdict))
+    if noted is not None and verdict.intact:
+        click.echo(f"Record {noted.seq} carries the hash you noted.")
     if not verdict.intact:
         raise SystemExit(1)
 

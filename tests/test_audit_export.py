@@ -79,7 +79,11 @@ def export(client: FlaskClient, slug: str = "acme", kind: str = "jsonl", query: 
     assert response.status_code == 200, response.status_code
     assert response.headers["Cache-Control"] == "no-store"
     assert "attachment" in response.headers["Content-Disposition"]
-    return response.get_data(as_text=True)
+    text = response.get_data(as_text=True)
+    # Closed, as a server does once sent: a streamed export holds its read transaction
+    # until then, and an open one on PostgreSQL blocks the test schema's DROP.
+    response.close()
+    return text
 
 
 # --- The chain -------------------------------------------------------------------------------

@@ -634,9 +634,10 @@ def test_switching_the_rule_either_way_needs_a_fresh_session(
     # The other flag alone is an ordinary setting: no re-authentication.
     keep_rule = {"requires_two_factor": "on", "invoice_duplication": "on"}
     assert client.post("/orgs/acme/settings", data=keep_rule).status_code == 303
-    # Switching the rule off is not: a stale session confirms first.
+    # Switching the rule off is not: a stale session confirms first, with the second factor
+    # (it is the security policy's proof rule, and /orgs/acme/security asks the same).
     response = client.post("/orgs/acme/settings", data={})
-    assert response.headers["Location"] == "/reauthenticate?next=/orgs/acme"
+    assert response.headers["Location"] == "/reauthenticate?next=/orgs/acme&factor=second"
     db.expire_all()
     assert db.scalar(select(Organization.requires_two_factor).where(Organization.slug == "acme"))
 

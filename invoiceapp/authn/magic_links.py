@@ -10,7 +10,10 @@ leaves a random nonce in that browser's signed session cookie, and the link work
 with it (mailed_sign_in.py). Opened anywhere else, the button says so and changes
 nothing; the owner can ask for a code or a link where they are. (The other design, a
 short code shown on the asking browser and typed where the link was opened, lets a
-phisher who asks for the link relay that code too; binding to the browser does not.)
+phisher who asks for the link relay that code too.) Binding does not help when the
+phisher asks in their own browser and talks the owner into handing over the link: that
+browser asked. The mail warns against forwarding it; an organization can refuse mailed
+sign-ins altogether (authz/org_security.py).
 
 The link carries 32 random bytes, stored as their SHA-256; it works once, for
 EMAIL_SIGN_IN_SECONDS. A link is a first factor: with an authenticator app set up the

@@ -331,3 +331,15 @@ def _mail_owner(organization: Organization, changes: list[Change]) -> None:
         policy_url=absolute_url(url_for("org_security.show", slug=organization.slug)),
         audit_url=absolute_url(url_for("audit.audit_log", slug=organization.slug)),
     )
+
+
+def proof_rule_in_words(organization: Organization) -> str:
+    return _described(organization)["sign-in proofs"]
+
+
+def mail_proof_rule_change(organization: Organization, before: str) -> None:
+    """The organization settings' "requires two-factor" checkbox changed the proof rule:
+    the owner hears of it as of a change made on this page."""
+    after = proof_rule_in_words(organization)
+    if after != before:
+        _mail_owner(organization, [Change("sign-in proofs", before, after)])

@@ -36,6 +36,7 @@ from ...authn.emails import MAX_EMAIL_LENGTH, valid_new_email
 from ...authn.events import DESCRIPTIONS, EventKind, record_event
 from ...authn.forms import WithinPasswordMaxLength
 from ...authn.gate import login_required
+from ...authn.mailed_sign_in import revoke_pending
 from ...authn.password_policy import StrongPassword
 from ...authn.passwords import verify_password
 from ...authn.redirects import safe_next
@@ -531,6 +532,9 @@ def confirm_email_change(token: str) -> ResponseReturnValue:
             TokenPurpose.VERIFY_EMAIL,
             TokenPurpose.CHANGE_EMAIL,
         )
+        # So do sign-in codes and magic links in flight (or they would work again if the
+        # account moved back to the old address within their ten minutes).
+        revoke_pending(db, user.id)
         record_event(db, user.id, EventKind.EMAIL_CHANGED)
         db.commit()
     except IntegrityError:

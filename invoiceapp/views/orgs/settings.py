@@ -26,6 +26,7 @@ from ...organizations import (
     seats_in_use,
 )
 from ...principal import require_principal
+from ..org_security import mail_proof_rule_change, proof_rule_in_words
 from .common import bp, lock_and_recheck, my_membership, to_page
 from .forms import NewOrganizationForm, SettingsForm
 from .members import changed_meanwhile
@@ -122,6 +123,9 @@ NO_SECOND_FACTOR = (
 def _may_switch_two_factor_rule(organization: Organization, turning_on: bool) -> bool:
     """The owner's extra step for the "requires two-factor" rule (CONTRACT §7: elevated).
 
+    The checkbox is the security policy's proof rule, so it asks what /orgs/<slug>/security
+    asks (org.security.update): fresh proof within the organization's own elevation window,
+    with the second factor when there is one. Switching it off is the change a thief wants.
     Raises ReauthenticationRequired for a stale session, and, when switching it on, for a
     session not proven with a second factor: from the next request on, this organization
     refuses exactly such sessions, its owner's included. False: no second factor at all.
@@ -133,11 +137,10 @@ def _may_switch_two_factor_rule(organization: Organization, turning_on: bool) ->
         "orgs.show", slug=organization.slug
     )  # after re-authenticating, back to the form (a GET)
     try:
-        # Self, elevated: fresh proof. (Not account.password.change: that one also wants
-        # the second factor, which switching the rule off does not need.)
-        authorize("account.two_factor.manage", principal.user)
-    except ReauthenticationRequired:
-        raise ReauthenticationRequired(page, second_factor=turning_on) from None
+        authorize("org.security.update", organization)
+    except ReauthenticationRequired as needed:
+        second_factor = needed.second_factor or turning_on
+        raise ReauthenticationRequired(page, second_factor=second_factor) from None
     if turning_on and not principal.two_factor_proven:
         raise ReauthenticationRequired(page, second_factor=True)
     return True
@@ -157,6 +160,7 @@ def update_settings(slug: str) -> ResponseReturnValue:
         add_error(form.requires_two_factor, NO_SECOND_FACTOR)
         return _render_show(organization, form), 422
     changed = organization.invoice_duplication_enabled != enabled
+    proofs_before = proof_rule_in_words(organization)
     organization.invoice_duplication_enabled = enabled
     organization.requires_two_factor = requires_two_factor
     if rule_changed:  # the security policy's proof rule: this checkbox is "a second factor"
@@ -176,6 +180,7 @@ def update_settings(slug: str) -> ResponseReturnValue:
             resource_id=organization.slug,
             reason=f"requires two-factor {'on' if requires_two_factor else 'off'}",
         )
+        mail_proof_rule_change(organization, proofs_before)  # as the security page does
     flash("Settings saved." if changed or rule_changed else "Nothing changed.", "success")
     return to_page("orgs.show", slug=organization.slug)
 
