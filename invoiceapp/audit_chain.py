@@ -158,8 +158,9 @@ class Verdict:
 
 def verify_lines(
     lines: Iterable[str],
-    signature_check: Callable[[Mapping[str, Any]], bool] | None = None,
     noted: Noted | None = None,
+    *,
+    signature_check: Callable[[Mapping[str, Any]], bool] | None = None,
 ) -> Verdict:
     """Check an export in JSON Lines, oldest first, as ``/orgs/<slug>/audit/export.jsonl``
     writes it. Stops at the first broken link: everything after it is suspect anyway.

@@ -129,7 +129,7 @@ def verify_audit_export(export: TextIO, noted: Noted | None) -> None:
     Needs no database: it reads only the file (invoiceapp/audit_chain.py, which also runs
     on its own as ``python audit_chain.py FILE [SEQ:HASH]``), and SECRET_KEY to check the
     signature of a retention checkpoint. Exits 1 at the first broken link or a bad signature."""
-    verdict = verify_lines(export, _checkpoint_signature_check(), noted)
+    verdict = verify_lines(export, noted, signature_check=_checkpoint_signature_check())
     click.echo(str(verdict))
     if noted is not None and verdict.intact:
         click.echo(f"Record {noted.seq} carries the hash you noted.")

@@ -24,6 +24,7 @@ SHAPES: dict[str, re.Pattern[str]] = {
     "passkey": re.compile(r"[0-9a-f]{16}"),
     "access_token": re.compile(r"pat_[0-9a-f]{16}"),
     "invitation": re.compile(r"[0-9a-f]{16}"),
+    "role": re.compile(r"[a-z0-9][a-z0-9-]{0,15}"),  # a custom role's key (authz/roles.py)
     "mail": re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,199}"),  # a file name in the outbox
 }
 

@@ -241,7 +241,9 @@ def test_the_export_starts_from_the_checkpoint_and_the_chain_verifies_from_there
     assert (header["last_seq"], header["removed"]) == (3, 3)
     assert [json.loads(line)["seq"] for line in lines[1:]] == [4, 5]
     secret = app.config["SECRET_KEY"]
-    verdict = verify_lines(lines, lambda checkpoint: signature_holds(checkpoint, secret))
+    verdict = verify_lines(
+        lines, signature_check=lambda checkpoint: signature_holds(checkpoint, secret)
+    )
     assert verdict.intact and verdict.signature_holds is True
     assert (verdict.records, verdict.first_seq, verdict.last_seq) == (2, 4, 5)
 
@@ -358,7 +360,7 @@ def test_prune_while_records_are_being_written_leaves_a_chain_that_verifies(
         assert start is not None
         records = exported_records(db, globex, AuditFilters(), start["last_seq"])
         lines = [checkpoint_line(start), *as_json_lines(records)]
-    verdict = verify_lines(lines, lambda c: signature_holds(c, secret))
+    verdict = verify_lines(lines, signature_check=lambda c: signature_holds(c, secret))
     assert verdict.intact, str(verdict)
     assert verdict.signature_holds is True
     assert counted == removed > 0

@@ -63,7 +63,10 @@ def _ask(browser: Browser, path: str, outbox: Path) -> str:
 def _sessions(app: Flask) -> int:
     with app.extensions["db_sessionmaker"]() as db:
         count = db.scalar(
-            select(func.count()).select_from(UserSession).join(User).where(User.email == ADA)
+            select(func.count())
+            .select_from(UserSession)
+            .join(User, UserSession.user_id == User.id)
+            .where(User.email == ADA)
         )
     return count or 0
 

@@ -138,6 +138,7 @@ MISSING = {
     "mail_id": "nothing-here",
     "part": "no-such-part",  # /exercises/<part>: the router itself answers 404
     "share_id": "0123456789abcdef",  # /orgs/<slug>/shares/<share_id>/revoke
+    "key": "no-such-role",  # /orgs/<slug>/roles/<key>: a custom role's key
 }
 MISSING_PUBLIC_ID = {
     "/account/sessions/": "0123456789abcdef",

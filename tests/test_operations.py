@@ -178,6 +178,7 @@ def test_gunicorn_refuses_several_workers_with_in_memory_rate_limits(
         **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
         "FLASK_SECRET_KEY": "k" * 32,
         "FLASK_DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "FLASK_MAIL_FILE_BACKEND_ALLOWED": "true",  # this test is about rate limits, not mail
         "BIND": "127.0.0.1:0",
         **asked,
     }

@@ -106,6 +106,16 @@ Status = Literal[STATUSES]  # type: ignore[valid-type]
 IsoDate = Annotated[date, Field(strict=True, description="YYYY-MM-DD", examples=["2024-05-01"])]
 
 
+def _day_as_written(value: object) -> object:
+    """A query's day must be written YYYY-MM-DD: pydantic alone would read "0" as 1970."""
+    if isinstance(value, str) and not (len(value) == 10 and value[4] == value[7] == "-"):
+        raise PydanticCustomError("date_format", "Give a day as YYYY-MM-DD.")
+    return value
+
+
+QueryDay = Annotated[date, BeforeValidator(_day_as_written)]
+
+
 class RequestModel(BaseModel):
     """Unknown fields are refused (422), so a typo or a smuggled "status" never passes."""
 
@@ -211,8 +221,8 @@ class AuditQuery(PageQuery):
         pattern=r"^[A-Za-z0-9_.@+-]{1,64}$",
         description="The resource: an invoice id (inv_…), an organization slug, a member's id.",
     )
-    since: date | None = Field(default=None, description="From this day (UTC), included.")
-    until: date | None = Field(default=None, description="Up to this day (UTC), included.")
+    since: QueryDay | None = Field(default=None, description="From this day (UTC), included.")
+    until: QueryDay | None = Field(default=None, description="Up to this day (UTC), included.")
 
 
 # --- Responses ------------------------------------------------------------------------

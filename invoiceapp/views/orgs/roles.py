@@ -32,12 +32,14 @@ from ...db import get_db
 from ...forms import add_error
 from ...models import CustomRole, Membership, Organization
 from ...organizations import MembershipChanged
+from ...path_ids import path_id_or_404
 from .common import bp, lock_and_recheck, to_page
 from .forms import NEW_ROLE_DEFAULTS, CustomRoleForm
 from .members import changed_meanwhile
 
 
 def _role_or_404(organization: Organization, key: str) -> CustomRole:
+    path_id_or_404("role", key)  # malformed (a NUL byte, say): the same 404 as missing
     role = custom_role_or_none(get_db(), organization.id, key)
     if role is None:
         abort(404)
