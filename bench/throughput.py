@@ -40,6 +40,7 @@ from common import (
     StatementCounter,
     free_port,
     postgres_schema,
+    wait_for_port,
     wait_until_up,
 )
 
@@ -77,13 +78,7 @@ def redis_server(folder: Path) -> Iterator[str]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         process.terminate()

@@ -28,13 +28,13 @@ import secrets
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db import rows_changed, utcnow
+from ..db import utcnow
 from ..models import EmailSignIn, EmailSignInKind, User
 from . import counters
-from .mailed_sign_in import add_pending, sha256, still_usable
+from .mailed_sign_in import add_pending, sha256, spend, still_usable
 
 KIND = EmailSignInKind.CODE
 CODE_DIGITS = 6
@@ -107,13 +107,6 @@ def check_code(db: Session, nonce: str, email: str, typed: str) -> Accepted | Re
     if not right:
         return Refused.WRONG
     # Of two simultaneous right answers, one uses the code up.
-    used = rows_changed(
-        db,
-        update(EmailSignIn)
-        .where(EmailSignIn.id == pending.id, EmailSignIn.used_at.is_(None))
-        .values(used_at=utcnow())
-        .execution_options(synchronize_session=False),
-    )
-    if used != 1:
+    if not spend(db, pending):
         return Refused.DEAD
     return Accepted(pending.user)

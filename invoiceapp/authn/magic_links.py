@@ -27,12 +27,11 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..db import rows_changed, utcnow
 from ..models import EmailSignIn, EmailSignInKind, User
-from .mailed_sign_in import add_pending, sha256, still_usable
+from .mailed_sign_in import add_pending, sha256, spend, still_usable
 
 KIND = EmailSignInKind.LINK
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")  # secrets.token_urlsafe(32)
@@ -84,13 +83,6 @@ def use_link(db: Session, raw: str, nonce: str | None, email: str | None) -> Acc
         return Refused.DEAD
     if not asked_here(pending, nonce):
         return Refused.OTHER_BROWSER
-    used = rows_changed(
-        db,
-        update(EmailSignIn)
-        .where(EmailSignIn.id == pending.id, EmailSignIn.used_at.is_(None))
-        .values(used_at=utcnow())
-        .execution_options(synchronize_session=False),
-    )
-    if used != 1:
+    if not spend(db, pending):
         return Refused.DEAD
     return Accepted(pending.user)

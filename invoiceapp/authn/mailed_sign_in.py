@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, session
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
-from ..db import utcnow
+from ..db import rows_changed, utcnow
 from ..models import EmailSignIn, EmailSignInKind, User
 
 
@@ -122,6 +122,19 @@ def still_usable(pending: EmailSignIn | None) -> bool:
         and pending.expires_at > utcnow()
         and may_sign_in_by_mail(pending.user)
     )
+
+
+def spend(db: Session, pending: EmailSignIn) -> bool:
+    """Mark a code or link used. Of two requests that present it at once, exactly one
+    gets True: the UPDATE only changes a row nobody has used yet."""
+    used = rows_changed(
+        db,
+        update(EmailSignIn)
+        .where(EmailSignIn.id == pending.id, EmailSignIn.used_at.is_(None))
+        .values(used_at=utcnow())
+        .execution_options(synchronize_session=False),
+    )
+    return used == 1
 
 
 def revoke_pending(db: Session, user_id: int) -> None:
