@@ -3,8 +3,11 @@
 A deployment states its public address once, in BASE_URL. Passkeys belong to that address
 too, so WEBAUTHN_RP_ID and WEBAUTHN_ORIGIN follow it unless set; set to something else, the
 app would tell real users that their passkeys live on another site, so it refuses to start.
-Mail written to files on the server reaches nobody: outside development a server refuses
-the ``file`` backend unless MAIL_FILE_BACKEND_ALLOWED says that is really wanted.
+Mail written to files on the server reaches nobody: a server people reach over HTTPS (its
+BASE_URL) refuses the ``file`` backend unless MAIL_FILE_BACKEND_ALLOWED says that is really
+wanted. On a plain-HTTP BASE_URL (CONTRACT §2's default, a loopback check or a rehearsal)
+the contract's ``gunicorn "invoiceapp:create_app()"`` starts with its default ``file`` mail,
+and /readyz says the mail stays on the server.
 """
 
 from __future__ import annotations
@@ -100,8 +103,11 @@ def serving() -> bool:
 
 def undelivered_mail_problem(config: dict[str, Any], development: bool) -> str | None:
     """Outside development the ``file`` backend keeps mail on the server, where nobody
-    reads it, while pages tell people to check their inbox: say so, unless allowed."""
+    reads it, while pages tell people to check their inbox: say so, unless allowed. Only
+    where people are served (an https BASE_URL): CONTRACT §2 makes ``file`` the default."""
     if development or config["MAIL_BACKEND"] != "file" or config["MAIL_FILE_BACKEND_ALLOWED"]:
+        return None
+    if not str(config["BASE_URL"]).lower().startswith("https://"):
         return None
     return (
         "MAIL_BACKEND is 'file': mail would be written to files on this server and nobody "

@@ -125,7 +125,7 @@ def test_passkey_settings_that_disagree_with_base_url_refuse_to_start(
 
 def test_a_server_outside_development_refuses_to_write_mail_to_files(database_file: Path) -> None:
     with pytest.raises(ConfigurationError, match="MAIL_BACKEND is 'file'") as refused:
-        create_app(deployment(database_file))
+        create_app(deployment(database_file, BASE_URL="https://invoices.example.com"))
     assert "FLASK_MAIL_FILE_BACKEND_ALLOWED" in str(refused.value)
 
 
