@@ -156,6 +156,9 @@ class User(UserMixin, Base):
     # turned off once a passkey exists, mailed codes and links turned off (one switch).
     password_sign_in: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     email_sign_in: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # Platform support staff (invoiceapp.support_access): may *ask* an organization for
+    # support access, nothing more. Set only by ``flask staff grant``; no page or API can.
+    is_staff: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     memberships: Mapped[list[Membership]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -534,6 +537,10 @@ class AuditEvent(Base):
     chain_seq: Mapped[int | None] = mapped_column(Integer, default=None)
     previous_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     record_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Support access (invoiceapp.support_access): the actor is the support engineer; these
+    # say whose permission they acted under, and why. NULL for everything else.
+    on_behalf_basis: Mapped[str | None] = mapped_column(String(300), default=None)
+    support_reason: Mapped[str | None] = mapped_column(String(500), default=None)
 
 
 class AuditCount(Base):
@@ -747,6 +754,69 @@ class EmailSignIn(Base):
     failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     user: Mapped[User] = relationship()
+
+
+class SupportState(enum.StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    DENIED = "denied"
+    ENDED = "ended"
+
+
+# The states in which a grant is still open: one at most per engineer and organization.
+OPEN_SUPPORT_STATES = (SupportState.REQUESTED.value, SupportState.APPROVED.value)
+
+
+class SupportGrant(Base):
+    """A support engineer's request for access to one organization, and the owner's answer.
+
+    Approved, it is an input to can() (invoiceapp.support_access) until ``expires_at`` or
+    until anyone ends it. Rows are kept after they end: they are the organization's record
+    of who was let in, by whom, for how long and why.
+    """
+
+    __tablename__ = "support_grants"
+    __table_args__ = (
+        CheckConstraint(_in("state", tuple(s.value for s in SupportState)), name="state"),
+        CheckConstraint("length(reason) >= 10 AND length(reason) <= 500", name="reason_length"),
+        # One open request or grant per engineer and organization, kept by the database.
+        Index(
+            "ux_support_grants_open",
+            "organization_id",
+            "staff_user_id",
+            unique=True,
+            sqlite_where=text("state IN ('requested', 'approved')"),
+            postgresql_where=text("state IN ('requested', 'approved')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    organization_id: Mapped[int] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    staff_user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    reason: Mapped[str] = mapped_column(String(500))
+    # "read_only" (invoice.read and nothing else), "member", "admin" or a custom role key.
+    role: Mapped[str] = mapped_column(String(16), default="read_only", server_default="read_only")
+    state: Mapped[str] = mapped_column(String(16), default=SupportState.REQUESTED.value)
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    approved_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, default=None)
+    # Who ended it (the engineer or an owner); NULL with ended_at set: it expired.
+    ended_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+
+    organization: Mapped[Organization] = relationship()
+    staff_user: Mapped[User] = relationship(foreign_keys=[staff_user_id])
+    approved_by: Mapped[User | None] = relationship(foreign_keys=[approved_by_id])
+    ended_by: Mapped[User | None] = relationship(foreign_keys=[ended_by_id])
 
 
 # Every table is defined: create_all() also creates their triggers (invoiceapp.db_triggers).

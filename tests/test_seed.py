@@ -192,10 +192,11 @@ def test_seeding_twice_changes_nothing(cli_env: str, engine: Engine, capsys: Any
         "custom_roles": 0,
         "audit_checkpoints": 0,
         "audit_prune_permits": 0,
+        "support_grants": 0,
     }
     assert "users: 7 created, 0 already present" in first_output
     assert "users: 0 created, 7 already present" in second_output
-    assert "already at 0019_audit_retention" in second_output
+    assert "already at 0020_support_access" in second_output
     assert PASSWORD in second_output  # the summary tells the demo password
 
 
