@@ -152,6 +152,7 @@ def register_blueprints(app: Flask) -> None:
     from .views.orgs import bp as orgs_bp
     from .views.pages import bp as pages_bp
     from .views.shares import bp as shares_bp
+    from .views.support import bp as support_bp
     from .views.tour import bp as tour_bp
     from .views.view_as import bp as view_as_bp
 
@@ -172,6 +173,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(org_security_bp)
     app.register_blueprint(invitations_bp)
     app.register_blueprint(shares_bp)
+    app.register_blueprint(support_bp)
     app.register_blueprint(audit_bp)
     app.register_blueprint(dev_mail_bp)
     app.register_blueprint(tour_bp)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import flask_login
-from flask import current_app, has_request_context, request
+from flask import current_app, g, has_request_context, request
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -58,10 +58,19 @@ def record_audit(
     status: int = 200,
     reason: str = "",
     rule: str | None = None,
+    on_behalf_basis: str | None = None,
+    support_reason: str | None = None,
+    as_system: bool = False,
 ) -> None:
     """Append one record (or count a repeated refusal). A failure to write is logged,
-    never turned into an error page."""
-    actor = _proven_user()
+    never turned into an error page.
+
+    During support access (invoiceapp.support_access) every record of the supported
+    organization names both people: the engineer as actor, and the owner's consent as
+    ``on_behalf_basis``, with the engineer's reason. ``as_system``: nobody acted (an expiry
+    noticed during someone's request is not that person's doing)."""
+    actor = None if as_system else _proven_user()
+    basis, why = _support_of(organization_id) if not as_system else (None, None)
     row = {
         "created_at": utcnow(),
         "actor_id": actor.id if actor else None,
@@ -74,6 +83,8 @@ def record_audit(
         "reason": reason[:300],
         "rule": (rule or "")[:64],
         "ip_address": request.remote_addr if has_request_context() else None,
+        "on_behalf_basis": (on_behalf_basis or basis or "")[:300] or None,
+        "support_reason": (support_reason or why or "")[:500] or None,
     }
     try:
         with current_app.extensions["db_engine"].begin() as connection:
@@ -83,6 +94,14 @@ def record_audit(
                 _append(connection, row)
     except SQLAlchemyError:
         current_app.logger.exception("could not write the audit record for %s", action)
+
+
+def _support_of(organization_id: int | None) -> tuple[str | None, str | None]:
+    """The basis and reason of the support access this request holds in the organization,
+    if any (the principal puts them on ``g``; this module reads no principal)."""
+    if organization_id is None or not has_request_context():
+        return None, None
+    return g.get("support_access", {}).get(organization_id, (None, None))
 
 
 def _proven_user() -> Any:

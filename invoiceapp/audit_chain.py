@@ -58,6 +58,11 @@ HASHED_FIELDS = (
 )
 
 
+# Fields hashed only when a record has them (support access, invoiceapp.support_access),
+# after the ones above: records written before they existed keep their hashes.
+OPTIONAL_HASHED_FIELDS = ("on_behalf_basis", "support_reason")
+
+
 # What a checkpoint's signature covers, in this order (invoiceapp.audit_retention signs).
 CHECKPOINT_FIELDS = (
     "organization_id",
@@ -81,9 +86,12 @@ def timestamp(moment: datetime) -> str:
 
 
 def record_hash(record: Mapping[str, Any], previous_hash: str) -> str:
-    """The hash of one record: its fields (HASHED_FIELDS, ``created_at`` as ``timestamp``)
-    and the hash of the record before it, as compact JSON."""
+    """The hash of one record: its fields (HASHED_FIELDS, ``created_at`` as ``timestamp``,
+    then OPTIONAL_HASHED_FIELDS when any is set) and the hash of the record before it, as
+    compact JSON."""
     content = [previous_hash, *(record[name] for name in HASHED_FIELDS)]
+    if any(record.get(name) for name in OPTIONAL_HASHED_FIELDS):
+        content += [{name: record.get(name) for name in OPTIONAL_HASHED_FIELDS}]
     canonical = json.dumps(content, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

@@ -119,7 +119,7 @@ def _start_of(day: date) -> datetime:
 EXPORT_FIELDS = (
     "seq", "organization_id", "created_at", "actor_id", "actor_email", "action",
     "resource_id", "decision", "status", "reason", "rule", "ip_address",
-    "previous_hash", "record_hash", "times",
+    "previous_hash", "record_hash", "times", "on_behalf_basis", "support_reason",
 )  # fmt: skip
 
 _COLUMNS = (
@@ -138,6 +138,8 @@ _COLUMNS = (
     AuditEvent.previous_hash,
     AuditEvent.record_hash,
     AuditRepeat.refusals,
+    AuditEvent.on_behalf_basis,
+    AuditEvent.support_reason,
 )
 
 

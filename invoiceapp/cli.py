@@ -9,8 +9,9 @@ from typing import Any, TextIO
 import click
 from flask import Flask, current_app, has_app_context
 from flask.cli import with_appcontext
-from sqlalchemy import delete, or_
+from sqlalchemy import delete, or_, select
 
+from .audit import record_audit
 from .audit_chain import Noted, parse_noted, verify_lines
 from .audit_retention import prune, signature_holds
 from .authz.policy import (
@@ -21,7 +22,9 @@ from .authz.policy import (
     SELF_SERVICE,
 )
 from .db import get_db, rows_changed, utcnow
-from .models import Role, UserSession
+from .models import Role, User, UserSession
+from .support_access import end as end_support
+from .support_access import expire_due, open_grants_of
 
 # The column for an organization's own roles, and its cell where no custom role may hold it.
 CUSTOM_ROLE_HEADER = "custom role holding it"
@@ -169,7 +172,77 @@ def prune_audit_logs(dry_run: bool) -> None:
         )
 
 
+staff_commands = click.Group(
+    "staff", help="Platform support staff: who may ask organizations for support access."
+)
+
+
+def _user_by_email(email: str) -> User:
+    user = get_db().scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no account with the address {email}")
+    return user
+
+
+@staff_commands.command("grant")
+@click.argument("email")
+@with_appcontext
+def grant_staff(email: str) -> None:
+    """Mark an account as support staff. The only way to set the flag: no page or API can."""
+    user = _user_by_email(email)
+    user.is_staff = True
+    get_db().commit()
+    record_audit("staff.grant", organization_id=None, resource_id=f"user:{user.id}",
+                 reason="the operator granted the staff flag")  # fmt: skip
+    click.echo(f"{user.email} is now support staff")
+
+
+@staff_commands.command("revoke")
+@click.argument("email")
+@with_appcontext
+def revoke_staff(email: str) -> None:
+    """Remove the staff flag, and end that engineer's open requests and live grants."""
+    db = get_db()
+    user = _user_by_email(email)
+    user.is_staff = False
+    db.commit()
+    record_audit("staff.revoke", organization_id=None, resource_id=f"user:{user.id}",
+                 reason="the operator revoked the staff flag")  # fmt: skip
+    ended = sum(
+        end_support(db, grant, None, why="ended: the engineer is no longer support staff")
+        for grant in open_grants_of(db, user)
+    )
+    click.echo(f"{user.email} is no longer support staff; {ended} open requests or grants ended")
+
+
+@staff_commands.command("list")
+@with_appcontext
+def list_staff() -> None:
+    """Every account with the staff flag."""
+    emails = get_db().scalars(
+        select(User.email).where(User.is_staff.is_(True)).order_by(User.email)
+    )
+    listed = list(emails)
+    for email in listed:
+        click.echo(email)
+    if not listed:
+        click.echo("nobody is support staff")
+
+
+support_commands = click.Group("support", help="Support access granted by organizations.")
+
+
+@support_commands.command("expire")
+@with_appcontext
+def expire_support() -> None:
+    """End every support grant past its time, record it and mail the owner: once each, even
+    if a request noticed it at the same moment (safe to run from cron, and again)."""
+    click.echo(f"ended {expire_due(get_db())} expired support grants")
+
+
 def register_commands(app: Flask) -> None:
+    app.cli.add_command(staff_commands)
+    app.cli.add_command(support_commands)
     app.cli.add_command(print_policy)
     app.cli.add_command(audit_commands)
     app.cli.add_command(prune_sessions)

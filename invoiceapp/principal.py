@@ -22,6 +22,7 @@ from .models import (
     UserSession,
 )
 from .shares import Grant, grants_of
+from .support_access import SupportBasis, live_support_of, remember_for_audit
 
 BUILT_IN_ROLES = frozenset(role.value for role in Role)
 
@@ -83,6 +84,10 @@ class Principal:
     # key that is not a built-in role: then one statement reads them for all of ``roles``,
     # so a request costs at most one query more, however many times it asks can().
     custom_roles: Mapping[int, Mapping[str, RoleGrant]] | None = None
+    # Support access (invoiceapp.support_access): organization id -> the live grant that
+    # put it in ``roles``. The person is still themselves; the basis is the owner's consent.
+    # Browser sessions only: the API and tokens never carry it.
+    support: Mapping[int, SupportBasis] = field(default_factory=dict)
 
     @property
     def proof(self) -> str:
@@ -154,9 +159,37 @@ def current_principal() -> Principal | None:
             )
             if not request.path.startswith("/api/"):  # the API always acts as the real user
                 principal = replace(principal, grants=grants_of(user))
+                principal = _with_support(principal)
                 principal = _viewing_as(principal) or principal
     g.principal = principal
     return principal
+
+
+def _with_support(principal: Principal) -> Principal:
+    """Scope is "my organizations OR a shared customer OR a supported organization": a live
+    support grant adds its organization with the role the owner chose. Read afresh on every
+    request (never cached), so an expired or ended grant stops at the next one. Where the
+    engineer is a member anyway, the membership is what counts."""
+    supports = [
+        basis
+        for basis in live_support_of(get_db(), principal.user)
+        if basis.organization_id not in principal.roles
+    ]
+    remember_for_audit(supports)
+    if not supports:
+        return principal
+    organizations = {
+        organization.id: organization
+        for organization in get_db().scalars(
+            select(Organization).where(Organization.id.in_([s.organization_id for s in supports]))
+        )
+    }
+    return replace(
+        principal,
+        roles={**principal.roles, **{s.organization_id: s.role for s in supports}},
+        organizations={**principal.organizations, **organizations},
+        support={s.organization_id: s for s in supports},
+    )
 
 
 def forget_principal() -> None:

@@ -34,6 +34,7 @@ from .policy import (
     READ_ONLY_ACTIONS,
     SELF_SERVICE,
     SHARE_RULE,
+    SUPPORT_RULE,
     TWO_FACTOR_RULE,
     VIEW_AS_RULE,
     Decision,
@@ -568,6 +569,10 @@ def _remedy(
         "one owner": "No role changes this: ownership moves only by a transfer.",
         "not yourself": "No role changes this: someone else has to do it for you.",
         SHARE_RULE: "Ask whoever shared these invoices with you for a share that allows it.",
+        SUPPORT_RULE: f"Support access never reaches billing, ownership, settings, security, "
+        f"roles, members, view-as, shares or tokens, whatever role the owner chose; ask the "
+        f"owner of {org} to do it themselves. Reading more needs the owner to approve a new "
+        "request with a broader role.",
         Rule.TRANSFER_FIRST.value: "Transfer ownership to another member first, then leave.",
         Rule.PRO_PLAN.value: f"Ask the {_roles_in_words('org.billing.update')} of {org} to "
         "move it to the pro plan on its billing page.",

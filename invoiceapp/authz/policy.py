@@ -25,6 +25,7 @@ from ..models import (
 )
 from ..principal import Principal, RoleGrant
 from ..shares import Grant
+from ..support_access import SUPPORT_READ_ONLY
 from . import org_security
 from .org_security import TWO_FACTOR_RULE as TWO_FACTOR_RULE  # its name on the 403 page
 
@@ -83,6 +84,10 @@ POLICY: dict[str, dict[str, Rule]] = {
     "invoice.share":            {OWNER: R.YES,      ADMIN: R.YES,     MEMBER: R.NO},
     "org.roles.read":           {OWNER: R.YES,      ADMIN: R.NO,      MEMBER: R.NO},
     "org.roles.update":         {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
+    # Support access (invoiceapp.support_access): seeing requests and ending access is the
+    # owner's, at any moment; letting someone in (approve, deny) needs fresh proof.
+    "org.support.manage":       {OWNER: R.YES,      ADMIN: R.NO,      MEMBER: R.NO},
+    "org.support.approve":      {OWNER: R.ELEVATED, ADMIN: R.NO,      MEMBER: R.NO},
 }  # fmt: skip
 
 # What a share grants its guest, who holds no role here, on the invoices of the one
@@ -103,6 +108,25 @@ CUSTOM_ROLE_COLUMN = ADMIN
 GRANTABLE_ACTIONS: tuple[str, ...] = tuple(
     action for action, rules in POLICY.items() if rules[CUSTOM_ROLE_COLUMN] is not Rule.NO
 )
+
+# Support access: what a support engineer may never do, whatever role the owner chose for
+# them. Everything only the owner may do (the actions no custom role may hold: billing
+# changes, transfer, settings, security policy, custom roles, retention, support itself),
+# and besides: reading billing, the members (invite, remove, change role), view-as, shares,
+# and leaving (they never joined). Their account actions are their own account's; the
+# customer's tokens, second factors and passwords are not theirs to reach, and API tokens
+# for the organization cannot be made (invoiceapp.views.account.tokens asks the same set).
+SUPPORT_RULE = "support access"
+SUPPORT_REFUSED = frozenset(
+    action for action in POLICY if action not in GRANTABLE_ACTIONS
+) | frozenset(
+    {"org.billing.read", "member.invite", "member.remove", "member.change_role",
+     "org.view_as", "invoice.share", "org.leave"}
+)  # fmt: skip
+# The built-in read-only choice of a support grant: reading invoices, nothing else. Not
+# even the audit log: it holds the customer's people's addresses and IP addresses, which
+# a support ticket rarely needs; an owner who wants it there chooses the admin role.
+SUPPORT_READ_ONLY_ACTIONS = frozenset({"invoice.read"})
 
 # One's own account: no organization, so no role column. Each cell is exactly what can()
 # enforces: the account holder only (never someone else's account, never through an API
@@ -234,6 +258,16 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
             False, action, "You are not a member of this organization", missing=f"the {needed} role"
         )
 
+    support = principal.support.get(organization.id)
+    if support is not None:  # support access: refused whatever the role, or read-only
+        refused = _support_refusal(action, role, support.granted_by)
+        if refused is not None:
+            return refused
+        if role == SUPPORT_READ_ONLY:
+            allowed = Decision(True, action, f"Read-only support access granted by "
+                               f"{support.granted_by}", role=role, rule=SUPPORT_RULE)  # fmt: skip
+            return _narrowed(principal, _security_policy(principal, organization, allowed, context))
+
     # A built-in role reads its own column; a custom role (stored per organization, loaded
     # once per request) reads the admin column for the actions it holds, and is a no else.
     custom = None if role in POLICY[action] else principal.custom_role(organization.id, role)
@@ -253,6 +287,31 @@ def can(principal: Principal | None, action: str, resource: object, **context: A
     if decision.allowed and organization is not None:
         decision = _security_policy(principal, organization, decision, context)
     return _narrowed(principal, decision)
+
+
+def _support_refusal(action: str, role: str, granted_by: str) -> Decision | None:
+    """Support access refuses SUPPORT_REFUSED whatever the role, and the read-only choice
+    everything but SUPPORT_READ_ONLY_ACTIONS."""
+    if action in SUPPORT_REFUSED:
+        reason = f"Support access never includes {action}, whatever the role"
+    elif role == SUPPORT_READ_ONLY and action not in SUPPORT_READ_ONLY_ACTIONS:
+        reason = "Read-only support access allows reading invoices only"
+    else:
+        return None
+    return Decision(False, action, f"{reason} (granted by {granted_by})", role=role,
+                    missing="one of the organization's own members", rule=SUPPORT_RULE)  # fmt: skip
+
+
+def support_token_refusal(principal: Principal, organization_slug: str) -> Decision | None:
+    """An API token is never made for an organization reached by support access: the API
+    refuses support access entirely, and a token would outlive the grant."""
+    for support in principal.support.values():
+        if support.organization_slug == organization_slug:
+            return Decision(False, "account.tokens.create", "Support access never includes API "
+                            f"tokens for the organization (granted by {support.granted_by})",
+                            missing="one of the organization's own members",
+                            rule=SUPPORT_RULE)  # fmt: skip
+    return None
 
 
 SHARE_RULE = "share"
@@ -296,6 +355,7 @@ def _granted(principal: Principal, action: str, invoice: Invoice, grant: Grant) 
                         missing="nothing a share can give", rule="invoice state")  # fmt: skip
     return _security_policy(principal, invoice.organization, allowed, {})
 
+
 # Looking at an organization as another member sees it changes nothing (authz/view_as.py).
 VIEW_AS_RULE = "view-as mode"
 
@@ -335,6 +395,8 @@ def role_name(principal: Principal, organization_id: int) -> str | None:
     role = principal.role_in(organization_id)
     if role is None or role in POLICY["org.read"]:
         return role
+    if role == SUPPORT_READ_ONLY and organization_id in principal.support:
+        return "read-only support"
     custom = principal.custom_role(organization_id, role)
     return custom.name if custom is not None else role
 

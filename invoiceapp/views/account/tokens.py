@@ -12,13 +12,23 @@ import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
-from flask import Blueprint, abort, current_app, flash, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from wtforms import IntegerField, SelectField, StringField
 from wtforms.fields.choices import SelectChoice  # type: ignore[attr-defined]  # new in WTForms 3.3; types-WTForms is 3.2
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, ValidationError
 
+from ...audit import DENIED, record_audit
 from ...authn.access_tokens import (
     MAX_EXPIRES_DAYS,
     MAX_NAME_LENGTH,
@@ -29,8 +39,9 @@ from ...authn.access_tokens import (
 )
 from ...authn.events import EventKind, record_event
 from ...authn.gate import login_required
-from ...authz.enforce import ReauthenticationRequired, authorize
+from ...authz.enforce import PermissionDenied, ReauthenticationRequired, authorize
 from ...authz.org_security import TOKEN_LIFETIME_RULE, token_creation_refusal
+from ...authz.policy import support_token_refusal
 from ...authz.scope import my_organizations
 from ...db import get_db, utcnow
 from ...extensions import failures_limit, outage_safe_key
@@ -100,7 +111,8 @@ class TokenRow:
 
 def _form(principal: Principal, *, posted: bool) -> NewTokenForm:
     form = NewTokenForm() if posted else NewTokenForm(formdata=None)
-    organizations = my_organizations(principal)
+    # Never an organization reached by support access (policy.support_token_refusal).
+    organizations = [o for o in my_organizations(principal) if o.id not in principal.support]
     form.organization.choices = [SelectChoice(org.slug, org.name) for org in organizations]
     return form
 
@@ -204,6 +216,7 @@ def _too_many_live_tokens(principal: Principal) -> str | None:
 def create() -> ResponseReturnValue:
     principal = require_principal()
     authorize("account.tokens.create", principal.user)  # stale: confirm it's you first
+    _refuse_supported_organization(principal)  # 403 naming the support-access rule
     form = _form(principal, posted=True)
     if not form.validate():
         return _page(form, status=422)
@@ -235,6 +248,20 @@ def create() -> ResponseReturnValue:
     db.commit()
     # Shown in this answer only (no-store, like every signed-in page), never stored.
     return _page(_form(principal, posted=False), new_token=raw, status=201)
+
+
+def _refuse_supported_organization(principal: Principal) -> None:
+    """Naming an organization reached by support access is a 403 (and recorded there),
+    not a form error: the rule decided it, and the refusal says which."""
+    slug = request.form.get("organization", "")
+    refusal = support_token_refusal(principal, slug)
+    if refusal is None:
+        return
+    organization = next(o for o in principal.organizations.values() if o.slug == slug)
+    record_audit("account.tokens.create", organization_id=organization.id, resource_id=slug,
+                 decision=DENIED, status=403, reason=refusal.reason,
+                 rule=refusal.rule)  # fmt: skip
+    raise PermissionDenied(refusal, organization)
 
 
 @bp.post("/<public_id>/revoke")
