@@ -53,6 +53,7 @@ from invoiceapp.db import utcnow
 from invoiceapp.models import Invoice, Membership, Organization, User
 from invoiceapp.principal import Principal, RoleGrant
 from invoiceapp.shares import Grant
+from invoiceapp.support_access import SupportBasis
 
 OWNER, ADMIN, MEMBER = "owner", "admin", "member"
 ROLES: tuple[str | None, ...] = (OWNER, ADMIN, MEMBER, None)
@@ -118,6 +119,8 @@ ORGANIZATION_ACTIONS = (
     "org.roles.read",
     "org.roles.update",
     "audit.retention.update",
+    "org.support.manage",
+    "org.support.approve",
 )
 INVITE = "member.invite"
 MEMBERSHIP_ACTIONS = ("member.remove", "member.change_role")
@@ -245,6 +248,11 @@ def role_answer(case: Case) -> tuple[bool, bool]:
     if action == "org.roles.read":
         return role == OWNER, False  # custom roles: "owner; changes elevated" (section 5)
     if action == "org.roles.update":
+        return role == OWNER, True
+    # Support access (issue 19): the owner sees and ends it; letting someone in is elevated.
+    if action == "org.support.manage":
+        return role == OWNER, False
+    if action == "org.support.approve":
         return role == OWNER, True
     if action == INVITE:
         # Nobody invites a second owner: ownership moves only by a transfer.
@@ -777,6 +785,8 @@ GRANTABLE = frozenset(CONTRACT_ACTIONS) - {
     "org.roles.read",
     "org.roles.update",
     "audit.retention.update",
+    "org.support.manage",
+    "org.support.approve",
 }
 # What each built-in role holds (any cell but a plain no), for "within your own role".
 MEMBER_HOLDS = frozenset({"invoice.read", "invoice.create", "invoice.update", "invoice.send",
@@ -901,3 +911,70 @@ def test_a_custom_role_may_not_invite_an_admin_or_a_role_holding_more_than_it(
     assert not refused.allowed
     assert refused.rule == WITHIN_YOUR_ROLE
     assert "Bookkeeper" in refused.reason
+
+
+# --- Support access: a support principal, for every action × role --------------------------
+
+# Issue 19 item 1, written from the lead's words, not from SUPPORT_REFUSED: whatever role the
+# owner chose, a support engineer never reads or changes billing, transfers, changes
+# settings or the security policy, custom roles, members, views as, shares, retention, or
+# support access itself; and never "leaves" an organization they never joined.
+REFUSED_TO_SUPPORT = frozenset({
+    "org.billing.read", "org.billing.update", "org.transfer_ownership", "org.settings.update",
+    "org.security.update", "org.roles.read", "org.roles.update", "member.invite",
+    "member.remove", "member.change_role", "org.view_as", "invoice.share",
+    "audit.retention.update", "org.support.manage", "org.support.approve", "org.leave",
+})  # fmt: skip
+READ_ONLY_SUPPORT = "read_only"
+SESSIONS = tuple(c for c in CREDENTIALS if c not in TOKENS)
+
+
+def support_principal(role: str, credential: str) -> Principal:
+    """Someone in no organization, holding a live support grant for HOME as ``role``."""
+    base = principal(None, credential)
+    until = utcnow() + timedelta(hours=2)
+    basis = SupportBasis(grant_id=1, organization_id=HOME, organization_slug="org1",
+                         organization_name="Org 1", role=role, granted_by="Ada",
+                         expires_at=until, reason="Ticket 1: a test")  # fmt: skip
+    return replace(base, roles={HOME: role}, support={HOME: basis})
+
+
+def test_a_support_principal_answers_like_its_role_minus_the_refused_actions(
+    app_context: None,
+) -> None:
+    mismatches: list[str] = []
+    count = 0
+    organizations = [(plan, flag, "any") for plan, flag in itertools.product(PLANS, FLAGS)]
+    organizations += [("pro", True, rule) for rule in PROOF_RULES[1:]]
+    for support_role, (plan, flag, rule), home, credential, enrolled in itertools.product(
+        (READ_ONLY_SUPPORT, MEMBER, ADMIN), organizations, (True, False), SESSIONS, (False, True)
+    ):
+        org = organization(HOME if home else ELSEWHERE, plan, flag, rule)
+        who = support_principal(support_role, credential)
+        # The read-only choice is compared with a member's answer, then narrowed further.
+        like = MEMBER if support_role == READ_ONLY_SUPPORT else support_role
+        for action in sorted(CONTRACT_ACTIONS):
+            for resource, context, fields in resources(action, org, like):
+                case = Case(like if home else None, action, plan, flag, **fields,
+                            credential=credential, enrolled=enrolled, proof_rule=rule)  # fmt: skip
+                want = outcome(expected(case), credential, enrolled)
+                if home and action in REFUSED_TO_SUPPORT:
+                    want = DENIED
+                if home and support_role == READ_ONLY_SUPPORT and action != "invoice.read":
+                    want = DENIED
+                decision = can(who, action, resource, **context)
+                got = actual(who, decision, enrolled)
+                count += 1
+                if got != want:
+                    mismatches.append(f"support {support_role} {case}: expected {want}, got "
+                                      f"{got} ({decision.reason})")  # fmt: skip
+                refused_by_support = home and (
+                    action in REFUSED_TO_SUPPORT
+                    or (support_role == READ_ONLY_SUPPORT and action != "invoice.read")
+                )
+                if refused_by_support:
+                    assert decision.rule == "support access", (action, decision)
+                    assert "granted by Ada" in decision.reason
+    assert not mismatches, f"{len(mismatches)} of {count} differ:\n" + "\n".join(mismatches[:40])
+    assert count > 40_000
+    print(f"{count} support cases")
