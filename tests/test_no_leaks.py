@@ -28,7 +28,7 @@ import seed
 from invoiceapp.authn.passwords import hash_password
 from invoiceapp.db import utcnow
 from invoiceapp.invoicing import catch_up_invoice_counters
-from invoiceapp.models import Invoice, Organization, User
+from invoiceapp.models import Invoice, Organization, SupportGrant, User
 from seed import random_public_id
 from support import PASSWORD, latest_mail_to, signed_in_client
 
@@ -314,3 +314,57 @@ def test_a_guest_sees_only_what_was_shared(
 
     leaks = {name: sorted(ids) for name, ids in seen.items() if ids}
     assert not leaks, f"the guest saw invoices beyond the share: {leaks}"
+
+
+# --- A support engineer: Acme's owner let them in; Globex never did ----------------------------
+
+ENGINEER = "sam@support.test"
+
+
+def engineer_with_support(app: Flask, db: Session, role: str) -> FlaskClient:
+    """Sam, support staff in no organization, granted ``role`` in Acme by Ada."""
+    with app.app_context():
+        password_hash = hash_password(PASSWORD)
+    db.add(User(email=ENGINEER, display_name="Sam Support", password_hash=password_hash,
+                email_verified_at=utcnow()))  # fmt: skip
+    db.commit()
+    assert app.test_cli_runner().invoke(args=["staff", "grant", ENGINEER]).exit_code == 0
+    engineer = signed_in_client(app, ENGINEER)
+    asked = engineer.post("/support", data={"organization": "acme",
+                                            "reason": "Ticket 42: totals look wrong"})  # fmt: skip
+    assert asked.status_code == 303
+    grant_id = db.scalar(select(SupportGrant.id))
+    ada = signed_in_client(app, "ada@acme.test")
+    approved = ada.post(f"/orgs/acme/support/{grant_id}/approve", data={"role": role, "hours": "1"})
+    assert approved.status_code == 303
+    assert engineer.post("/orgs/switch", data={"organization": "acme"}).status_code == 303
+    return engineer
+
+
+@pytest.mark.parametrize("role", ["read_only", "admin"])
+def test_a_support_engineer_sees_only_the_organization_that_let_them_in(
+    app: Flask, db: Session, look_alikes: dict[str, set[str]], role: str
+) -> None:
+    engineer = engineer_with_support(app, db, role)
+    own_live = ids_of(db, "acme", live_only=True)
+    foreign = look_alikes["globex"]
+    seen: dict[str, set[str]] = {}
+    for status in ("", "draft", "sent", "paid", "void"):
+        path = f"/invoices?status={status}" if status else "/invoices"
+        for number, body in enumerate(every_page(engineer, path), start=1):
+            seen[f"{path} page {number}"] = ids_in(body)
+    listed = set().union(*(ids for name, ids in seen.items() if name.startswith("/invoices")))
+    assert listed == own_live
+    seen["/dashboard"] = ids_in(engineer.get("/dashboard").get_data(as_text=True))
+    audit = engineer.get("/orgs/acme/audit")
+    assert audit.status_code == (200 if role == "admin" else 403)
+    seen["audit"] = ids_in(audit.get_data(as_text=True))
+    # Globex, and the API for both: a stranger's 404.
+    for path in ("/invoices?organization=globex", "/orgs/globex", "/orgs/globex/audit",
+                 "/api/v1/invoices?organization=acme", "/api/v1/orgs/acme/audit",
+                 f"/api/v1/invoices/{min(own_live)}", f"/invoices/{min(foreign)}"):  # fmt: skip
+        response = engineer.get(path)
+        assert response.status_code == 404, path
+        seen[path] = ids_in(response.get_data(as_text=True))
+    leaks = {name: sorted(ids & foreign) for name, ids in seen.items() if ids & foreign}
+    assert not leaks, f"the support engineer saw Globex's invoices: {leaks}"
