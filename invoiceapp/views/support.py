@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 
 from ..authn.gate import login_required
 from ..authn.sessions import is_fresh
@@ -243,11 +243,11 @@ def _is_a_support_role(organization: Organization, key: str) -> bool:
     return custom_role_or_none(get_db(), organization.id, key) is not None
 
 
-def _grant_or_404(grant_id: int, belongs: object) -> SupportGrant:
+def _grant_or_404(grant_id: int, belongs: ColumnElement[bool]) -> SupportGrant:
     """A grant of this organization (or this engineer); anything else is the same 404."""
     if grant_id > MAX_ID:
         abort(404)
-    grant = get_db().scalar(select(SupportGrant).where(SupportGrant.id == grant_id, belongs))  # type: ignore[arg-type]
+    grant = get_db().scalar(select(SupportGrant).where(SupportGrant.id == grant_id, belongs))
     if grant is None:
         abort(404)
     return grant
