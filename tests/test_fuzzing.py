@@ -139,6 +139,7 @@ MISSING = {
     "part": "no-such-part",  # /exercises/<part>: the router itself answers 404
     "share_id": "0123456789abcdef",  # /orgs/<slug>/shares/<share_id>/revoke
     "key": "no-such-role",  # /orgs/<slug>/roles/<key>: a custom role's key
+    "grant_id": "999999",  # /support/<grant_id>/end, /orgs/<slug>/support/<grant_id>/…
 }
 MISSING_PUBLIC_ID = {
     "/account/sessions/": "0123456789abcdef",

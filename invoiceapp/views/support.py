@@ -37,7 +37,6 @@ bp = Blueprint("support", __name__)
 
 # The rule a signed-in non-staff user meets at /support (the 403 page names it).
 STAFF_RULE = "staff only"
-MAX_ID = 2**31 - 1
 
 
 def _staff_or_403(principal: Principal) -> None:
@@ -97,7 +96,7 @@ def ask() -> ResponseReturnValue:
     return redirect(url_for("support.index"), code=303)
 
 
-@bp.post("/support/<int:grant_id>/end")
+@bp.post("/support/<int(max=2147483647):grant_id>/end")
 @login_required
 def end_mine(grant_id: int) -> ResponseReturnValue:
     principal = require_principal()
@@ -147,12 +146,12 @@ def org_page(slug: str) -> ResponseReturnValue:
     return _owner_page(organization)
 
 
-@bp.post("/orgs/<slug>/support/<int:grant_id>/approve")
+@bp.post("/orgs/<slug>/support/<int(max=2147483647):grant_id>/approve")
 @login_required
 def approve_request(slug: str, grant_id: int) -> ResponseReturnValue:
     organization = organization_in_my_orgs_or_404(slug)
-    authorize("org.support.approve", organization)  # owner, elevated
     grant = _grant_or_404(grant_id, SupportGrant.organization_id == organization.id)
+    authorize("org.support.approve", organization)  # owner, elevated: 403 / re-authenticate
     role = request.form.get("role", SUPPORT_READ_ONLY).strip() or SUPPORT_READ_ONLY
     hours_text = request.form.get("hours", "1").strip()
     errors: dict[str, str] = {}
@@ -169,12 +168,12 @@ def approve_request(slug: str, grant_id: int) -> ResponseReturnValue:
     return redirect(url_for("support.org_page", slug=organization.slug), code=303)
 
 
-@bp.post("/orgs/<slug>/support/<int:grant_id>/deny")
+@bp.post("/orgs/<slug>/support/<int(max=2147483647):grant_id>/deny")
 @login_required
 def deny_request(slug: str, grant_id: int) -> ResponseReturnValue:
     organization = organization_in_my_orgs_or_404(slug)
-    authorize("org.support.approve", organization)
     grant = _grant_or_404(grant_id, SupportGrant.organization_id == organization.id)
+    authorize("org.support.approve", organization)
     if deny(get_db(), grant, require_principal().user):
         flash("Request denied.", "success")
     else:
@@ -182,12 +181,12 @@ def deny_request(slug: str, grant_id: int) -> ResponseReturnValue:
     return redirect(url_for("support.org_page", slug=organization.slug), code=303)
 
 
-@bp.post("/orgs/<slug>/support/<int:grant_id>/end")
+@bp.post("/orgs/<slug>/support/<int(max=2147483647):grant_id>/end")
 @login_required
 def end_for_org(slug: str, grant_id: int) -> ResponseReturnValue:
     organization = organization_in_my_orgs_or_404(slug)
-    authorize("org.support.manage", organization)  # no elevation: cutting access is never slowed
     grant = _grant_or_404(grant_id, SupportGrant.organization_id == organization.id)
+    authorize("org.support.manage", organization)  # no elevation: cutting access never waits
     user = require_principal().user
     if end(get_db(), grant, user, why=f"ended by {user.display_name}, an owner"):
         flash("Support access ended: it stops on the engineer's next request.", "success")
@@ -245,8 +244,6 @@ def _is_a_support_role(organization: Organization, key: str) -> bool:
 
 def _grant_or_404(grant_id: int, belongs: ColumnElement[bool]) -> SupportGrant:
     """A grant of this organization (or this engineer); anything else is the same 404."""
-    if grant_id > MAX_ID:
-        abort(404)
     grant = get_db().scalar(select(SupportGrant).where(SupportGrant.id == grant_id, belongs))
     if grant is None:
         abort(404)
