@@ -315,6 +315,8 @@ def _race_server(engine_name: str, folder: Path, redis_url: str) -> Iterator[tup
             "FLASK_AUTH_COOKIE_SECURE": "false",  # plain HTTP on loopback
             "FLASK_SESSION_COOKIE_SECURE": "false",
             "WEB_CONCURRENCY": str(RACE_WORKERS),
+            # Mail the workers send lands where the test can count it (support access).
+            "FLASK_MAIL_OUTBOX_DIR": str(folder / "outbox"),
         }
         port = free_port()
         process = subprocess.Popen(
@@ -323,7 +325,8 @@ def _race_server(engine_name: str, folder: Path, redis_url: str) -> Iterator[tup
             cwd=ROOT, env={**environment, "BIND": f"127.0.0.1:{port}"},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
+        outbox = str(folder / "outbox")
+        app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url, "MAIL_OUTBOX_DIR": outbox})
         try:
             base = f"http://127.0.0.1:{port}"
             wait_until_up(base + "/readyz", process)
