@@ -208,6 +208,7 @@ def _owner_page(organization: Organization, *, errors: dict[str, str] | None = N
     return render_template(
         "support/org.html",
         organization=organization,
+        current="support",
         pending=[(g, u) for g, u in rows if g.state == "requested"],
         others=[(g, u) for g, u in rows if g.state != "requested"],
         now=utcnow(),
