@@ -24,6 +24,7 @@ from invoiceapp.db import utcnow
 from invoiceapp.mail import read_outbox
 from invoiceapp.models import (
     AuditEvent,
+    CustomRole,
     Invoice,
     Membership,
     Organization,
@@ -403,3 +404,58 @@ def test_revoking_the_staff_flag_ends_live_grants(app: Flask, db: Session, sam: 
     assert SAM not in listed
     actions = set(db.scalars(select(AuditEvent.action).where(AuditEvent.action.like("staff.%"))))
     assert actions == {"staff.grant", "staff.revoke"}
+
+
+def test_the_owner_chooses_a_role_and_at_most_four_hours(
+    app: Flask, db: Session, sam: User
+) -> None:
+    engineer = signed_in_client(app, SAM)
+    assert ask(engineer) == 303
+    grant = latest_grant(db)
+    ada = signed_in_client(app, "ada@acme.test")
+    path = f"/orgs/acme/support/{grant.id}/approve"
+    for form in ({"role": "owner", "hours": "1"}, {"role": "no-such-role", "hours": "1"},
+                 {"role": "member", "hours": "5"}, {"role": "member", "hours": "0"},
+                 {"role": "member", "hours": "two"}):  # fmt: skip
+        assert ada.post(path, data=form).status_code == 422, form
+    assert latest_grant(db).state == "requested"
+    # One of Acme's own roles: the engineer gets exactly its actions, still minus the refused.
+    acme = db.scalar(select(Organization).where(Organization.slug == "acme"))
+    assert acme is not None
+    db.add(CustomRole(organization_id=acme.id, key="bookkeeper", name="Bookkeeper",
+                      actions="invoice.read invoice.export member.invite"))  # fmt: skip
+    db.commit()
+    assert ada.post(path, data={"role": "bookkeeper", "hours": "4"}).status_code == 303
+    grant = latest_grant(db)
+    assert grant.role == "bookkeeper" and grant.expires_at is not None
+    assert (
+        timedelta(hours=3, minutes=59) < grant.expires_at - grant.approved_at <= timedelta(hours=4)
+    )  # type: ignore[operator]
+    invoice = acme_invoice(db)
+    assert engineer.get(f"/invoices/{invoice.public_id}").status_code == 200
+    assert engineer.get(f"/invoices/{invoice.public_id}/edit").status_code == 403
+    invite = engineer.post(
+        "/orgs/acme/invitations", data={"email": "x@example.test", "role": "member"}
+    )
+    assert invite.status_code == 403 and SUPPORT_RULE_SHOWN in invite.get_data(as_text=True)
+    assert "Bookkeeper" in engineer.get("/invoices").get_data(as_text=True)
+
+
+def test_a_staff_member_of_the_organization_keeps_their_own_role(
+    app: Flask, db: Session, sam: User
+) -> None:
+    """Membership counts where there is one: a grant adds nothing, and takes nothing away."""
+    acme = db.scalar(select(Organization).where(Organization.slug == "acme"))
+    assert acme is not None
+    db.add(Membership(user_id=sam.id, organization_id=acme.id, role="admin"))
+    db.commit()
+    engineer = signed_in_client(app, SAM)
+    assert ask(engineer) == 303
+    grant = latest_grant(db)
+    ada = signed_in_client(app, "ada@acme.test")
+    assert (
+        ada.post(f"/orgs/acme/support/{grant.id}/approve", data={"hours": "1"}).status_code == 303
+    )
+    page = engineer.get("/orgs/acme/billing")
+    assert page.status_code == 200  # his admin role's answer, not support access's
+    assert 'data-testid="support-banner"' not in page.get_data(as_text=True)
