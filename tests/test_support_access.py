@@ -28,6 +28,7 @@ from invoiceapp.models import (
     Invoice,
     Membership,
     Organization,
+    PersonalAccessToken,
     SupportGrant,
     User,
     UserSession,
@@ -38,6 +39,15 @@ SAM = "sam@support.test"
 # The 403 page's "Why?": the rule that decided, in the same words as the audit record.
 SUPPORT_RULE_SHOWN = "<dt>Rule that decided</dt><dd>support access</dd>"
 REASON = "Ticket 4711: the invoice list shows a wrong total"
+
+
+@pytest.fixture()
+def app(app_on_each_engine: Flask) -> Flask:
+    """These tests run on SQLite and again on PostgreSQL (conftest.py). The PostgreSQL app
+    is shared between tests, so its outbox starts empty here: mails are counted per test."""
+    for mail in Path(app_on_each_engine.config["MAIL_OUTBOX_DIR"]).glob("*.eml"):
+        mail.unlink()
+    return app_on_each_engine
 
 
 @pytest.fixture()
@@ -305,7 +315,14 @@ def test_an_admin_grant_still_refuses_every_sensitive_action(
     for what, response in refused.items():
         assert response.status_code == 403, what
         assert SUPPORT_RULE_SHOWN in response.get_data(as_text=True), what
+    # A customer's API token: not even an admin grant can revoke (or see past its name) one.
+    make_token(app, "linus@acme.test", "acme")
+    token = db.scalar(select(PersonalAccessToken).order_by(PersonalAccessToken.id.desc()))
+    assert token is not None
+    revoke = engineer.post(f"/orgs/acme/members/{token.user_id}/tokens/{token.public_id}/revoke")
+    assert revoke.status_code == 403 and SUPPORT_RULE_SHOWN in revoke.get_data(as_text=True)
     db.expire_all()
+    assert db.get(PersonalAccessToken, token.id).revoked_at is None  # type: ignore[union-attr]
     acme = db.scalar(select(Organization).where(Organization.slug == "acme"))
     assert acme is not None and acme.name != "Pwned"
     # The customer's own account pages are the engineer's own: Ada's are unreachable.
