@@ -405,6 +405,10 @@ def test_audit_records_carry_both_identities_and_verify(
     csv = ada.get("/orgs/acme/audit/export.csv")
     assert "support access granted by Ada Lovelace" in csv.get_data(as_text=True)
     csv.close()
+    # The owner's API shows them too (the API refuses support access, not its records).
+    listed = ada.get(f"/api/v1/orgs/acme/audit?actor={SAM}").get_json()
+    assert any(item["on_behalf_basis"] == "support access granted by Ada Lovelace"
+               and item["support_reason"] == REASON for item in listed["items"])  # fmt: skip
     # Request, approve: in the organization's log.
     actions = set(db.scalars(select(AuditEvent.action).where(AuditEvent.action.like("support.%"))))
     assert {"support.request", "support.approve"} <= actions

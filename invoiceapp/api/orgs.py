@@ -175,6 +175,8 @@ def list_audit_events(slug: str) -> Response:
             record_hash=event.record_hash,
             count=repeats[event.id].refusals if event.id in repeats else 1,
             last_at=repeats[event.id].last_at if event.id in repeats else None,
+            on_behalf_basis=event.on_behalf_basis,
+            support_reason=event.support_reason,
         )
         for event in page
     ]

@@ -362,6 +362,14 @@ class AuditEventOut(BaseModel):
     last_at: datetime | None = Field(
         default=None, description="When the last of those refusals came (null for one)."
     )
+    on_behalf_basis: str | None = Field(
+        default=None,
+        description="During support access: whose consent the actor (a support engineer) "
+        'acted under, as "support access granted by Ada Lovelace"; null otherwise.',
+    )
+    support_reason: str | None = Field(
+        default=None, description="During support access: the reason the engineer gave."
+    )
 
 
 class AuditPage(BaseModel):
