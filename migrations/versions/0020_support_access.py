@@ -57,21 +57,29 @@ def upgrade() -> None:
             name=op.f("ck_support_grants_reason_length"),
         ),
         sa.ForeignKeyConstraint(
-            ["organization_id"], ["organizations.id"], ondelete="CASCADE",
+            ["organization_id"],
+            ["organizations.id"],
+            ondelete="CASCADE",
             name=op.f("fk_support_grants_organization_id_organizations"),
-        ),  # fmt: skip
+        ),
         sa.ForeignKeyConstraint(
-            ["staff_user_id"], ["users.id"], ondelete="CASCADE",
+            ["staff_user_id"],
+            ["users.id"],
+            ondelete="CASCADE",
             name=op.f("fk_support_grants_staff_user_id_users"),
-        ),  # fmt: skip
+        ),
         sa.ForeignKeyConstraint(
-            ["approved_by_id"], ["users.id"], ondelete="SET NULL",
+            ["approved_by_id"],
+            ["users.id"],
+            ondelete="SET NULL",
             name=op.f("fk_support_grants_approved_by_id_users"),
-        ),  # fmt: skip
+        ),
         sa.ForeignKeyConstraint(
-            ["ended_by_id"], ["users.id"], ondelete="SET NULL",
+            ["ended_by_id"],
+            ["users.id"],
+            ondelete="SET NULL",
             name=op.f("fk_support_grants_ended_by_id_users"),
-        ),  # fmt: skip
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_support_grants")),
     )
     op.create_index(
