@@ -10,5 +10,8 @@
 - org_security.py  an organization's security policy (which proofs, how old a session,
               its elevation window, invitation domains, API tokens), asked by can()
 
+Support access (invoiceapp/support_access.py, below both packages: requests, grants, expiry)
+is one more input to can(): policy.py's SUPPORT_REFUSED and SUPPORT_READ_ONLY_ACTIONS.
+
 The audit log that records each refusal is invoiceapp/audit.py, below both packages.
 """
