@@ -315,6 +315,9 @@ def test_an_admin_grant_still_refuses_every_sensitive_action(
     for what, response in refused.items():
         assert response.status_code == 403, what
         assert SUPPORT_RULE_SHOWN in response.get_data(as_text=True), what
+        assert "<dt>Support access</dt><dd><bdi>granted by Ada Lovelace, as admin" in (
+            response.get_data(as_text=True)
+        ), what
     # A customer's API token: not even an admin grant can revoke (or see past its name) one.
     make_token(app, "linus@acme.test", "acme")
     token = db.scalar(select(PersonalAccessToken).order_by(PersonalAccessToken.id.desc()))

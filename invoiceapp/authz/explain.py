@@ -447,6 +447,10 @@ class Why:
             share = i["share"]
             rows.append(("Share", f"from {share['shared_by']}, {share['access']}, "
                                   f"expires {share['expires']}"))  # fmt: skip
+        if i.get("support") is not None:
+            support = i["support"]
+            words = f"granted by {support['granted_by']}, as {support['role']}"
+            rows.append(("Support access", f"{words}, ends {support['expires']}"))
         return rows
 
 
@@ -506,7 +510,21 @@ def _inputs(
         "elevation_seconds_left": trace.elevation_seconds_left,
         "token_scope": principal.token_scope if principal is not None else None,
         "share": _share(principal, resource, trace.role),
+        "support": _support(principal, organization),
     }
+
+
+def _support(
+    principal: Principal | None, organization: Organization | None
+) -> dict[str, Any] | None:
+    """The support grant that put the organization in the principal's scope, if one did."""
+    if principal is None or organization is None:
+        return None
+    support = principal.support.get(organization.id)
+    if support is None:
+        return None
+    until = support.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    return {"granted_by": support.granted_by, "role": support.role, "expires": until}
 
 
 def _share(
