@@ -190,6 +190,9 @@ def _user_by_email(email: str) -> User:
 def grant_staff(email: str) -> None:
     """Mark an account as support staff. The only way to set the flag: no page or API can."""
     user = _user_by_email(email)
+    if not user.email_verified:
+        # An unverified address may belong to a squatter who signed up with it first.
+        raise click.ClickException(f"{user.email} is not verified yet: verify it, then grant")
     user.is_staff = True
     get_db().commit()
     record_audit("staff.grant", organization_id=None, resource_id=f"user:{user.id}",

@@ -483,3 +483,15 @@ def test_a_staff_member_of_the_organization_keeps_their_own_role(
     page = engineer.get("/orgs/acme/billing")
     assert page.status_code == 200  # his admin role's answer, not support access's
     assert 'data-testid="support-banner"' not in page.get_data(as_text=True)
+
+
+def test_the_staff_flag_needs_a_verified_address(app: Flask, db: Session) -> None:
+    """Whoever signed up first with an address may not own it: no staff flag until verified."""
+    with app.app_context():
+        password_hash = hash_password(PASSWORD)
+    db.add(User(email="squat@support.test", display_name="Squatter", password_hash=password_hash))
+    db.commit()
+    result = app.test_cli_runner().invoke(args=["staff", "grant", "squat@support.test"])
+    assert result.exit_code != 0 and "not verified" in result.output
+    db.expire_all()
+    assert not db.scalar(select(User.is_staff).where(User.email == "squat@support.test"))
