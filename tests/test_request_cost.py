@@ -3,14 +3,21 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, pool, text
+from flask import Flask
+from psycopg import pq
+from sqlalchemy import create_engine, event, pool, select, text
 
-from conftest import POSTGRES_URL, app_on_postgres, make_test_app
+from conftest import POSTGRES_URL, Clock, app_on_postgres, make_test_app
+from invoiceapp.db import get_db, runs_alone
 from invoiceapp.extensions import limiter
+from invoiceapp.models import UserSession
 from support import signed_in_client
 
 
@@ -67,3 +74,95 @@ def test_a_page_without_limits_never_asks_the_limiter_and_limited_routes_still_a
     ]
     assert answers[-1] == 429
     app.extensions["db_engine"].dispose()
+
+
+@contextmanager
+def round_trips(app: Flask) -> Iterator[list[str]]:
+    """Each time the app's connections wait for PostgreSQL while the block runs, named by
+    the first words of what was sent (libpq's own trace, so a BEGIN or ROLLBACK sent by the
+    driver counts too: SQLAlchemy's events never see those). Filled in when the block ends."""
+    engine = app.extensions["db_engine"]
+    trips: list[str] = []
+    with tempfile.TemporaryFile("w+") as trace:
+
+        def start(dbapi_connection: Any, *_: Any) -> None:
+            dbapi_connection.pgconn.trace(trace.fileno())
+            dbapi_connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+
+        def stop(dbapi_connection: Any, *_: Any) -> None:
+            dbapi_connection.pgconn.untrace()
+
+        event.listen(engine, "checkout", start)
+        event.listen(engine, "checkin", stop)
+        try:
+            yield trips
+        finally:
+            event.remove(engine, "checkout", start)
+            event.remove(engine, "checkin", stop)
+        trace.seek(0)
+        statement = ""
+        for line in trace:  # "F<TAB>length<TAB>Kind<TAB>details", a statement may wrap
+            direction, _, kind, details = (line.rstrip("\n").split("\t", 3) + ["", "", ""])[:4]
+            if direction != "F":
+                continue
+            if kind == "Query":  # the simple protocol: one message, one wait
+                trips.append(details.strip().strip('"')[:40])
+            elif kind == "Parse":  # the extended one: Parse, Bind, Execute, then Sync waits
+                statement = details.split('"')[3][:40]
+            elif kind == "Sync":
+                trips.append(statement)
+
+
+def test_a_signed_in_page_that_only_reads_is_two_round_trips_on_postgresql() -> None:
+    """No ping, no BEGIN, no ROLLBACK: a GET reads outside a transaction (each statement
+    sees the latest committed data, as under READ COMMITTED in one), and who asks costs
+    one statement. What is left: who asks (session, user, roles), and the invoice."""
+    with app_on_postgres() as app:
+        client = signed_in_client(app, "ada@acme.test")
+        assert client.get("/invoices/inv_7").status_code == 200  # "last seen" written here
+        with round_trips(app) as trips:
+            assert client.get("/invoices/inv_7").status_code == 200
+        assert len(trips) == 2, trips
+        assert trips[0].startswith("SELECT users.id")  # with the session and the roles
+        assert trips[1].startswith("SELECT invoices.id")
+
+
+def test_a_get_that_writes_still_writes_in_one_transaction_on_postgresql(
+    clock: Clock,
+) -> None:
+    """The session's "last seen" is written at most once a minute, from a GET: that
+    write still gets its BEGIN, right before it, and its COMMIT, and it is stored."""
+    with app_on_postgres() as app:
+        client = signed_in_client(app, "ada@acme.test")
+        assert client.get("/invoices/inv_7").status_code == 200
+        clock.advance(seconds=app.config["SESSION_TOUCH_SECONDS"] + 1)
+        with round_trips(app) as trips:
+            assert client.get("/invoices/inv_7").status_code == 200
+        assert [trip.split()[0] for trip in trips] == [
+            "SELECT",
+            "BEGIN",
+            "UPDATE",
+            "COMMIT",
+            "SELECT",
+        ], trips
+        with app.app_context():
+            seen = get_db().scalar(select(UserSession.last_seen_at).order_by(UserSession.id.desc()))
+        assert seen == clock.now
+
+
+@pytest.mark.parametrize(
+    ("statement", "alone"),
+    [
+        ("SELECT invoices.id FROM invoices WHERE invoices.public_id = %(p)s", True),
+        ("  select 1", True),
+        ("SELECT users.id FROM users WHERE users.id = %(id)s FOR KEY SHARE OF users", False),
+        ("SELECT id FROM memberships FOR UPDATE", False),
+        ("SELECT id FROM memberships FOR NO KEY UPDATE SKIP LOCKED", False),
+        ("UPDATE sessions SET last_seen_at=%(t)s WHERE sessions.id = %(id)s", False),
+        ("INSERT INTO audit_events (action) VALUES (%(a)s)", False),
+        ("WITH gone AS (DELETE FROM shares RETURNING id) SELECT count(*) FROM gone", False),
+        ("SAVEPOINT sa_savepoint_1", False),
+    ],
+)
+def test_only_a_plain_select_runs_outside_a_transaction(statement: str, alone: bool) -> None:
+    assert runs_alone(statement) is alone
