@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import MetaData, create_engine, event, make_url
@@ -17,6 +17,8 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql import Executable
 from sqlalchemy.types import DateTime, TypeDecorator
+
+T = TypeVar("T")
 
 # psycopg's "no transaction open" (pq.TransactionStatus.IDLE), without importing the driver.
 _IDLE = 0
@@ -195,6 +197,24 @@ def _begin_before_a_write(
     dbapi_connection = cursor.connection
     if dbapi_connection.info.transaction_status == _IDLE and not runs_alone(statement):
         cursor.execute("BEGIN")
+
+
+def first_read(db: Session, read: Callable[[], T]) -> T:
+    """Run the request's first statement, and once more if the pooled connection it met
+    was dead (the database restarted since the connection was made; there is no ping
+    before every use). Nothing has been read or written in this session yet, so trying
+    again cannot do anything twice; the retry gets a fresh connection, since SQLAlchemy
+    replaces the whole pool when it sees a disconnect. A database that is still down
+    fails the retry too, and that request gets its 503 (invoiceapp.errors)."""
+    if db.in_transaction():  # not the first statement after all: no second try
+        return read()
+    try:
+        return read()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        db.rollback()
+        return read()
 
 
 def _close_session(_exc: BaseException | None) -> None:

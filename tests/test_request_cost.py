@@ -21,27 +21,63 @@ from invoiceapp.models import UserSession
 from support import signed_in_client
 
 
-def test_a_connection_the_database_dropped_costs_one_503_and_the_next_request_recovers() -> None:
+def drop_the_pooled_connection(app: Flask) -> None:
+    """What a database restart does to a pooled connection: the server ends it."""
+    engine = app.extensions["db_engine"]
+    with engine.connect() as connection:  # the pooled connection the last page used
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    admin = create_engine(POSTGRES_URL or "", poolclass=pool.NullPool)
+    with admin.begin() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+def test_a_connection_the_database_dropped_is_replaced_without_an_error_page() -> None:
     """No ping before every checkout (a round trip per request on PostgreSQL): a dropped
-    connection fails its first statement, and the pool replaces every connection."""
+    connection fails the request's first statement, the pool replaces every connection,
+    and that first statement (the session's, before anything was read or written) is
+    tried once more on a fresh one: the user never sees the restart."""
     with app_on_postgres() as app:
-        engine = app.extensions["db_engine"]
-        assert engine.pool._pre_ping is False
+        assert app.extensions["db_engine"].pool._pre_ping is False
         client = signed_in_client(app, "ada@acme.test")
         assert client.get("/invoices/inv_7").status_code == 200
-        with engine.connect() as connection:  # the pooled connection the page just used
-            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        admin = create_engine(POSTGRES_URL or "", poolclass=pool.NullPool)
-        with admin.begin() as connection:
-            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        admin.dispose()
+        drop_the_pooled_connection(app)
 
         met_the_dead_connection = client.get("/invoices/inv_7")
-        assert met_the_dead_connection.status_code == 503
-        assert "Traceback" not in met_the_dead_connection.get_data(as_text=True)
-        after = client.get("/invoices/inv_7")
-        assert after.status_code == 200
-        assert "INV-" in after.get_data(as_text=True) or "inv_7" in after.get_data(as_text=True)
+        assert met_the_dead_connection.status_code == 200
+        assert "Wayne Enterprises" in met_the_dead_connection.get_data(as_text=True)
+        assert client.get("/invoices/inv_7").status_code == 200
+
+
+def test_a_write_that_meets_a_dropped_connection_is_a_503_and_the_next_request_recovers() -> None:
+    """Only a first read is tried again. A dropped connection met later (here: by marking
+    an invoice paid, after the session was read on a fresh connection) is a 503, never a
+    second attempt at a write; nothing was stored, and the next request is served."""
+    with app_on_postgres() as app:
+        client = signed_in_client(app, "ada@acme.test")
+        assert "badge-sent" in client.get("/invoices/inv_7").get_data(as_text=True)
+        engine = app.extensions["db_engine"]
+        drops: list[int] = []
+
+        def drop_before_the_first_write(connection: Any, *args: Any) -> None:
+            if not drops and not runs_alone(args[1]):
+                drops.append(1)
+                pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+                admin = create_engine(POSTGRES_URL or "", poolclass=pool.NullPool)
+                with admin.begin() as other:
+                    other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                admin.dispose()
+
+        event.listen(engine, "before_cursor_execute", drop_before_the_first_write)
+        try:
+            failed = client.post("/invoices/inv_7/mark-paid")
+        finally:
+            event.remove(engine, "before_cursor_execute", drop_before_the_first_write)
+        assert drops and failed.status_code == 503
+        assert "Traceback" not in failed.get_data(as_text=True)
+        assert "badge-sent" in client.get("/invoices/inv_7").get_data(as_text=True)
+        assert client.post("/invoices/inv_7/mark-paid").status_code in (302, 303)
+        assert "badge-paid" in client.get("/invoices/inv_7").get_data(as_text=True)
 
 
 def test_a_page_without_limits_never_asks_the_limiter_and_limited_routes_still_are(

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import contains_eager
 
-from ..db import get_db, utcnow
+from ..db import first_read, get_db, utcnow
 from ..models import Membership, Organization, Share, User, UserSession
 
 # Session proofs that include a second factor (UserSession.proof); the principal and the
@@ -180,7 +180,8 @@ def load_session_from_cookie() -> UserSession | None:
         return None
     db = get_db()
     now = utcnow()
-    rows = db.execute(_SESSION_USER_AND_ROLES, {"token_hash": _token_hash(token), "now": now}).all()
+    parameters = {"token_hash": _token_hash(token), "now": now}
+    rows = first_read(db, lambda: db.execute(_SESSION_USER_AND_ROLES, parameters).all())
     if not rows:
         g.auth_cookie = ("clear", "", False)
         return None
