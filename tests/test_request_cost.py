@@ -18,7 +18,7 @@ from conftest import POSTGRES_URL, Clock, app_on_postgres, make_test_app
 from invoiceapp.db import get_db, runs_alone
 from invoiceapp.extensions import limiter
 from invoiceapp.models import UserSession
-from support import signed_in_client
+from support import AUTH_COOKIE, signed_in_client
 
 
 def drop_the_pooled_connection(app: Flask) -> None:
@@ -202,3 +202,32 @@ def test_a_get_that_writes_still_writes_in_one_transaction_on_postgresql(
 )
 def test_only_a_plain_select_runs_outside_a_transaction(statement: str, alone: bool) -> None:
     assert runs_alone(statement) is alone
+
+
+def test_a_signed_out_or_revoked_session_is_refused_on_the_very_next_request(
+    app_on_each_engine: Flask,
+) -> None:
+    """The savings above keep the session server-side: on PostgreSQL a GET now reads
+    outside a transaction, and still sees a sign-out or a revoke committed a moment ago
+    (each statement reads the latest committed rows); a copied cookie dies with its row."""
+    app = app_on_each_engine
+    laptop = signed_in_client(app, "ada@acme.test")
+    phone = signed_in_client(app, "ada@acme.test")
+    copied = app.test_client()
+    cookie = laptop.get_cookie(AUTH_COOKIE)
+    assert cookie is not None
+    copied.set_cookie(AUTH_COOKIE, cookie.value)
+    assert copied.get("/invoices/inv_7").status_code == 200
+    assert phone.get("/invoices/inv_7").status_code == 200
+
+    assert laptop.post("/sign-out").status_code in (302, 303)
+    refused = copied.get("/invoices/inv_7")
+    assert refused.status_code == 302 and refused.headers["Location"].startswith("/sign-in")
+    assert copied.get("/api/v1/invoices").status_code == 401
+
+    with app.app_context():
+        [left] = get_db().scalars(select(UserSession.public_id)).all()
+    assert phone.get("/account/sessions").status_code == 200
+    revoker = signed_in_client(app, "ada@acme.test")
+    assert revoker.post(f"/account/sessions/{left}/revoke").status_code == 303
+    assert phone.get("/invoices/inv_7").status_code == 302
