@@ -314,9 +314,9 @@ def test_statements_per_page_do_not_grow_with_the_data(app: Flask, db: Session) 
     large = statements_per_page(app, ada)
 
     assert large == small
-    # The most is the audit log's: who asks (session, roles and whether any share: 1), the
-    # organization, the page of records, their repeat counts, the total and the actions for
-    # the filter (from the kept counts), and the retention checkpoint.
+    # The most is the audit log's: who asks (session, user, roles and whether any share:
+    # 1), the organization, the page of records, their repeat counts, the total and the
+    # actions for the filter (from the kept counts), and the retention checkpoint.
     assert max(large.values()) <= 7, large
     assert large["/invoices/inv_7"] == 2, large  # who asks, and the invoice (scoped)
 
