@@ -90,8 +90,9 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 5.0) -> Engine:
     Servers: no "ping" before every use (on PostgreSQL that was one round trip in six per
     page). A connection the server dropped fails its first statement instead; SQLAlchemy
     recognises the disconnect and throws away every pooled connection made before it, so
-    the app still recovers by itself after a restart: the request that met the dead
-    connection gets a 503 (invoiceapp.errors), the next one a fresh connection.
+    the app still recovers by itself after a restart: a request's first statement is tried
+    once more on a fresh connection (first_read), and a later one that met the dead
+    connection gets a 503 (invoiceapp.errors), the next request a fresh connection.
     Errors never quote a statement's parameters (hide_parameters): a
     traceback in the log must not carry a password hash, a token or a customer's data.
     """
