@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context, request
 from sqlalchemy import MetaData, create_engine, event, make_url
-from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql import Executable
 from sqlalchemy.types import DateTime, TypeDecorator
+
+T = TypeVar("T")
+
+# psycopg's "no transaction open" (pq.TransactionStatus.IDLE), without importing the driver.
+_IDLE = 0
 
 # Stable constraint names, so Alembic migrations can refer to them on every database.
 NAMING_CONVENTION = {
@@ -84,8 +90,9 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 5.0) -> Engine:
     Servers: no "ping" before every use (on PostgreSQL that was one round trip in six per
     page). A connection the server dropped fails its first statement instead; SQLAlchemy
     recognises the disconnect and throws away every pooled connection made before it, so
-    the app still recovers by itself after a restart: the request that met the dead
-    connection gets a 503 (invoiceapp.errors), the next one a fresh connection.
+    the app still recovers by itself after a restart: a request's first statement is tried
+    once more on a fresh connection (first_read), and a later one that met the dead
+    connection gets a 503 (invoiceapp.errors), the next request a fresh connection.
     Errors never quote a statement's parameters (hide_parameters): a
     traceback in the log must not carry a password hash, a token or a customer's data.
     """
@@ -105,7 +112,12 @@ def make_engine(url: str, *, busy_timeout_seconds: float = 5.0) -> Engine:
 
         return engine
     connect_args = {"connect_timeout": 5} if backend == "postgresql" else {}
-    return create_engine(url, pool_pre_ping=False, connect_args=connect_args, hide_parameters=True)
+    engine = create_engine(
+        url, pool_pre_ping=False, connect_args=connect_args, hide_parameters=True
+    )
+    if backend == "postgresql":
+        event.listen(engine, "before_cursor_execute", _begin_before_a_write)
+    return engine
 
 
 def ensure_sqlite_directory(url: str) -> None:
@@ -126,14 +138,84 @@ def init_db(app: Flask) -> None:
     )
     app.extensions["db_engine"] = engine
     app.extensions["db_sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    if engine.dialect.name == "postgresql":
+        app.extensions["db_read_sessionmaker"] = sessionmaker(
+            transaction_at_first_write(engine), expire_on_commit=False
+        )
     app.teardown_appcontext(_close_session)
 
 
 def get_db() -> Session:
-    """The request's session. Views commit explicitly; nothing commits behind their back."""
+    """The request's session. Views commit explicitly; nothing commits behind their back.
+
+    On PostgreSQL a GET or HEAD gets one whose transaction starts at its first write
+    (transaction_at_first_write): a page that only reads sends no BEGIN and no ROLLBACK.
+    """
     if "db" not in g:
-        g.db = current_app.extensions["db_sessionmaker"]()
+        extensions = current_app.extensions
+        maker = extensions["db_sessionmaker"]
+        if has_request_context() and request.method in ("GET", "HEAD"):
+            maker = extensions.get("db_read_sessionmaker", maker)
+        g.db = maker()
     return g.db
+
+
+# What may run outside a transaction: a plain SELECT. Not one that takes row locks (they
+# would end with the statement), nor anything that writes.
+_LOCKING_READ = re.compile(r"\bFOR\s+(NO\s+KEY\s+UPDATE|KEY\s+SHARE|UPDATE|SHARE)\b", re.I)
+
+
+def runs_alone(statement: str) -> bool:
+    """True for a statement that only reads and locks nothing."""
+    head = statement.lstrip()[:6].upper()
+    return head == "SELECT" and _LOCKING_READ.search(statement) is None
+
+
+def transaction_at_first_write(engine: Engine) -> Engine:
+    """The same engine and pool, but a session on it starts its transaction lazily.
+
+    PostgreSQL: a connection in autocommit mode runs each plain SELECT on its own, which
+    saves two round trips (BEGIN, then ROLLBACK at the end) per page that only reads. Under
+    PostgreSQL's READ COMMITTED every statement sees a fresh snapshot anyway, so reads
+    alone see what they would have seen in a transaction. The first statement that writes
+    or locks rows gets an explicit BEGIN just before it, so from there on everything is
+    one transaction as before: the view's commit() commits it (psycopg commits whenever a
+    transaction is open), an error or the end of the request rolls it back.
+    """
+    return engine.execution_options(isolation_level="AUTOCOMMIT", begin_at_first_write=True)
+
+
+def _begin_before_a_write(
+    connection: Connection,
+    cursor: Any,
+    statement: str,
+    _parameters: Any,
+    _context: Any,
+    _executemany: bool,
+) -> None:
+    if not connection.get_execution_options().get("begin_at_first_write"):
+        return
+    dbapi_connection = cursor.connection
+    if dbapi_connection.info.transaction_status == _IDLE and not runs_alone(statement):
+        cursor.execute("BEGIN")
+
+
+def first_read(db: Session, read: Callable[[], T]) -> T:
+    """Run the request's first statement, and once more if the pooled connection it met
+    was dead (the database restarted since the connection was made; there is no ping
+    before every use). Nothing has been read or written in this session yet, so trying
+    again cannot do anything twice; the retry gets a fresh connection, since SQLAlchemy
+    replaces the whole pool when it sees a disconnect. A database that is still down
+    fails the retry too, and that request gets its 503 (invoiceapp.errors)."""
+    if db.in_transaction():  # not the first statement after all: no second try
+        return read()
+    try:
+        return read()
+    except DBAPIError as error:
+        if not error.connection_invalidated:
+            raise
+        db.rollback()
+        return read()
 
 
 def _close_session(_exc: BaseException | None) -> None:

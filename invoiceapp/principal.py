@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 import flask_login
@@ -10,7 +10,12 @@ from flask import g, request
 from sqlalchemy import bindparam, select
 
 from .authn.access_tokens import current_access_token
-from .authn.sessions import TWO_FACTOR_PROOFS, current_session
+from .authn.sessions import (
+    TWO_FACTOR_PROOFS,
+    ReadWithSession,
+    current_session,
+    read_with_session,
+)
 from .db import get_db
 from .models import (
     CustomRole,
@@ -153,12 +158,16 @@ def current_principal() -> Principal | None:
         if token is not None:
             principal = _token_principal(user, token)
         else:
-            roles, organizations = _memberships_of(user)
+            auth_session = current_session()
+            read = read_with_session(user.id)
+            roles, organizations = _memberships_of(user, read=read)
             principal = Principal(
-                user=user, session=current_session(), roles=roles, organizations=organizations
+                user=user, session=auth_session, roles=roles, organizations=organizations
             )
             if not request.path.startswith("/api/"):  # the API always acts as the real user
-                principal = replace(principal, grants=grants_of(user))
+                # The session's statement said whether there are any: most users hold none.
+                if read is None or read.has_live_share:
+                    principal = replace(principal, grants=grants_of(user))
                 principal = _with_support(principal)
                 principal = _viewing_as(principal) or principal
     g.principal = principal
@@ -252,12 +261,16 @@ _MEMBERSHIP_IN_ONE = _MEMBERSHIPS.where(Membership.organization_id == bindparam(
 
 
 def _memberships_of(
-    user: User, *, only: int | None = None
+    user: User, *, only: int | None = None, read: ReadWithSession | None = None
 ) -> tuple[dict[int, str], dict[int, Organization]]:
     """The user's memberships as they are now: a removed member has no role on their next
     request, and a changed role applies at once. One statement gives the roles and their
-    organizations, so the header and the policy's organization rules need no other."""
-    if only is None:
+    organizations, so the header and the policy's organization rules need no other; for a
+    browser session it is the session's own statement (``read``), so none at all."""
+    rows: Iterable[tuple[str, Organization]]
+    if read is not None and only is None:
+        rows = read.memberships
+    elif only is None:
         rows = get_db().execute(_MEMBERSHIPS, {"user_id": user.id})
     else:
         rows = get_db().execute(_MEMBERSHIP_IN_ONE, {"user_id": user.id, "organization_id": only})

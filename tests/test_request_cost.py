@@ -3,38 +3,81 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, pool, text
+from flask import Flask
+from psycopg import pq
+from sqlalchemy import create_engine, event, pool, select, text
 
-from conftest import POSTGRES_URL, app_on_postgres, make_test_app
+from conftest import POSTGRES_URL, Clock, app_on_postgres, make_test_app
+from invoiceapp.db import get_db, runs_alone
 from invoiceapp.extensions import limiter
-from support import signed_in_client
+from invoiceapp.models import UserSession
+from support import AUTH_COOKIE, signed_in_client
 
 
-def test_a_connection_the_database_dropped_costs_one_503_and_the_next_request_recovers() -> None:
+def drop_the_pooled_connection(app: Flask) -> None:
+    """What a database restart does to a pooled connection: the server ends it."""
+    engine = app.extensions["db_engine"]
+    with engine.connect() as connection:  # the pooled connection the last page used
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    admin = create_engine(POSTGRES_URL or "", poolclass=pool.NullPool)
+    with admin.begin() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+def test_a_connection_the_database_dropped_is_replaced_without_an_error_page() -> None:
     """No ping before every checkout (a round trip per request on PostgreSQL): a dropped
-    connection fails its first statement, and the pool replaces every connection."""
+    connection fails the request's first statement, the pool replaces every connection,
+    and that first statement (the session's, before anything was read or written) is
+    tried once more on a fresh one: the user never sees the restart."""
     with app_on_postgres() as app:
-        engine = app.extensions["db_engine"]
-        assert engine.pool._pre_ping is False
+        assert app.extensions["db_engine"].pool._pre_ping is False
         client = signed_in_client(app, "ada@acme.test")
         assert client.get("/invoices/inv_7").status_code == 200
-        with engine.connect() as connection:  # the pooled connection the page just used
-            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        admin = create_engine(POSTGRES_URL or "", poolclass=pool.NullPool)
-        with admin.begin() as connection:
-            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        admin.dispose()
+        drop_the_pooled_connection(app)
 
         met_the_dead_connection = client.get("/invoices/inv_7")
-        assert met_the_dead_connection.status_code == 503
-        assert "Traceback" not in met_the_dead_connection.get_data(as_text=True)
-        after = client.get("/invoices/inv_7")
-        assert after.status_code == 200
-        assert "INV-" in after.get_data(as_text=True) or "inv_7" in after.get_data(as_text=True)
+        assert met_the_dead_connection.status_code == 200
+        assert "Wayne Enterprises" in met_the_dead_connection.get_data(as_text=True)
+        assert client.get("/invoices/inv_7").status_code == 200
+
+
+def test_a_write_that_meets_a_dropped_connection_is_a_503_and_the_next_request_recovers() -> None:
+    """Only a first read is tried again. A dropped connection met later (here: by marking
+    an invoice paid, after the session was read on a fresh connection) is a 503, never a
+    second attempt at a write; nothing was stored, and the next request is served."""
+    with app_on_postgres() as app:
+        client = signed_in_client(app, "ada@acme.test")
+        assert "badge-sent" in client.get("/invoices/inv_7").get_data(as_text=True)
+        engine = app.extensions["db_engine"]
+        drops: list[int] = []
+
+        def drop_before_the_first_write(connection: Any, *args: Any) -> None:
+            if not drops and not runs_alone(args[1]):
+                drops.append(1)
+                pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+                admin = create_engine(POSTGRES_URL or "", poolclass=pool.NullPool)
+                with admin.begin() as other:
+                    other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                admin.dispose()
+
+        event.listen(engine, "before_cursor_execute", drop_before_the_first_write)
+        try:
+            failed = client.post("/invoices/inv_7/mark-paid")
+        finally:
+            event.remove(engine, "before_cursor_execute", drop_before_the_first_write)
+        assert drops and failed.status_code == 503
+        assert "Traceback" not in failed.get_data(as_text=True)
+        assert "badge-sent" in client.get("/invoices/inv_7").get_data(as_text=True)
+        assert client.post("/invoices/inv_7/mark-paid").status_code in (302, 303)
+        assert "badge-paid" in client.get("/invoices/inv_7").get_data(as_text=True)
 
 
 def test_a_page_without_limits_never_asks_the_limiter_and_limited_routes_still_are(
@@ -67,3 +110,124 @@ def test_a_page_without_limits_never_asks_the_limiter_and_limited_routes_still_a
     ]
     assert answers[-1] == 429
     app.extensions["db_engine"].dispose()
+
+
+@contextmanager
+def round_trips(app: Flask) -> Iterator[list[str]]:
+    """Each time the app's connections wait for PostgreSQL while the block runs, named by
+    the first words of what was sent (libpq's own trace, so a BEGIN or ROLLBACK sent by the
+    driver counts too: SQLAlchemy's events never see those). Filled in when the block ends."""
+    engine = app.extensions["db_engine"]
+    trips: list[str] = []
+    with tempfile.TemporaryFile("w+") as trace:
+
+        def start(dbapi_connection: Any, *_: Any) -> None:
+            dbapi_connection.pgconn.trace(trace.fileno())
+            dbapi_connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+
+        def stop(dbapi_connection: Any, *_: Any) -> None:
+            dbapi_connection.pgconn.untrace()
+
+        event.listen(engine, "checkout", start)
+        event.listen(engine, "checkin", stop)
+        try:
+            yield trips
+        finally:
+            event.remove(engine, "checkout", start)
+            event.remove(engine, "checkin", stop)
+        trace.seek(0)
+        statement = ""
+        for line in trace:  # "F<TAB>length<TAB>Kind<TAB>details", a statement may wrap
+            direction, _, kind, details = (line.rstrip("\n").split("\t", 3) + ["", "", ""])[:4]
+            if direction != "F":
+                continue
+            if kind == "Query":  # the simple protocol: one message, one wait
+                trips.append(details.strip().strip('"')[:40])
+            elif kind == "Parse":  # the extended one: Parse, Bind, Execute, then Sync waits
+                statement = details.split('"')[3][:40]
+            elif kind == "Sync":
+                trips.append(statement)
+
+
+def test_a_signed_in_page_that_only_reads_is_two_round_trips_on_postgresql() -> None:
+    """No ping, no BEGIN, no ROLLBACK: a GET reads outside a transaction (each statement
+    sees the latest committed data, as under READ COMMITTED in one), and who asks costs
+    one statement. What is left: who asks (session, user, roles), and the invoice."""
+    with app_on_postgres() as app:
+        client = signed_in_client(app, "ada@acme.test")
+        assert client.get("/invoices/inv_7").status_code == 200  # "last seen" written here
+        with round_trips(app) as trips:
+            assert client.get("/invoices/inv_7").status_code == 200
+        assert len(trips) == 2, trips
+        assert trips[0].startswith("SELECT users.id")  # with the session and the roles
+        assert trips[1].startswith("SELECT invoices.id")
+
+
+def test_a_get_that_writes_still_writes_in_one_transaction_on_postgresql(
+    clock: Clock,
+) -> None:
+    """The session's "last seen" is written at most once a minute, from a GET: that
+    write still gets its BEGIN, right before it, and its COMMIT, and it is stored."""
+    with app_on_postgres() as app:
+        client = signed_in_client(app, "ada@acme.test")
+        assert client.get("/invoices/inv_7").status_code == 200
+        clock.advance(seconds=app.config["SESSION_TOUCH_SECONDS"] + 1)
+        with round_trips(app) as trips:
+            assert client.get("/invoices/inv_7").status_code == 200
+        assert [trip.split()[0] for trip in trips] == [
+            "SELECT",
+            "BEGIN",
+            "UPDATE",
+            "COMMIT",
+            "SELECT",
+        ], trips
+        with app.app_context():
+            seen = get_db().scalar(select(UserSession.last_seen_at).order_by(UserSession.id.desc()))
+        assert seen == clock.now
+
+
+@pytest.mark.parametrize(
+    ("statement", "alone"),
+    [
+        ("SELECT invoices.id FROM invoices WHERE invoices.public_id = %(p)s", True),
+        ("  select 1", True),
+        ("SELECT users.id FROM users WHERE users.id = %(id)s FOR KEY SHARE OF users", False),
+        ("SELECT id FROM memberships FOR UPDATE", False),
+        ("SELECT id FROM memberships FOR NO KEY UPDATE SKIP LOCKED", False),
+        ("UPDATE sessions SET last_seen_at=%(t)s WHERE sessions.id = %(id)s", False),
+        ("INSERT INTO audit_events (action) VALUES (%(a)s)", False),
+        ("WITH gone AS (DELETE FROM shares RETURNING id) SELECT count(*) FROM gone", False),
+        ("SAVEPOINT sa_savepoint_1", False),
+    ],
+)
+def test_only_a_plain_select_runs_outside_a_transaction(statement: str, alone: bool) -> None:
+    assert runs_alone(statement) is alone
+
+
+def test_a_signed_out_or_revoked_session_is_refused_on_the_very_next_request(
+    app_on_each_engine: Flask,
+) -> None:
+    """The savings above keep the session server-side: on PostgreSQL a GET now reads
+    outside a transaction, and still sees a sign-out or a revoke committed a moment ago
+    (each statement reads the latest committed rows); a copied cookie dies with its row."""
+    app = app_on_each_engine
+    laptop = signed_in_client(app, "ada@acme.test")
+    phone = signed_in_client(app, "ada@acme.test")
+    copied = app.test_client()
+    cookie = laptop.get_cookie(AUTH_COOKIE)
+    assert cookie is not None
+    copied.set_cookie(AUTH_COOKIE, cookie.value)
+    assert copied.get("/invoices/inv_7").status_code == 200
+    assert phone.get("/invoices/inv_7").status_code == 200
+
+    assert laptop.post("/sign-out").status_code in (302, 303)
+    refused = copied.get("/invoices/inv_7")
+    assert refused.status_code == 302 and refused.headers["Location"].startswith("/sign-in")
+    assert copied.get("/api/v1/invoices").status_code == 401
+
+    with app.app_context():
+        [left] = get_db().scalars(select(UserSession.public_id)).all()
+    assert phone.get("/account/sessions").status_code == 200
+    revoker = signed_in_client(app, "ada@acme.test")
+    assert revoker.post(f"/account/sessions/{left}/revoke").status_code == 303
+    assert phone.get("/invoices/inv_7").status_code == 302

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import contains_eager
 
-from ..db import get_db, utcnow
-from ..models import User, UserSession
+from ..db import first_read, get_db, utcnow
+from ..models import Membership, Organization, Share, User, UserSession
 
 # Session proofs that include a second factor (UserSession.proof); the principal and the
 # guards on removing a factor both read it.
@@ -128,13 +129,47 @@ def _lifetimes(auth_session: UserSession) -> tuple[timedelta, timedelta]:
     return timedelta(seconds=idle), timedelta(seconds=absolute)
 
 
-# The session a cookie names, and its user, in one statement. Every signed-in request
-# starts here, so it is built once with a bound parameter (see bench/throughput.py).
-_SESSION_AND_USER_BY_TOKEN = (
-    select(UserSession)
-    .options(joinedload(UserSession.user, innerjoin=True))
-    .where(UserSession.token_hash == bindparam("token_hash"))
+# The session a cookie names, its user, the user's roles with their organizations, and
+# whether the user holds any live share (invoiceapp.shares): everything the principal needs,
+# in one statement, one row per membership. Every signed-in request starts here, so it is
+# built once with bound parameters (see bench/throughput.py); the EXISTS lets the principal
+# skip the shares statement for the many users who hold none.
+_HAS_LIVE_SHARE = (
+    exists()
+    .where(
+        Share.guest_id == UserSession.user_id,
+        Share.accepted_at.is_not(None),
+        Share.revoked_at.is_(None),
+        Share.expires_at > bindparam("now"),
+    )
+    .label("has_live_share")
 )
+_SESSION_USER_AND_ROLES = (
+    select(UserSession, Membership.role, Organization, _HAS_LIVE_SHARE)
+    .join(UserSession.user)
+    .outerjoin(Membership, Membership.user_id == UserSession.user_id)
+    .outerjoin(Organization, Organization.id == Membership.organization_id)
+    .options(contains_eager(UserSession.user))
+    .where(UserSession.token_hash == bindparam("token_hash"))
+    .order_by(Membership.id)
+)
+
+
+@dataclass(frozen=True)
+class ReadWithSession:
+    """What the session's statement read for the principal (invoiceapp.principal)."""
+
+    user_id: int
+    memberships: tuple[tuple[str, Organization], ...]  # (role, organization), as joined
+    has_live_share: bool
+
+
+def read_with_session(user_id: int) -> ReadWithSession | None:
+    """The roles and the shares hint read with this request's session, once: the first
+    caller takes them, so a principal built again later (view-as started, a role changed
+    in this request) reads the database afresh."""
+    read: ReadWithSession | None = g.pop("read_with_session", None)
+    return read if read is not None and read.user_id == user_id else None
 
 
 def load_session_from_cookie() -> UserSession | None:
@@ -144,17 +179,24 @@ def load_session_from_cookie() -> UserSession | None:
     if not token or len(token) > 128:
         return None
     db = get_db()
-    auth_session = db.scalar(_SESSION_AND_USER_BY_TOKEN, {"token_hash": _token_hash(token)})
-    if auth_session is None:
+    now = utcnow()
+    parameters = {"token_hash": _token_hash(token), "now": now}
+    rows = first_read(db, lambda: db.execute(_SESSION_USER_AND_ROLES, parameters).all())
+    if not rows:
         g.auth_cookie = ("clear", "", False)
         return None
-    now = utcnow()
+    auth_session = rows[0][0]
     idle, absolute = _lifetimes(auth_session)
     if now - auth_session.last_seen_at > idle or now - auth_session.created_at > absolute:
         db.delete(auth_session)
         db.commit()
         g.auth_cookie = ("clear", "", False)
         return None
+    g.read_with_session = ReadWithSession(
+        user_id=auth_session.user_id,
+        memberships=tuple((role, org) for _, role, org, _ in rows if org is not None),
+        has_live_share=bool(rows[0][3]),
+    )
     touch_every = timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"])
     if now - auth_session.last_seen_at > touch_every:
         auth_session.last_seen_at = now
