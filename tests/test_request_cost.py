@@ -67,3 +67,64 @@ def test_a_page_without_limits_never_asks_the_limiter_and_limited_routes_still_a
     ]
     assert answers[-1] == 429
     app.extensions["db_engine"].dispose()
+
+
+def test_an_unlimited_page_never_enters_flask_limiter_at_all(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limiter's before-request hook asks first whether the route has limits: the
+    invoice page no longer makes Flask-Limiter work out its endpoint, exemptions and filters."""
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True)
+    client = signed_in_client(app, "ada@acme.test")
+    assert client.get("/invoices/inv_7").status_code == 200
+    entered: list[str] = []
+    real = limiter.identify_request
+
+    def identifying() -> str:
+        entered.append("limiter")
+        return real()
+
+    monkeypatch.setattr(limiter, "identify_request", identifying)
+    assert client.get("/invoices/inv_7").status_code == 200
+    assert client.get("/dashboard").status_code == 200
+    assert entered == []
+    assert client.get("/api/v1/invoices").status_code == 200
+    assert entered  # a route with limits still goes through the limiter
+    app.extensions["db_engine"].dispose()
+
+
+def test_with_limits_in_redis_a_page_sends_redis_nothing_and_sign_in_still_gets_its_429(
+    database_file: Path, redis_url: str
+) -> None:
+    """As deployed (limits shared in Redis), a page without limits costs no round trip to
+    Redis, and the limits that exist are still counted there and still refuse."""
+    import redis
+
+    app = make_test_app(
+        database_file,
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_STORAGE_URI=redis_url,
+        SIGN_IN_RATE_LIMIT="3 per minute",
+    )
+    server = redis.Redis.from_url(redis_url)
+    server.flushall()
+    client = signed_in_client(app, "ada@acme.test")  # sign-in itself is counted in Redis
+    assert client.get("/invoices/inv_7").status_code == 200
+
+    def commands() -> int:
+        return int(server.info("stats")["total_commands_processed"])
+
+    before = commands()
+    for _ in range(5):
+        assert client.get("/invoices/inv_7").status_code == 200
+    assert commands() - before == 1  # only the INFO that read the first count
+
+    stranger = app.test_client()
+    answers = [
+        stranger.post("/sign-in", data={"email": "linus@acme.test", "password": "no"}).status_code
+        for _ in range(4)
+    ]
+    assert answers[-1] == 429
+    assert commands() - before > 4  # those attempts were counted in Redis
+    server.close()
+    app.extensions["db_engine"].dispose()
