@@ -128,3 +128,49 @@ def test_with_limits_in_redis_a_page_sends_redis_nothing_and_sign_in_still_gets_
     assert commands() - before > 4  # those attempts were counted in Redis
     server.close()
     app.extensions["db_engine"].dispose()
+
+
+def test_header_links_built_once_still_follow_where_the_app_is_mounted(
+    database_file: Path,
+) -> None:
+    """The header's links are built once per process (fixed_url), keyed by the mount point:
+    the same app behind a path prefix (SCRIPT_NAME) links under that prefix, and not once
+    the prefix is gone."""
+    app = make_test_app(database_file)
+    client = signed_in_client(app, "ada@acme.test")
+    plain = client.get("/invoices/inv_7").get_data(as_text=True)
+    mounted = client.get("/invoices/inv_7", base_url="http://localhost/billing/")
+    assert mounted.status_code == 200
+    html = mounted.get_data(as_text=True)
+    assert 'href="/billing/static/app.css"' in html and 'href="/billing/dashboard"' in html
+    assert 'href="/static/app.css"' in plain and 'href="/dashboard"' in plain
+    again = client.get("/invoices/inv_7").get_data(as_text=True)
+    assert "/billing/" not in again
+    app.extensions["db_engine"].dispose()
+
+
+def test_security_headers_appear_once_each_and_a_view_s_own_value_is_kept(
+    database_file: Path,
+) -> None:
+    """The headers are added in one pass over what the view set: never twice, and never
+    over a value a view chose itself (an invitation link's page sets its Referrer-Policy)."""
+    app = make_test_app(database_file, AUTH_COOKIE_SECURE=True)
+
+    @app.get("/test-own-header")
+    def own_header() -> Any:
+        from flask import Response
+
+        return Response("ok", headers={"Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+
+    answer = app.test_client().get("/test-own-header")
+    assert answer.headers.getlist("Referrer-Policy") == ["no-referrer"]
+    for name in (
+        "Content-Security-Policy",
+        "X-Content-Type-Options",
+        "X-Frame-Options",
+        "Cross-Origin-Opener-Policy",
+        "Permissions-Policy",
+        "Strict-Transport-Security",
+    ):
+        assert len(answer.headers.getlist(name)) == 1, name
+    app.extensions["db_engine"].dispose()
