@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import request
 from sqlalchemy import create_engine, pool, text
 
 from conftest import POSTGRES_URL, app_on_postgres, make_test_app
 from invoiceapp.extensions import limiter
-from support import signed_in_client
+from support import signed_in_client, signed_in_through_the_form
 
 
 def test_a_connection_the_database_dropped_costs_one_503_and_the_next_request_recovers() -> None:
@@ -173,4 +174,29 @@ def test_security_headers_appear_once_each_and_a_view_s_own_value_is_kept(
         "Strict-Transport-Security",
     ):
         assert len(answer.headers.getlist(name)) == 1, name
+    app.extensions["db_engine"].dispose()
+
+
+def test_a_get_page_skips_the_csrf_check_early_and_a_post_without_a_token_is_still_400(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CSRF gate answers a GET at once (nothing to check) instead of asking Flask-WTF to
+    work out exemptions first; an unsafe request is checked exactly as before."""
+    from invoiceapp.extensions import csrf
+
+    app = make_test_app(database_file, WTF_CSRF_ENABLED=True)
+    client = signed_in_through_the_form(app, "ada@acme.test")
+    checked: list[str] = []
+    real = csrf.protect
+
+    def protecting(*args: Any, **kwargs: Any) -> Any:
+        checked.append(request.method)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(csrf, "protect", protecting)
+    assert client.get("/invoices/inv_7").status_code == 200
+    assert checked == []
+    refused = client.post("/invoices/inv_7/send", data={})
+    assert refused.status_code == 400
+    assert checked == ["POST"]
     app.extensions["db_engine"].dispose()
