@@ -116,8 +116,21 @@ def skip_routes_without_limits(app: Flask) -> None:
     of every signed-in page. Whether an endpoint has limits is fixed once the app is
     built, so it is worked out once per endpoint, with the limiter's own rules, and the
     pages without any are let through untouched. Routes with limits are checked as before.
+
+    The limiter's own before-request hook is swapped for one that asks that question
+    first: an unlimited page then never enters Flask-Limiter at all (it used to work out
+    the request's endpoint, exemptions and filters before reaching the same answer).
     """
     app.extensions["endpoints_with_limits"] = {}
+    hooks = app.before_request_funcs.setdefault(None, [])
+    if limiter._check_request_limit in hooks:  # not there when limits are switched off
+        hooks[hooks.index(limiter._check_request_limit)] = _check_limits_only_where_there_are_some
+
+
+def _check_limits_only_where_there_are_some() -> None:
+    """Flask-Limiter's check, for the routes that have limits (sign-in, the API…)."""
+    if not _has_no_limits():
+        limiter._check_request_limit()
 
 
 @limiter.request_filter

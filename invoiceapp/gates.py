@@ -49,6 +49,8 @@ _HARMLESS_WHEN_ANONYMOUS = frozenset({"authn.sign_out"})
 
 
 def csrf_gate() -> None:
+    if request.method not in current_app.config["WTF_CSRF_METHODS"]:
+        return  # a GET carries no token to check; Flask-WTF says the same, only later
     if not current_app.config["WTF_CSRF_ENABLED"]:
         return
     if request.endpoint in _HARMLESS_WHEN_ANONYMOUS and not current_user.is_authenticated:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from psycopg import pq
 from sqlalchemy import create_engine, event, pool, select, text
 
@@ -18,7 +18,7 @@ from conftest import POSTGRES_URL, Clock, app_on_postgres, make_test_app
 from invoiceapp.db import get_db, runs_alone
 from invoiceapp.extensions import limiter
 from invoiceapp.models import UserSession
-from support import AUTH_COOKIE, signed_in_client
+from support import AUTH_COOKIE, signed_in_client, signed_in_through_the_form
 
 
 def drop_the_pooled_connection(app: Flask) -> None:
@@ -231,3 +231,135 @@ def test_a_signed_out_or_revoked_session_is_refused_on_the_very_next_request(
     revoker = signed_in_client(app, "ada@acme.test")
     assert revoker.post(f"/account/sessions/{left}/revoke").status_code == 303
     assert phone.get("/invoices/inv_7").status_code == 302
+
+
+def test_an_unlimited_page_never_enters_flask_limiter_at_all(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The limiter's before-request hook asks first whether the route has limits: the
+    invoice page no longer makes Flask-Limiter work out its endpoint, exemptions and filters."""
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True)
+    client = signed_in_client(app, "ada@acme.test")
+    assert client.get("/invoices/inv_7").status_code == 200
+    entered: list[str] = []
+    real = limiter.identify_request
+
+    def identifying() -> str:
+        entered.append("limiter")
+        return real()
+
+    monkeypatch.setattr(limiter, "identify_request", identifying)
+    assert client.get("/invoices/inv_7").status_code == 200
+    assert client.get("/dashboard").status_code == 200
+    assert entered == []
+    assert client.get("/api/v1/invoices").status_code == 200
+    assert entered  # a route with limits still goes through the limiter
+    app.extensions["db_engine"].dispose()
+
+
+def test_with_limits_in_redis_a_page_sends_redis_nothing_and_sign_in_still_gets_its_429(
+    database_file: Path, redis_url: str
+) -> None:
+    """As deployed (limits shared in Redis), a page without limits costs no round trip to
+    Redis, and the limits that exist are still counted there and still refuse."""
+    import redis
+
+    app = make_test_app(
+        database_file,
+        RATELIMIT_ENABLED=True,
+        RATELIMIT_STORAGE_URI=redis_url,
+        SIGN_IN_RATE_LIMIT="3 per minute",
+    )
+    server = redis.Redis.from_url(redis_url)
+    server.flushall()
+    client = signed_in_client(app, "ada@acme.test")  # sign-in itself is counted in Redis
+    assert client.get("/invoices/inv_7").status_code == 200
+
+    def commands() -> int:
+        return int(server.info("stats")["total_commands_processed"])
+
+    before = commands()
+    for _ in range(5):
+        assert client.get("/invoices/inv_7").status_code == 200
+    assert commands() - before == 1  # only the INFO that read the first count
+
+    stranger = app.test_client()
+    answers = [
+        stranger.post("/sign-in", data={"email": "linus@acme.test", "password": "no"}).status_code
+        for _ in range(4)
+    ]
+    assert answers[-1] == 429
+    assert commands() - before > 4  # those attempts were counted in Redis
+    server.close()
+    app.extensions["db_engine"].dispose()
+
+
+def test_header_links_built_once_still_follow_where_the_app_is_mounted(
+    database_file: Path,
+) -> None:
+    """The header's links are built once per process (fixed_url), keyed by the mount point:
+    the same app behind a path prefix (SCRIPT_NAME) links under that prefix, and not once
+    the prefix is gone."""
+    app = make_test_app(database_file)
+    client = signed_in_client(app, "ada@acme.test")
+    plain = client.get("/invoices/inv_7").get_data(as_text=True)
+    mounted = client.get("/invoices/inv_7", base_url="http://localhost/billing/")
+    assert mounted.status_code == 200
+    html = mounted.get_data(as_text=True)
+    assert 'href="/billing/static/app.css"' in html and 'href="/billing/dashboard"' in html
+    assert 'href="/static/app.css"' in plain and 'href="/dashboard"' in plain
+    again = client.get("/invoices/inv_7").get_data(as_text=True)
+    assert "/billing/" not in again
+    app.extensions["db_engine"].dispose()
+
+
+def test_security_headers_appear_once_each_and_a_view_s_own_value_is_kept(
+    database_file: Path,
+) -> None:
+    """The headers are added in one pass over what the view set: never twice, and never
+    over a value a view chose itself (an invitation link's page sets its Referrer-Policy)."""
+    app = make_test_app(database_file, AUTH_COOKIE_SECURE=True)
+
+    @app.get("/test-own-header")
+    def own_header() -> Any:
+        from flask import Response
+
+        return Response("ok", headers={"Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})
+
+    answer = app.test_client().get("/test-own-header")
+    assert answer.headers.getlist("Referrer-Policy") == ["no-referrer"]
+    for name in (
+        "Content-Security-Policy",
+        "X-Content-Type-Options",
+        "X-Frame-Options",
+        "Cross-Origin-Opener-Policy",
+        "Permissions-Policy",
+        "Strict-Transport-Security",
+    ):
+        assert len(answer.headers.getlist(name)) == 1, name
+    app.extensions["db_engine"].dispose()
+
+
+def test_a_get_page_skips_the_csrf_check_early_and_a_post_without_a_token_is_still_400(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CSRF gate answers a GET at once (nothing to check) instead of asking Flask-WTF to
+    work out exemptions first; an unsafe request is checked exactly as before."""
+    from invoiceapp.extensions import csrf
+
+    app = make_test_app(database_file, WTF_CSRF_ENABLED=True)
+    client = signed_in_through_the_form(app, "ada@acme.test")
+    checked: list[str] = []
+    real = csrf.protect
+
+    def protecting(*args: Any, **kwargs: Any) -> Any:
+        checked.append(request.method)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(csrf, "protect", protecting)
+    assert client.get("/invoices/inv_7").status_code == 200
+    assert checked == []
+    refused = client.post("/invoices/inv_7/send", data={})
+    assert refused.status_code == 400
+    assert checked == ["POST"]
+    app.extensions["db_engine"].dispose()

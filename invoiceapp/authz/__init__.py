@@ -1,7 +1,8 @@
 """Authorization: may this principal do this action to this resource?
 
 - policy.py   the permission tables as data (POLICY per role, SELF_SERVICE for one's own
-              account), and can(), the only code that reads them
+              account), and can(), the only code that reads them (with allowed_actions(),
+              its form for a page's buttons: several actions in one evaluation)
 - scope.py    lookups limited to the principal's organizations (404 is decided here)
 - enforce.py  authorize(): the 403 and the elevation check at the action boundary
 - view_as.py  view as member: starting and ending it, and the gate that refuses writes

@@ -8,7 +8,7 @@ every rule starts from the principal's role in the resource's organization.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -312,6 +312,56 @@ def support_token_refusal(principal: Principal, organization_slug: str) -> Decis
                             missing="one of the organization's own members",
                             rule=SUPPORT_RULE)  # fmt: skip
     return None
+
+
+def allowed_actions(
+    principal: Principal | None, resource: object, actions: Iterable[str]
+) -> frozenset[str]:
+    """The ones of ``actions`` that can() allows: one evaluation for a page's buttons.
+
+    Every answer starts from the same inputs (the resource's organization, the role there,
+    the organization's security policy), so they are read once here rather than once per
+    button. Each action then meets the same rule and invariants as in can(). A guest by a
+    share, one's own account or a stranger is simply asked of can() action by action.
+    Buttons only: the action itself still asks can() through authorize() when it arrives.
+    """
+    actions = tuple(actions)
+    organization = organization_of(resource)
+    role = None
+    if principal is not None and organization is not None:
+        role = principal.role_in(organization.id)
+    if principal is None or organization is None or role is None:
+        return frozenset(action for action in actions if can(principal, action, resource))
+    if organization.id in principal.support:  # support access: rare, and can() words it
+        return frozenset(action for action in actions if can(principal, action, resource))
+    refusals: dict[bool, org_security.Refusal | None] = {}  # reading or not: the policy's say
+    allowed = set()
+    for action in actions:
+        if action not in POLICY:  # one's own account, or unknown (can() raises KeyError)
+            if can(principal, action, resource):
+                allowed.add(action)
+            continue
+        custom = None if role in POLICY[action] else principal.custom_role(organization.id, role)
+        if custom is not None:
+            rule, called = custom_rule(custom, action), custom.name
+        elif role in POLICY[action]:
+            rule, called = POLICY[action][role], role
+        else:
+            continue  # a custom role deleted meanwhile: can() says no
+        if rule in (Rule.NO, Rule.TRANSFER_FIRST):
+            continue  # refusals whatever the resource: no need to word them
+        question = _Question(principal, action, resource, called, rule, needed="")
+        decision = _ROLE_RULES[rule](question)
+        if decision.allowed:
+            decision = _invariants(principal, action, resource, role, decision, {})
+        if not decision.allowed:
+            continue
+        reading = action in READ_ONLY_ACTIONS
+        if reading not in refusals:
+            refusals[reading] = org_security.refusal(principal, organization, reading=reading)
+        if refusals[reading] is None and _narrowed(principal, decision).allowed:
+            allowed.add(action)
+    return frozenset(allowed)
 
 
 SHARE_RULE = "share"

@@ -43,7 +43,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from ..audit import record_audit
 from ..authn.gate import login_required
 from ..authz.enforce import authorize
-from ..authz.policy import Decision, can, grant_for
+from ..authz.policy import Decision, allowed_actions, can, grant_for
 from ..authz.scope import (
     NEWEST_FIRST,
     active_organization,
@@ -229,10 +229,13 @@ def show(invoice_id: str) -> ResponseReturnValue:
     invoice = invoice_in_my_orgs_or_404(invoice_id)
     authorize("invoice.read", invoice)
     principal = require_principal()
+    # The page's buttons, asked of the policy in one evaluation (each action asks again).
+    buttons = allowed_actions(principal, invoice, INVOICE_BUTTONS)
     return render_template(
         "invoices/show.html",
         invoice=invoice,
-        sending_ends_editing=_sending_ends_editing(principal, invoice),
+        buttons=buttons,
+        sending_ends_editing=_sending_ends_editing(principal, invoice, buttons),
         # Someone outside the organization reads it by a share: say whose, and until when.
         grant=grant_for(principal, invoice)
         if principal.role_in(invoice.organization_id) is None
@@ -240,13 +243,24 @@ def show(invoice_id: str) -> ResponseReturnValue:
     )
 
 
-def _sending_ends_editing(principal: Principal, invoice: Invoice) -> bool:
+# The actions the invoice page offers a button for (templates/invoices/show.html).
+INVOICE_BUTTONS = (
+    "invoice.update",
+    "invoice.send",
+    "invoice.mark_paid",
+    "invoice.void",
+    "invoice.duplicate",
+    "invoice.delete",
+)
+
+
+def _sending_ends_editing(principal: Principal, invoice: Invoice, buttons: frozenset[str]) -> bool:
     """Whether this person may edit the draft now, but would not once it is sent.
 
     Asked of the policy about the same invoice as it would be after sending, rather than
     spelled out here ("a member…"), so the warning cannot drift from the rule it warns of.
     """
-    if not (can(principal, "invoice.send", invoice) and can(principal, "invoice.update", invoice)):
+    if not {"invoice.send", "invoice.update"} <= buttons:
         return False
     # Never added to the session: only the fields the update rule reads.
     as_sent = Invoice(
