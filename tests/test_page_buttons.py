@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from test_policy_matrix import (
     ADMIN,
     CREDENTIALS,
+    ELSEWHERE,
     HOME,
     MEMBER,
     custom_principal,
@@ -31,6 +32,7 @@ from test_policy_matrix import (
     principal,
     resources,
     security_cases,
+    support_principal,
 )
 
 from invoiceapp.authz import policy
@@ -101,6 +103,27 @@ def test_allowed_actions_answers_like_can_for_custom_roles_and_guests(app_contex
             if allowed_actions(guest, resource, EVERY_ACTION) != one_by_one(guest, resource):
                 mismatches.append(f"guest {role} {kind} {credential}")
     assert not mismatches, "\n".join(mismatches[:20])
+
+
+def test_allowed_actions_answers_like_can_for_a_support_engineer(app_context: None) -> None:
+    """Support access refuses actions whatever the role: a support engineer's buttons are
+    the same answers, read-only or admin, inside the supported organization and out."""
+    mismatches = []
+    for role, credential, home in itertools.product(
+        ("read_only", MEMBER, ADMIN), CREDENTIALS, (True, False)
+    ):
+        who = support_principal(role, credential)
+        org = organization(HOME if home else ELSEWHERE, "pro", False, "any")
+        for action in sorted(ONE_PER_RESOURCE):
+            for resource, context, _fields in resources(action, org, MEMBER):
+                if not context and allowed_actions(who, resource, EVERY_ACTION) != one_by_one(
+                    who, resource
+                ):
+                    mismatches.append(f"support {role} {credential} {home} {action}")
+    assert not mismatches, "\n".join(mismatches[:20])
+    admin = support_principal(ADMIN, CREDENTIALS[0])
+    buttons = allowed_actions(admin, organization(HOME, "pro", False, "any"), EVERY_ACTION)
+    assert "org.billing.read" not in buttons and "member.invite" not in buttons
 
 
 def test_allowed_actions_for_nobody_is_nothing_and_an_unknown_action_still_raises(
