@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import flask_login
 import pytest
 from flask import Flask
 from psycopg import pq
@@ -17,7 +18,8 @@ from sqlalchemy import create_engine, event, pool, select, text
 from conftest import POSTGRES_URL, Clock, app_on_postgres, make_test_app
 from invoiceapp.db import get_db, runs_alone
 from invoiceapp.extensions import limiter
-from invoiceapp.models import UserSession
+from invoiceapp.models import Membership, Organization, UserSession
+from invoiceapp.principal import require_principal
 from support import AUTH_COOKIE, signed_in_client
 
 
@@ -231,3 +233,31 @@ def test_a_signed_out_or_revoked_session_is_refused_on_the_very_next_request(
     revoker = signed_in_client(app, "ada@acme.test")
     assert revoker.post(f"/account/sessions/{left}/revoke").status_code == 303
     assert phone.get("/invoices/inv_7").status_code == 302
+
+
+def test_roles_read_with_the_session_are_read_again_after_this_request_commits(
+    app_on_each_engine: Flask,
+) -> None:
+    """The session's statement reads the roles before any view runs. A request that
+    changes a membership and commits, and only then asks who it is (a page rendered after
+    joining an organization), must see the change: after a commit the roles are read
+    afresh, before it the session's statement answers and no other is sent."""
+    app = app_on_each_engine
+    cookie = signed_in_client(app, "ada@acme.test").get_cookie(AUTH_COOKIE)
+    assert cookie is not None
+    headers = {"Cookie": f"{AUTH_COOKIE}={cookie.value}"}
+
+    with app.test_request_context("/dashboard", headers=headers):
+        assert [o.slug for o in require_principal().organizations.values()] == ["acme"]
+
+    with app.test_request_context("/dashboard", headers=headers):
+        ada = flask_login.current_user  # the authentication gate's lookup: the roles too
+        assert ada.is_authenticated
+        db = get_db()
+        globex = db.scalar(select(Organization).where(Organization.slug == "globex"))
+        assert globex is not None
+        db.add(Membership(user_id=ada.id, organization_id=globex.id, role="member"))
+        db.commit()
+        principal = require_principal()
+        assert principal.role_in(globex.id) == "member"
+        assert sorted(o.slug for o in principal.organizations.values()) == ["acme", "globex"]

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, exists, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import contains_eager
 
-from ..db import first_read, get_db, utcnow
+from ..db import commits_so_far, first_read, get_db, utcnow
 from ..models import Membership, Organization, Share, User, UserSession
 
 # Session proofs that include a second factor (UserSession.proof); the principal and the
@@ -162,14 +162,18 @@ class ReadWithSession:
     user_id: int
     memberships: tuple[tuple[str, Organization], ...]  # (role, organization), as joined
     has_live_share: bool
+    commits: int  # the request's commits when it was read (invoiceapp.db.commits_so_far)
 
 
 def read_with_session(user_id: int) -> ReadWithSession | None:
-    """The roles and the shares hint read with this request's session, once: the first
-    caller takes them, so a principal built again later (view-as started, a role changed
-    in this request) reads the database afresh."""
+    """The roles and the shares hint read with this request's session, once, and only
+    while nothing was committed since: the first caller takes them, so a principal built
+    again later (view-as started), or first built after this request changed a membership
+    or accepted a share, reads the database afresh."""
     read: ReadWithSession | None = g.pop("read_with_session", None)
-    return read if read is not None and read.user_id == user_id else None
+    if read is None or read.user_id != user_id or read.commits != commits_so_far(get_db()):
+        return None
+    return read
 
 
 def load_session_from_cookie() -> UserSession | None:
@@ -192,11 +196,6 @@ def load_session_from_cookie() -> UserSession | None:
         db.commit()
         g.auth_cookie = ("clear", "", False)
         return None
-    g.read_with_session = ReadWithSession(
-        user_id=auth_session.user_id,
-        memberships=tuple((role, org) for _, role, org, _ in rows if org is not None),
-        has_live_share=bool(rows[0][3]),
-    )
     touch_every = timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"])
     if now - auth_session.last_seen_at > touch_every:
         auth_session.last_seen_at = now
@@ -206,6 +205,12 @@ def load_session_from_cookie() -> UserSession | None:
             # Another writer holds the database. "Last seen" can wait for the next
             # request; a page that only reads should not fail for it.
             db.rollback()
+    g.read_with_session = ReadWithSession(
+        user_id=auth_session.user_id,
+        memberships=tuple((role, org) for _, role, org, _ in rows if org is not None),
+        has_live_share=bool(rows[0][3]),
+        commits=commits_so_far(db),
+    )
     g.auth_session = auth_session
     return auth_session
 
