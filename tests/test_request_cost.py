@@ -261,3 +261,23 @@ def test_roles_read_with_the_session_are_read_again_after_this_request_commits(
         principal = require_principal()
         assert principal.role_in(globex.id) == "member"
         assert sorted(o.slug for o in principal.organizations.values()) == ["acme", "globex"]
+
+
+def test_a_page_open_to_everyone_reads_a_signed_in_session_once(app: Flask) -> None:
+    """The home page has no sign-in gate, so view-as's gate asks for the session before
+    Flask-Login does; the cookie is still looked up once, not once for each."""
+    client = signed_in_client(app, "ada@acme.test")
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    client.get("/")
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        home = client.get("/")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert home.status_code == 200 and "Ada Lovelace" in home.get_data(as_text=True)
+    assert sum("FROM sessions" in statement for statement in seen) == 1, seen

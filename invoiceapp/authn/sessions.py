@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, inspect, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import contains_eager
 
@@ -177,7 +177,25 @@ def read_with_session(user_id: int) -> ReadWithSession | None:
 
 
 def load_session_from_cookie() -> UserSession | None:
-    """Look the cookie's token up. Expired or unknown tokens count as no session at all."""
+    """The session the request's cookie names, looked up once per request: a gate may ask
+    (current_session) before Flask-Login does, on a page open to everyone, and a second
+    statement would read the same row again. A session deleted since (signed out, ended)
+    counts as none. Expired or unknown tokens count as no session at all."""
+    if "cookie_session" not in g:
+        g.cookie_session = _look_up_cookie()
+    auth_session: UserSession | None = g.cookie_session
+    if auth_session is not None and _deleted(auth_session):
+        auth_session = None
+    g.auth_session = auth_session
+    return auth_session
+
+
+def _deleted(auth_session: UserSession) -> bool:
+    state = inspect(auth_session)
+    return state.deleted or state.was_deleted or auth_session in get_db().deleted
+
+
+def _look_up_cookie() -> UserSession | None:
     token = request.cookies.get(current_app.config["AUTH_COOKIE_NAME"])
     g.auth_session = None
     if not token or len(token) > 128:
