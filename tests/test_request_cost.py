@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,8 +15,10 @@ import pytest
 from flask import Flask
 from psycopg import pq
 from sqlalchemy import create_engine, event, pool, select, text
+from sqlalchemy.exc import OperationalError
 
 from conftest import POSTGRES_URL, Clock, app_on_postgres, make_test_app
+from invoiceapp import principal as principal_module
 from invoiceapp.db import get_db, runs_alone
 from invoiceapp.extensions import limiter
 from invoiceapp.models import Membership, Organization, UserSession
@@ -281,3 +284,23 @@ def test_a_page_open_to_everyone_reads_a_signed_in_session_once(app: Flask) -> N
         event.remove(engine, "before_cursor_execute", count)
     assert home.status_code == 200 and "Ada Lovelace" in home.get_data(as_text=True)
     assert sum("FROM sessions" in statement for statement in seen) == 1, seen
+
+
+def test_an_outage_met_while_making_a_403_page_is_a_503(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make load` found a 500: PostgreSQL stopped while a member's refused delete was
+    answered, and the 403 page's "Why?" (the custom roles that would allow it) met the
+    outage inside the error handler. An outage is a 503 wherever it is met."""
+    app = make_test_app(database_file, PROPAGATE_EXCEPTIONS=False)
+    linus = signed_in_client(app, "linus@acme.test")
+    outage = OperationalError("SELECT …", {}, sqlite3.OperationalError("database is locked"))
+
+    def unavailable(*_args: Any) -> Any:
+        raise outage
+
+    monkeypatch.setattr(principal_module, "_custom_roles_in", unavailable)
+    response = linus.post("/invoices/inv_7/delete")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert "Traceback" not in response.get_data(as_text=True)
