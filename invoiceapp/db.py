@@ -137,12 +137,25 @@ def init_db(app: Flask) -> None:
         app.config["DATABASE_URL"], busy_timeout_seconds=app.config["SQLITE_BUSY_TIMEOUT_SECONDS"]
     )
     app.extensions["db_engine"] = engine
-    app.extensions["db_sessionmaker"] = sessionmaker(engine, expire_on_commit=False)
+    makers = {"db_sessionmaker": sessionmaker(engine, expire_on_commit=False)}
     if engine.dialect.name == "postgresql":
-        app.extensions["db_read_sessionmaker"] = sessionmaker(
+        makers["db_read_sessionmaker"] = sessionmaker(
             transaction_at_first_write(engine), expire_on_commit=False
         )
+    for name, maker in makers.items():
+        event.listen(maker, "after_commit", _count_commit)
+        app.extensions[name] = maker
     app.teardown_appcontext(_close_session)
+
+
+def _count_commit(db: Session) -> None:
+    db.info["commits"] = db.info.get("commits", 0) + 1
+
+
+def commits_so_far(db: Session) -> int:
+    """How many times this session has committed: something read before a commit may be
+    out of date after it (invoiceapp.authn.sessions keeps the roles it read until then)."""
+    return int(db.info.get("commits", 0))
 
 
 def get_db() -> Session:

@@ -152,6 +152,12 @@ def _api_challenge() -> str:
 
 
 def handle_http_error(error: HTTPException) -> Response:
+    original = getattr(error, "original_exception", None)
+    if isinstance(error, InternalServerError) and original is not None:
+        if is_database_unavailable(original):
+            # The database went away while an answer was being made (a 403 page's "Why?"
+            # reads custom roles): the same 503 as anywhere else, not a 500.
+            error = DatabaseUnavailable()
     status = error.code or 500
     if request_ctx.url_adapter is None and wants_json():
         # An untrusted Host header under /api/: the API's JSON, like every other answer there.

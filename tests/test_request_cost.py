@@ -3,21 +3,26 @@
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import flask_login
 import pytest
 from flask import Flask, request
 from psycopg import pq
 from sqlalchemy import create_engine, event, pool, select, text
+from sqlalchemy.exc import OperationalError
 
 from conftest import POSTGRES_URL, Clock, app_on_postgres, make_test_app
+from invoiceapp import principal as principal_module
 from invoiceapp.db import get_db, runs_alone
 from invoiceapp.extensions import limiter
-from invoiceapp.models import UserSession
+from invoiceapp.models import Membership, Organization, UserSession
+from invoiceapp.principal import require_principal
 from support import AUTH_COOKIE, signed_in_client, signed_in_through_the_form
 
 
@@ -363,3 +368,71 @@ def test_a_get_page_skips_the_csrf_check_early_and_a_post_without_a_token_is_sti
     assert refused.status_code == 400
     assert checked == ["POST"]
     app.extensions["db_engine"].dispose()
+
+
+def test_roles_read_with_the_session_are_read_again_after_this_request_commits(
+    app_on_each_engine: Flask,
+) -> None:
+    """The session's statement reads the roles before any view runs. A request that
+    changes a membership and commits, and only then asks who it is (a page rendered after
+    joining an organization), must see the change: after a commit the roles are read
+    afresh, before it the session's statement answers and no other is sent."""
+    app = app_on_each_engine
+    cookie = signed_in_client(app, "ada@acme.test").get_cookie(AUTH_COOKIE)
+    assert cookie is not None
+    headers = {"Cookie": f"{AUTH_COOKIE}={cookie.value}"}
+
+    with app.test_request_context("/dashboard", headers=headers):
+        assert [o.slug for o in require_principal().organizations.values()] == ["acme"]
+
+    with app.test_request_context("/dashboard", headers=headers):
+        ada = flask_login.current_user  # the authentication gate's lookup: the roles too
+        assert ada.is_authenticated
+        db = get_db()
+        globex = db.scalar(select(Organization).where(Organization.slug == "globex"))
+        assert globex is not None
+        db.add(Membership(user_id=ada.id, organization_id=globex.id, role="member"))
+        db.commit()
+        principal = require_principal()
+        assert principal.role_in(globex.id) == "member"
+        assert sorted(o.slug for o in principal.organizations.values()) == ["acme", "globex"]
+
+
+def test_a_page_open_to_everyone_reads_a_signed_in_session_once(app: Flask) -> None:
+    """The home page has no sign-in gate, so view-as's gate asks for the session before
+    Flask-Login does; the cookie is still looked up once, not once for each."""
+    client = signed_in_client(app, "ada@acme.test")
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    client.get("/")
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        home = client.get("/")
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert home.status_code == 200 and "Ada Lovelace" in home.get_data(as_text=True)
+    assert sum("FROM sessions" in statement for statement in seen) == 1, seen
+
+
+def test_an_outage_met_while_making_a_403_page_is_a_503(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make load` found a 500: PostgreSQL stopped while a member's refused delete was
+    answered, and the 403 page's "Why?" (the custom roles that would allow it) met the
+    outage inside the error handler. An outage is a 503 wherever it is met."""
+    app = make_test_app(database_file, PROPAGATE_EXCEPTIONS=False)
+    linus = signed_in_client(app, "linus@acme.test")
+    outage = OperationalError("SELECT …", {}, sqlite3.OperationalError("database is locked"))
+
+    def unavailable(*_args: Any) -> Any:
+        raise outage
+
+    monkeypatch.setattr(principal_module, "_custom_roles_in", unavailable)
+    response = linus.post("/invoices/inv_7/delete")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert "Traceback" not in response.get_data(as_text=True)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import Flask, Response, current_app, g, request
-from sqlalchemy import bindparam, exists, select
+from sqlalchemy import bindparam, exists, inspect, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import contains_eager
 
-from ..db import first_read, get_db, utcnow
+from ..db import commits_so_far, first_read, get_db, utcnow
 from ..models import Membership, Organization, Share, User, UserSession
 
 # Session proofs that include a second factor (UserSession.proof); the principal and the
@@ -162,18 +162,40 @@ class ReadWithSession:
     user_id: int
     memberships: tuple[tuple[str, Organization], ...]  # (role, organization), as joined
     has_live_share: bool
+    commits: int  # the request's commits when it was read (invoiceapp.db.commits_so_far)
 
 
 def read_with_session(user_id: int) -> ReadWithSession | None:
-    """The roles and the shares hint read with this request's session, once: the first
-    caller takes them, so a principal built again later (view-as started, a role changed
-    in this request) reads the database afresh."""
+    """The roles and the shares hint read with this request's session, once, and only
+    while nothing was committed since: the first caller takes them, so a principal built
+    again later (view-as started), or first built after this request changed a membership
+    or accepted a share, reads the database afresh."""
     read: ReadWithSession | None = g.pop("read_with_session", None)
-    return read if read is not None and read.user_id == user_id else None
+    if read is None or read.user_id != user_id or read.commits != commits_so_far(get_db()):
+        return None
+    return read
 
 
 def load_session_from_cookie() -> UserSession | None:
-    """Look the cookie's token up. Expired or unknown tokens count as no session at all."""
+    """The session the request's cookie names, looked up once per request: a gate may ask
+    (current_session) before Flask-Login does, on a page open to everyone, and a second
+    statement would read the same row again. A session deleted since (signed out, ended)
+    counts as none. Expired or unknown tokens count as no session at all."""
+    if "cookie_session" not in g:
+        g.cookie_session = _look_up_cookie()
+    auth_session: UserSession | None = g.cookie_session
+    if auth_session is not None and _deleted(auth_session):
+        auth_session = None
+    g.auth_session = auth_session
+    return auth_session
+
+
+def _deleted(auth_session: UserSession) -> bool:
+    state = inspect(auth_session)
+    return state.deleted or state.was_deleted or auth_session in get_db().deleted
+
+
+def _look_up_cookie() -> UserSession | None:
     token = request.cookies.get(current_app.config["AUTH_COOKIE_NAME"])
     g.auth_session = None
     if not token or len(token) > 128:
@@ -192,11 +214,6 @@ def load_session_from_cookie() -> UserSession | None:
         db.commit()
         g.auth_cookie = ("clear", "", False)
         return None
-    g.read_with_session = ReadWithSession(
-        user_id=auth_session.user_id,
-        memberships=tuple((role, org) for _, role, org, _ in rows if org is not None),
-        has_live_share=bool(rows[0][3]),
-    )
     touch_every = timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"])
     if now - auth_session.last_seen_at > touch_every:
         auth_session.last_seen_at = now
@@ -206,6 +223,12 @@ def load_session_from_cookie() -> UserSession | None:
             # Another writer holds the database. "Last seen" can wait for the next
             # request; a page that only reads should not fail for it.
             db.rollback()
+    g.read_with_session = ReadWithSession(
+        user_id=auth_session.user_id,
+        memberships=tuple((role, org) for _, role, org, _ in rows if org is not None),
+        has_live_share=bool(rows[0][3]),
+        commits=commits_so_far(db),
+    )
     g.auth_session = auth_session
     return auth_session
 
