@@ -28,6 +28,10 @@ import seed as seed_module
 from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
 from support import REDIS_SERVER, free_port, live_server, postgres_schema, wait_until_up
+from url_builders import reuse_compiled_url_builders
+
+# Most tests build an app of their own; compile its URL rules once per worker (url_builders.py).
+reuse_compiled_url_builders()
 
 TEST_CONFIG: dict[str, Any] = {
     "TESTING": True,
