@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 import seed as seed_module
 from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
+from seeded_rows import forget, reseed
 from support import REDIS_SERVER, free_port, live_server, postgres_schema, wait_until_up
 from url_builders import reuse_compiled_url_builders
 
@@ -79,6 +79,7 @@ def app_on_postgres(*, seeded: bool = True, **overrides: Any) -> Iterator[Flask]
                     seed_module.seed(get_db())
             yield app
         finally:
+            forget(app)
             app.extensions["db_engine"].dispose()
 
 
@@ -382,18 +383,13 @@ def postgres_app() -> Iterator[Flask]:
     ]
 )
 def app_on_each_engine(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
-    """The seeded app on SQLite, then on PostgreSQL (one schema per module, emptied and
-    seeded again for each test)."""
+    """The seeded app on SQLite, then on PostgreSQL (one schema per module, given the
+    seeded rows again for each test)."""
     if request.param == "sqlite":
         app = make_test_app(database_file)
         yield app
         app.extensions["db_engine"].dispose()
         return
     app = request.getfixturevalue("postgres_app")
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with app.extensions["db_engine"].begin() as connection:
-        # Row triggers (the audit log's append-only guard) do not fire on TRUNCATE.
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    with app.app_context():
-        seed_module.seed(get_db())
+    reseed(app)  # the seeded rows copied back in (seeded_rows.py)
     yield app
