@@ -35,13 +35,14 @@ import pyotp
 import pytest
 import redis
 from flask import Flask
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 
 import seed as seed_module
 from conftest import TEST_CONFIG, app_on_postgres, make_test_app
-from invoiceapp.db import Base, get_db, utcnow
+from invoiceapp.db import utcnow
 from invoiceapp.mail import read_outbox
 from invoiceapp.models import SecurityCounter, SecurityEvent, User, UserSession
+from seeded_rows import reseed
 from support import PASSWORD, REDIS_SERVER, all_at_once, free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,22 +235,19 @@ def server(
 
 def _restore_seeded_data(app: Flask, seeded_database: Path) -> None:
     """The seeded data again, through the database (the server keeps running): SQLite
-    copies the seeded file's pages in with its backup API; PostgreSQL empties every table
-    (TRUNCATE skips the audit log's append-only triggers) and seeds it again."""
+    copies the seeded file's pages in with its backup API; PostgreSQL gets the seeded rows
+    copied back (seeded_rows.py)."""
     engine = app.extensions["db_engine"]
-    if engine.dialect.name == "sqlite":
-        engine.dispose()
-        with (
-            sqlite3.connect(seeded_database) as source,
-            sqlite3.connect(engine.url.database) as target,
-        ):
-            source.backup(target)
+    if engine.dialect.name != "sqlite":
+        reseed(app)
         return
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    with app.app_context():
-        seed_module.seed(get_db())
+    engine.dispose()
+    source, target = sqlite3.connect(seeded_database), sqlite3.connect(engine.url.database)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
 
 
 # --- Failure-only rate limits (Flask-Limiter, in Redis) --------------------------------------
