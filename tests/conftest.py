@@ -24,13 +24,14 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 import seed as seed_module
+from compiled_once import reuse_compiled_templates, reuse_compiled_url_builders
 from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
 from seeded_rows import forget, reseed
 from support import REDIS_SERVER, free_port, live_server, postgres_schema, wait_until_up
-from url_builders import reuse_compiled_url_builders
 
-# Most tests build an app of their own; compile its URL rules once per worker (url_builders.py).
+# Most tests build an app of their own; compile its URL rules and templates once per worker
+# (compiled_once.py).
 reuse_compiled_url_builders()
 
 TEST_CONFIG: dict[str, Any] = {
@@ -52,7 +53,7 @@ def make_test_app(database_file: Path, **overrides: Any) -> Flask:
         "DATABASE_URL": f"sqlite:///{database_file}",
         "MAIL_OUTBOX_DIR": str(database_file.parent / "outbox"),
     }
-    return create_app({**settings, **overrides})
+    return reuse_compiled_templates(create_app({**settings, **overrides}))
 
 
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
@@ -72,7 +73,9 @@ def app_on_postgres(*, seeded: bool = True, **overrides: Any) -> Iterator[Flask]
         pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
     with postgres_schema(POSTGRES_URL) as url:
         seed_module.migrate(url)
-        app = create_app({**TEST_CONFIG, **overrides, "DATABASE_URL": url})
+        app = reuse_compiled_templates(
+            create_app({**TEST_CONFIG, **overrides, "DATABASE_URL": url})
+        )
         try:
             if seeded:
                 with app.app_context():
