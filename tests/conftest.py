@@ -238,8 +238,9 @@ def live_demo_server(database_file: Path) -> Iterator[tuple[str, Session]]:
         yield served
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
+    """One Chromium per test worker (each page gets a context of its own)."""
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
     from playwright.sync_api import sync_playwright
