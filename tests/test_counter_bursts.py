@@ -9,7 +9,7 @@ times (the mail burst MAIL_ROUNDS). Needs redis-server (and INVOICEAPP_TEST_POST
 the PostgreSQL half).
 
 Starting gunicorn was most of a test's time (16 starts), so one server serves the tests
-whose budgets cannot meet (SERVERS: three per engine), and each test starts all the same
+whose budgets cannot meet (SERVERS: two per engine), and each test starts all the same
 from the seeded data, empty rate-limit counters and an empty outbox.
 """
 
@@ -150,26 +150,25 @@ def _rounds(run: Callable[[int], Counter[int]], rounds: int = ROUNDS) -> list[Co
 
 
 # The budgets each server sets. A server holds the budgets of several tests when no test
-# can meet another's: the sign-in budgets per address and per account (each test's burst
-# comes from fresh addresses for a fresh account); the counters kept in the database (each
-# test counts on an account, or a session, that no other touches); the per-account
-# budgets of the second step and of re-authentication. Two budgets that would meet (the
-# second step's account budget and its code lock, the slow-down and the per-account
-# budget) are on different servers.
+# can meet another's budget: the rate limits in Redis (per address and per account at
+# sign-in, per account at the second step and at re-authentication: each burst comes from
+# fresh addresses, each test counts failures on its own account, and a success is never
+# counted) on one server; the counters kept in the database (each test counts on an
+# account, or a session, that no other touches) on the other. The two that would meet
+# stay apart: the slow-down would answer a per-account sign-in burst before its budget
+# did, and the code lock would refuse codes the second step's budget should count.
 SERVERS: dict[str, dict[str, str]] = {
-    "sign-in budgets": {
+    "rate limits in Redis": {
         "SIGN_IN_RATE_LIMIT": "5 per minute",
         "SIGN_IN_ACCOUNT_RATE_LIMIT": "5 per hour",
+        "TWO_FACTOR_ACCOUNT_RATE_LIMIT": "5 per hour",
+        "REAUTH_ACCOUNT_RATE_LIMIT": "3 per hour",
     },
     "counters in the database": {
         "SIGN_IN_SLOWDOWN_AFTER": "3",
         "TWO_FACTOR_MAX_FAILURES": "5",
         "REAUTH_MAX_FAILURES": "5",
         "EMAIL_CHANGE_RATE_LIMIT": "5 per hour",
-    },
-    "account budgets": {
-        "TWO_FACTOR_ACCOUNT_RATE_LIMIT": "5 per hour",
-        "REAUTH_ACCOUNT_RATE_LIMIT": "3 per hour",
     },
 }
 
