@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
@@ -343,24 +345,46 @@ def _race_server(engine_name: str, folder: Path, redis_url: str) -> Iterator[tup
             app.extensions["db_engine"].dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture()
 def served(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
-) -> Iterator[tuple[str, Flask]]:
+    shared_served: tuple[str, Flask], seeded_database: Path, redis_url: str
+) -> tuple[str, Flask]:
     """gunicorn with RACE_WORKERS processes on a seeded database, fresh for this test; its
-    URL, and an app on the same database for the test's own reads and writes."""
-    with _race_server(request.param, tmp_path, redis_url) as served:
-        yield served
+    URL, and an app on the same database for the test's own reads and writes. The server
+    is ``shared_served`` (starting gunicorn was most of such a test's time); the seeded
+    data is put back and Redis emptied before the test."""
+    _base, app = shared_served
+    restore_seeded_data(app, seeded_database)
+    redis.Redis.from_url(redis_url).flushdb()
+    return shared_served
+
+
+def restore_seeded_data(app: Flask, seeded_database: Path) -> None:
+    """The seeded data again in ``app``'s database, while servers keep running on it: SQLite
+    copies the seeded file's pages in with its backup API; PostgreSQL gets the seeded rows
+    copied back (seeded_rows.py)."""
+    engine = app.extensions["db_engine"]
+    if engine.dialect.name != "sqlite":
+        reseed(app)
+        return
+    engine.dispose()
+    source, target = sqlite3.connect(seeded_database), sqlite3.connect(engine.url.database)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def shared_served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[tuple[str, Flask]]:
-    """Like ``served``, but one server per engine for every test that asks for it: for races
-    that each round run on rows of their own (a fresh invoice, a fresh key), and so cannot
-    see another test's. Starting gunicorn is most of such a test's time (each xdist worker
-    that runs such a test starts its own)."""
+    """One server per engine for every test that asks for it, the data left as the last test
+    left it (``served`` puts the seeded data back first): for races that each round run on
+    rows of their own (a fresh invoice, a fresh key), and so cannot see another test's.
+    Starting gunicorn is most of such a test's time (each xdist worker that runs such a
+    test starts its own)."""
     folder = tmp_path_factory.mktemp(f"shared-served-{request.param}")
     with _race_server(request.param, folder, redis_url) as served:
         yield served

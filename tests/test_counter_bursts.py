@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -38,11 +37,10 @@ from flask import Flask
 from sqlalchemy import func, select, update
 
 import seed as seed_module
-from conftest import TEST_CONFIG, app_on_postgres, make_test_app
+from conftest import TEST_CONFIG, app_on_postgres, make_test_app, restore_seeded_data
 from invoiceapp.db import utcnow
 from invoiceapp.mail import read_outbox
 from invoiceapp.models import SecurityCounter, SecurityEvent, User, UserSession
-from seeded_rows import reseed
 from support import PASSWORD, REDIS_SERVER, all_at_once, free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -225,28 +223,11 @@ def server(
 ) -> Callable[..., str]:
     """``server(SOME_LIMIT="5 per hour")``: the URL of the server with that budget, after
     putting back the seeded data and emptying the rate-limit counters and the outbox."""
-    _restore_seeded_data(servers.app, seeded_database)
+    restore_seeded_data(servers.app, seeded_database)
     redis.Redis.from_url(redis_url).flushdb()
     shutil.rmtree(outbox, ignore_errors=True)
     outbox.mkdir()
     return servers.url_for
-
-
-def _restore_seeded_data(app: Flask, seeded_database: Path) -> None:
-    """The seeded data again, through the database (the server keeps running): SQLite
-    copies the seeded file's pages in with its backup API; PostgreSQL gets the seeded rows
-    copied back (seeded_rows.py)."""
-    engine = app.extensions["db_engine"]
-    if engine.dialect.name != "sqlite":
-        reseed(app)
-        return
-    engine.dispose()
-    source, target = sqlite3.connect(seeded_database), sqlite3.connect(engine.url.database)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
 
 
 # --- Failure-only rate limits (Flask-Limiter, in Redis) --------------------------------------
