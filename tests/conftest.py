@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -19,15 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 import seed as seed_module
+from compiled_once import reuse_compiled_templates, reuse_compiled_url_builders
 from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
+from seeded_rows import forget, reseed
 from support import REDIS_SERVER, free_port, live_server, postgres_schema, wait_until_up
+
+# Most tests build an app of their own; compile its URL rules and templates once per worker
+# (compiled_once.py).
+reuse_compiled_url_builders()
 
 TEST_CONFIG: dict[str, Any] = {
     "TESTING": True,
@@ -48,7 +55,7 @@ def make_test_app(database_file: Path, **overrides: Any) -> Flask:
         "DATABASE_URL": f"sqlite:///{database_file}",
         "MAIL_OUTBOX_DIR": str(database_file.parent / "outbox"),
     }
-    return create_app({**settings, **overrides})
+    return reuse_compiled_templates(create_app({**settings, **overrides}))
 
 
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")
@@ -68,13 +75,16 @@ def app_on_postgres(*, seeded: bool = True, **overrides: Any) -> Iterator[Flask]
         pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
     with postgres_schema(POSTGRES_URL) as url:
         seed_module.migrate(url)
-        app = create_app({**TEST_CONFIG, **overrides, "DATABASE_URL": url})
+        app = reuse_compiled_templates(
+            create_app({**TEST_CONFIG, **overrides, "DATABASE_URL": url})
+        )
         try:
             if seeded:
                 with app.app_context():
                     seed_module.seed(get_db())
             yield app
         finally:
+            forget(app)
             app.extensions["db_engine"].dispose()
 
 
@@ -230,8 +240,9 @@ def live_demo_server(database_file: Path) -> Iterator[tuple[str, Session]]:
         yield served
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
+    """One Chromium per test worker (each page gets a context of its own)."""
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (apt-get install chromium); .ci/run installs it")
     from playwright.sync_api import sync_playwright
@@ -337,24 +348,46 @@ def _race_server(engine_name: str, folder: Path, redis_url: str) -> Iterator[tup
             app.extensions["db_engine"].dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture()
 def served(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
-) -> Iterator[tuple[str, Flask]]:
+    shared_served: tuple[str, Flask], seeded_database: Path, redis_url: str
+) -> tuple[str, Flask]:
     """gunicorn with RACE_WORKERS processes on a seeded database, fresh for this test; its
-    URL, and an app on the same database for the test's own reads and writes."""
-    with _race_server(request.param, tmp_path, redis_url) as served:
-        yield served
+    URL, and an app on the same database for the test's own reads and writes. The server
+    is ``shared_served`` (starting gunicorn was most of such a test's time); the seeded
+    data is put back and Redis emptied before the test."""
+    _base, app = shared_served
+    restore_seeded_data(app, seeded_database)
+    redis.Redis.from_url(redis_url).flushdb()
+    return shared_served
+
+
+def restore_seeded_data(app: Flask, seeded_database: Path) -> None:
+    """The seeded data again in ``app``'s database, while servers keep running on it: SQLite
+    copies the seeded file's pages in with its backup API; PostgreSQL gets the seeded rows
+    copied back (seeded_rows.py)."""
+    engine = app.extensions["db_engine"]
+    if engine.dialect.name != "sqlite":
+        reseed(app)
+        return
+    engine.dispose()
+    source, target = sqlite3.connect(seeded_database), sqlite3.connect(engine.url.database)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def shared_served(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, redis_url: str
 ) -> Iterator[tuple[str, Flask]]:
-    """Like ``served``, but one server per engine for every test that asks for it: for races
-    that each round run on rows of their own (a fresh invoice, a fresh key), and so cannot
-    see another test's. Starting gunicorn is most of such a test's time (each xdist worker
-    that runs such a test starts its own)."""
+    """One server per engine for every test that asks for it, the data left as the last test
+    left it (``served`` puts the seeded data back first): for races that each round run on
+    rows of their own (a fresh invoice, a fresh key), and so cannot see another test's.
+    Starting gunicorn is most of such a test's time (each xdist worker that runs such a
+    test starts its own)."""
     folder = tmp_path_factory.mktemp(f"shared-served-{request.param}")
     with _race_server(request.param, folder, redis_url) as served:
         yield served
@@ -381,18 +414,13 @@ def postgres_app() -> Iterator[Flask]:
     ]
 )
 def app_on_each_engine(request: pytest.FixtureRequest, database_file: Path) -> Iterator[Flask]:
-    """The seeded app on SQLite, then on PostgreSQL (one schema per module, emptied and
-    seeded again for each test)."""
+    """The seeded app on SQLite, then on PostgreSQL (one schema per module, given the
+    seeded rows again for each test)."""
     if request.param == "sqlite":
         app = make_test_app(database_file)
         yield app
         app.extensions["db_engine"].dispose()
         return
     app = request.getfixturevalue("postgres_app")
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with app.extensions["db_engine"].begin() as connection:
-        # Row triggers (the audit log's append-only guard) do not fire on TRUNCATE.
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    with app.app_context():
-        seed_module.seed(get_db())
+    reseed(app)  # the seeded rows copied back in (seeded_rows.py)
     yield app

@@ -168,9 +168,11 @@ def test_passwords_full_of_lookalike_symbols_get_a_shorter_head(
 
 
 def test_a_crafted_password_is_answered_quickly(problems: Any) -> None:
-    started = time.perf_counter()
+    # CPU time, not wall time: on a machine busy with other work (CI, the suite's own
+    # workers) the wall clock says how long we waited, not how much work the check took.
+    started = time.process_time()
     assert problems(LOOKALIKES * 12) == []
-    assert time.perf_counter() - started < 2  # about 0.3 s; over 10 s without the shorter head
+    assert time.process_time() - started < 2  # about 0.3 s; over 10 s without the shorter head
 
 
 def test_weak_score_without_a_warning_still_says_why(

@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 
 import seed
 from conftest import app_on_postgres
-from invoiceapp.db import Base, get_db, utcnow
+from invoiceapp.db import utcnow
 from invoiceapp.models import MAX_AMOUNT_MINOR, Invoice, Organization, UserSession
+from seeded_rows import reseed
 from support import (
     NEW_INVOICE_LOCATION,
     PASSWORD,
@@ -62,12 +63,8 @@ def postgres_app() -> Iterator[Flask]:
 
 @pytest.fixture()
 def app(postgres_app: Flask) -> Flask:
-    """The same app, its database emptied and seeded again for this test."""
-    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with postgres_app.extensions["db_engine"].begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    with postgres_app.app_context():
-        seed.seed(get_db())
+    """The same app, its database given the seeded rows again for this test."""
+    reseed(postgres_app)
     return postgres_app
 
 

@@ -35,7 +35,12 @@ from support import REDIS_SERVER, all_at_once, postgres_schema
 
 WORKERS = 3
 AT_ONCE = 4
-ROUNDS = 15
+# With the two guards taken out (is_newest always true; claim_token without its "unused"
+# condition), 15 rounds each: every claim round let three of four claims win, on both
+# engines; on PostgreSQL the reset round left 2 to 4 working links in five of the first six
+# (SQLite serialises the issuing writes, so that race needs PostgreSQL to show). Six rounds
+# keep a miss on PostgreSQL below one in ten thousand.
+ROUNDS = 6
 NEW_PASSWORD = "glacier kelp mesa indigo {n}"
 
 pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")

@@ -31,15 +31,31 @@ def test_mypy_finds_no_type_errors_in_invoiceapp() -> None:
     assert checked.stdout.startswith("Success: no issues found")
 
 
-def test_make_test_lints_and_type_checks_before_it_runs_the_suite() -> None:
+def test_make_test_lints_first_then_type_checks_beside_the_suite() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    recipe = makefile.split("\ntest: install\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    commands = [line.strip() for line in recipe if line.startswith("\t")]
+    recipe = makefile.split("\ntest: install\n", 1)[1].split("\n\n", 1)[0]
+    commands = [" ".join(line.split()) for line in recipe.replace("\\\n", " ").splitlines()]
     assert commands == [
         "$(BIN)/python -m ruff check .",
-        "$(BIN)/python -m mypy",
-        "$(BIN)/python -m pytest -n auto",
+        "$(BIN)/python -m mypy & mypy=$$!; $(BIN)/python -m pytest -n auto; suite=$$?; "
+        "wait $$mypy && exit $$suite",
     ]
+
+
+def test_the_make_test_recipe_fails_when_only_mypy_fails_or_only_the_suite_fails(
+    tmp_path: Path,
+) -> None:
+    """The recipe's shell line (run by sh, as make does) with mypy and pytest swapped for
+    true and false: the run fails if either fails, whichever finishes first."""
+    makefile = (ROOT / "Makefile").read_text()
+    line = makefile.split("\ntest: install\n", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    shell = " ".join(part.strip().rstrip("\\") for part in line).replace("$$", "$")
+    for mypy, suite, expected in [("true", "true", 0), ("false", "true", 1), ("true", "false", 1)]:
+        script = shell.replace("$(BIN)/python -m mypy", mypy).replace(
+            "$(BIN)/python -m pytest -n auto", suite
+        )
+        ran = subprocess.run(["sh", "-c", script], cwd=tmp_path, check=False)
+        assert (ran.returncode != 0) == bool(expected), (mypy, suite, script)
 
 
 def test_rows_changed_counts_only_the_rows_a_conditional_update_matched(

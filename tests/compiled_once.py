@@ -1,0 +1,88 @@
+"""Each test worker compiles the app's URL builders and templates once, not once per test.
+
+Why: the suite builds a fresh app for almost every test, and a fresh app compiles
+everything again. Two kinds of compiling were most of a test's CPU:
+
+- URL builders: building the app cost about 45 ms, nearly all of it Werkzeug turning each
+  of the app's ~140 URL rules into a small Python function with ``compile()``. That
+  function depends only on the rule's parsed parts, its defaults and whether unknown
+  arguments are appended, and reads the rule's converters through its ``self`` argument
+  when called; so one compiled function serves every app's copy of the same rule.
+- Templates: each app's Jinja environment parses and compiles every template it renders
+  (about a third of test_orgs.py's CPU). Jinja's own bytecode cache keeps the compiled
+  code of a template, checked against its source; here it is kept in memory and shared
+  by every test app of the worker (they configure Jinja alike).
+
+Only the tests do this; the app itself is untouched, and with a Werkzeug that no longer
+has ``Rule._compile_builder`` the URL builders are left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import CodeType
+from typing import Any
+
+from flask import Flask
+from jinja2.bccache import Bucket, BytecodeCache
+from werkzeug.routing import Rule
+
+_Builder = Callable[..., tuple[str, str]]
+
+
+def _rule_key(rule: Rule, append_unknown: bool) -> tuple[Any, ...]:
+    """Everything the generated function depends on."""
+    defaults = sorted((key, repr(value)) for key, value in (rule.defaults or {}).items())
+    converters = sorted((name, type(c).__name__) for name, c in rule._converters.items())
+    return (
+        rule.rule,
+        rule.subdomain,
+        rule.host,
+        rule.merge_slashes,
+        tuple(rule._trace),
+        tuple(defaults),
+        tuple(converters),
+        append_unknown,
+    )
+
+
+def reuse_compiled_url_builders() -> None:
+    """Memoize ``Rule._compile_builder`` for the rest of this process."""
+    original = getattr(Rule, "_compile_builder", None)
+    if original is None or getattr(original, "memoized", False):
+        return
+    compiled: dict[tuple[Any, ...], _Builder] = {}
+
+    def compile_builder(self: Rule, append_unknown: bool = True) -> _Builder:
+        key = _rule_key(self, append_unknown)
+        if key not in compiled:
+            compiled[key] = original(self, append_unknown)
+        return compiled[key]
+
+    compile_builder.memoized = True  # type: ignore[attr-defined]
+    Rule._compile_builder = compile_builder  # type: ignore[method-assign]
+
+
+class _TemplateCodeInMemory(BytecodeCache):
+    """Compiled template code by template and source checksum, for this process."""
+
+    def __init__(self) -> None:
+        self.code: dict[str, tuple[str, CodeType]] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        checksum, code = self.code.get(bucket.key, ("", None))
+        if code is not None and checksum == bucket.checksum:  # a changed template compiles
+            bucket.code = code
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        if bucket.code is not None:
+            self.code[bucket.key] = (bucket.checksum, bucket.code)
+
+
+TEMPLATE_CODE = _TemplateCodeInMemory()
+
+
+def reuse_compiled_templates(app: Flask) -> Flask:
+    """Let ``app`` render with template code another test app of this worker compiled."""
+    app.jinja_env.bytecode_cache = TEMPLATE_CODE
+    return app

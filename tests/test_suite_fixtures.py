@@ -1,0 +1,132 @@
+"""The shortcuts that keep the suite fast change nothing a test can see.
+
+- compiled_once.py: test apps share compiled URL builders and template code; a second app
+  compiles nothing, builds the same URLs and renders the same pages, and a template whose
+  source changed is compiled again.
+- seeded_rows.py: a PostgreSQL schema put back to its seeded rows holds exactly what
+  seeding gave it (rows and the next id of every table), and its triggers work again.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, url_for
+from jinja2.bccache import Bucket
+from sqlalchemy import Connection, func, select, text
+
+from compiled_once import TEMPLATE_CODE
+from conftest import make_test_app
+from invoiceapp.db import Base
+from invoiceapp.models import Invoice, InvoiceCount, Organization
+from seeded_rows import reseed
+
+
+def _builder(app: Flask, endpoint: str) -> object:
+    (rule,) = app.url_map._rules_by_endpoint[endpoint]
+    return rule._build.__func__  # type: ignore[attr-defined]
+
+
+def test_a_second_test_app_compiles_no_template_and_no_url_builder_again(
+    database_file: Path,
+) -> None:
+    first = make_test_app(database_file)
+    assert first.test_client().get("/sign-in").status_code == 200
+    compiled = dict(TEMPLATE_CODE.code)
+    assert compiled
+
+    second = make_test_app(database_file)
+    page = second.test_client().get("/sign-in")
+
+    assert page.status_code == 200
+    assert "<form" in page.get_data(as_text=True)
+    assert TEMPLATE_CODE.code == compiled  # rendered from the first app's code
+    assert _builder(second, "static") is _builder(first, "static")
+    with first.test_request_context(), second.test_request_context():
+        assert url_for("static", filename="app.css") == "/static/app.css"
+
+
+def test_a_template_whose_source_changed_is_compiled_again() -> None:
+    bucket = Bucket(None, "a-template", "checksum-before")  # type: ignore[arg-type]
+    bucket.code = compile("x = 1", "<template>", "exec")
+    TEMPLATE_CODE.dump_bytecode(bucket)
+
+    changed = Bucket(None, "a-template", "checksum-after")  # type: ignore[arg-type]
+    TEMPLATE_CODE.load_bytecode(changed)
+    same = Bucket(None, "a-template", "checksum-before")  # type: ignore[arg-type]
+    TEMPLATE_CODE.load_bytecode(same)
+
+    assert changed.code is None
+    assert same.code is bucket.code
+    del TEMPLATE_CODE.code["a-template"]
+
+
+def _state(connection: Connection) -> dict[str, tuple[int, int]]:
+    """Each table's row count and the id its next row would get (without taking one)."""
+    state = {}
+    for table in Base.metadata.sorted_tables:
+        count = connection.scalar(select(func.count()).select_from(table)) or 0
+        sequence = None
+        if "id" in table.c:
+            sequence = connection.scalar(
+                text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": f'"{table.name}"'}
+            )
+        next_id = 0
+        if sequence:
+            last, called = connection.execute(
+                text(f"SELECT last_value, is_called FROM {sequence}")
+            ).one()
+            next_id = last + 1 if called else last
+        state[table.name] = (count, next_id)
+    return state
+
+
+def test_postgresql_reseeded_holds_what_seeding_gave_and_its_triggers_count_again(
+    postgres_app: Flask,
+) -> None:
+    engine = postgres_app.extensions["db_engine"]
+    reseed(postgres_app)  # the first time: emptied, seeded, copied aside
+    with engine.connect() as connection:
+        seeded = _state(connection)
+    with engine.begin() as connection:
+        _add_a_draft(connection)
+    with engine.connect() as connection:
+        assert _state(connection) != seeded
+
+    reseed(postgres_app)  # now from the copy
+
+    with engine.connect() as connection:
+        assert _state(connection) == seeded
+        drafts = _acme_drafts(connection)
+    # The triggers were off only while rows were copied back: a new draft is counted.
+    with engine.begin() as connection:
+        _add_a_draft(connection)
+    with engine.connect() as connection:
+        assert _acme_drafts(connection) == drafts + 1
+
+
+def _acme() -> Any:
+    return select(Organization.id).where(Organization.slug == "acme").scalar_subquery()
+
+
+def _add_a_draft(connection: Connection) -> None:
+    connection.execute(
+        Invoice.__table__.insert().values(
+            public_id="inv_reseedtest00001", organization_id=_acme(), number=9999,
+            customer="Gone after reseed", amount_minor=1, currency="EUR",
+            status="draft", issue_date=date(2024, 1, 1), due_date=date(2024, 2, 1),
+        )
+    )  # fmt: skip
+
+
+def _acme_drafts(connection: Connection) -> int:
+    return (
+        connection.scalar(
+            select(InvoiceCount.live_count).where(
+                InvoiceCount.organization_id == _acme(), InvoiceCount.status == "draft"
+            )
+        )
+        or 0
+    )
