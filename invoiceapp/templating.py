@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from flask import Flask, current_app, g, request, url_for
+from flask_wtf import csrf as flask_wtf_csrf
 from markupsafe import Markup, escape
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -81,6 +82,19 @@ def fixed_url(endpoint: str, **values: Any) -> str:
     return url
 
 
+def csrf_token() -> str:
+    """The request's CSRF token, for every form on the page.
+
+    Flask-WTF's generate_csrf() signs the token once per request, but each call still
+    reads its settings and the session again; a page with four forms asked it four
+    times. The first form of a request asks it, the others reuse the answer.
+    """
+    token: str | None = g.get("csrf_token_for_forms")
+    if token is None:
+        token = g.csrf_token_for_forms = flask_wtf_csrf.generate_csrf()
+    return token
+
+
 # Letters of right-to-left scripts (Hebrew, Arabic, Syriac, Thaana, N'Ko…), and a run of
 # them with the spaces, digits and marks between: one name or phrase to isolate.
 _RTL = "\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufefc\U00010800-\U00010fff\U0001e800-\U0001efff"
@@ -102,6 +116,7 @@ def isolate_rtl(text: str) -> Markup:
 def init_templating(app: Flask) -> None:
     app.extensions["fixed_urls"] = {}
     app.jinja_env.globals["fixed_url"] = fixed_url
+    app.jinja_env.globals["csrf_token"] = csrf_token  # replaces Flask-WTF's generate_csrf
     app.jinja_env.globals["can"] = can_in_template
     app.jinja_env.globals["role_name_in"] = _role_name_in
     app.jinja_env.globals["explain"] = explain

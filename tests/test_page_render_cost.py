@@ -1,0 +1,42 @@
+"""What rendering the signed-in invoice page costs, and that each saving kept the page
+the same (issue 21 item 1; /work/wt/prompts/prof.py and bench/ measure the speed)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask_wtf import csrf as flask_wtf_csrf
+
+from support import signed_in_through_the_form
+
+
+def test_every_form_on_the_invoice_page_carries_one_token_computed_once(
+    csrf_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four forms (Mark paid, Void, End elevation, Sign out) used to call generate_csrf()
+    four times; the page asks once and every form gets that token, which the CSRF check
+    still accepts."""
+    client = signed_in_through_the_form(csrf_app, "ada@acme.test")
+    asked: list[None] = []
+    real = flask_wtf_csrf.generate_csrf
+
+    def counting(*args: Any, **kwargs: Any) -> str:
+        asked.append(None)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(flask_wtf_csrf, "generate_csrf", counting)
+    page = client.get("/invoices/inv_7")
+    assert page.status_code == 200
+    tokens = re.findall(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)
+    assert len(tokens) == 4 and len(set(tokens)) == 1, tokens
+    assert len(asked) == 1
+
+    refused = client.post("/invoices/inv_7/mark-paid", data={"csrf_token": "forged"})
+    assert refused.status_code == 400
+    assert "badge-sent" in client.get("/invoices/inv_7").text
+    marked = client.post("/invoices/inv_7/mark-paid", data={"csrf_token": tokens[-1]})
+    assert marked.status_code == 303
+    assert "badge-paid" in client.get("/invoices/inv_7").text
