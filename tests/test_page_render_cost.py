@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask_wtf import csrf as flask_wtf_csrf
 
-from support import signed_in_through_the_form
+from support import signed_in_client, signed_in_through_the_form
 
 
 def test_every_form_on_the_invoice_page_carries_one_token_computed_once(
@@ -40,3 +40,24 @@ def test_every_form_on_the_invoice_page_carries_one_token_computed_once(
     marked = client.post("/invoices/inv_7/mark-paid", data={"csrf_token": tokens[-1]})
     assert marked.status_code == 303
     assert "badge-paid" in client.get("/invoices/inv_7").text
+
+
+def test_the_invoice_page_is_built_from_its_template_the_layout_and_the_macros_only(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The header's session state is a macro now, not an include: an include looked a
+    template up and built a new context on every page. The state is still there."""
+    client = signed_in_client(app, "ada@acme.test")
+    looked_up: list[str] = []
+    real = app.jinja_env.get_template
+
+    def recording(name: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(str(name))
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(app.jinja_env, "get_template", recording)
+    page = client.get("/invoices/inv_7")
+    assert page.status_code == 200
+    assert 'data-testid="session-state"' in page.text and "Elevated — " in page.text
+    assert 'name="next" value="/invoices/inv_7"' in page.text  # End elevation comes back here
+    assert set(looked_up) == {"invoices/show.html", "base.html", "macros.html"}, looked_up
