@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask import request as flask_request
 from flask_wtf import csrf as flask_wtf_csrf
 
 from support import signed_in_client, signed_in_through_the_form
@@ -61,3 +62,32 @@ def test_the_invoice_page_is_built_from_its_template_the_layout_and_the_macros_o
     assert 'data-testid="session-state"' in page.text and "Elevated — " in page.text
     assert 'name="next" value="/invoices/inv_7"' in page.text  # End elevation comes back here
     assert set(looked_up) == {"invoices/show.html", "base.html", "macros.html"}, looked_up
+
+
+class _CountingRequest:
+    """Stands in for the templates' `request`: counts each attribute read."""
+
+    def __init__(self) -> None:
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.reads.append(name)
+        return getattr(flask_request, name)
+
+
+def test_the_header_reads_the_request_path_once_and_still_marks_the_current_link(
+    app: Flask,
+) -> None:
+    """Each `request.path` in a template goes through Flask's context-local proxy; the
+    header compared it with each of its links. It reads it once now."""
+    client = signed_in_client(app, "ada@acme.test")
+    counting = _CountingRequest()
+    # Flask puts `request` in every template's context, for the app and again for the
+    # view's blueprint: a last context processor of the blueprint's replaces it.
+    app.template_context_processors["invoices"].append(lambda: {"request": counting})
+    page = client.get("/invoices/inv_7")
+    assert page.status_code == 200
+    assert counting.reads.count("path") == 1, counting.reads
+    assert re.search(r'href="/invoices"[^>]*aria-current="page">Invoices<', page.text)
+    assert not re.search(r'aria-current="page">(Dashboard|Account)<', page.text)
+    assert 'name="next" value="/invoices/inv_7"' in page.text
