@@ -7,10 +7,13 @@ traces, the gate that answered an error page, the principal's state in the heade
 from __future__ import annotations
 
 import re
+from collections import ChainMap
 from typing import Any
 
 from flask import Flask, current_app, g, request, url_for
 from flask_wtf import csrf as flask_wtf_csrf
+from jinja2.environment import Template, TemplateModule
+from jinja2.runtime import Context
 from markupsafe import Markup, escape
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -113,7 +116,25 @@ def isolate_rtl(text: str) -> Markup:
     return Markup("").join(out)
 
 
+class ImportFriendlyTemplate(Template):
+    """A Jinja template whose `{% from "macros.html" import … %}` costs a set operation.
+
+    On every import Jinja checks whether the importing template has globals the imported
+    one lacks (then it must build the module again), by subtracting one ChainMap's keys
+    from a set in Python: about 14 µs, twice a page. The same check done in C answers the
+    same, and the cached module is used as before.
+    """
+
+    def _get_default_module(self, ctx: Context | None = None) -> TemplateModule:
+        own = self.globals.maps if isinstance(self.globals, ChainMap) else [self.globals]
+        if ctx is not None and not ctx.globals_keys.difference(*own):
+            ctx = None  # nothing new to see: the cached module will do
+        return super()._get_default_module(ctx)
+
+
 def init_templating(app: Flask) -> None:
+    # Before the first template is loaded: the environment makes templates of this class.
+    app.jinja_env.template_class = ImportFriendlyTemplate
     app.extensions["fixed_urls"] = {}
     app.jinja_env.globals["fixed_url"] = fixed_url
     app.jinja_env.globals["csrf_token"] = csrf_token  # replaces Flask-WTF's generate_csrf

@@ -4,6 +4,7 @@ the same (issue 21 item 1; /work/wt/prompts/prof.py and bench/ measure the speed
 from __future__ import annotations
 
 import re
+from collections import ChainMap
 from typing import Any
 
 import pytest
@@ -91,3 +92,33 @@ def test_the_header_reads_the_request_path_once_and_still_marks_the_current_link
     assert re.search(r'href="/invoices"[^>]*aria-current="page">Invoices<', page.text)
     assert not re.search(r'aria-current="page">(Dashboard|Account)<', page.text)
     assert 'name="next" value="/invoices/inv_7"' in page.text
+
+
+def test_importing_the_macros_uses_the_built_module_without_comparing_globals_in_python(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `{% from "macros.html" import … %}` asked, key by key in Python, whether the
+    importing template had globals the macros lack. The same question is asked in C now;
+    a template with globals of its own still gets a module built for it, as in Jinja."""
+    client = signed_in_client(app, "ada@acme.test")
+    compared: list[object] = []
+    real = ChainMap.__contains__
+
+    def counting(self: ChainMap[Any, Any], key: object) -> bool:
+        compared.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(ChainMap, "__contains__", counting)
+    page = client.get("/invoices/inv_7")
+    assert page.status_code == 200 and 'class="badge badge-sent"' in page.text
+    assert compared == []
+
+    with app.test_request_context("/"):
+        source = '{% from "macros.html" import status_badge %}{{ status_badge("paid") }}'
+        plain = app.jinja_env.from_string(source)
+        extra = app.jinja_env.from_string(source, globals={"only_here": 1})
+        assert plain.render() == extra.render() == '<span class="badge badge-paid">paid</span>'
+        macros = app.jinja_env.get_template("macros.html")
+        built = macros.module  # the module built once, imports reuse it
+        assert macros._get_default_module(plain.new_context()) is built
+        assert macros._get_default_module(extra.new_context()) is not built
