@@ -20,15 +20,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 
-from common import ROOT, SERVER_ENVIRONMENT, free_port, wait_until_up
+from common import ROOT
 from throughput import (
     APP,
     BARE_APP,
@@ -38,33 +35,9 @@ from throughput import (
     prepare,
     raw_get,
     redis_server,
+    served,
     signed_in_request,
 )
-
-
-@contextmanager
-def served_from(root: Path, app: str, environment: dict[str, str], health: str) -> Iterator[int]:
-    """throughput.served(), with the code (and gunicorn.conf.py) of the checkout ``root``."""
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
-        **SERVER_ENVIRONMENT,
-        "PYTHONPATH": str(root),
-        "WEB_CONCURRENCY": str(WORKERS),
-        "BIND": f"127.0.0.1:{port}",
-        **environment,
-    }
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
-         "-c", "gunicorn.conf.py", app],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_until_up(f"http://127.0.0.1:{port}{health}", process)
-        yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def main() -> int:
@@ -86,12 +59,12 @@ def main() -> int:
             prepare(url)
         limits = {"FLASK_RATELIMIT_STORAGE_URI": stack.enter_context(redis_server(folder))}
         targets: dict[str, tuple[int, bytes]] = {}
-        port = stack.enter_context(served_from(ROOT, BARE_APP, limits, "/"))
+        port = stack.enter_context(served(BARE_APP, limits, "/"))
         targets["bare"] = (port, raw_get("/", port))
         for engine, url in urls.items():
             for when, root in checkouts.items():
                 environment = {**limits, "FLASK_DATABASE_URL": url}
-                port = stack.enter_context(served_from(root, APP, environment, "/healthz"))
+                port = stack.enter_context(served(APP, environment, "/healthz", root))
                 targets[f"{engine}, {when}"] = (port, signed_in_request(port))
         for port, request in targets.values():  # warm up every worker
             hammer(port, request, 1.0, args.threads)

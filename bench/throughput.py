@@ -93,12 +93,16 @@ def redis_server(folder: Path) -> Iterator[str]:
 
 
 @contextmanager
-def served(app: str, environment: dict[str, str], health: str) -> Iterator[int]:
-    """gunicorn -c gunicorn.conf.py serving ``app`` on a free loopback port; yields the port."""
+def served(
+    app: str, environment: dict[str, str], health: str, root: Path = ROOT
+) -> Iterator[int]:
+    """gunicorn -c gunicorn.conf.py serving ``app`` on a free loopback port; yields the port.
+    ``root``: the checkout whose code (and gunicorn.conf.py) serves (bench/before_after.py)."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
         **SERVER_ENVIRONMENT,
+        "PYTHONPATH": str(root),
         "WEB_CONCURRENCY": str(WORKERS),
         "BIND": f"127.0.0.1:{port}",
         **environment,
@@ -106,7 +110,7 @@ def served(app: str, environment: dict[str, str], health: str) -> Iterator[int]:
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
          "-c", "gunicorn.conf.py", app],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         wait_until_up(f"http://127.0.0.1:{port}{health}", process)
