@@ -326,6 +326,17 @@ def _race_server(engine_name: str, folder: Path, redis_url: str) -> Iterator[tup
             "FLASK_AUTH_COOKIE_SECURE": "false",  # plain HTTP on loopback
             "FLASK_SESSION_COOKIE_SECURE": "false",
             "WEB_CONCURRENCY": str(RACE_WORKERS),
+            # Sign-in, sign-up and recovery budgets and the slow-down out of the way of races
+            # that sign in or ask again and again (the email code and link bursts, the
+            # recovery races); budgets have tests of their own (test_counter_bursts.py).
+            "FLASK_SIGN_IN_RATE_LIMIT": "1000 per minute",
+            "FLASK_SIGN_IN_ACCOUNT_RATE_LIMIT": "1000 per hour",
+            "FLASK_SIGN_IN_SLOWDOWN_AFTER": "1000",
+            "FLASK_EMAIL_SIGN_IN_RATE_LIMIT": "1000 per hour",
+            "FLASK_EMAIL_SIGN_IN_EMAIL_RATE_LIMIT": "1000 per hour",
+            "FLASK_FORGOT_PASSWORD_RATE_LIMIT": "1000 per hour",
+            "FLASK_FORGOT_PASSWORD_EMAIL_RATE_LIMIT": "1000 per hour",
+            "FLASK_SIGN_UP_RATE_LIMIT": "1000 per hour",
             # Mail the workers send lands where the test can count it (support access).
             "FLASK_MAIL_OUTBOX_DIR": str(folder / "outbox"),
         }

@@ -52,20 +52,42 @@ def reseed(app: Flask) -> None:
         _copies[app] = _take_copy(app)
 
 
+def keep(app: Flask, name: str) -> bool:
+    """Copy the rows ``app``'s schema holds now, to be put back by ``put_back(app, name)``:
+    for a module whose tests all start from the same costly arrangement on top of the seed
+    (test_no_leaks.py). False without the rights for it (then arrange for each test)."""
+    copy = _take_copy(app, name)
+    if copy is None:
+        return False
+    _kept.setdefault(app, {})[name] = copy
+    return True
+
+
+def put_back(app: Flask, name: str) -> None:
+    """The rows kept by ``keep(app, name)`` again, and nothing else."""
+    with app.extensions["db_engine"].begin() as connection:
+        _put_back(connection, _kept[app][name])
+
+
+_kept: weakref.WeakKeyDictionary[Flask, dict[str, _Copy]] = weakref.WeakKeyDictionary()
+
+
 def forget(app: Flask) -> None:
-    """Drop the copy of ``app``'s seeded rows, if one was made (before its schema goes)."""
-    copy = _copies.pop(app, None)
-    if copy is not None:
-        with app.extensions["db_engine"].begin() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{copy.schema}" CASCADE'))
+    """Drop the copies of ``app``'s rows, if any were made (before its schema goes)."""
+    copies = [_copies.pop(app, None), *_kept.pop(app, {}).values()]
+    for copy in copies:
+        if copy is not None:
+            with app.extensions["db_engine"].begin() as connection:
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{copy.schema}" CASCADE'))
 
 
-def _take_copy(app: Flask) -> _Copy | None:
-    """Copy the freshly seeded rows beside the schema; None without the rights for it."""
+def _take_copy(app: Flask, name: str = "seeded") -> _Copy | None:
+    """Copy the rows beside the schema (the freshly seeded ones unless ``name`` says
+    otherwise); None without the rights for it."""
     try:
         with app.extensions["db_engine"].begin() as connection:
             connection.execute(text("SET LOCAL session_replication_role = replica"))
-            schema = f"{connection.scalar(text('SELECT current_schema()'))}_seeded"
+            schema = f"{connection.scalar(text('SELECT current_schema()'))}_{name}"
             connection.execute(text(f'CREATE SCHEMA "{schema}"'))
             for table in Base.metadata.sorted_tables:
                 connection.execute(

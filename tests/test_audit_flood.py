@@ -9,40 +9,22 @@ for a bucket (actor, action) nobody used before, on SQLite and on PostgreSQL.
 Before the count existed every refusal was a record: 288 records for 18 rounds of 16, on
 each engine. Now: 18 records, each counting its 16.
 Needs redis-server (several workers share their rate-limit storage; see gunicorn.conf.py).
+The servers are conftest's shared ones (``served``: RACE_WORKERS workers on each engine, the
+seeded data put back and Redis emptied before each test); starting gunicorn of its own for
+each test was most of this file's time.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-
 import pytest
+from flask import Flask
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-import seed
-from conftest import POSTGRES_URL, TEST_CONFIG
-from invoiceapp import create_app
 from invoiceapp.audit_chain import verify_lines
 from invoiceapp.audit_log import AuditFilters, as_json_lines, exported_records
-from invoiceapp.db import get_db, make_engine
 from invoiceapp.models import AuditEvent, AuditRepeat, Invoice, Organization
-from support import (
-    REDIS_SERVER,
-    Browser,
-    all_at_once,
-    free_port,
-    postgres_schema,
-    signed_in_browser,
-    wait_until_up,
-)
+from support import REDIS_SERVER, Browser, all_at_once, signed_in_browser
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKERS = 3
 PARALLEL = 16
 ACTORS = ["ada@acme.test", "linus@acme.test", "eve@acme.test"]
 # Globex's pages, each a different action to refuse an Acme member (a 404 from scope).
@@ -59,78 +41,23 @@ ROUNDS = len(ACTORS) * len(REACHES)
 pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")
 
 
-@contextmanager
-def _database_url(engine: str, tmp_path: Path) -> Iterator[str]:
-    """An empty database on ``engine``, dropped afterwards."""
-    if engine == "sqlite":
-        url = f"sqlite:///{tmp_path / 'flood.sqlite3'}"
-        yield url
-        return
-    if not POSTGRES_URL:
-        pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
-    with postgres_schema(POSTGRES_URL) as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def served(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
-) -> Iterator[tuple[str, str]]:
-    """(base URL of a gunicorn with WORKERS workers, database URL)."""
-    with _database_url(request.param, tmp_path) as database_url:
-        seed.migrate(database_url)
-        app = create_app({**TEST_CONFIG, "DATABASE_URL": database_url})
-        with app.app_context():
-            seed.seed(get_db())
-        app.extensions["db_engine"].dispose()
-        port = free_port()
-        environment = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("FLASK_")},
-            "FLASK_SECRET_KEY": "flood-test-key-" + "k" * 24,
-            "FLASK_DATABASE_URL": database_url,
-            "FLASK_RATELIMIT_STORAGE_URI": redis_url,
-            "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
-            "FLASK_TESTING": "true",
-            "FLASK_AUTH_COOKIE_SECURE": "false",
-            "FLASK_SESSION_COOKIE_SECURE": "false",
-            "WEB_CONCURRENCY": str(WORKERS),
-            "BIND": f"127.0.0.1:{port}",
-        }
-        process = subprocess.Popen(
-            [str(Path(sys.executable).parent / "gunicorn"), "--no-control-socket",
-             "-c", "gunicorn.conf.py", "invoiceapp:create_app()"],
-            cwd=ROOT, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_until_up(base + "/readyz", process)
-            yield base, database_url
-        finally:
-            process.terminate()
-            process.wait(timeout=20)
-
-
-def _globex_log(database_url: str) -> list[tuple[str, str, int]]:
+def _globex_log(app: Flask) -> list[tuple[str, str, int]]:
     """(actor, action, refusals counted) for each record in Globex's log."""
-    engine = make_engine(database_url)
-    try:
-        with engine.connect() as connection:
-            globex = connection.scalar(select(Organization.id).where(Organization.slug == "globex"))
-            rows = connection.execute(
-                select(AuditEvent.actor_email, AuditEvent.action, AuditRepeat.refusals)
-                .outerjoin(AuditRepeat, AuditRepeat.event_id == AuditEvent.id)
-                .where(AuditEvent.organization_id == globex)
-                .order_by(AuditEvent.id)
-            ).all()
-    finally:
-        engine.dispose()
+    with app.extensions["db_engine"].connect() as connection:
+        globex = connection.scalar(select(Organization.id).where(Organization.slug == "globex"))
+        rows = connection.execute(
+            select(AuditEvent.actor_email, AuditEvent.action, AuditRepeat.refusals)
+            .outerjoin(AuditRepeat, AuditRepeat.event_id == AuditEvent.id)
+            .where(AuditEvent.organization_id == globex)
+            .order_by(AuditEvent.id)
+        ).all()
     return [(actor or "", action, refusals or 1) for actor, action, refusals in rows]
 
 
 def test_simultaneous_refusals_on_several_workers_make_one_record_with_every_one_counted(
-    served: tuple[str, str],
+    served: tuple[str, Flask],
 ) -> None:
-    base, database_url = served
+    base, app = served
     browsers: dict[str, Browser] = {email: signed_in_browser(base, email) for email in ACTORS}
     for email in ACTORS:
         for path, _ in REACHES:
@@ -138,7 +65,7 @@ def test_simultaneous_refusals_on_several_workers_make_one_record_with_every_one
             statuses = all_at_once([lambda b=browser, p=path: b.request(p)[0]] * PARALLEL)
             assert statuses == [404] * PARALLEL, (email, path, statuses)
 
-    log = _globex_log(database_url)
+    log = _globex_log(app)
     expected = [(email, action, PARALLEL) for email in ACTORS for _, action in REACHES]
     # Exactly one record per round, each counting every refusal of its round.
     assert sorted(log) == sorted(expected), (
@@ -150,35 +77,32 @@ WRITERS = 40
 
 
 def test_forty_simultaneous_writers_extend_one_chain_without_a_gap_or_a_fork(
-    served: tuple[str, str],
+    served: tuple[str, Flask],
 ) -> None:
     """Forty different refusals at the same moment, all into Globex's log, on several
     workers: each gets the next number in the chain and links to the record before it, so
     the whole log still verifies (invoiceapp.audit_chain). Were the last link read before
     it was locked, two writers could both follow it and fork the chain; the chain head is
     moved on by one UPDATE, which takes its lock first."""
-    base, database_url = served
-    engine = make_engine(database_url)
-    try:
-        with Session(engine) as db:
-            globex = db.scalars(select(Organization.id).where(Organization.slug == "globex")).one()
-            invoices = list(
-                db.scalars(select(Invoice.public_id).where(Invoice.organization_id == globex))
-            )
-        browsers = {email: signed_in_browser(base, email) for email in ACTORS}
-        reaches = [
-            (browsers[email], f"/invoices/{invoice}{suffix}")
-            for email in ACTORS
-            for invoice in invoices
-            for suffix in ("", "/edit")
-        ][:WRITERS]
-        assert len(reaches) == WRITERS
-        statuses = all_at_once([lambda b=b, p=p: b.request(p)[0] for b, p in reaches])
-        assert statuses == [404] * WRITERS
-        with Session(engine) as db:
-            lines = list(as_json_lines(exported_records(db, globex, AuditFilters())))
-    finally:
-        engine.dispose()
+    base, app = served
+    sessions = app.extensions["db_sessionmaker"]
+    with sessions() as db:
+        globex = db.scalars(select(Organization.id).where(Organization.slug == "globex")).one()
+        invoices = list(
+            db.scalars(select(Invoice.public_id).where(Invoice.organization_id == globex))
+        )
+    browsers = {email: signed_in_browser(base, email) for email in ACTORS}
+    reaches = [
+        (browsers[email], f"/invoices/{invoice}{suffix}")
+        for email in ACTORS
+        for invoice in invoices
+        for suffix in ("", "/edit")
+    ][:WRITERS]
+    assert len(reaches) == WRITERS
+    statuses = all_at_once([lambda b=b, p=p: b.request(p)[0] for b, p in reaches])
+    assert statuses == [404] * WRITERS
+    with sessions() as db:
+        lines = list(as_json_lines(exported_records(db, globex, AuditFilters())))
     verdict = verify_lines(lines)
     assert verdict.intact, str(verdict)
     assert (verdict.records, verdict.first_seq, verdict.last_seq) == (WRITERS, 1, WRITERS)

@@ -13,9 +13,12 @@ Runs on SQLite and, with INVOICEAPP_TEST_POSTGRES_URL set, on PostgreSQL.
 from __future__ import annotations
 
 import re
+import shutil
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -25,19 +28,84 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 import seed
+from conftest import POSTGRES_URL, app_on_postgres, make_test_app
 from invoiceapp.authn.passwords import hash_password
 from invoiceapp.db import utcnow
 from invoiceapp.invoicing import catch_up_invoice_counters
 from invoiceapp.models import Invoice, Organization, SupportGrant, User
 from seed import random_public_id
+from seeded_rows import keep, put_back, reseed
 from support import PASSWORD, latest_mail_to, signed_in_client
 
 
+@dataclass
+class Arranged:
+    """The look-alike data (``look_alikes``), built once per engine for the module: a SQLite
+    file to copy for each test, or a PostgreSQL app whose rows are put back for each."""
+
+    ids: dict[str, set[str]]
+    file: Path | None = None
+    app: Flask | None = None
+    kept: bool = False  # the PostgreSQL rows were kept (seeded_rows.keep)
+
+
 # The backend-switching fixtures: SQLite, and PostgreSQL when it is configured.
+@pytest.fixture(
+    scope="module",
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(
+                not POSTGRES_URL, reason="INVOICEAPP_TEST_POSTGRES_URL is not set"
+            ),
+        ),
+    ],
+)
+def arranged(
+    request: pytest.FixtureRequest, seeded_database: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Arranged]:
+    """Building the look-alikes was most of each test's time, and every test starts from
+    the same of them: they are built once per engine and given to each test afresh."""
+    if request.param == "sqlite":
+        file = tmp_path_factory.mktemp("look-alikes") / "look-alikes.sqlite3"
+        shutil.copyfile(seeded_database, file)
+        app = make_test_app(file)
+        with app.extensions["db_sessionmaker"]() as db:
+            ids = build_look_alikes(app, db)
+        app.extensions["db_engine"].dispose()
+        yield Arranged(ids, file=file)
+        return
+    with app_on_postgres() as app:
+        with app.extensions["db_sessionmaker"]() as db:
+            ids = build_look_alikes(app, db)
+        yield Arranged(ids, app=app, kept=keep(app, "look_alikes"))
+
+
 @pytest.fixture()
-def app(app_on_each_engine: Flask) -> Flask:
-    """These tests run on SQLite and again on PostgreSQL (conftest.py)."""
-    return app_on_each_engine
+def app(arranged: Arranged, tmp_path: Path) -> Iterator[Flask]:
+    """These tests run on SQLite and again on PostgreSQL, each from the look-alike data."""
+    if arranged.file is not None:
+        copy = tmp_path / "test.sqlite3"
+        shutil.copyfile(arranged.file, copy)
+        app = make_test_app(copy)
+        yield app
+        app.extensions["db_engine"].dispose()
+        return
+    assert arranged.app is not None
+    if arranged.kept:
+        put_back(arranged.app, "look_alikes")
+    else:  # no rights to copy rows: seed and arrange again
+        reseed(arranged.app)
+        with arranged.app.extensions["db_sessionmaker"]() as db:
+            arranged.ids = build_look_alikes(arranged.app, db)
+    yield arranged.app
+
+
+@pytest.fixture()
+def look_alikes(arranged: Arranged, app: Flask) -> dict[str, set[str]]:
+    """Both organizations full of invoices that look the same; both audit logs busy."""
+    return arranged.ids
 
 
 PUBLIC_ID = re.compile(r"\binv_[A-Za-z0-9]+\b")
@@ -83,8 +151,7 @@ def ids_in(text: str) -> set[str]:
     return set(PUBLIC_ID.findall(text))
 
 
-@pytest.fixture()
-def look_alikes(app: Flask, db: Session) -> dict[str, set[str]]:
+def build_look_alikes(app: Flask, db: Session) -> dict[str, set[str]]:
     """Both organizations full of invoices that look the same; both audit logs busy."""
     seed.add_generated_invoices(db, 30, progress=False)
     # Five twins: the same customer, amount, currency, status and number on both sides.

@@ -7,7 +7,9 @@ on PostgreSQL (the forgot-password work runs on each worker's thread pool, as de
   of the passwords sent signs in.
 
 Needs redis-server (several workers share their rate-limit storage) and, for the
-PostgreSQL variant, INVOICEAPP_TEST_POSTGRES_URL.
+PostgreSQL variant, INVOICEAPP_TEST_POSTGRES_URL. The servers are conftest's shared ones
+(``served``, RACE_WORKERS workers, whose forgot-password, sign-up and sign-in budgets are
+out of the way), not gunicorns of the module's own.
 """
 
 from __future__ import annotations
@@ -16,24 +18,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, pool, select
+from flask import Flask
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-import seed
-from bench.common import gunicorn
-from conftest import POSTGRES_URL, TEST_CONFIG
-from invoiceapp import create_app
-from invoiceapp.db import get_db
 from invoiceapp.mail import read_outbox
 from invoiceapp.models import SecurityEvent, User
-from support import REDIS_SERVER, all_at_once, postgres_schema
+from support import REDIS_SERVER, all_at_once
 
-WORKERS = 3
 AT_ONCE = 4
 # With the two guards taken out (is_newest always true; claim_token without its "unused"
 # condition), 15 rounds each: every claim round let three of four claims win, on both
@@ -46,54 +41,14 @@ NEW_PASSWORD = "glacier kelp mesa indigo {n}"
 pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")
 
 
-@contextmanager
-def seeded_database(engine_name: str, folder: Path) -> Iterator[str]:
-    """A URL of a database that the migrations built and the seed filled."""
-    if engine_name == "postgresql":
-        if not POSTGRES_URL:
-            pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
-        with postgres_schema(POSTGRES_URL) as url:
-            _migrate_and_seed(url)
-            yield url
-        return
-    url = f"sqlite:///{folder / 'races.sqlite3'}"
-    _migrate_and_seed(url)
-    yield url
-
-
-def _migrate_and_seed(url: str) -> None:
-    seed.migrate(url)
-    app = create_app({**TEST_CONFIG, "DATABASE_URL": url})
-    with app.app_context():
-        seed.seed(get_db())
-    app.extensions["db_engine"].dispose()
-
-
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def server(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path, Engine]]:
-    """gunicorn with several workers; yields its URL, its outbox and the database. One per
-    engine for the module: the tests touch different accounts (Ada; new addresses), and
-    count only the mail sent after they start."""
-    folder = tmp_path_factory.mktemp(f"recovery-races-{request.param}")
-    outbox = folder / "outbox"
-    with seeded_database(request.param, folder) as url:
-        environment = {
-            "FLASK_TESTING": "true",  # the cheap hash profile is allowed only in tests
-            "FLASK_PASSWORD_HASH_PROFILE": "CHEAPEST",
-            "FLASK_WTF_CSRF_ENABLED": "false",
-            "FLASK_RATELIMIT_ENABLED": "false",
-            "FLASK_RATELIMIT_STORAGE_URI": redis_url,
-            "FLASK_MAIL_OUTBOX_DIR": str(outbox),
-            "FLASK_BACKGROUND_JOBS": "threads",
-        }
-        engine = create_engine(url, poolclass=pool.NullPool)
-        try:
-            with gunicorn(url, workers=WORKERS, **environment) as base:
-                yield base, outbox, engine
-        finally:
-            engine.dispose()
+@pytest.fixture()
+def server(served: tuple[str, Flask]) -> tuple[str, Path, Engine]:
+    """conftest's shared server with several workers (the seeded data put back, Redis
+    emptied): its URL, its outbox and the database. The server's mail leaves on the
+    workers' thread pools, as deployed (BACKGROUND_JOBS "threads", the default; the app
+    beside it, for the test's own reads, runs its work inline)."""
+    base, app = served
+    return base, Path(app.config["MAIL_OUTBOX_DIR"]), app.extensions["db_engine"]
 
 
 def post(base: str, path: str, data: dict[str, str]) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import sys
 from collections.abc import Iterator
 from datetime import date
@@ -107,9 +108,25 @@ def engine(db_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
+@pytest.fixture(scope="module")
+def seeded_once(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database that ``seed_script.run`` migrated and seeded, once for the module: the
+    migrations and the seed were most of each test's time."""
+    path = tmp_path_factory.mktemp("seeded-once") / "seed.sqlite3"
+    url = f"sqlite:///{path}"
+    seed_script.run(
+        seed_script.make_app(
+            {"DATABASE_URL": url, "PASSWORD_HASH_PROFILE": "CHEAPEST", "TESTING": True}
+        ),
+        progress=False,
+    )
+    return path
+
+
 @pytest.fixture
-def seeded(app: Flask, engine: Engine) -> Engine:
-    seed_script.run(app, progress=False)
+def seeded(seeded_once: Path, db_path: Path, engine: Engine) -> Engine:
+    """The test's database as ``seed_script.run`` leaves it (a copy of ``seeded_once``)."""
+    shutil.copyfile(seeded_once, db_path)
     return engine
 
 

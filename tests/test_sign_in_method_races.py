@@ -10,18 +10,18 @@ still has password sign-in on or a passkey.
 Measured with lock_account() taking no lock, 6 rounds each: on SQLite, removing both
 passkeys left none in 3 of 6 rounds and the password-off race left no way in in 6 of 6;
 on PostgreSQL, removing both left none in 6 of 6. With the lock: 0 in every row.
+The servers are conftest's shared ones (``served``), not gunicorns of the test's own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from sqlalchemy import delete, func, select
-from test_counter_bursts import Browser, gunicorn
+from test_counter_bursts import Browser
 
 from invoiceapp.db import utcnow
 from invoiceapp.models import Passkey, User, UserSession
@@ -31,11 +31,6 @@ ROUNDS = 6
 LINUS = "linus@acme.test"
 
 pytestmark = pytest.mark.skipif(not REDIS_SERVER, reason="needs redis-server")
-
-
-@pytest.fixture()
-def outbox(tmp_path: Path) -> Path:
-    return tmp_path / "live-outbox"
 
 
 def _set_up(app: Flask, *, password_sign_in: bool, passkeys: int) -> tuple[str, list[str]]:
@@ -92,11 +87,11 @@ def _password_off_and_remove(url: str, app: Flask) -> tuple[bool, int]:
 
 
 def test_an_account_keeps_a_way_in_when_its_ways_in_are_removed_at_once(
-    live_app: Flask, redis_url: str, outbox: Path
+    served: tuple[str, Flask],
 ) -> None:
-    with gunicorn(live_app, redis_url, outbox) as url:
-        both = [_remove_both(url, live_app) for _ in range(ROUNDS)]
-        racing = [_password_off_and_remove(url, live_app) for _ in range(ROUNDS)]
+    url, app = served
+    both = [_remove_both(url, app) for _ in range(ROUNDS)]
+    racing = [_password_off_and_remove(url, app) for _ in range(ROUNDS)]
     print(both, racing, sep="\n")
     assert both == [(False, 1)] * ROUNDS  # one of the two removals was refused
     assert all(password or passkeys for password, passkeys in racing), racing
