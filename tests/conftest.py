@@ -88,6 +88,16 @@ def app_on_postgres(*, seeded: bool = True, **overrides: Any) -> Iterator[Flask]
             app.extensions["db_engine"].dispose()
 
 
+@pytest.fixture(scope="module")
+def app_context() -> Iterator[None]:
+    """A bare app context for asking the policy directly (the matrix tests): is_fresh()
+    reads FRESH_AGE_SECONDS from the app's configuration, as authorize() does."""
+    app = Flask(__name__)
+    app.config["FRESH_AGE_SECONDS"] = 600
+    with app.app_context():
+        yield
+
+
 @pytest.fixture(scope="session")
 def seeded_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("template") / "seeded.sqlite3"

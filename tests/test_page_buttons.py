@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -42,16 +41,6 @@ from invoiceapp.models import Invoice, Organization
 from invoiceapp.principal import Principal, current_principal
 from invoiceapp.views.invoices import INVOICE_BUTTONS
 from support import signed_in_client
-
-
-@pytest.fixture(scope="module")
-def app_context() -> Iterator[None]:
-    """is_fresh() reads FRESH_AGE_SECONDS from the app's configuration, as in the matrix."""
-    app = Flask(__name__)
-    app.config["FRESH_AGE_SECONDS"] = 600
-    with app.app_context():
-        yield
-
 
 EVERY_ACTION = tuple(POLICY) + tuple(SELF_SERVICE)
 # One action per kind of resource: each case of it is asked about every action.

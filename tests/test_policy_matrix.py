@@ -397,15 +397,6 @@ def resources(
             )
 
 
-@pytest.fixture(scope="module")
-def app_context() -> Iterator[None]:
-    """is_fresh() reads FRESH_AGE_SECONDS from the app's configuration, as authorize() does."""
-    app = Flask(__name__)
-    app.config["FRESH_AGE_SECONDS"] = 600
-    with app.app_context():
-        yield
-
-
 INVITEE_DOMAINS = ("home.test", "elsewhere.test")
 
 
