@@ -54,7 +54,7 @@ test: export PYTHONDONTWRITEBYTECODE :=
 # mypy runs inside the suite (tests/test_types.py), so a type error fails `make test`.
 test: install
 	$(BIN)/python -m ruff check .
-	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/python -m pytest $(PYTEST_PLUGINS) -n auto
+	PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/python -m pytest $(PYTEST_PLUGINS) -n auto --dist worksteal
 
 # Measurements, not tests: each prints what it measured in one run, and its exit code
 # says whether its goals were met; all run, and make fails if any missed. Set
