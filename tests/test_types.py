@@ -41,7 +41,8 @@ def test_make_test_lints_first_then_runs_the_suite_that_type_checks() -> None:
     """mypy runs once, inside the suite (the test above), not a second time beside it."""
     assert make_test_recipe() == [
         "$(BIN)/python -m ruff check .",
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/python -m pytest $(PYTEST_PLUGINS) -n auto --dist worksteal",
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 $(BIN)/python -m pytest $(PYTEST_PLUGINS) -n auto"
+        " --dist worksteal",
     ]
 
 
