@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -75,9 +76,12 @@ def app_on_postgres(*, seeded: bool = True, **overrides: Any) -> Iterator[Flask]
         pytest.skip("set INVOICEAPP_TEST_POSTGRES_URL to run the PostgreSQL variant")
     with postgres_schema(POSTGRES_URL) as url:
         seed_module.migrate(url)
-        app = reuse_compiled_templates(
-            create_app({**TEST_CONFIG, **overrides, "DATABASE_URL": url})
-        )
+        # An outbox of its own, as make_test_app's beside its file: the default (the
+        # checkout's instance/outbox) is shared by every worker, and a test counting the
+        # mails it caused would count another worker's too.
+        outbox = tempfile.mkdtemp(prefix="invoiceapp-outbox-")
+        settings = {**TEST_CONFIG, "MAIL_OUTBOX_DIR": outbox, **overrides, "DATABASE_URL": url}
+        app = reuse_compiled_templates(create_app(settings))
         try:
             if seeded:
                 with app.app_context():
@@ -86,6 +90,7 @@ def app_on_postgres(*, seeded: bool = True, **overrides: Any) -> Iterator[Flask]
         finally:
             forget(app)
             app.extensions["db_engine"].dispose()
+            shutil.rmtree(outbox, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
