@@ -179,20 +179,16 @@ def _with_support(principal: Principal) -> Principal:
     support grant adds its organization with the role the owner chose. Read afresh on every
     request (never cached), so an expired or ended grant stops at the next one. Where the
     engineer is a member anyway, the membership is what counts."""
-    supports = [
-        basis
-        for basis in live_support_of(get_db(), principal.user)
+    live = [
+        (basis, organization)
+        for basis, organization in live_support_of(get_db(), principal.user)
         if basis.organization_id not in principal.roles
     ]
+    supports = [basis for basis, _organization in live]
     remember_for_audit(supports)
     if not supports:
         return principal
-    organizations = {
-        organization.id: organization
-        for organization in get_db().scalars(
-            select(Organization).where(Organization.id.in_([s.organization_id for s in supports]))
-        )
-    }
+    organizations = {organization.id: organization for _basis, organization in live}
     return replace(
         principal,
         roles={**principal.roles, **{s.organization_id: s.role for s in supports}},

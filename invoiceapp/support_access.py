@@ -76,10 +76,10 @@ class SupportRequestError(ValueError):
 # --- Reading: the principal asks this on every request of a staff user ----------------------
 
 
-def live_support_of(db: Session, user: User) -> list[SupportBasis]:
-    """The user's approved grants that have not expired, read now: an expired grant stops
-    working on the very next request. Grants found expired are ended here (and their
-    owners mailed), once. Non-staff users have none and cost no query."""
+def live_support_of(db: Session, user: User) -> list[tuple[SupportBasis, Organization]]:
+    """The user's approved grants that have not expired, each with its organization, read
+    now: an expired grant stops working on the very next request. Grants found expired are
+    ended here (and their owners mailed), once. Non-staff users have none and cost no query."""
     if not user.is_staff:
         return []
     now = utcnow()
@@ -92,22 +92,25 @@ def live_support_of(db: Session, user: User) -> list[SupportBasis]:
             SupportGrant.state == SupportState.APPROVED.value,
         )
     ).all()
-    live: list[SupportBasis] = []
+    live: list[tuple[SupportBasis, Organization]] = []
     for grant, organization, approver in rows:
         assert grant.expires_at is not None  # approved grants always have one
         if grant.expires_at <= now:
             expire_grant(db, grant.id, now)
             continue
         live.append(
-            SupportBasis(
-                grant_id=grant.id,
-                organization_id=organization.id,
-                organization_slug=organization.slug,
-                organization_name=organization.name,
-                role=grant.role,
-                granted_by=approver or "a former owner",
-                expires_at=grant.expires_at,
-                reason=grant.reason,
+            (
+                SupportBasis(
+                    grant_id=grant.id,
+                    organization_id=organization.id,
+                    organization_slug=organization.slug,
+                    organization_name=organization.name,
+                    role=grant.role,
+                    granted_by=approver or "a former owner",
+                    expires_at=grant.expires_at,
+                    reason=grant.reason,
+                ),
+                organization,
             )
         )
     return live
