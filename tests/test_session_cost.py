@@ -1,0 +1,90 @@
+"""What "who is asking" costs per request (issue 21): the session cookie's statement,
+Flask-Login, and the principal. Each saving keeps its guarantee; none is timed here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import event
+
+from invoiceapp.authn.sessions import current_session
+from invoiceapp.extensions import login_manager
+from support import AUTH_COOKIE, signed_in_client
+
+
+@contextmanager
+def statements(app: Flask) -> Iterator[list[str]]:
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+
+def _no_flask_login_loader(*_args: object) -> None:
+    raise AssertionError("Flask-Login's loader ran: the gate should have set the user")
+
+
+def test_a_protected_page_never_runs_flask_logins_own_loader(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The authentication gate loads the user once and leaves it where current_user looks,
+    so @login_required and every current_user after it skip Flask-Login's loader (signals,
+    session-protection hash, reads of the cookie session). Who gets in is unchanged."""
+    client = signed_in_client(app, "ada@acme.test")
+    monkeypatch.setattr(login_manager, "_load_user", _no_flask_login_loader)
+    page = client.get("/invoices/inv_7")
+    assert page.status_code == 200 and "Ada Lovelace" in page.get_data(as_text=True)
+
+    anonymous = app.test_client()
+    assert anonymous.get("/invoices/inv_7").status_code == 302  # to the sign-in page
+    assert anonymous.post("/invoices/inv_7/delete").status_code == 401
+
+
+def test_a_revoked_cookie_on_a_protected_page_is_still_refused(app: Flask) -> None:
+    """The gate's own lookup is the same server-side check: a cookie whose session row is
+    gone is anonymous on the very next request."""
+    client = signed_in_client(app, "ada@acme.test")
+    cookie = client.get_cookie(AUTH_COOKIE)
+    assert cookie is not None and client.get("/invoices/inv_7").status_code == 200
+    assert client.post("/sign-out").status_code == 303
+    copied = app.test_client()
+    copied.set_cookie(AUTH_COOKIE, cookie.value)
+    assert copied.get("/invoices/inv_7").status_code == 302
+
+
+def test_the_session_statement_brings_its_user_without_a_statement_of_its_own(
+    app: Flask,
+) -> None:
+    """The user is a separate entity of the session's statement (not contains_eager), and
+    is handed to ``auth_session.user``: reading it costs no second statement."""
+    client = signed_in_client(app, "ada@acme.test")
+    cookie = client.get_cookie(AUTH_COOKIE)
+    assert cookie is not None
+    headers = {"Cookie": f"{AUTH_COOKIE}={cookie.value}"}
+    with app.test_request_context("/dashboard", headers=headers), statements(app) as seen:
+        auth_session = current_session()
+        assert auth_session is not None
+        assert auth_session.user.display_name == "Ada Lovelace"
+        assert auth_session.user is auth_session.user  # the same object each time
+    assert len(seen) == 1 and "FROM sessions" in seen[0], seen
+
+
+def test_the_invoice_page_runs_two_statements_on_sqlite_too(app: Flask) -> None:
+    """Who is asking (session, user, roles) is one statement, the invoice the other."""
+    client = signed_in_client(app, "ada@acme.test")
+    assert client.get("/invoices/inv_7").status_code == 200  # "last seen" written here
+    with statements(app) as seen:
+        assert client.get("/invoices/inv_7").status_code == 200
+    assert len(seen) == 2, seen
+    assert "FROM sessions" in seen[0] and "FROM invoices" in seen[1]
