@@ -13,6 +13,8 @@ from sqlalchemy import event
 
 from invoiceapp.authn.sessions import current_session
 from invoiceapp.extensions import login_manager
+from invoiceapp.models import User
+from invoiceapp.principal import require_principal
 from support import AUTH_COOKIE, signed_in_client
 
 
@@ -100,3 +102,18 @@ def test_flask_login_has_no_hook_that_reads_the_cookie_session(app: Flask) -> No
     page = client.get("/invoices/inv_7")
     assert page.status_code == 200
     assert "remember_token" not in page.headers.get("Set-Cookie", "")
+
+
+def test_the_principal_holds_the_user_itself_not_the_current_user_proxy(app: Flask) -> None:
+    """principal.user is read about eight times a page; through the current_user proxy each
+    read would run Flask-Login's lookup again."""
+    client = signed_in_client(app, "ada@acme.test")
+    cookie = client.get_cookie(AUTH_COOKIE)
+    assert cookie is not None
+    headers = {"Cookie": f"{AUTH_COOKIE}={cookie.value}"}
+    with app.test_request_context("/dashboard", headers=headers):
+        principal = require_principal()
+        assert type(principal.user) is User
+        auth_session = current_session()
+        assert auth_session is not None and principal.user is auth_session.user
+        assert require_principal() is principal  # built once per request

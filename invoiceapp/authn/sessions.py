@@ -99,11 +99,18 @@ def mark_reauthenticated(proof: str = "password") -> None:
         g.auth_cookie = ("set", token, auth_session.remember)
 
 
+# "Not looked up yet" on ``g``, as opposed to None ("looked up: no session"). One read of
+# ``g`` (a context-local proxy) instead of a membership test and a read: current_session
+# is asked several times per page.
+_NOT_YET = object()
+
+
 def current_session() -> UserSession | None:
     """The session this request's cookie names, looked up once per request."""
-    if "auth_session" not in g:
-        load_session_from_cookie()
-    return g.get("auth_session")
+    auth_session = g.get("auth_session", _NOT_YET)
+    if auth_session is _NOT_YET:
+        return load_session_from_cookie()
+    return auth_session
 
 
 def is_fresh(
@@ -184,9 +191,9 @@ def load_session_from_cookie() -> UserSession | None:
     (current_session) before Flask-Login does, on a page open to everyone, and a second
     statement would read the same row again. A session deleted since (signed out, ended)
     counts as none. Expired or unknown tokens count as no session at all."""
-    if "cookie_session" not in g:
-        g.cookie_session = _look_up_cookie()
-    auth_session: UserSession | None = g.cookie_session
+    auth_session: UserSession | None = g.get("cookie_session", _NOT_YET)
+    if auth_session is _NOT_YET:
+        auth_session = g.cookie_session = _look_up_cookie()
     if auth_session is not None and _deleted(auth_session):
         auth_session = None
     g.auth_session = auth_session
@@ -199,7 +206,8 @@ def _deleted(auth_session: UserSession) -> bool:
 
 
 def _look_up_cookie() -> UserSession | None:
-    token = request.cookies.get(current_app.config["AUTH_COOKIE_NAME"])
+    config = current_app.config
+    token = request.cookies.get(config["AUTH_COOKIE_NAME"])
     g.auth_session = None
     if not token or len(token) > 128:
         return None
@@ -219,7 +227,7 @@ def _look_up_cookie() -> UserSession | None:
         db.commit()
         g.auth_cookie = ("clear", "", False)
         return None
-    touch_every = timedelta(seconds=current_app.config["SESSION_TOUCH_SECONDS"])
+    touch_every = timedelta(seconds=config["SESSION_TOUCH_SECONDS"])
     if now - auth_session.last_seen_at > touch_every:
         auth_session.last_seen_at = now
         try:
