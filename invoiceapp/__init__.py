@@ -14,11 +14,13 @@ from typing import Any
 
 from flask import Flask
 
+from .flask_app import InvoiceApp, refuse_async_functions
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(
+    app = InvoiceApp(
         __name__,
         instance_path=str(ROOT / "instance"),
         template_folder=str(ROOT / "templates"),
@@ -37,6 +39,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_template_helpers(app)
     register_commands(app)
+    refuse_async_functions(app)  # InvoiceApp runs every function as it is
     return app
 
 
