@@ -14,6 +14,7 @@ from typing import Any
 
 from flask import Flask
 
+from .cookie_session import SignedCookieSessions
 from .flask_app import InvoiceApp, refuse_async_functions
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .config import load_config, refuse_undelivered_mail
 
     load_config(app, config)
+    app.session_interface = SignedCookieSessions()  # Flask's, opened with less work
     refuse_undelivered_mail(app)
     trust_proxies(app)
     limit_chunked_bodies(app)

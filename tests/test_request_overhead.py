@@ -5,12 +5,16 @@ is undone; none measures time (bench/ and the stage measurements do that)."""
 from __future__ import annotations
 
 import inspect
+import time
+from types import SimpleNamespace
 from typing import Any
 
 import flask.app
 import pytest
 from flask import Blueprint, Flask
+from itsdangerous import URLSafeTimedSerializer
 
+from invoiceapp import cookie_session
 from invoiceapp.flask_app import InvoiceApp, refuse_async_functions
 from support import signed_in_client
 
@@ -59,3 +63,89 @@ def test_an_async_hook_is_refused_when_the_app_is_built(register: str) -> None:
     refuse_async_functions(InvoiceApp(__name__))  # nothing async: nothing refused
     with pytest.raises(TypeError, match="async"):
         refuse_async_functions(app)
+
+
+# ---------------------------------------------------------------------------
+# Flask's signed-cookie session (invoiceapp/cookie_session.py)
+# ---------------------------------------------------------------------------
+
+FLASH_AND_TOKEN = {"csrf_token": "a" * 40, "_flashes": [("info", "Saved.")]}
+
+
+def _open(app: Flask, cookie_value: str) -> Any:
+    name = app.config["SESSION_COOKIE_NAME"]
+    with app.test_request_context(headers={"Cookie": f"{name}={cookie_value}"}) as context:
+        return app.session_interface.open_session(app, context.request)
+
+
+def _signed(app: Flask, data: dict[str, Any]) -> str:
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    return str(serializer.dumps(data))
+
+
+def _count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    checked: list[str] = []
+    original = URLSafeTimedSerializer.loads
+
+    def counting(self: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        checked.append(value)
+        return original(self, value, *args, **kwargs)
+
+    monkeypatch.setattr(URLSafeTimedSerializer, "loads", counting)
+    return checked
+
+
+def test_the_cookie_serializer_is_built_once_per_secret_key(app: Flask) -> None:
+    interface = app.session_interface
+    first = interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    assert interface.get_signing_serializer(app) is first  # type: ignore[attr-defined]
+    app.secret_key = "another-key"
+    assert interface.get_signing_serializer(app) is not first  # type: ignore[attr-defined]
+
+
+def test_a_session_cookie_is_verified_once_and_decoded_afresh_each_time(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second request with the same cookie skips the signature check (same cookie,
+    same key, same verdict) but gets a session of its own: one request changing its
+    flashes never changes what the next one reads."""
+    value = _signed(app, FLASH_AND_TOKEN)
+    checked = _count_signature_checks(monkeypatch)
+    first = _open(app, value)
+    assert dict(first) == FLASH_AND_TOKEN
+    first["_flashes"].append(("info", "Changed by the first request."))
+    second = _open(app, value)
+    assert dict(second) == FLASH_AND_TOKEN
+    assert second["_flashes"] is not first["_flashes"]
+    assert len(checked) == 1
+
+
+def test_a_forged_or_foreign_session_cookie_opens_an_empty_session(app: Flask) -> None:
+    value = _signed(app, FLASH_AND_TOKEN)
+    assert dict(_open(app, value)) == FLASH_AND_TOKEN  # verified and remembered
+    other_content = _signed(app, {"csrf_token": "b" * 40}).rsplit(".", 1)[0]
+    forged = other_content + "." + value.rsplit(".", 1)[1]  # a signature of other content
+    assert dict(_open(app, forged)) == {}
+    app.secret_key = "a-rotated-key"  # what the old key signed no longer counts
+    assert dict(_open(app, value)) == {}
+
+
+def test_a_remembered_session_cookie_still_expires(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = _signed(app, FLASH_AND_TOKEN)
+    assert dict(_open(app, value)) == FLASH_AND_TOKEN
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    later = time.time() + lifetime + 2
+    monkeypatch.setattr(cookie_session, "time", SimpleNamespace(time=lambda: later))
+    assert dict(_open(app, value)) == {}
+
+
+def test_an_unchanged_session_sends_no_cookie_and_still_varies_on_cookies(app: Flask) -> None:
+    client = signed_in_client(app, "ada@acme.test")
+    client.get("/invoices/inv_7")  # the sign-in's flash is shown, and gone from the cookie
+    again = client.get("/invoices/inv_7")
+    assert again.status_code == 200
+    assert "Cookie" in again.headers.get("Vary", "")
+    assert not [value for value in again.headers.getlist("Set-Cookie")
+                if value.startswith(app.config["SESSION_COOKIE_NAME"] + "=")]  # fmt: skip
