@@ -10,12 +10,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import flask.app
+import psycopg
 import pytest
 from flask import Blueprint, Flask
 from itsdangerous import URLSafeTimedSerializer
 
+from conftest import app_on_postgres
 from invoiceapp import cookie_session
 from invoiceapp.flask_app import InvoiceApp, refuse_async_functions
+from invoiceapp.pg_cursor import ColumnsOnDemand, DescribedOnDemandCursor
 from support import signed_in_client
 
 
@@ -149,3 +152,53 @@ def test_an_unchanged_session_sends_no_cookie_and_still_varies_on_cookies(app: F
     assert "Cookie" in again.headers.get("Vary", "")
     assert not [value for value in again.headers.getlist("Set-Cookie")
                 if value.startswith(app.config["SESSION_COOKIE_NAME"] + "=")]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL: columns described only when read (invoiceapp/pg_cursor.py)
+# ---------------------------------------------------------------------------
+
+
+def test_a_page_seen_before_builds_no_column_descriptions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg built a Column object for each of the page's 64 result columns on every
+    request; SQLAlchemy only asks whether rows came back for a statement it knows."""
+    with app_on_postgres() as app:
+        client = signed_in_client(app, "ada@acme.test")
+        assert client.get("/invoices/inv_7").status_code == 200  # statements compiled
+        described: list[int] = []
+        original = psycopg.Column.__init__
+
+        def counting(self: Any, cursor: Any, index: int) -> None:
+            described.append(index)
+            original(self, cursor, index)
+
+        monkeypatch.setattr(psycopg.Column, "__init__", counting)
+        assert client.get("/invoices/inv_7").status_code == 200
+        assert described == []
+
+
+def test_columns_read_on_demand_are_psycopgs_own() -> None:
+    with app_on_postgres(seeded=False) as app:
+        engine = app.extensions["db_engine"]
+        with engine.connect() as connection:
+            dbapi_connection = connection.connection.dbapi_connection
+            assert dbapi_connection is not None
+            assert dbapi_connection.cursor_factory is DescribedOnDemandCursor
+            query = "SELECT 1 AS one, 'x'::text AS two, now() AS three"
+            ours = dbapi_connection.cursor()
+            ours.execute(query)
+            plain = psycopg.Cursor(dbapi_connection)
+            plain.execute(query)
+            described = ours.description
+            assert isinstance(described, ColumnsOnDemand) and len(described) == 3
+            assert [tuple(column) for column in described] == [
+                tuple(column) for column in plain.description or []
+            ]
+            assert described[1].name == "two"
+            assert [column.name for column in described[-2:]] == ["two", "three"]
+            late = ours.description
+            ours.execute("SELECT 2 AS other")
+            with pytest.raises(RuntimeError):
+                list(late)  # never another statement's columns under this one's name
+            ours.execute("UPDATE users SET email = email WHERE false")
+            assert ours.description is None and plain.description is not None
