@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import inspect
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import flask.app
 import psycopg
 import pytest
-from flask import Blueprint, Flask
+from flask import Blueprint, Flask, request
 from itsdangerous import URLSafeTimedSerializer
 
-from conftest import app_on_postgres
+from conftest import app_on_postgres, make_test_app
 from invoiceapp import cookie_session
+from invoiceapp.extensions import limiter
 from invoiceapp.flask_app import InvoiceApp, refuse_async_functions
 from invoiceapp.pg_cursor import ColumnsOnDemand, DescribedOnDemandCursor
 from support import signed_in_client
@@ -202,3 +204,31 @@ def test_columns_read_on_demand_are_psycopgs_own() -> None:
                 list(late)  # never another statement's columns under this one's name
             ours.execute("UPDATE users SET email = email WHERE false")
             assert ours.description is None and plain.description is not None
+
+
+# ---------------------------------------------------------------------------
+# Rate limits: pages without any never enter Flask-Limiter (invoiceapp/extensions.py)
+# ---------------------------------------------------------------------------
+
+
+def test_a_page_without_limits_never_enters_the_limiter_before_or_after(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its before-request check, rate-limit headers, refund and teardown all skip such a
+    page; a limited route (the API) still gets its headers."""
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True)
+    client = signed_in_client(app, "ada@acme.test")
+    entered: list[str] = []
+    original = type(limiter).context
+
+    def counting(self: Any) -> Any:
+        entered.append(request.path)
+        return original.fget(self)  # type: ignore[misc]
+
+    monkeypatch.setattr(type(limiter), "context", property(counting))
+    page = client.get("/invoices/inv_7")
+    assert page.status_code == 200 and "X-RateLimit-Limit" not in page.headers
+    assert entered == []
+    api = client.get("/api/v1/me")
+    assert api.status_code == 200 and "X-RateLimit-Limit" in api.headers
+    assert entered and set(entered) == {"/api/v1/me"}
