@@ -18,7 +18,7 @@ from itsdangerous import URLSafeTimedSerializer
 
 from conftest import app_on_postgres, make_test_app
 from invoiceapp import cookie_session
-from invoiceapp.extensions import limiter
+from invoiceapp.extensions import limiter, login_manager
 from invoiceapp.flask_app import InvoiceApp, refuse_async_functions
 from invoiceapp.pg_cursor import ColumnsOnDemand, DescribedOnDemandCursor
 from support import signed_in_client
@@ -144,6 +144,17 @@ def test_a_remembered_session_cookie_still_expires(
     later = time.time() + lifetime + 2
     monkeypatch.setattr(cookie_session, "time", SimpleNamespace(time=lambda: later))
     assert dict(_open(app, value)) == {}
+
+
+def test_flask_login_no_longer_reads_the_cookie_session_after_every_request(app: Flask) -> None:
+    """Its remember-me hook found nothing to do here on every request; every answer still
+    says "Vary: Cookie", as when that hook's read made Flask add it."""
+    after = app.after_request_funcs[None]
+    assert login_manager._update_remember_cookie not in after
+    client = app.test_client()
+    for path in ("/", "/sign-in", "/healthz", "/no-such-page", "/api/v1/me", "/invoices/inv_7"):
+        vary = client.get(path).headers.get("Vary", "")
+        assert "Cookie" in [value.strip() for value in vary.split(",")], path
 
 
 def test_an_unchanged_session_sends_no_cookie_and_still_varies_on_cookies(app: Flask) -> None:
