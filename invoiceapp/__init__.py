@@ -14,11 +14,14 @@ from typing import Any
 
 from flask import Flask
 
+from .cookie_session import SignedCookieSessions
+from .flask_app import InvoiceApp, refuse_async_functions
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    app = Flask(
+    app = InvoiceApp(
         __name__,
         instance_path=str(ROOT / "instance"),
         template_folder=str(ROOT / "templates"),
@@ -27,6 +30,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from .config import load_config, refuse_undelivered_mail
 
     load_config(app, config)
+    app.session_interface = SignedCookieSessions()  # Flask's, opened with less work
     refuse_undelivered_mail(app)
     trust_proxies(app)
     limit_chunked_bodies(app)
@@ -37,6 +41,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     register_error_handlers(app)
     register_template_helpers(app)
     register_commands(app)
+    refuse_async_functions(app)  # InvoiceApp runs every function as it is
     return app
 
 
@@ -108,9 +113,11 @@ def register_extensions(app: Flask) -> None:
     from .authn.gate import init_authentication
     from .authn.passwords import init_passwords
     from .authn.sessions import init_sessions
+    from .cookie_session import without_flask_logins_remember_cookie
     from .extensions import (
         csrf,
         limiter,
+        login_manager,
         refund_attempts_that_did_not_fail,
         skip_routes_without_limits,
     )
@@ -118,6 +125,7 @@ def register_extensions(app: Flask) -> None:
     from .security_headers import init_security_headers
 
     init_authentication(app)
+    without_flask_logins_remember_cookie(app, login_manager)  # this app has no such cookie
     init_passwords(app)  # the unknown-email dummy hash, before the first sign-in
     init_sessions(app)
     init_security_headers(app)

@@ -1,0 +1,245 @@
+"""The fixed cost of every request (issue 21): work Flask, the hooks and the database
+session did on each request that this app never needed. Each test fails if its saving
+is undone; none measures time (bench/ and the stage measurements do that)."""
+
+from __future__ import annotations
+
+import inspect
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import flask.app
+import psycopg
+import pytest
+from flask import Blueprint, Flask, request
+from itsdangerous import URLSafeTimedSerializer
+
+from conftest import app_on_postgres, make_test_app
+from invoiceapp import cookie_session
+from invoiceapp.extensions import limiter, login_manager
+from invoiceapp.flask_app import InvoiceApp, refuse_async_functions
+from invoiceapp.pg_cursor import ColumnsOnDemand, DescribedOnDemandCursor
+from support import signed_in_client
+
+
+def test_no_function_is_inspected_for_async_on_a_request(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flask's ensure_sync asked iscoroutinefunction about 17 times per page."""
+    asked: list[Any] = []
+
+    def counting(function: Any) -> bool:
+        asked.append(function)
+        return inspect.iscoroutinefunction(function)
+
+    monkeypatch.setattr(flask.app, "iscoroutinefunction", counting)
+    client = signed_in_client(app, "ada@acme.test")
+    assert client.get("/invoices/inv_7").status_code == 200
+    assert client.get("/no-such-page").status_code == 404
+    assert asked == []
+
+
+def test_an_async_view_is_refused_when_it_is_registered(app: Flask) -> None:
+    async def view() -> str:
+        return "never"
+
+    with pytest.raises(TypeError, match="async"):
+        app.add_url_rule("/async", "async_view", view)
+    blueprint = Blueprint("async_blueprint", __name__)
+    blueprint.add_url_rule("/async-too", "view", view)
+    with pytest.raises(TypeError, match="async"):
+        app.register_blueprint(blueprint)
+
+
+@pytest.mark.parametrize("register", ["before_request", "after_request", "teardown_request",
+                                      "teardown_appcontext", "errorhandler"])  # fmt: skip
+def test_an_async_hook_is_refused_when_the_app_is_built(register: str) -> None:
+    app = InvoiceApp(__name__)
+
+    async def hook(*_args: Any) -> Any:
+        return None
+
+    if register == "errorhandler":
+        app.register_error_handler(404, hook)
+    else:
+        getattr(app, register)(hook)
+    refuse_async_functions(InvoiceApp(__name__))  # nothing async: nothing refused
+    with pytest.raises(TypeError, match="async"):
+        refuse_async_functions(app)
+
+
+# ---------------------------------------------------------------------------
+# Flask's signed-cookie session (invoiceapp/cookie_session.py)
+# ---------------------------------------------------------------------------
+
+FLASH_AND_TOKEN = {"csrf_token": "a" * 40, "_flashes": [("info", "Saved.")]}
+
+
+def _open(app: Flask, cookie_value: str) -> Any:
+    name = app.config["SESSION_COOKIE_NAME"]
+    with app.test_request_context(headers={"Cookie": f"{name}={cookie_value}"}) as context:
+        return app.session_interface.open_session(app, context.request)
+
+
+def _signed(app: Flask, data: dict[str, Any]) -> str:
+    serializer = app.session_interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    return str(serializer.dumps(data))
+
+
+def _count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    checked: list[str] = []
+    original = URLSafeTimedSerializer.loads
+
+    def counting(self: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        checked.append(value)
+        return original(self, value, *args, **kwargs)
+
+    monkeypatch.setattr(URLSafeTimedSerializer, "loads", counting)
+    return checked
+
+
+def test_the_cookie_serializer_is_built_once_per_secret_key(app: Flask) -> None:
+    interface = app.session_interface
+    first = interface.get_signing_serializer(app)  # type: ignore[attr-defined]
+    assert interface.get_signing_serializer(app) is first  # type: ignore[attr-defined]
+    app.secret_key = "another-key"
+    assert interface.get_signing_serializer(app) is not first  # type: ignore[attr-defined]
+
+
+def test_a_session_cookie_is_verified_once_and_decoded_afresh_each_time(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second request with the same cookie skips the signature check (same cookie,
+    same key, same verdict) but gets a session of its own: one request changing its
+    flashes never changes what the next one reads."""
+    value = _signed(app, FLASH_AND_TOKEN)
+    checked = _count_signature_checks(monkeypatch)
+    first = _open(app, value)
+    assert dict(first) == FLASH_AND_TOKEN
+    first["_flashes"].append(("info", "Changed by the first request."))
+    second = _open(app, value)
+    assert dict(second) == FLASH_AND_TOKEN
+    assert second["_flashes"] is not first["_flashes"]
+    assert len(checked) == 1
+
+
+def test_a_forged_or_foreign_session_cookie_opens_an_empty_session(app: Flask) -> None:
+    value = _signed(app, FLASH_AND_TOKEN)
+    assert dict(_open(app, value)) == FLASH_AND_TOKEN  # verified and remembered
+    other_content = _signed(app, {"csrf_token": "b" * 40}).rsplit(".", 1)[0]
+    forged = other_content + "." + value.rsplit(".", 1)[1]  # a signature of other content
+    assert dict(_open(app, forged)) == {}
+    app.secret_key = "a-rotated-key"  # what the old key signed no longer counts
+    assert dict(_open(app, value)) == {}
+
+
+def test_a_remembered_session_cookie_still_expires(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    value = _signed(app, FLASH_AND_TOKEN)
+    assert dict(_open(app, value)) == FLASH_AND_TOKEN
+    lifetime = int(app.permanent_session_lifetime.total_seconds())
+    later = time.time() + lifetime + 2
+    monkeypatch.setattr(cookie_session, "time", SimpleNamespace(time=lambda: later))
+    assert dict(_open(app, value)) == {}
+
+
+def test_flask_login_no_longer_reads_the_cookie_session_after_every_request(app: Flask) -> None:
+    """Its remember-me hook found nothing to do here on every request; every answer still
+    says "Vary: Cookie", as when that hook's read made Flask add it."""
+    after = app.after_request_funcs[None]
+    assert login_manager._update_remember_cookie not in after
+    client = app.test_client()
+    for path in ("/", "/sign-in", "/healthz", "/no-such-page", "/api/v1/me", "/invoices/inv_7"):
+        vary = client.get(path).headers.get("Vary", "")
+        assert "Cookie" in [value.strip() for value in vary.split(",")], path
+
+
+def test_an_unchanged_session_sends_no_cookie_and_still_varies_on_cookies(app: Flask) -> None:
+    client = signed_in_client(app, "ada@acme.test")
+    client.get("/invoices/inv_7")  # the sign-in's flash is shown, and gone from the cookie
+    again = client.get("/invoices/inv_7")
+    assert again.status_code == 200
+    assert "Cookie" in again.headers.get("Vary", "")
+    assert not [value for value in again.headers.getlist("Set-Cookie")
+                if value.startswith(app.config["SESSION_COOKIE_NAME"] + "=")]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL: columns described only when read (invoiceapp/pg_cursor.py)
+# ---------------------------------------------------------------------------
+
+
+def test_a_page_seen_before_builds_no_column_descriptions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psycopg built a Column object for each of the page's 64 result columns on every
+    request; SQLAlchemy only asks whether rows came back for a statement it knows."""
+    with app_on_postgres() as app:
+        client = signed_in_client(app, "ada@acme.test")
+        assert client.get("/invoices/inv_7").status_code == 200  # statements compiled
+        described: list[int] = []
+        original = psycopg.Column.__init__
+
+        def counting(self: Any, cursor: Any, index: int) -> None:
+            described.append(index)
+            original(self, cursor, index)
+
+        monkeypatch.setattr(psycopg.Column, "__init__", counting)
+        assert client.get("/invoices/inv_7").status_code == 200
+        assert described == []
+
+
+def test_columns_read_on_demand_are_psycopgs_own() -> None:
+    with app_on_postgres(seeded=False) as app:
+        engine = app.extensions["db_engine"]
+        with engine.connect() as connection:
+            dbapi_connection = connection.connection.dbapi_connection
+            assert dbapi_connection is not None
+            assert dbapi_connection.cursor_factory is DescribedOnDemandCursor
+            query = "SELECT 1 AS one, 'x'::text AS two, now() AS three"
+            ours = dbapi_connection.cursor()
+            ours.execute(query)
+            plain = psycopg.Cursor(dbapi_connection)
+            plain.execute(query)
+            described = ours.description
+            assert isinstance(described, ColumnsOnDemand) and len(described) == 3
+            assert [tuple(column) for column in described] == [
+                tuple(column) for column in plain.description or []
+            ]
+            assert described[1].name == "two"
+            assert [column.name for column in described[-2:]] == ["two", "three"]
+            late = ours.description
+            ours.execute("SELECT 2 AS other")
+            with pytest.raises(RuntimeError):
+                list(late)  # never another statement's columns under this one's name
+            ours.execute("UPDATE users SET email = email WHERE false")
+            assert ours.description is None and plain.description is not None
+
+
+# ---------------------------------------------------------------------------
+# Rate limits: pages without any never enter Flask-Limiter (invoiceapp/extensions.py)
+# ---------------------------------------------------------------------------
+
+
+def test_a_page_without_limits_never_enters_the_limiter_before_or_after(
+    database_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its before-request check, rate-limit headers, refund and teardown all skip such a
+    page; a limited route (the API) still gets its headers."""
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True)
+    client = signed_in_client(app, "ada@acme.test")
+    entered: list[str] = []
+    original = type(limiter).context
+
+    def counting(self: Any) -> Any:
+        entered.append(request.path)
+        return original.fget(self)  # type: ignore[misc]
+
+    monkeypatch.setattr(type(limiter), "context", property(counting))
+    page = client.get("/invoices/inv_7")
+    assert page.status_code == 200 and "X-RateLimit-Limit" not in page.headers
+    assert entered == []
+    api = client.get("/api/v1/me")
+    assert api.status_code == 200 and "X-RateLimit-Limit" in api.headers
+    assert entered and set(entered) == {"/api/v1/me"}
