@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 import time
 from collections import ChainMap
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from flask import Flask, current_app, g, request, session, url_for
 from flask_wtf import csrf as flask_wtf_csrf
 from jinja2.environment import Template, TemplateModule
-from jinja2.runtime import Context
+from jinja2.runtime import Context, new_context
 from markupsafe import Markup, escape
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -172,6 +173,24 @@ class ImportFriendlyTemplate(Template):
         if ctx is not None and not ctx.globals_keys.difference(*own):
             ctx = None  # nothing new to see: the cached module will do
         return super()._get_default_module(ctx)
+
+    def new_context(
+        self,
+        vars: dict[str, Any] | None = None,
+        shared: bool = False,
+        locals: Mapping[str, Any] | None = None,
+    ) -> Context:
+        """The context of one render, as Jinja makes it, from the environment's globals
+        themselves when the template has none of its own (every file template).
+
+        Jinja copies a template's globals into each new context. They are a ChainMap (the
+        template's own over the environment's), and copying a ChainMap goes key by key in
+        Python: 10 µs a render for our 25 globals, against a fraction of one for a dict.
+        """
+        globals: MutableMapping[str, Any] = self.globals
+        if isinstance(globals, ChainMap) and len(globals.maps) == 2 and not globals.maps[0]:
+            globals = globals.maps[1]  # the environment's globals, read as they are now
+        return new_context(self.environment, self.name, self.blocks, vars, shared, globals, locals)
 
 
 def init_templating(app: Flask) -> None:
