@@ -113,11 +113,9 @@ def register_extensions(app: Flask) -> None:
     from .authn.gate import init_authentication
     from .authn.passwords import init_passwords
     from .authn.sessions import init_sessions
-    from .cookie_session import without_flask_logins_remember_cookie
     from .extensions import (
         csrf,
         limiter,
-        login_manager,
         refund_attempts_that_did_not_fail,
         skip_routes_without_limits,
     )
@@ -125,7 +123,6 @@ def register_extensions(app: Flask) -> None:
     from .security_headers import init_security_headers
 
     init_authentication(app)
-    without_flask_logins_remember_cookie(app, login_manager)  # this app has no such cookie
     init_passwords(app)  # the unknown-email dummy hash, before the first sign-in
     init_sessions(app)
     init_security_headers(app)
