@@ -198,6 +198,22 @@ class Browser:
             raise RuntimeError(f"sign-in as {email} answered {status}")
 
 
+def steady_cookie(browser: Browser, path: str) -> str:
+    """The cookie header of a signed-in browser that has already viewed ``path`` once.
+
+    Right after a sign-in the cookie still holds the "You are signed in." flash and no CSRF
+    token: a page asked with it would show and pop the flash and sign a new token, and
+    answer a new cookie, every time. A browser follows the redirect, so from its second
+    page on it sends a cookie the page leaves as it is: that is what a benchmark of
+    repeated views must send. Raises if a second view still rewrites the cookie.
+    """
+    browser.request(path)
+    status, headers, _ = browser.request(path)
+    if status != 200 or any(name.lower() == "set-cookie" for name in headers):
+        raise RuntimeError(f"{browser.base}{path}: not a steady signed-in view ({status})")
+    return "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None

@@ -28,7 +28,16 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from common import ROOT, Browser, free_port, gunicorn, postgres_schema, quartiles, wait_until_up
+from common import (
+    ROOT,
+    Browser,
+    free_port,
+    gunicorn,
+    postgres_schema,
+    quartiles,
+    steady_cookie,
+    wait_until_up,
+)
 from throughput import hammer, prepare, raw_get
 
 import seed
@@ -71,7 +80,7 @@ def signed_in_cookie(base: str, path: str) -> str:
     status, _, body = browser.request(path, form)
     if status not in (200, 302, 303):
         raise RuntimeError(f"{base}{path}: sign-in answered {status}: {body[:200]}")
-    return "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+    return steady_cookie(browser, "/invoices/inv_7")
 
 
 TARGETS = ("bare", "ours", "plain_login", "security_too")
@@ -89,7 +98,7 @@ def measure(url_of: dict[str, str | None], args: argparse.Namespace) -> dict[str
         ours = stack.enter_context(gunicorn(url_of["ours"] or "", FLASK_RATELIMIT_ENABLED="false"))
         browser = Browser(ours)
         browser.sign_in("ada@acme.test", seed.DEMO_PASSWORD)  # ours wants its CSRF token
-        cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
+        cookie = steady_cookie(browser, "/invoices/inv_7")
         page_bytes = len(raw_page(ours, cookie))
         bases = {"ours": ours}
         for name in ("bare", "plain_login", "security_too"):

@@ -41,6 +41,7 @@ from common import (
     StatementCounter,
     free_port,
     postgres_schema,
+    steady_cookie,
     wait_for_port,
     wait_until_up,
 )
@@ -208,8 +209,7 @@ def database_urls(stack: ExitStack, folder: Path, engines: list[str]) -> dict[st
 def signed_in_request(port: int) -> bytes:
     browser = Browser(f"http://127.0.0.1:{port}")
     browser.sign_in("ada@acme.test", PASSWORD)
-    cookie = "; ".join(f"{k}={v}" for k, v in browser.cookies.items())
-    return raw_get("/invoices/inv_7", port, cookie)
+    return raw_get("/invoices/inv_7", port, steady_cookie(browser, "/invoices/inv_7"))
 
 
 def main() -> int:
