@@ -9,7 +9,7 @@ import flask_login
 from flask import g, request
 from sqlalchemy import bindparam, select
 
-from .authn.access_tokens import current_access_token
+from .authn.access_tokens import current_access_token, read_with_token
 from .authn.sessions import (
     TWO_FACTOR_PROOFS,
     ReadWithSession,
@@ -293,7 +293,14 @@ def _token_principal(user: User, token: PersonalAccessToken) -> Principal:
     Roles in the user's other organizations are left out, so every scoped lookup and
     every policy question about them fails exactly as for a stranger: 404, not 403.
     """
-    roles, organizations = _memberships_of(user, only=token.organization_id)
+    read = read_with_token(user.id)
+    if read is None:
+        roles, organizations = _memberships_of(user, only=token.organization_id)
+    elif read.role is None:  # no longer a member there: the token reaches nothing
+        roles, organizations = {}, {}
+    else:  # the token's own statement read the role: no statement of its own
+        roles = {read.organization.id: read.role}
+        organizations = {read.organization.id: read.organization}
     return Principal(
         user=user,
         session=None,

@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import create_engine, delete, event, pool, select, text
 
+from conftest import POSTGRES_URL, app_on_postgres
 from invoiceapp.authn.sessions import current_session
+from invoiceapp.db import get_db
 from invoiceapp.extensions import login_manager
-from invoiceapp.models import User
+from invoiceapp.models import Membership, User
 from invoiceapp.principal import require_principal
-from support import AUTH_COOKIE, signed_in_client
+from support import AUTH_COOKIE, bearer, make_token, signed_in_client
 
 
 @contextmanager
@@ -117,3 +119,60 @@ def test_the_principal_holds_the_user_itself_not_the_current_user_proxy(app: Fla
         auth_session = current_session()
         assert auth_session is not None and principal.user is auth_session.user
         assert require_principal() is principal  # built once per request
+
+
+def test_a_token_its_user_and_its_role_are_one_statement(app: Flask) -> None:
+    """The API's bearer path reads like the session's: the token, its user, its organization
+    and the user's role there in one statement (it was three)."""
+    raw = make_token(app, "ada@acme.test", "acme")
+    client = app.test_client()
+    assert client.get("/api/v1/me", headers=bearer(raw)).status_code == 200  # "last used"
+    with statements(app) as seen:
+        me = client.get("/api/v1/me", headers=bearer(raw))
+    assert me.status_code == 200, me.get_json()
+    assert [o["slug"] for o in me.get_json()["organizations"]] == ["acme"]
+    assert me.get_json()["authentication"]["token"]["organization"] == "acme"
+    who_asks = [s for s in seen if any(f"FROM {t}" in s for t in WHO_ASKS_TABLES)]
+    assert len(who_asks) == 1 and "FROM personal_access_tokens" in who_asks[0], seen
+
+
+WHO_ASKS_TABLES = ("personal_access_tokens", "users", "memberships")
+
+
+def test_a_token_of_a_removed_member_still_reaches_nothing(app: Flask) -> None:
+    """The role comes from the token's statement now: once its user has left the token's
+    organization, the token is as good as a stranger's there (the API says so: no
+    organizations), on its very next request."""
+    raw = make_token(app, "ada@acme.test", "acme")
+    client = app.test_client()
+    assert [o["slug"] for o in client.get("/api/v1/me", headers=bearer(raw)).get_json()[
+        "organizations"]] == ["acme"]  # fmt: skip
+    with app.app_context():
+        db = get_db()
+        ada = db.scalar(select(User).where(User.email == "ada@acme.test"))
+        assert ada is not None
+        db.execute(delete(Membership).where(Membership.user_id == ada.id))
+        db.commit()
+    me = client.get("/api/v1/me", headers=bearer(raw))
+    assert me.status_code == 200 and me.get_json()["organizations"] == []
+    assert client.get("/api/v1/invoices/inv_7", headers=bearer(raw)).status_code == 404
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs PostgreSQL")
+def test_a_token_request_that_meets_a_dropped_connection_is_tried_again() -> None:
+    """The token's statement is the request's first read, so like the session's it is tried
+    once more on a fresh connection when the pooled one was dropped (a restart)."""
+    with app_on_postgres() as app:
+        raw = make_token(app, "ada@acme.test", "acme")
+        client = app.test_client()
+        assert client.get("/api/v1/me", headers=bearer(raw)).status_code == 200
+        engine = app.extensions["db_engine"]
+        with engine.connect() as connection:  # the pooled connection the last call used
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        admin = create_engine(POSTGRES_URL or "", poolclass=pool.NullPool)
+        with admin.begin() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        admin.dispose()
+        me = client.get("/api/v1/me", headers=bearer(raw))
+        assert me.status_code == 200, me.get_data(as_text=True)
+        assert [o["slug"] for o in me.get_json()["organizations"]] == ["acme"]

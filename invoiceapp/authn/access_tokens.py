@@ -15,15 +15,17 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app, g, request
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from ..db import get_db, rows_changed, utcnow
-from ..models import Organization, PersonalAccessToken, TokenScope, User
+from ..db import commits_so_far, first_read, get_db, rows_changed, utcnow
+from ..models import Membership, Organization, PersonalAccessToken, TokenScope, User
 
 TOKEN_PREFIX = "ia_pat_"
 # secrets.token_urlsafe(32) is 43 characters; anything else was never issued here.
@@ -145,6 +147,44 @@ def bearer_credentials() -> str | None:
     return credentials.strip()
 
 
+# The token a bearer header names, its user, its organization and the user's role there (if
+# still a member): everything the principal needs, in one statement, as for a session
+# (invoiceapp.authn.sessions). It was three: the token, then its user, then the role.
+_TOKEN_USER_AND_ROLE = (
+    select(User, PersonalAccessToken, Organization, Membership.role)
+    .select_from(PersonalAccessToken)
+    .join(User, User.id == PersonalAccessToken.user_id)
+    .join(Organization, Organization.id == PersonalAccessToken.organization_id)
+    .outerjoin(
+        Membership,
+        and_(
+            Membership.user_id == PersonalAccessToken.user_id,
+            Membership.organization_id == PersonalAccessToken.organization_id,
+        ),
+    )
+    .where(PersonalAccessToken.token_hash == bindparam("token_hash"))
+)
+
+
+@dataclass(frozen=True)
+class ReadWithToken:
+    """The role the token's statement read, for the principal (invoiceapp.principal)."""
+
+    user_id: int
+    organization: Organization
+    role: str | None  # None: no longer a member of the token's organization
+    commits: int  # the request's commits when it was read (invoiceapp.db.commits_so_far)
+
+
+def read_with_token(user_id: int) -> ReadWithToken | None:
+    """The role read with this request's token, once, and only while nothing was committed
+    since (like invoiceapp.authn.sessions.read_with_session): else None, read it afresh."""
+    read: ReadWithToken | None = g.pop("read_with_token", None)
+    if read is None or read.user_id != user_id or read.commits != commits_so_far(get_db()):
+        return None
+    return read
+
+
 def load_access_token() -> PersonalAccessToken | None:
     """The request's usable token, looked up once per request (None when refused).
 
@@ -156,16 +196,26 @@ def load_access_token() -> PersonalAccessToken | None:
     raw = bearer_credentials()
     if raw is None:
         return None
-    token = None
+    token: PersonalAccessToken | None = None
+    role: str | None = None  # the user's role in the token's organization, if still a member
     if TOKEN_SHAPE.fullmatch(raw):
         db = get_db()
-        token = db.scalar(
-            select(PersonalAccessToken).where(PersonalAccessToken.token_hash == token_hash(raw))
-        )
+        parameters = {"token_hash": token_hash(raw)}
+        # The request's first statement: tried once more if the pooled connection was dead.
+        row = first_read(db, lambda: db.execute(_TOKEN_USER_AND_ROLE, parameters).first())
+        if row is not None:
+            user, token, organization, role = row
+            # What a lazy load of each would have found: no statement of their own.
+            set_committed_value(token, "user", user)
+            set_committed_value(token, "organization", organization)
     if token is None or not is_usable(token):
         g.token_problem = INVALID_TOKEN
         return None
     _touch(token)
+    # Counted after the touch, as the session's statement does: that commit wrote only
+    # "last used", so the role read before it still stands.
+    commits = commits_so_far(get_db())
+    g.read_with_token = ReadWithToken(token.user_id, token.organization, role, commits)
     g.access_token = token
     return token
 

@@ -193,8 +193,10 @@ def load_session_from_cookie() -> UserSession | None:
     counts as none. Expired or unknown tokens count as no session at all."""
     auth_session: UserSession | None = g.get("cookie_session", _NOT_YET)
     if auth_session is _NOT_YET:
+        # Just read from the database: it cannot have been deleted since, so no need to ask
+        # the ORM (a few microseconds); a later call in this request does ask.
         auth_session = g.cookie_session = _look_up_cookie()
-    if auth_session is not None and _deleted(auth_session):
+    elif auth_session is not None and _deleted(auth_session):
         auth_session = None
     g.auth_session = auth_session
     return auth_session
