@@ -243,3 +243,23 @@ def test_a_page_without_limits_never_enters_the_limiter_before_or_after(
     api = client.get("/api/v1/me")
     assert api.status_code == 200 and "X-RateLimit-Limit" in api.headers
     assert entered and set(entered) == {"/api/v1/me"}
+
+
+def test_whether_a_page_has_limits_is_worked_out_per_request_not_per_context(
+    database_file: Path,
+) -> None:
+    """Requests sharing one app context (and its ``g``, as in tests) each get their own
+    answer: an unlimited page first never lets the API after it go unlimited."""
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True)
+    client = signed_in_client(app, "ada@acme.test")
+    with app.app_context():
+        assert "X-RateLimit-Limit" not in client.get("/invoices/inv_7").headers
+        assert "X-RateLimit-Limit" in client.get("/api/v1/me").headers
+
+
+def test_an_app_without_the_demo_runs_no_tour_hooks(app: Flask) -> None:
+    hooks = [*app.before_request_funcs[None], *app.after_request_funcs[None]]
+    assert not [hook for hook in hooks if hook.__module__ == "invoiceapp.tour"]
+    demo = make_test_app(Path(str(app.config["DATABASE_URL"]).removeprefix("sqlite:///")),
+                         DEMO_MODE=True)  # fmt: skip
+    assert [hook for hook in demo.after_request_funcs[None] if hook.__module__ == "invoiceapp.tour"]
