@@ -30,7 +30,8 @@ class ChunkedBodyLimit:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        limit = self.max_bytes()
+        # The limit (a config look-up) only for the rare chunked body, not every request.
+        limit = self.max_bytes() if chunked else None
         if chunked and not environ.get("CONTENT_LENGTH") and limit is not None:
             body = environ["wsgi.input"].read(limit + 1)
             if len(body) > limit:

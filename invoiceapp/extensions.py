@@ -167,6 +167,19 @@ def _check_limits_only_where_there_are_some() -> None:
 
 @limiter.request_filter
 def _has_no_limits() -> bool:
+    # Asked up to four times a request (before, headers, refund, teardown): answered once,
+    # kept in the request's own environ (``g`` may outlive a request, in tests).
+    environ = request.environ
+    answer: bool | None = environ.get(_NO_LIMITS_KEY)
+    if answer is None:
+        answer = environ[_NO_LIMITS_KEY] = _endpoint_has_no_limits()
+    return answer
+
+
+_NO_LIMITS_KEY = "invoiceapp.has_no_rate_limits"
+
+
+def _endpoint_has_no_limits() -> bool:
     known_endpoints: dict[str, bool] | None = current_app.extensions.get("endpoints_with_limits")
     manager = limiter.limit_manager
     if known_endpoints is None or manager.application_limits or manager.default_limits:

@@ -23,8 +23,9 @@ class HealthChecksForAnyHost:
         self.trusted_hosts = trusted_hosts
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        hosts = self.trusted_hosts()
-        if hosts and environ.get("PATH_INFO") in HEALTH_PATHS:
-            environ["HTTP_HOST"] = hosts[0]
-            environ.pop("HTTP_X_FORWARDED_HOST", None)
+        if environ.get("PATH_INFO") in HEALTH_PATHS:  # the path first: one config look-up less
+            hosts = self.trusted_hosts()
+            if hosts:
+                environ["HTTP_HOST"] = hosts[0]
+                environ.pop("HTTP_X_FORWARDED_HOST", None)
         return self.app(environ, start_response)

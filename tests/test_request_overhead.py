@@ -18,8 +18,10 @@ from itsdangerous import URLSafeTimedSerializer
 
 from conftest import app_on_postgres, make_test_app
 from invoiceapp import cookie_session
+from invoiceapp.body_limit import ChunkedBodyLimit
 from invoiceapp.extensions import limiter, login_manager
 from invoiceapp.flask_app import InvoiceApp, refuse_async_functions
+from invoiceapp.health_hosts import HealthChecksForAnyHost
 from invoiceapp.pg_cursor import ColumnsOnDemand, DescribedOnDemandCursor
 from support import signed_in_client
 
@@ -230,11 +232,11 @@ def test_a_page_without_limits_never_enters_the_limiter_before_or_after(
     app = make_test_app(database_file, RATELIMIT_ENABLED=True)
     client = signed_in_client(app, "ada@acme.test")
     entered: list[str] = []
-    original = type(limiter).context
+    original = type(limiter).context.fget  # type: ignore[attr-defined]
 
     def counting(self: Any) -> Any:
         entered.append(request.path)
-        return original.fget(self)  # type: ignore[misc]
+        return original(self)
 
     monkeypatch.setattr(type(limiter), "context", property(counting))
     page = client.get("/invoices/inv_7")
@@ -243,3 +245,40 @@ def test_a_page_without_limits_never_enters_the_limiter_before_or_after(
     api = client.get("/api/v1/me")
     assert api.status_code == 200 and "X-RateLimit-Limit" in api.headers
     assert entered and set(entered) == {"/api/v1/me"}
+
+
+def test_whether_a_page_has_limits_is_worked_out_per_request_not_per_context(
+    database_file: Path,
+) -> None:
+    """Requests sharing one app context (and its ``g``, as in tests) each get their own
+    answer: an unlimited page first never lets the API after it go unlimited."""
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True)
+    client = signed_in_client(app, "ada@acme.test")
+    with app.app_context():
+        assert "X-RateLimit-Limit" not in client.get("/invoices/inv_7").headers
+        assert "X-RateLimit-Limit" in client.get("/api/v1/me").headers
+
+
+def test_an_app_without_the_demo_runs_no_tour_hooks(app: Flask) -> None:
+    hooks = [*app.before_request_funcs[None], *app.after_request_funcs[None]]
+    assert not [hook for hook in hooks if hook.__module__ == "invoiceapp.tour"]
+    demo = make_test_app(Path(str(app.config["DATABASE_URL"]).removeprefix("sqlite:///")),
+                         DEMO_MODE=True)  # fmt: skip
+    assert [hook for hook in demo.after_request_funcs[None] if hook.__module__ == "invoiceapp.tour"]
+
+
+def test_the_middlewares_read_the_config_only_for_the_requests_they_change(app: Flask) -> None:
+    """The chunked-body limit for chunked bodies, the health checks' host for /healthz."""
+    health = app.wsgi_app
+    assert isinstance(health, HealthChecksForAnyHost)
+    body = health.app
+    assert isinstance(body, ChunkedBodyLimit)
+    asked: list[str] = []
+    trusted_hosts, max_bytes = health.trusted_hosts, body.max_bytes
+    health.trusted_hosts = lambda: asked.append("hosts") or trusted_hosts()  # type: ignore[func-returns-value]
+    body.max_bytes = lambda: asked.append("limit") or max_bytes()  # type: ignore[func-returns-value]
+    client = app.test_client()
+    client.get("/sign-in")
+    assert asked == []
+    client.get("/healthz")
+    assert asked == ["hosts"]
