@@ -205,3 +205,17 @@ def test_with_the_lab_off_the_invoice_page_never_asks_for_hidden_buttons(
 def test_a_flash_message_is_escaped_and_only_right_to_left_runs_are_isolated() -> None:
     assert templating.isolate_rtl("Saved <b>") == Markup("Saved &lt;b&gt;")
     assert templating.isolate_rtl("Invited דוד כהן.") == Markup("Invited <bdi>דוד כהן</bdi>.")
+
+
+def test_compiled_templates_are_kept_in_a_plain_dict(app: Flask) -> None:
+    """Jinja's default cache is an LRU of 400 whose lookups lock and reorder a deque; the
+    app's templates are a fixed set, so a dict keeps them (each still compiled once)."""
+    client = signed_in_client(app, "ada@acme.test")
+    assert client.get("/invoices/inv_7").status_code == 200
+    cache = app.jinja_env.cache
+    assert type(cache) is dict
+    kept = {name for _loader, name in cache}
+    assert {"invoices/show.html", "base.html", "macros.html"} <= kept
+    compiled = dict(cache)
+    assert client.get("/invoices/inv_7").status_code == 200
+    assert all(cache[key] is template for key, template in compiled.items())
