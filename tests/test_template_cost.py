@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask_wtf import csrf as flask_wtf_csrf
+from markupsafe import Markup
 
 from conftest import make_test_app
 from invoiceapp import templating
@@ -179,3 +180,42 @@ def test_the_header_s_links_are_built_once_per_process_then_read_from_a_dict(
     assert sorted(built) == [("authn.sign_in_form",), ("pages.landing",), ("signup.sign_up_form",)]
     app.test_client().get("/sign-in")
     assert len(built) == 3
+
+
+def test_with_the_lab_off_the_invoice_page_never_asks_for_hidden_buttons(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hidden_buttons() answers nothing unless the demo's lab is on; the page asks
+    `lab_on` (already in its context) first, and the members page does so on every row."""
+    client = signed_in_client(app, "ada@acme.test")
+    asked: list[object] = []
+    real = app.jinja_env.globals["hidden_buttons"]
+
+    def counting(resource: object) -> Any:
+        asked.append(resource)
+        return real(resource)
+
+    monkeypatch.setitem(app.jinja_env.globals, "hidden_buttons", counting)
+    page = client.get("/invoices/inv_7")
+    assert page.status_code == 200 and "lab-hidden" not in page.text
+    assert client.get("/orgs/acme/members").status_code == 200
+    assert asked == []
+
+
+def test_a_flash_message_is_escaped_and_only_right_to_left_runs_are_isolated() -> None:
+    assert templating.isolate_rtl("Saved <b>") == Markup("Saved &lt;b&gt;")
+    assert templating.isolate_rtl("Invited דוד כהן.") == Markup("Invited <bdi>דוד כהן</bdi>.")
+
+
+def test_compiled_templates_are_kept_in_a_plain_dict(app: Flask) -> None:
+    """Jinja's default cache is an LRU of 400 whose lookups lock and reorder a deque; the
+    app's templates are a fixed set, so a dict keeps them (each still compiled once)."""
+    client = signed_in_client(app, "ada@acme.test")
+    assert client.get("/invoices/inv_7").status_code == 200
+    cache = app.jinja_env.cache
+    assert type(cache) is dict
+    kept = {name for _loader, name in cache}
+    assert {"invoices/show.html", "base.html", "macros.html"} <= kept
+    compiled = dict(cache)
+    assert client.get("/invoices/inv_7").status_code == 200
+    assert all(cache[key] is template for key, template in compiled.items())
