@@ -7,8 +7,22 @@ Answering 403 would confirm that the invoice exists, which leaks across tenants.
 
 from __future__ import annotations
 
+import functools
+
 from flask import abort, g, request
-from sqlalchemy import ColumnElement, Select, and_, bindparam, false, inspect, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    false,
+    inspect,
+    or_,
+    select,
+)
+from sqlalchemy.orm import load_only
+from sqlalchemy.orm.interfaces import ORMOption
 
 from ..audit import DENIED, record_audit
 from ..db import get_db
@@ -16,16 +30,40 @@ from ..models import Invoice, Organization, UserSession
 from ..path_ids import path_id_or_404
 from ..principal import Principal, require_principal
 
+
 # One invoice by its public id, if it is in one of the principal's organizations and not
 # deleted. The principal's organizations were read from the database for this request; for
 # an API token they are the token's one organization, so a token sees nothing else.
 # Built once with bound parameters: it runs on every invoice page and API call, and on
-# SQLite building a SELECT costs more than answering it (bench/throughput.py).
-VISIBLE_INVOICE_BY_PUBLIC_ID = select(Invoice).where(
-    Invoice.organization_id.in_(bindparam("organization_ids", expanding=True)),
-    Invoice.deleted_at.is_(None),
-    Invoice.public_id == bindparam("public_id"),
-)
+# SQLite building a SELECT costs more than answering it (bench/throughput.py). One bound
+# parameter per organization (org_0, org_1, ...), one statement per count, rather than an
+# "expanding" IN, which SQLAlchemy rewrites into SQL again on every execute: that cost
+# about 0.02 ms of CPU per lookup on SQLite (0.130 -> 0.110 ms) and 0.03 on PostgreSQL.
+@functools.lru_cache(maxsize=64)
+def visible_invoice_by_public_id(
+    organization_count: int, only: tuple[str, ...] = ()
+) -> Select[Invoice]:
+    """The statement for a principal with this many organizations. ``only``: the names of
+    the columns to load (the page that shows an invoice reads few; see load_only_these)."""
+    ids = [bindparam(f"org_{index}", type_=Integer) for index in range(organization_count)]
+    statement = select(Invoice).where(
+        Invoice.organization_id.in_(ids),
+        Invoice.deleted_at.is_(None),
+        Invoice.public_id == bindparam("public_id"),
+    )
+    return statement.options(*load_only_these(only))
+
+
+def load_only_these(columns: tuple[str, ...]) -> list[ORMOption]:
+    """Load only these columns of an invoice (all of them when none are named).
+
+    Every column read costs CPU on every execute, most on PostgreSQL, where psycopg builds
+    an object for each column of each result. With raiseload, reading any other column of
+    such an invoice raises instead of quietly costing a statement more.
+    """
+    if not columns:
+        return []
+    return [load_only(*(getattr(Invoice, name) for name in columns), raiseload=True)]
 
 
 def live_invoices_of(organization_id: int) -> Select[Invoice]:
@@ -55,22 +93,31 @@ def shared_with(principal: Principal) -> ColumnElement[bool]:
     )  # fmt: skip
 
 
-def invoice_in_my_orgs_or_404(public_id: str) -> Invoice:
+def invoice_in_my_orgs_or_404(public_id: str, *, only: tuple[str, ...] = ()) -> Invoice:
+    """The invoice, if the principal may reach it; else a 404, whether it exists or not.
+
+    ``only``: the column names the caller reads, when it reads few (see load_only_these).
+    """
     path_id_or_404("invoice", public_id)  # malformed: the same 404, and no query
     principal = require_principal()
-    query = VISIBLE_INVOICE_BY_PUBLIC_ID
+    ids = principal.organization_ids
+    query = visible_invoice_by_public_id(len(ids), only)
+    parameters: dict[str, object] = {f"org_{index}": id_ for index, id_ in enumerate(ids)}
     if principal.grants:  # "my organizations OR a customer shared with me", still in SQL
-        query = select(Invoice).where(
-            or_(
-                Invoice.organization_id.in_(bindparam("organization_ids", expanding=True)),
-                shared_with(principal),
-            ),
-            Invoice.deleted_at.is_(None),
-            Invoice.public_id == bindparam("public_id"),
+        query = (
+            select(Invoice)
+            .where(
+                or_(
+                    Invoice.organization_id.in_(bindparam("organization_ids", expanding=True)),
+                    shared_with(principal),
+                ),
+                Invoice.deleted_at.is_(None),
+                Invoice.public_id == bindparam("public_id"),
+            )
+            .options(*load_only_these(only))
         )
-    invoice = get_db().scalar(
-        query, {"organization_ids": principal.organization_ids, "public_id": public_id}
-    )
+        parameters = {"organization_ids": ids}
+    invoice = get_db().scalar(query, {**parameters, "public_id": public_id})
     if invoice is None:
         _record_hidden(public_id)
         abort(404)
