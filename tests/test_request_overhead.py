@@ -14,6 +14,7 @@ import flask.app
 import psycopg
 import pytest
 from flask import Blueprint, Flask, request
+from flask.json.tag import TaggedJSONSerializer
 from itsdangerous import URLSafeTimedSerializer
 
 from conftest import app_on_postgres, make_test_app
@@ -110,21 +111,31 @@ def test_the_cookie_serializer_is_built_once_per_secret_key(app: Flask) -> None:
     assert interface.get_signing_serializer(app) is not first  # type: ignore[attr-defined]
 
 
-def test_a_session_cookie_is_verified_once_and_decoded_afresh_each_time(
+def test_a_session_cookie_is_verified_and_decoded_once_each_request_gets_its_own_copy(
     app: Flask, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The second request with the same cookie skips the signature check (same cookie,
-    same key, same verdict) but gets a session of its own: one request changing its
-    flashes never changes what the next one reads."""
+    """The second request with the same cookie skips the signature check and the
+    decoding (same cookie, same key, same verdict) but gets a session of its own: one
+    request changing its flashes never changes what the next one reads."""
     value = _signed(app, FLASH_AND_TOKEN)
     checked = _count_signature_checks(monkeypatch)
+    decoded: list[str] = []
+    original_loads = TaggedJSONSerializer.loads
+
+    def decoding(self: TaggedJSONSerializer, text: str) -> Any:
+        decoded.append(text)
+        return original_loads(self, text)
+
+    monkeypatch.setattr(TaggedJSONSerializer, "loads", decoding)
     first = _open(app, value)
     assert dict(first) == FLASH_AND_TOKEN
     first["_flashes"].append(("info", "Changed by the first request."))
     second = _open(app, value)
     assert dict(second) == FLASH_AND_TOKEN
     assert second["_flashes"] is not first["_flashes"]
-    assert len(checked) == 1
+    second["_flashes"].clear()
+    assert dict(_open(app, value)) == FLASH_AND_TOKEN
+    assert len(checked) == 1 and len(decoded) == 1
 
 
 def test_a_forged_or_foreign_session_cookie_opens_an_empty_session(app: Flask) -> None:

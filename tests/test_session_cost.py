@@ -94,18 +94,6 @@ def test_the_invoice_page_runs_two_statements_on_sqlite_too(app: Flask) -> None:
     assert "FROM sessions" in seen[0] and "FROM invoices" in seen[1]
 
 
-def test_flask_login_has_no_hook_that_reads_the_cookie_session(app: Flask) -> None:
-    """Flask-Login's remember-me cookie is never used here (sessions are server-side), so
-    its after-request hook, which looks in Flask's cookie session on every response, is
-    not registered; a request that never needs that session does not decode it."""
-    hooks = app.after_request_funcs.get(None, [])
-    assert login_manager._update_remember_cookie not in hooks
-    client = signed_in_client(app, "ada@acme.test")
-    page = client.get("/invoices/inv_7")
-    assert page.status_code == 200
-    assert "remember_token" not in page.headers.get("Set-Cookie", "")
-
-
 def test_the_principal_holds_the_user_itself_not_the_current_user_proxy(app: Flask) -> None:
     """principal.user is read about eight times a page; through the current_user proxy each
     read would run Flask-Login's lookup again."""
