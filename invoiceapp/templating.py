@@ -1,4 +1,8 @@
-"""What every template can use: the principal, the policy, money formatting.
+"""What every template can use: the principal, the policy, money formatting, the
+header's links (`links`, `static_url`) and the forms' CSRF token.
+
+Rendering is most of the cost of a signed-in page, so the layout's helpers say what they
+save and how it was measured (issue 21; tests/test_template_cost.py keeps each saving).
 
 In demo mode the teaching panels also use invoiceapp.authz.explain (the decision
 traces, the gate that answered an error page, the principal's state in the header).
@@ -41,17 +45,17 @@ MINIMAL_LAYOUT: dict[str, Any] = {
 def _layout_context() -> dict[str, Any]:
     links, static_url = _fixed_urls()
     # Ours, not Flask-WTF's generate_csrf (its context processor ran first): see csrf_token.
-    urls = {"links": links, "static_url": static_url, "csrf_token": csrf_token}
+    every_page = {"links": links, "static_url": static_url, "csrf_token": csrf_token}
     if g.get("minimal_layout"):
-        return {**MINIMAL_LAYOUT, **urls}
+        return {**MINIMAL_LAYOUT, **every_page}
     try:
-        return {**_principal_context(), **urls}
+        return {**_principal_context(), **every_page}
     except SQLAlchemyError:
         # An error page must still render when the database is what failed.
         current_app.logger.exception("layout context unavailable")
         g.db.rollback()
         g.minimal_layout = True
-        return {**MINIMAL_LAYOUT, **urls}
+        return {**MINIMAL_LAYOUT, **every_page}
 
 
 def _role_name_in(organization_id: int) -> str | None:
@@ -87,8 +91,9 @@ class FixedUrls(dict[str, str]):
     is url_for("pages.dashboard") and `static_url["app.css"]` is url_for("static",
     filename="app.css").
 
-    A dozen url_for() calls cost the header about 45 µs a page (each call from a template
-    about 4 µs even with fixed_url's own cache); reading a dict costs next to nothing.
+    The header asked fixed_url() a dozen times a page, each a Jinja call, two context-local
+    reads and a tuple key; reading a dict costs next to nothing (measured: the invoice
+    page's render 15-20 µs less).
     Keys are only ever written in templates, never request data (the dict would grow with
     it). A URL depends on the app's routes and where the app is mounted (SCRIPT_NAME),
     both fixed for a process; each mount point has its own dicts anyway.
@@ -146,7 +151,8 @@ CSRF_CACHE_SIZE = 1024  # signed tokens kept per process; one per recently seen 
 
 
 def _signed_csrf_token() -> str:
-    """The token Flask-WTF's generate_csrf() would give, signed at most a minute ago.
+    """The token Flask-WTF's generate_csrf() would give, signed at most
+    CSRF_REUSE_SECONDS ago.
 
     Kept per process, keyed by the signing key and the session's raw token. The raw token
     is the session's own random secret, so a signed token is only ever shown again to the
