@@ -7,13 +7,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event
+from sqlalchemy import event, inspect
 from sqlalchemy.exc import InvalidRequestError
 
 from invoiceapp.authz.scope import invoice_in_my_orgs_or_404, visible_invoice_by_public_id
+from invoiceapp.principal import require_principal
+from invoiceapp.views import invoices as invoices_view
 from invoiceapp.views.invoices import SHOWN_COLUMNS
 from support import signed_in_client
 
@@ -85,3 +88,27 @@ def test_the_scope_statement_is_built_once_per_organization_count_and_never_rewr
     assert "POSTCOMPILE" not in sql
     assert "invoices.organization_id IN (:org_0, :org_1)" in sql
     assert "invoices.deleted_at IS NULL" in sql and "invoices.public_id = :public_id" in sql
+
+
+def test_the_invoice_arrives_with_the_organization_the_principal_already_read(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The policy reads the plan, the flags and the security policy off
+    invoice.organization: the lookup hands over the principal's own object (the one the
+    lazy loader would have looked up in the session), so the loader never runs for it."""
+    seen: list[bool] = []
+    real_authorize = invoices_view.authorize
+
+    def authorize(action: str, resource: Any, **context: Any) -> Any:
+        principal = require_principal()
+        already = "organization" in inspect(resource).dict  # before anyone read it
+        seen.append(already and resource.organization is principal.organizations[
+            resource.organization_id
+        ])  # fmt: skip
+        return real_authorize(action, resource, **context)
+
+    monkeypatch.setattr(invoices_view, "authorize", authorize)
+    client = signed_in_client(app, "grace@acme.test")
+    for public_id in ("inv_7", "inv_42"):  # Acme's, Globex's: both of hers
+        assert client.get(f"/invoices/{public_id}").status_code == 200
+    assert seen == [True, True]

@@ -72,7 +72,8 @@ class ReauthenticationRequired(HTTPException):
 
 
 def authorize(action: str, resource: object, **context: Any) -> Decision:
-    decision = can(current_principal(), action, resource, **context)
+    principal = current_principal()
+    decision = can(principal, action, resource, **context)
     if not decision.allowed:
         record_audit(
             action,
@@ -84,7 +85,6 @@ def authorize(action: str, resource: object, **context: Any) -> Decision:
             rule=decision.rule or "policy table",
         )
         raise PermissionDenied(decision, resource)
-    principal = current_principal()
     step_up = step_up_needed(principal, decision) if principal is not None else None
     if step_up is not None:
         raise ReauthenticationRequired(request.path, second_factor=step_up == SECOND_FACTOR)

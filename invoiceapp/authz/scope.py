@@ -21,7 +21,8 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import load_only
+from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.interfaces import ORMOption
 
 from ..audit import DENIED, record_audit
@@ -117,11 +118,24 @@ def invoice_in_my_orgs_or_404(public_id: str, *, only: tuple[str, ...] = ()) -> 
             .options(*load_only_these(only))
         )
         parameters = {"organization_ids": ids}
-    invoice = get_db().scalar(query, {**parameters, "public_id": public_id})
+    db = get_db()
+    invoice = db.scalar(query, {**parameters, "public_id": public_id})
     if invoice is None:
         _record_hidden(public_id)
         abort(404)
+    _hand_over_organization(invoice, principal, db)
     return invoice
+
+
+def _hand_over_organization(invoice: Invoice, principal: Principal, db: Session) -> None:
+    """Give the invoice the organization the principal read for this request, in this same
+    session: the object the relationship's lazy loader would find in the session anyway,
+    without the loader (0.02 ms of CPU on every invoice page: the policy reads the plan,
+    the flags and the security policy off invoice.organization). An organization that is
+    not the principal's (a guest's share), or not from this session, loads as before."""
+    organization = principal.organizations.get(invoice.organization_id)
+    if organization is not None and organization in db:
+        set_committed_value(invoice, "organization", organization)
 
 
 def _record_hidden(public_id: str) -> None:
