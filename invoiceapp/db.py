@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from functools import lru_cache
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
