@@ -446,3 +446,24 @@ def test_whether_a_statement_may_run_alone_is_worked_out_once_per_sql_text() -> 
     assert runs_alone(text) is True
     assert runs_alone(text) is True
     assert runs_alone.cache_info().hits == hits + 1
+
+
+def test_postgresql_connections_stay_in_autocommit_and_a_page_switches_no_mode() -> None:
+    """Transactions are begun by BEGIN before the first statement that needs one
+    (db._begin_transactions), so a GET's session no longer switches the driver's
+    autocommit on at checkout and off at return; a POST's session still gets one
+    transaction for all its statements."""
+    with app_on_postgres() as app:
+        read_maker = app.extensions["db_read_sessionmaker"]
+        assert "isolation_level" not in read_maker.kw["bind"].get_execution_options()
+        engine = app.extensions["db_engine"]
+        with engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw.autocommit is True
+            connection.execute(text("SELECT 1"))
+            assert raw.info.transaction_status != 0  # begun: not a GET's session
+            connection.rollback()
+        with app.test_request_context("/", method="GET"):
+            db = get_db()
+            db.execute(text("SELECT 1"))
+            assert db.connection().connection.dbapi_connection.info.transaction_status == 0
