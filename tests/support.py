@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import create_engine, func, make_url, pool, select, text
+from sqlalchemy import create_engine, event, func, make_url, pool, select, text
 from sqlalchemy.orm import Session
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 from werkzeug.serving import make_server
@@ -630,3 +630,19 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
         )
     )
     return cert_file, key_file
+
+
+@contextmanager
+def statements_run(app: Flask) -> Iterator[list[str]]:
+    """The SQL of every statement the app sends while the block runs."""
+    seen: list[str] = []
+
+    def note(_connection: object, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(" ".join(statement.split()))
+
+    engine = app.extensions["db_engine"]
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)

@@ -3,13 +3,9 @@ Flask-Login, and the principal. Each saving keeps its guarantee; none is timed h
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, delete, event, pool, select, text
+from sqlalchemy import create_engine, delete, pool, select, text
 
 from conftest import POSTGRES_URL, app_on_postgres
 from invoiceapp.authn.sessions import current_session
@@ -17,22 +13,7 @@ from invoiceapp.db import get_db
 from invoiceapp.extensions import login_manager
 from invoiceapp.models import Membership, User
 from invoiceapp.principal import require_principal
-from support import AUTH_COOKIE, bearer, make_token, signed_in_client
-
-
-@contextmanager
-def statements(app: Flask) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        seen.append(args[2])
-
-    engine = app.extensions["db_engine"]
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+from support import AUTH_COOKIE, bearer, make_token, signed_in_client, statements_run
 
 
 def _no_flask_login_loader(*_args: object) -> None:
@@ -76,7 +57,7 @@ def test_the_session_statement_brings_its_user_without_a_statement_of_its_own(
     cookie = client.get_cookie(AUTH_COOKIE)
     assert cookie is not None
     headers = {"Cookie": f"{AUTH_COOKIE}={cookie.value}"}
-    with app.test_request_context("/dashboard", headers=headers), statements(app) as seen:
+    with app.test_request_context("/dashboard", headers=headers), statements_run(app) as seen:
         auth_session = current_session()
         assert auth_session is not None
         assert auth_session.user.display_name == "Ada Lovelace"
@@ -88,7 +69,7 @@ def test_the_invoice_page_runs_two_statements_on_sqlite_too(app: Flask) -> None:
     """Who is asking (session, user, roles) is one statement, the invoice the other."""
     client = signed_in_client(app, "ada@acme.test")
     assert client.get("/invoices/inv_7").status_code == 200  # "last seen" written here
-    with statements(app) as seen:
+    with statements_run(app) as seen:
         assert client.get("/invoices/inv_7").status_code == 200
     assert len(seen) == 2, seen
     assert "FROM sessions" in seen[0] and "FROM invoices" in seen[1]
@@ -115,7 +96,7 @@ def test_a_token_its_user_and_its_role_are_one_statement(app: Flask) -> None:
     raw = make_token(app, "ada@acme.test", "acme")
     client = app.test_client()
     assert client.get("/api/v1/me", headers=bearer(raw)).status_code == 200  # "last used"
-    with statements(app) as seen:
+    with statements_run(app) as seen:
         me = client.get("/api/v1/me", headers=bearer(raw))
     assert me.status_code == 200, me.get_json()
     assert [o["slug"] for o in me.get_json()["organizations"]] == ["acme"]

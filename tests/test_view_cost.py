@@ -5,36 +5,18 @@ for the shape that makes it cheap, never by timing (bench/ and the issue measure
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import event, inspect
+from sqlalchemy import inspect
 from sqlalchemy.exc import InvalidRequestError
 
 from invoiceapp.authz.scope import invoice_in_my_orgs_or_404, visible_invoice_by_public_id
 from invoiceapp.principal import require_principal
 from invoiceapp.views import invoices as invoices_view
 from invoiceapp.views.invoices import SHOWN_COLUMNS
-from support import signed_in_client
-
-
-@contextmanager
-def statements_run(app: Flask) -> Iterator[list[str]]:
-    """The SQL of every statement the app sends while the block runs."""
-    seen: list[str] = []
-
-    def note(_connection: object, _cursor: object, statement: str, *_: object) -> None:
-        seen.append(" ".join(statement.split()))
-
-    engine = app.extensions["db_engine"]
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
+from support import signed_in_client, statements_run
 
 
 def selected_columns(statement: str) -> set[str]:
