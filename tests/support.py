@@ -646,3 +646,31 @@ def statements_run(app: Flask) -> Iterator[list[str]]:
         yield seen
     finally:
         event.remove(engine, "before_cursor_execute", note)
+
+
+def drop_the_pooled_connection(app: Flask) -> None:
+    """What a database restart does to a pooled PostgreSQL connection: the server ends it."""
+    engine = app.extensions["db_engine"]
+    with engine.connect() as connection:  # the pooled connection the last request used
+        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    admin = create_engine(engine.url, poolclass=pool.NullPool)
+    with admin.begin() as connection:
+        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    admin.dispose()
+
+
+def keys_chainmaps_are_asked(monkeypatch: Any, method: str) -> list[object]:
+    """The keys every ChainMap is asked through ``method`` ("__getitem__", "__contains__")
+    from now until the test ends: Jinja reads template globals through ChainMaps, one
+    Python call per key, which the template tests prove it no longer does."""
+    from collections import ChainMap
+
+    asked: list[object] = []
+    real = getattr(ChainMap, method)
+
+    def counting(self: ChainMap[Any, Any], key: object) -> Any:
+        asked.append(key)
+        return real(self, key)
+
+    monkeypatch.setattr(ChainMap, method, counting)
+    return asked

@@ -4,7 +4,6 @@ the same (issue 21 item 1; /work/wt/prompts/prof.py and bench/ measure the speed
 from __future__ import annotations
 
 import re
-from collections import ChainMap
 from typing import Any
 
 import pytest
@@ -12,7 +11,7 @@ from flask import Flask
 from flask import request as flask_request
 from flask_wtf import csrf as flask_wtf_csrf
 
-from support import signed_in_client, signed_in_through_the_form
+from support import keys_chainmaps_are_asked, signed_in_client, signed_in_through_the_form
 
 
 def test_every_form_on_the_invoice_page_carries_one_token_computed_once(
@@ -101,14 +100,7 @@ def test_importing_the_macros_uses_the_built_module_without_comparing_globals_in
     importing template had globals the macros lack. The same question is asked in C now;
     a template with globals of its own still gets a module built for it, as in Jinja."""
     client = signed_in_client(app, "ada@acme.test")
-    compared: list[object] = []
-    real = ChainMap.__contains__
-
-    def counting(self: ChainMap[Any, Any], key: object) -> bool:
-        compared.append(key)
-        return real(self, key)
-
-    monkeypatch.setattr(ChainMap, "__contains__", counting)
+    compared = keys_chainmaps_are_asked(monkeypatch, "__contains__")
     page = client.get("/invoices/inv_7")
     assert page.status_code == 200 and 'class="badge badge-sent"' in page.text
     assert compared == []

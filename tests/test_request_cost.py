@@ -23,18 +23,12 @@ from invoiceapp.db import get_db, runs_alone
 from invoiceapp.extensions import limiter
 from invoiceapp.models import Membership, Organization, UserSession
 from invoiceapp.principal import require_principal
-from support import AUTH_COOKIE, signed_in_client, signed_in_through_the_form
-
-
-def drop_the_pooled_connection(app: Flask) -> None:
-    """What a database restart does to a pooled connection: the server ends it."""
-    engine = app.extensions["db_engine"]
-    with engine.connect() as connection:  # the pooled connection the last page used
-        pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-    admin = create_engine(POSTGRES_URL or "", poolclass=pool.NullPool)
-    with admin.begin() as connection:
-        connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-    admin.dispose()
+from support import (
+    AUTH_COOKIE,
+    drop_the_pooled_connection,
+    signed_in_client,
+    signed_in_through_the_form,
+)
 
 
 def test_a_connection_the_database_dropped_is_replaced_without_an_error_page() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine, delete, pool, select, text
+from sqlalchemy import delete, select
 
 from conftest import POSTGRES_URL, app_on_postgres
 from invoiceapp.authn.sessions import current_session
@@ -13,7 +13,14 @@ from invoiceapp.db import get_db
 from invoiceapp.extensions import login_manager
 from invoiceapp.models import Membership, User
 from invoiceapp.principal import require_principal
-from support import AUTH_COOKIE, bearer, make_token, signed_in_client, statements_run
+from support import (
+    AUTH_COOKIE,
+    bearer,
+    drop_the_pooled_connection,
+    make_token,
+    signed_in_client,
+    statements_run,
+)
 
 
 def _no_flask_login_loader(*_args: object) -> None:
@@ -135,13 +142,7 @@ def test_a_token_request_that_meets_a_dropped_connection_is_tried_again() -> Non
         raw = make_token(app, "ada@acme.test", "acme")
         client = app.test_client()
         assert client.get("/api/v1/me", headers=bearer(raw)).status_code == 200
-        engine = app.extensions["db_engine"]
-        with engine.connect() as connection:  # the pooled connection the last call used
-            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
-        admin = create_engine(POSTGRES_URL or "", poolclass=pool.NullPool)
-        with admin.begin() as connection:
-            connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        admin.dispose()
+        drop_the_pooled_connection(app)
         me = client.get("/api/v1/me", headers=bearer(raw))
         assert me.status_code == 200, me.get_data(as_text=True)
         assert [o["slug"] for o in me.get_json()["organizations"]] == ["acme"]

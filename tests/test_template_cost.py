@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections import ChainMap
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,12 @@ from markupsafe import Markup
 
 from conftest import make_test_app
 from invoiceapp import templating
-from support import sign_in_through_the_form, signed_in_client, signed_in_through_the_form
+from support import (
+    keys_chainmaps_are_asked,
+    sign_in_through_the_form,
+    signed_in_client,
+    signed_in_through_the_form,
+)
 
 TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
@@ -133,14 +137,7 @@ def test_a_render_copies_the_environment_s_globals_as_one_dict_not_key_by_key(
     no globals of its own, so the environment's are copied as they are; a template with
     some of its own still sees them over the environment's."""
     client = signed_in_client(app, "ada@acme.test")
-    read: list[object] = []
-    real = ChainMap.__getitem__
-
-    def counting(self: ChainMap[Any, Any], key: object) -> Any:
-        read.append(key)
-        return real(self, key)
-
-    monkeypatch.setattr(ChainMap, "__getitem__", counting)
+    read = keys_chainmaps_are_asked(monkeypatch, "__getitem__")
     page = client.get("/invoices/inv_7")
     assert page.status_code == 200 and 'class="badge badge-sent"' in page.text
     assert read == []
