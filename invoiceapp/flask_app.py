@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
+from flask.globals import _cv_request
 
 
 class InvoiceApp(Flask):
@@ -35,6 +36,100 @@ class InvoiceApp(Flask):
         if view_func is not None:
             _refuse_async(view_func, f"the view of {rule}")
         super().add_url_rule(rule, endpoint, view_func, provide_automatic_options, **options)
+
+    def url_for(
+        self,
+        /,
+        endpoint: str,
+        *,
+        _anchor: str | None = None,
+        _method: str | None = None,
+        _scheme: str | None = None,
+        _external: bool | None = None,
+        **values: Any,
+    ) -> str:
+        """Flask's url_for, with a short cut for the commonest call in a page: a route with
+        one value in its path, such as url_for("invoices.send", invoice_id=...).
+
+        Flask and Werkzeug find the rule, copy and filter the values, and join the pieces on
+        every call: about 14 µs, five times on the invoice page and once per row of a list.
+        Such a URL is the route's own text with the value quoted into it, so the first call
+        for a route (per mount point) splits a URL that Flask built into the text before and
+        after the value; later calls quote the value between them. Every other call (query
+        arguments, several values, an anchor, an external URL, outside a request) is
+        Flask's own, and so is every route whose pattern does not pass the check in
+        ``_one_value_pattern``.
+        """
+        request_context = _cv_request.get(None)
+        if (
+            request_context is not None
+            and len(values) == 1
+            and _anchor is None
+            and _method is None
+            and _scheme is None
+            and _external is None
+            and endpoint[:1] != "."
+        ):
+            ((name, value),) = values.items()
+            adapter = request_context.url_adapter
+            if value is not None and adapter is not None:
+                key = (adapter.script_name, adapter.subdomain, endpoint, name)
+                pattern = self._one_value_patterns.get(key, _UNKNOWN)
+                if pattern is _UNKNOWN:
+                    pattern = self._one_value_patterns[key] = self._one_value_pattern(
+                        endpoint, name
+                    )
+                if pattern is not None:
+                    before, to_url, after = pattern
+                    return before + to_url(value) + after
+        return super().url_for(
+            endpoint,
+            _anchor=_anchor,
+            _method=_method,
+            _scheme=_scheme,
+            _external=_external,
+            **values,
+        )
+
+    @property
+    def _one_value_patterns(self) -> dict[tuple[str, str | None, str, str], _Pattern | None]:
+        patterns: dict[Any, Any] = self.extensions.setdefault("one_value_url_patterns", {})
+        return patterns
+
+    def _one_value_pattern(self, endpoint: str, name: str) -> _Pattern | None:
+        """The text around ``name``'s value in ``endpoint``'s URL at this mount point, or
+        None where the short cut would not give exactly what Flask does: the endpoint must
+        have one rule, whose only value is ``name`` with the default converter and no
+        default, no url_defaults function may add values, and the URLs built both ways for
+        values that need quoting must be the same."""
+        rules = list(self.url_map.iter_rules(endpoint))
+        if (
+            len(rules) != 1
+            or rules[0].arguments != {name}
+            or f"<{name}>" not in rules[0].rule
+            or rules[0].defaults
+            or self.url_default_functions
+        ):
+            return None
+        marker = "zq0value0qz"
+        values: dict[str, Any] = {name: marker}
+        built = super().url_for(endpoint, **values)
+        if not built.startswith("/") or built.count(marker) != 1:
+            return None  # an external URL (another subdomain) depends on more than the path
+        before, after = built.split(marker)
+        to_url = self.url_map.converters["default"](self.url_map).to_url
+        for probe in _PROBES:
+            values = {name: probe}
+            if before + to_url(probe) + after != super().url_for(endpoint, **values):
+                return None
+        return before, to_url, after
+
+
+# A route's URL around its one value: the text before, the converter's quoting, the text after.
+_Pattern = tuple[str, Callable[[Any], str], str]
+_UNKNOWN: Any = object()
+# Values that need quoting, or are not strings, to check a pattern against Flask's own URLs.
+_PROBES: tuple[Any, ...] = ("a b/c?d#e%f&g=h", "é—ü", "inv_7", 42)
 
 
 def refuse_async_functions(app: Flask) -> None:
