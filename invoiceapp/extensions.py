@@ -14,6 +14,7 @@ from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import SQLAlchemyError
 
 from .db import is_database_unavailable
+from .request_locals import this_request
 
 T = TypeVar("T")
 
@@ -169,7 +170,7 @@ def _check_limits_only_where_there_are_some() -> None:
 def _has_no_limits() -> bool:
     # Asked up to four times a request (before, headers, refund, teardown): answered once,
     # kept in the request's own environ (``g`` may outlive a request, in tests).
-    environ = request.environ
+    environ = this_request().environ  # asked four times: without the proxy (request_locals)
     answer: bool | None = environ.get(_NO_LIMITS_KEY)
     if answer is None:
         answer = environ[_NO_LIMITS_KEY] = _endpoint_has_no_limits()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app, g
+from flask import Flask, Response
+
+from .request_locals import request_g, this_app
 
 # Everything the pages load comes from this origin; no inline scripts exist.
 CONTENT_SECURITY_POLICY = (
@@ -39,9 +41,13 @@ def _add_security_headers(response: Response) -> Response:
     for name, value in EVERY_ANSWER:
         if name.lower() not in present:
             headers.add(name, value)
-    if current_app.config["AUTH_COOKIE_SECURE"] and "strict-transport-security" not in present:
+    if this_app().config["AUTH_COOKIE_SECURE"] and "strict-transport-security" not in present:
         headers.add(*HSTS)
-    if g.get("auth_session") is not None or g.get("auth_cookie") is not None:
+    request_globals = request_g()  # without the proxies (invoiceapp.request_locals)
+    if (
+        request_globals.get("auth_session") is not None
+        or request_globals.get("auth_cookie") is not None
+    ):
         # Pages for a signed-in user must not be kept by shared or back-button caches.
         headers["Cache-Control"] = "no-store"
     return response

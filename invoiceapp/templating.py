@@ -16,7 +16,7 @@ from collections import ChainMap
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-from flask import Flask, current_app, g, request, session, url_for
+from flask import Flask, current_app, g, session, url_for
 from flask_wtf import csrf as flask_wtf_csrf
 from jinja2.environment import Template, TemplateModule
 from jinja2.runtime import Context, new_context
@@ -30,6 +30,7 @@ from .authz.scope import active_organization, my_organizations
 from .models import Organization
 from .money import format_money
 from .principal import current_principal
+from .request_locals import request_g, this_app, this_request
 from .tour import lab_is_on
 
 MINIMAL_LAYOUT: dict[str, Any] = {
@@ -114,8 +115,8 @@ class FixedUrls(dict[str, str]):
 
 def _fixed_urls() -> tuple[FixedUrls, FixedUrls]:
     """This mount point's `links` and `static_url`."""
-    root = request.script_root
-    by_mount_point: dict[str, tuple[FixedUrls, FixedUrls]] = current_app.extensions["fixed_urls"]
+    root = this_request().script_root  # asked twice a page: without the proxies
+    by_mount_point: dict[str, tuple[FixedUrls, FixedUrls]] = this_app().extensions["fixed_urls"]
     urls = by_mount_point.get(root)
     if urls is None:
         urls = by_mount_point[root] = (FixedUrls(), FixedUrls("static"))
@@ -134,9 +135,10 @@ def csrf_token() -> str:
     reads its settings and the session again; a page with four forms asked it four
     times. The first form of a request asks it, the others reuse the answer.
     """
-    token: str | None = g.get("csrf_token_for_forms")
+    request_globals = request_g()  # once per form: without the proxy (request_locals)
+    token: str | None = request_globals.get("csrf_token_for_forms")
     if token is None:
-        token = g.csrf_token_for_forms = _signed_csrf_token()
+        token = request_globals.csrf_token_for_forms = _signed_csrf_token()
     return token
 
 

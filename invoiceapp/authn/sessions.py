@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from ..db import commits_so_far, first_read, get_db, utcnow
 from ..models import Membership, Organization, Share, User, UserSession
+from ..request_locals import request_g, this_app, this_request
 
 # Session proofs that include a second factor (UserSession.proof); the principal and the
 # guards on removing a factor both read it.
@@ -107,7 +108,7 @@ _NOT_YET = object()
 
 def current_session() -> UserSession | None:
     """The session this request's cookie names, looked up once per request."""
-    auth_session = g.get("auth_session", _NOT_YET)
+    auth_session = request_g().get("auth_session", _NOT_YET)  # without the proxy: hot
     if auth_session is _NOT_YET:
         return load_session_from_cookie()
     return auth_session
@@ -191,14 +192,15 @@ def load_session_from_cookie() -> UserSession | None:
     (current_session) before Flask-Login does, on a page open to everyone, and a second
     statement would read the same row again. A session deleted since (signed out, ended)
     counts as none. Expired or unknown tokens count as no session at all."""
-    auth_session: UserSession | None = g.get("cookie_session", _NOT_YET)
+    request_globals = request_g()  # ``g`` without its proxy (invoiceapp.request_locals)
+    auth_session: UserSession | None = request_globals.get("cookie_session", _NOT_YET)
     if auth_session is _NOT_YET:
         # Just read from the database: it cannot have been deleted since, so no need to ask
         # the ORM (a few microseconds); a later call in this request does ask.
-        auth_session = g.cookie_session = _look_up_cookie()
+        auth_session = request_globals.cookie_session = _look_up_cookie()
     elif auth_session is not None and _deleted(auth_session):
         auth_session = None
-    g.auth_session = auth_session
+    request_globals.auth_session = auth_session
     return auth_session
 
 
@@ -208,9 +210,10 @@ def _deleted(auth_session: UserSession) -> bool:
 
 
 def _look_up_cookie() -> UserSession | None:
-    config = current_app.config
-    token = request.cookies.get(config["AUTH_COOKIE_NAME"])
-    g.auth_session = None
+    config = this_app().config
+    token = this_request().cookies.get(config["AUTH_COOKIE_NAME"])
+    request_globals = request_g()
+    request_globals.auth_session = None
     if not token or len(token) > 128:
         return None
     db = get_db()
@@ -218,7 +221,7 @@ def _look_up_cookie() -> UserSession | None:
     parameters = {"token_hash": _token_hash(token), "now": now}
     rows = first_read(db, lambda: db.execute(_SESSION_USER_AND_ROLES, parameters).all())
     if not rows:
-        g.auth_cookie = ("clear", "", False)
+        request_globals.auth_cookie = ("clear", "", False)
         return None
     user, auth_session = rows[0][0], rows[0][1]
     # What contains_eager would have done: ``auth_session.user`` is this user, no statement.
@@ -227,7 +230,7 @@ def _look_up_cookie() -> UserSession | None:
     if now - auth_session.last_seen_at > idle or now - auth_session.created_at > absolute:
         db.delete(auth_session)
         db.commit()
-        g.auth_cookie = ("clear", "", False)
+        request_globals.auth_cookie = ("clear", "", False)
         return None
     touch_every = timedelta(seconds=config["SESSION_TOUCH_SECONDS"])
     if now - auth_session.last_seen_at > touch_every:
@@ -238,13 +241,13 @@ def _look_up_cookie() -> UserSession | None:
             # Another writer holds the database. "Last seen" can wait for the next
             # request; a page that only reads should not fail for it.
             db.rollback()
-    g.read_with_session = ReadWithSession(
+    request_globals.read_with_session = ReadWithSession(
         user_id=auth_session.user_id,
         memberships=tuple((role, org) for _, _, role, org, _ in rows if org is not None),
         has_live_share=bool(rows[0][4]),
         commits=commits_so_far(db),
     )
-    g.auth_session = auth_session
+    request_globals.auth_session = auth_session
     return auth_session
 
 
