@@ -10,20 +10,26 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import flask
 import flask.app
 import psycopg
 import pytest
+import werkzeug.local
 from flask import Blueprint, Flask, request
 from flask.json.tag import TaggedJSONSerializer
 from itsdangerous import URLSafeTimedSerializer
 
 from conftest import app_on_postgres, make_test_app
 from invoiceapp import cookie_session
+from invoiceapp.authn.sessions import current_session
 from invoiceapp.body_limit import ChunkedBodyLimit
+from invoiceapp.db import get_db
 from invoiceapp.extensions import limiter, login_manager
 from invoiceapp.flask_app import InvoiceApp, refuse_async_functions
 from invoiceapp.health_hosts import HealthChecksForAnyHost
 from invoiceapp.pg_cursor import ColumnsOnDemand, DescribedOnDemandCursor
+from invoiceapp.principal import current_principal
+from invoiceapp.templating import csrf_token
 from support import signed_in_client
 
 
@@ -293,3 +299,36 @@ def test_the_middlewares_read_the_config_only_for_the_requests_they_change(app: 
     assert asked == []
     client.get("/healthz")
     assert asked == ["hosts"]
+
+
+def test_the_principal_the_session_and_the_csrf_token_are_read_without_flask_s_proxies(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each read through ``g``, ``request`` or ``current_app`` costs about 0.6 µs, and these
+    are asked several times a page (invoiceapp/request_locals.py): once built, asking again
+    reads no proxy at all."""
+    client = signed_in_client(app, "ada@acme.test")
+    cookie = client.get_cookie(app.config["AUTH_COOKIE_NAME"])
+    assert cookie is not None
+    headers = {"Cookie": f"{cookie.key}={cookie.value}"}
+    with app.test_request_context("/invoices/inv_7", headers=headers):
+        principal = current_principal()
+        assert principal is not None and principal.user.email == "ada@acme.test"
+        token, db, auth_session = csrf_token(), get_db(), current_session()
+        reads: list[str] = []
+        real = werkzeug.local._ProxyLookup.__get__
+
+        def counting(self: Any, instance: Any, owner: Any = None) -> Any:
+            if instance is not None:
+                reads.append(self.name)
+            return real(self, instance, owner)
+
+        monkeypatch.setattr(werkzeug.local._ProxyLookup, "__get__", counting)
+        for _ in range(3):
+            assert current_principal() is principal
+            assert get_db() is db
+            assert current_session() is auth_session
+            assert csrf_token() == token
+        monkeypatch.undo()
+        assert reads == []
+        assert flask.g.get("principal") is principal  # the very objects the proxies stand for
