@@ -10,6 +10,7 @@ itself, so the plain `gunicorn "invoiceapp:create_app()"` of CONTRACT.md uses it
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from typing import Any
@@ -66,3 +67,12 @@ def post_fork(server: Any, worker: Any) -> None:
     engine = getattr(app, "extensions", {}).get("db_engine")
     if engine is not None:
         engine.dispose(close=False)
+
+
+def post_worker_init(worker: Any) -> None:
+    # Everything built so far (the app, its routes, templates, models and the libraries)
+    # lives as long as the worker. Moved out of the garbage collector's sight, the full
+    # collections that would walk all ~140,000 of those objects over and over have
+    # nothing to walk: in one process, about 0.01 ms a page and a 50 ms pause every few
+    # thousand pages (bench/ measures). Objects made by requests are collected as ever.
+    gc.freeze()
