@@ -27,14 +27,14 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session
 
 import seed as seed_module
-from compiled_once import reuse_compiled_templates, reuse_compiled_url_builders
+from compiled_once import reuse_compiled_sql, reuse_compiled_templates, reuse_compiled_url_builders
 from invoiceapp import create_app
 from invoiceapp.db import Base, get_db, make_engine
 from seeded_rows import forget, reseed
 from support import REDIS_SERVER, free_port, live_server, postgres_schema, wait_until_up
 
-# Most tests build an app of their own; compile its URL rules and templates once per worker
-# (compiled_once.py).
+# Most tests build an app of their own; compile its URL rules, templates and SQL once per
+# worker (compiled_once.py).
 reuse_compiled_url_builders()
 
 TEST_CONFIG: dict[str, Any] = {
@@ -56,7 +56,7 @@ def make_test_app(database_file: Path, **overrides: Any) -> Flask:
         "DATABASE_URL": f"sqlite:///{database_file}",
         "MAIL_OUTBOX_DIR": str(database_file.parent / "outbox"),
     }
-    return reuse_compiled_templates(create_app({**settings, **overrides}))
+    return reuse_compiled_sql(reuse_compiled_templates(create_app({**settings, **overrides})))
 
 
 POSTGRES_URL = os.environ.get("INVOICEAPP_TEST_POSTGRES_URL")

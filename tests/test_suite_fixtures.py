@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from flask import Flask, url_for
 from jinja2.bccache import Bucket
 from sqlalchemy import Connection, func, select, text
+from sqlalchemy.orm import Session
 from werkzeug.routing import Rule
 
 from compiled_once import TEMPLATE_CODE
@@ -23,6 +25,7 @@ from conftest import make_test_app
 from invoiceapp.db import Base
 from invoiceapp.models import Invoice, InvoiceCount, Organization
 from seeded_rows import reseed
+from support import signed_in_client
 
 
 def _builder(app: Flask, endpoint: str) -> object:
@@ -162,3 +165,34 @@ def test_a_second_test_app_reuses_the_parsed_rules_and_routes_alike(database_fil
     adapter = second.url_map.bind("localhost")
     assert adapter.match("/invoices/inv_7") == ("invoices.show", {"invoice_id": "inv_7"})
     assert adapter.build("invoices.send", {"invoice_id": "a b"}) == "/invoices/a%20b/send"
+
+
+def test_a_second_sqlite_test_app_compiles_no_sql_again_and_keeps_its_own_file(
+    seeded_database: Path, tmp_path: Path
+) -> None:
+    """compiled_once.reuse_compiled_sql: the SQL a first app compiled serves a second app,
+    whose pool and file stay its own."""
+    files = [tmp_path / "one.sqlite3", tmp_path / "two.sqlite3"]
+    for file in files:
+        shutil.copyfile(seeded_database, file)
+    first, second = (make_test_app(file) for file in files)
+    assert second.extensions["db_engine"].dialect is first.extensions["db_engine"].dialect
+    signed_in_client(first, "ada@acme.test").get("/invoices/inv_7")
+    cache = first.extensions["db_engine"].get_execution_options().get("compiled_cache")
+    cache = cache if cache is not None else first.extensions["db_engine"]._compiled_cache
+    compiled = len(cache)
+
+    client = signed_in_client(second, "ada@acme.test")
+    assert client.get("/invoices/inv_7").status_code == 200
+    assert len(cache) == compiled  # the same statements: nothing compiled again
+    assert client.post("/invoices/inv_7/void").status_code in (302, 303)
+
+    with (
+        Session(first.extensions["db_engine"]) as one,
+        Session(second.extensions["db_engine"]) as two,
+    ):
+        voided = select(Invoice.status).where(Invoice.public_id == "inv_7")
+        assert two.scalar(voided) == "void"
+        assert one.scalar(voided) != "void"  # the other app's file was not touched
+    for app in (first, second):
+        app.extensions["db_engine"].dispose()
