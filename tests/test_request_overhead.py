@@ -30,7 +30,7 @@ from invoiceapp.health_hosts import HealthChecksForAnyHost
 from invoiceapp.pg_cursor import ColumnsOnDemand, DescribedOnDemandCursor
 from invoiceapp.principal import current_principal
 from invoiceapp.templating import csrf_token
-from support import signed_in_client
+from support import arguments_given, signed_in_client
 
 
 def test_no_function_is_inspected_for_async_on_a_request(
@@ -97,16 +97,8 @@ def _signed(app: Flask, data: dict[str, Any]) -> str:
     return str(serializer.dumps(data))
 
 
-def _count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    checked: list[str] = []
-    original = URLSafeTimedSerializer.loads
-
-    def counting(self: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
-        checked.append(value)
-        return original(self, value, *args, **kwargs)
-
-    monkeypatch.setattr(URLSafeTimedSerializer, "loads", counting)
-    return checked
+def _count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    return arguments_given(monkeypatch, URLSafeTimedSerializer, "loads")  # cookies checked
 
 
 def test_the_cookie_serializer_is_built_once_per_secret_key(app: Flask) -> None:

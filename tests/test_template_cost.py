@@ -19,6 +19,7 @@ from conftest import make_test_app
 from invoiceapp import templating
 from invoiceapp.flask_app import InvoiceApp
 from support import (
+    arguments_given,
     keys_chainmaps_are_asked,
     sign_in_through_the_form,
     signed_in_client,
@@ -274,14 +275,7 @@ def test_pages_build_their_invoice_links_without_werkzeug(
     client = signed_in_client(app, "ada@acme.test")
     client.get("/invoices/inv_7")
     client.get("/invoices")
-    built: list[str] = []
-    real = MapAdapter.build
-
-    def counting(self: MapAdapter, endpoint: str, *args: Any, **kwargs: Any) -> str:
-        built.append(endpoint)
-        return real(self, endpoint, *args, **kwargs)
-
-    monkeypatch.setattr(MapAdapter, "build", counting)
+    built = arguments_given(monkeypatch, MapAdapter, "build")  # endpoints Werkzeug built
     page = client.get("/invoices/inv_7").get_data(as_text=True)
     assert 'href="/invoices/inv_7/edit"' in page
     assert 'action="/invoices/inv_7/void"' in page
