@@ -76,11 +76,12 @@ class InvoiceApp(Flask):
             adapter = request_context.url_adapter
             if type(value) in _PLAIN_VALUES and adapter is not None:
                 key = (adapter.script_name, adapter.subdomain, endpoint, name)
-                pattern = self._one_value_patterns.get(key, _UNKNOWN)
+                patterns = self._one_value_patterns
+                pattern = patterns.get(key, _UNKNOWN)
                 if pattern is _UNKNOWN:
-                    pattern = self._one_value_patterns[key] = self._one_value_pattern(
-                        endpoint, name
-                    )
+                    if len(patterns) >= MAX_URL_PATTERNS:
+                        patterns.clear()  # see MAX_URL_PATTERNS
+                    pattern = patterns[key] = self._one_value_pattern(endpoint, name)
                 if pattern is not None:
                     before, to_url, after = pattern
                     return before + to_url(value) + after
@@ -128,6 +129,10 @@ class InvoiceApp(Flask):
         return before, to_url, after
 
 
+# Patterns kept per process. The endpoints and names come from the app's own code, but the
+# mount point is the request's SCRIPT_NAME, which a trusted forwarder may send as a header
+# (gunicorn's forwarder_headers): a client able to vary it must not grow the dict forever.
+MAX_URL_PATTERNS = 4096
 # A route's URL around its one value: the text before, the converter's quoting, the text after.
 _Pattern = tuple[str, Callable[[Any], str], str]
 _UNKNOWN: Any = object()

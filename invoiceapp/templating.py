@@ -113,12 +113,18 @@ class FixedUrls(dict[str, str]):
         return url
 
 
+# Mount points whose links are kept at once (invoiceapp.flask_app.MAX_URL_PATTERNS says why).
+MAX_MOUNT_POINTS = 64
+
+
 def _fixed_urls() -> tuple[FixedUrls, FixedUrls]:
     """This mount point's `links` and `static_url`."""
     root = this_request().script_root  # asked twice a page: without the proxies
     by_mount_point: dict[str, tuple[FixedUrls, FixedUrls]] = this_app().extensions["fixed_urls"]
     urls = by_mount_point.get(root)
     if urls is None:
+        if len(by_mount_point) >= MAX_MOUNT_POINTS:
+            by_mount_point.clear()  # SCRIPT_NAME may come from a header (see flask_app.py)
         urls = by_mount_point[root] = (FixedUrls(), FixedUrls("static"))
     return urls
 

@@ -16,7 +16,7 @@ from markupsafe import Markup
 from werkzeug.routing import MapAdapter
 
 from conftest import make_test_app
-from invoiceapp import templating
+from invoiceapp import flask_app, templating
 from invoiceapp.flask_app import InvoiceApp
 from support import (
     arguments_given,
@@ -311,3 +311,21 @@ def test_routes_the_short_cut_cannot_copy_are_left_to_flask() -> None:
         assert patterns[("/", "", "path", "rest")] is None
         assert patterns[("/", "", "defaulted", "name")] is None
         assert patterns[("/", "", "simple", "name")] is not None
+
+
+def test_mount_points_a_client_may_choose_do_not_grow_the_kept_urls_forever(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SCRIPT_NAME can arrive as a header from a trusted forwarder (gunicorn's
+    forwarder_headers), so the URL patterns and the header's links, kept per mount point,
+    are bounded: past the bound they start again, and the URLs stay right."""
+    monkeypatch.setattr(flask_app, "MAX_URL_PATTERNS", 8)
+    monkeypatch.setattr(templating, "MAX_MOUNT_POINTS", 4)
+    client = app.test_client()
+    for index in range(30):
+        with app.test_request_context("/", base_url=f"http://localhost/m{index}"):
+            assert app.url_for("invoices.send", invoice_id="x") == f"/m{index}/invoices/x/send"
+        page = client.get("/sign-in", base_url=f"http://localhost/m{index}")
+        assert f'href="/m{index}/sign-up"' in page.get_data(as_text=True)
+        assert len(app.extensions["one_value_url_patterns"]) <= 8
+        assert len(app.extensions["fixed_urls"]) <= 4
