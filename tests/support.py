@@ -659,19 +659,29 @@ def drop_the_pooled_connection(app: Flask) -> None:
     admin.dispose()
 
 
+def calls_of(
+    monkeypatch: Any,
+    owner: Any,
+    name: str,
+    keep: Callable[[tuple[Any, ...]], Any] = lambda arguments: arguments,
+) -> list[Any]:
+    """Every call of ``owner.name`` from now until the test ends, as ``keep`` makes it of the
+    call's positional arguments (all of them by default); the calls still happen. For tests
+    that prove a cost is no longer paid: a token signed, a URL built, a key looked up."""
+    calls: list[Any] = []
+    real = getattr(owner, name)
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        calls.append(keep(args))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls
+
+
 def arguments_given(monkeypatch: Any, owner: Any, method: str) -> list[object]:
-    """The first argument (after ``self``) of every call of ``owner.method`` from now until
-    the test ends; the calls still happen. For tests that prove a cost is no longer paid:
-    a URL built, a signature checked, a key looked up."""
-    given: list[object] = []
-    real = getattr(owner, method)
-
-    def recording(self: Any, first: object, *args: Any, **kwargs: Any) -> Any:
-        given.append(first)
-        return real(self, first, *args, **kwargs)
-
-    monkeypatch.setattr(owner, method, recording)
-    return given
+    """The first argument (after ``self``) of every call of the method ``owner.method``."""
+    return calls_of(monkeypatch, owner, method, keep=lambda arguments: arguments[1])
 
 
 def keys_chainmaps_are_asked(monkeypatch: Any, method: str) -> list[object]:

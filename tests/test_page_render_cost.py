@@ -11,7 +11,12 @@ from flask import Flask
 from flask import request as flask_request
 from flask_wtf import csrf as flask_wtf_csrf
 
-from support import keys_chainmaps_are_asked, signed_in_client, signed_in_through_the_form
+from support import (
+    calls_of,
+    keys_chainmaps_are_asked,
+    signed_in_client,
+    signed_in_through_the_form,
+)
 
 
 def test_every_form_on_the_invoice_page_carries_one_token_computed_once(
@@ -21,14 +26,7 @@ def test_every_form_on_the_invoice_page_carries_one_token_computed_once(
     four times; the page asks once and every form gets that token, which the CSRF check
     still accepts."""
     client = signed_in_through_the_form(csrf_app, "ada@acme.test")
-    asked: list[None] = []
-    real = flask_wtf_csrf.generate_csrf
-
-    def counting(*args: Any, **kwargs: Any) -> str:
-        asked.append(None)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(flask_wtf_csrf, "generate_csrf", counting)
+    asked = calls_of(monkeypatch, flask_wtf_csrf, "generate_csrf")
     page = client.get("/invoices/inv_7")
     assert page.status_code == 200
     tokens = re.findall(r'name="csrf_token" type="hidden" value="([^"]+)"', page.text)

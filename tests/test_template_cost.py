@@ -20,6 +20,7 @@ from invoiceapp import flask_app, templating
 from invoiceapp.flask_app import InvoiceApp
 from support import (
     arguments_given,
+    calls_of,
     keys_chainmaps_are_asked,
     sign_in_through_the_form,
     signed_in_client,
@@ -29,17 +30,9 @@ from support import (
 TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
-def _count_signing(monkeypatch: pytest.MonkeyPatch) -> list[None]:
+def _count_signing(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Each call of Flask-WTF's generate_csrf() (the one that signs) from now on."""
-    signed: list[None] = []
-    real = flask_wtf_csrf.generate_csrf
-
-    def counting(*args: Any, **kwargs: Any) -> str:
-        signed.append(None)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(flask_wtf_csrf, "generate_csrf", counting)
-    return signed
+    return calls_of(monkeypatch, flask_wtf_csrf, "generate_csrf")
 
 
 def _tokens(page: Any) -> set[str]:
