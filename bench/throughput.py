@@ -94,9 +94,7 @@ def redis_server(folder: Path) -> Iterator[str]:
 
 
 @contextmanager
-def served(
-    app: str, environment: dict[str, str], health: str, root: Path = ROOT
-) -> Iterator[int]:
+def served(app: str, environment: dict[str, str], health: str, root: Path = ROOT) -> Iterator[int]:
     """gunicorn -c gunicorn.conf.py serving ``app`` on a free loopback port; yields the port.
     ``root``: the checkout whose code (and gunicorn.conf.py) serves (bench/before_after.py)."""
     port = free_port()

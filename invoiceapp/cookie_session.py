@@ -105,4 +105,3 @@ def _copy(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_copy(item) for item in value)
     return value
-

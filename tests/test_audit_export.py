@@ -270,9 +270,7 @@ def test_an_export_holds_only_its_own_organizations_records(
     assert verify_lines(globex).intact
 
 
-def test_a_finished_download_leaves_no_transaction_open(
-    app: Flask, db: Session, log: None
-) -> None:
+def test_a_finished_download_leaves_no_transaction_open(app: Flask, db: Session, log: None) -> None:
     """The response object outlives its stream (a test client, a proxy that is slow to
     close): the export's read transaction must end with its last record, or it would hold
     the log's locks (on PostgreSQL a TRUNCATE or a migration then waits for ever)."""

@@ -64,9 +64,7 @@ def test_readyz_is_503_when_redis_for_the_rate_limits_is_unreachable(
 ) -> None:
     """Limits kept in Redis are part of being ready: the database alone is not enough."""
     nobody_listens = f"redis://127.0.0.1:{free_port()}"
-    app = make_test_app(
-        database_file, RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=nobody_listens
-    )
+    app = make_test_app(database_file, RATELIMIT_ENABLED=True, RATELIMIT_STORAGE_URI=nobody_listens)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     body = response.get_json()

@@ -24,7 +24,6 @@ from support import live_server as serve
 pytestmark = pytest.mark.browser
 
 
-
 @pytest.fixture()
 def localhost_server(database_file: Path) -> Iterator[tuple[str, Session]]:
     app = make_test_app(database_file, WTF_CSRF_ENABLED=True, WEBAUTHN_RP_ID="localhost")

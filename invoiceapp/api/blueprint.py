@@ -20,6 +20,7 @@ from .registry import api_operation
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 operation = partial(api_operation, bp)
 
+
 @outage_safe_key
 def _per_credential() -> str:
     """The bucket of one token; a cookie request counts for its user; anonymous per address."""
