@@ -44,7 +44,7 @@ from invoiceapp.authn import recovery_codes
 from invoiceapp.authn.access_tokens import issue_access_token
 from invoiceapp.db import get_db
 from invoiceapp.invoicing import allocate_invoice_number, new_public_id
-from invoiceapp.mail import StoredMail, read_outbox
+from invoiceapp.mail import StoredMail, read_mail, read_outbox
 from invoiceapp.models import (
     Invoice,
     InvoiceStatus,
@@ -219,6 +219,29 @@ def live_server(app: Flask, *, threaded: bool = True) -> Iterator[str]:
 
 # Organization slugs as they appear in URLs (/orgs/<slug>): what slug making must produce.
 SLUG_SHAPE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+# Parsed outbox files by path. The file backend renames each message into place whole and
+# never changes it again, so a file is parsed once per test process; the race tests poll a
+# shared server's growing outbox many times a second while the mail of a burst arrives.
+_parsed_mails: dict[Path, StoredMail] = {}
+
+
+def outbox_mails(directory: str | Path) -> list[StoredMail]:
+    """What ``read_outbox`` returns (newest first), each file parsed only the first time."""
+    folder = Path(directory)
+    if not folder.exists():
+        return []
+    mails = []
+    for path in sorted(folder.glob("*.eml"), key=lambda path: path.name, reverse=True):
+        mail = _parsed_mails.get(path)
+        if mail is None:
+            mail = read_mail(folder, path.stem)
+            if mail is None:  # deleted since the listing
+                continue
+            _parsed_mails[path] = mail
+        mails.append(mail)
+    return mails
 
 
 def latest_mail_to(directory: str | Path, address: str) -> StoredMail | None:

@@ -39,9 +39,8 @@ from sqlalchemy import func, select, update
 import seed as seed_module
 from conftest import TEST_CONFIG, app_on_postgres, make_test_app, restore_seeded_data
 from invoiceapp.db import utcnow
-from invoiceapp.mail import read_outbox
 from invoiceapp.models import SecurityCounter, SecurityEvent, User, UserSession
-from support import PASSWORD, REDIS_SERVER, all_at_once, free_port, wait_until_up
+from support import PASSWORD, REDIS_SERVER, all_at_once, free_port, outbox_mails, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 # Before the fix every round of a password, code or re-authentication burst got past its
@@ -349,7 +348,7 @@ def test_a_burst_of_wrong_codes_locks_codes_at_the_limit_once(
             failures = db.scalar(
                 select(User.second_factor_failures).where(User.email == "tess@acme.test")
             )
-        locked = [m for m in read_outbox(outbox) if "locked" in m.subject]
+        locked = [m for m in outbox_mails(outbox) if "locked" in m.subject]
         return statuses + Counter({f"counter {failures}": 1, f"mails {len(locked)}": 1})
 
     results = _rounds(run)
@@ -441,7 +440,7 @@ def test_a_burst_of_email_change_requests_mails_only_the_accounts_budget(
         browser = _signed_in_as_ada(url)
         forms = [{"email": f"stranger{r}.{i}@example.org"} for i in range(BURST)]
         statuses = browser.burst("/account/email", forms, ["192.0.2.1"] * BURST)
-        mailed = [m for m in read_outbox(outbox) if f"stranger{r}." in str(m.to)]
+        mailed = [m for m in outbox_mails(outbox) if f"stranger{r}." in str(m.to)]
         return statuses + Counter({f"mails {len(mailed)}": 1})
 
     results = _rounds(run, MAIL_ROUNDS)

@@ -25,9 +25,8 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
-from invoiceapp.mail import read_outbox
 from invoiceapp.models import SecurityEvent, User
-from support import REDIS_SERVER, all_at_once
+from support import REDIS_SERVER, all_at_once, outbox_mails
 
 AT_ONCE = 4
 # With the two guards taken out (is_newest always true; claim_token without its "unused"
@@ -81,7 +80,7 @@ def links_to(outbox: Path, address: str, kind: str, expected: int) -> list[str]:
     while True:
         links = [
             link.split("://", 1)[1].split("/", 1)[1]
-            for mail in read_outbox(outbox)
+            for mail in outbox_mails(outbox)
             if mail.to == address
             for link in mail.links
             if f"/{kind}/" in link
@@ -104,7 +103,7 @@ def test_reset_requests_at_once_leave_exactly_one_working_link(
         assert statuses == [200] * AT_ONCE
         mailed = links_to(outbox, "ada@acme.test", "reset-password", before + AT_ONCE)
         assert len(mailed) == before + AT_ONCE, f"round {n}: not every mail arrived"
-        new_links = mailed[:AT_ONCE]  # read_outbox is newest first
+        new_links = mailed[:AT_ONCE]  # outbox_mails is newest first
         working_per_round.append(sum(get(base, link) == 200 for link in new_links))
     assert working_per_round == [1] * ROUNDS
 

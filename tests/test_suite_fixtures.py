@@ -14,18 +14,21 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import pytest
 from flask import Flask, url_for
 from jinja2.bccache import Bucket
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session
 from werkzeug.routing import Rule
 
+import support
 from compiled_once import TEMPLATE_CODE
 from conftest import make_test_app
 from invoiceapp.db import Base
+from invoiceapp.mail import build_message, deliver_to_outbox, read_outbox
 from invoiceapp.models import Invoice, InvoiceCount, Organization
 from seeded_rows import reseed
-from support import signed_in_client
+from support import calls_of, outbox_mails, signed_in_client
 
 
 def _builder(app: Flask, endpoint: str) -> object:
@@ -196,3 +199,30 @@ def test_a_second_sqlite_test_app_compiles_no_sql_again_and_keeps_its_own_file(
         assert one.scalar(voided) != "void"  # the other app's file was not touched
     for app in (first, second):
         app.extensions["db_engine"].dispose()
+
+
+def test_the_polled_outbox_reads_like_read_outbox_and_parses_each_file_once(
+    app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """support.outbox_mails, which the race tests poll many times a second: newest first,
+    as read_outbox gives them, and a message already read is not parsed again."""
+    outbox = Path(app.config["MAIL_OUTBOX_DIR"])
+    assert outbox_mails(outbox) == []  # no folder yet: nothing sent
+    parsed = calls_of(monkeypatch, support, "read_mail", keep=lambda arguments: arguments[1])
+
+    def send(to: str) -> None:
+        with app.test_request_context("/"):
+            deliver_to_outbox(build_message(to, "Hello", "account_exists", email=to))
+
+    send("first@example.org")
+    send("second@example.org")
+    assert outbox_mails(outbox) == read_outbox(outbox)
+    assert [mail.to for mail in outbox_mails(outbox)] == ["second@example.org", "first@example.org"]
+    assert len(parsed) == 2  # the second and third reads parsed nothing
+
+    send("third@example.org")
+    newest = outbox_mails(outbox)
+    assert [mail.to for mail in newest][0] == "third@example.org"
+    assert len(parsed) == 3  # only the new file
+    (outbox / f"{newest[-1].id}.eml").unlink()  # a deleted message is no longer listed
+    assert [mail.to for mail in outbox_mails(outbox)] == ["third@example.org", "second@example.org"]
